@@ -1,0 +1,6 @@
+"""hbfpsim: time, cost and accuracy of HBFP / MX / FP systolic-array training accelerators."""
+
+from hbfpsim.formats import quantize
+
+__version__ = "0.1.0"
+__all__ = ["quantize", "__version__"]

@@ -1,0 +1,3 @@
+from hbfpsim.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,213 @@
+"""What every number format offers: quantize, encode, decode and its storage cost.
+
+A format rounds a tensor along one axis (the reduction axis of the GEMM that will consume
+it: blocks of HBFP and MX run along it; INT8 per-channel scales are taken along it). The
+shared flow lives here: input validation, moving the axis last and viewing the data as
+C-contiguous rows, the non-finite policy, and restoring the caller's layout. Subclasses
+only round rows and pack/unpack their integer fields.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from numbers import Integral
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+from hbfpsim.formats import kernels
+
+ROUNDING_MODES = {"even": kernels.EVEN, "away": kernels.AWAY, "stochastic": kernels.STOCHASTIC}
+NONFINITE_POLICIES = ("raise", "propagate")
+_NARROW_FLOATS = {np.dtype(t) for t in (np.float16, ml_dtypes.bfloat16, ml_dtypes.float8_e4m3fn,
+                                        ml_dtypes.float8_e5m2, ml_dtypes.float6_e3m2fn,
+                                        ml_dtypes.float6_e2m3fn, ml_dtypes.float4_e2m1fn)}
+
+
+def as_float_array(x: Any) -> np.ndarray:
+    """``x`` as float32 (float32 and narrower float inputs, converted exactly) or float64
+    (float64, integer and bool inputs); anything else is a ValueError."""
+    a = np.asarray(x)
+    if a.dtype in (np.float32, np.float64):
+        return a
+    if a.dtype in _NARROW_FLOATS:
+        return a.astype(np.float32)
+    if a.dtype.kind in "biu":
+        return a.astype(np.float64)
+    raise ValueError(f"x must be a real numeric array (float, int or bool), got dtype {a.dtype}")
+
+
+@dataclass(frozen=True)
+class Rows:
+    """A tensor viewed as C-contiguous rows along the quantization axis: ``data[r, i]`` is
+    element ``i`` along ``axis`` of the ``r``-th index of the other axes (C order)."""
+
+    data: np.ndarray
+    shape: tuple[int, ...]
+    axis: int
+
+    @classmethod
+    def of(cls, a: np.ndarray, axis: int) -> Rows:
+        shape = a.shape
+        if a.ndim == 0:
+            a = a.reshape(1)
+        axis = normalize_axis(axis, a.ndim)
+        return cls(_as_rows(a, axis), shape, axis)
+
+    def restore(self, rows: np.ndarray) -> np.ndarray:
+        """Rows of any length n back to the caller's layout, with ``axis`` of length n."""
+        if not self.shape:
+            return rows.reshape(())
+        other = self.shape[:self.axis] + self.shape[self.axis + 1:]
+        return np.moveaxis(rows.reshape(other + rows.shape[-1:]), -1, self.axis)
+
+    def gather(self, a: np.ndarray) -> np.ndarray:
+        """The inverse of :meth:`restore`: an array in the caller's layout as rows."""
+        return _as_rows(a.reshape(1, -1) if not self.shape else a, self.axis)
+
+
+def _as_rows(a: np.ndarray, axis: int) -> np.ndarray:
+    moved = np.moveaxis(a, axis, -1)
+    return np.ascontiguousarray(moved.reshape(int(np.prod(moved.shape[:-1])), moved.shape[-1]))
+
+
+def normalize_axis(axis: Any, ndim: int) -> int:
+    if not isinstance(axis, Integral) or isinstance(axis, bool):
+        raise ValueError(f"axis must be an integer, got {axis!r}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"axis={axis} is out of range for an input with {ndim} dimension(s)")
+    return int(axis) % ndim
+
+
+def rounding_mode(rounding: Any, seed: Any) -> tuple[int, int]:
+    """(kernel mode, seed) from the public ``rounding`` and ``seed`` arguments."""
+    if rounding not in ROUNDING_MODES:
+        raise ValueError(f"rounding={rounding!r} is not one of {', '.join(map(repr, ROUNDING_MODES))}")
+    if rounding != "stochastic":
+        return ROUNDING_MODES[rounding], 0
+    if seed is None:
+        raise ValueError("rounding='stochastic' needs seed=<int>: the same seed gives the same bits")
+    if not isinstance(seed, Integral) or isinstance(seed, bool) or not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be an integer in [0, 2^64), got {seed!r}")
+    return ROUNDING_MODES[rounding], int(seed)
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """The integer fields of a quantized tensor, as hardware stores them.
+
+    ``sign`` (uint8, 1 = negative) and ``code`` (unsigned magnitude field) have the shape of
+    the input. Shared fields keep the input's layout with ``axis`` shortened to one entry per
+    block (``shared_exp``: uint8 E8M0 codes, unbiased exponent = code - 127, 255 = NaN) or
+    per scale (``scale``: float32). What ``code`` means is the format's, see its
+    ``decode`` and docs/formats.md.
+    """
+
+    format: Format
+    axis: int
+    sign: np.ndarray
+    code: np.ndarray
+    shared_exp: np.ndarray | None = None
+    scale: np.ndarray | None = None
+
+    def decode(self) -> np.ndarray:
+        """The represented values, float64."""
+        return self.format.decode(self)
+
+
+class Format(ABC):
+    """A number format. Concrete formats are frozen dataclasses made by ``formats.get``.
+
+    Attributes: ``name`` (canonical), ``family`` (fp | int | hbfp | mx), ``element_bits``
+    (bits per element, sign included), ``block`` (elements sharing one exponent or scale,
+    None for scalar formats) and ``scale_bits`` (bits of that shared field).
+    """
+
+    name: str
+    family: str
+    element_bits: int
+    block: int | None = None
+    scale_bits: int = 0
+    nonfinite_rule: str = ""  # what nonfinite='propagate' does; empty: not supported
+
+    @property
+    def storage_bits(self) -> float:
+        """Bits per element in memory, shared exponents/scales amortized over their block."""
+        return self.element_bits + (self.scale_bits / self.block if self.block else 0.0)
+
+    @abstractmethod
+    def describe(self) -> str:
+        """One line: the element grid and the scale rule."""
+
+    def quantize(self, x: Any, axis: int = -1, rounding: str = "even", seed: int | None = None,
+                 nonfinite: str = "raise") -> np.ndarray:
+        """The values ``x`` takes in this format: same shape; float32 for float32 (and
+        narrower float) input, float64 otherwise. Blocks and per-channel scales run along
+        ``axis``. ``rounding`` is even | away | stochastic (then ``seed`` is required).
+        ``nonfinite='raise'`` rejects NaN/Inf input; 'propagate' applies the format's rule."""
+        rows, q, side = self._run(x, axis, rounding, seed, nonfinite)
+        return rows.restore(q)
+
+    def encode(self, x: Any, axis: int = -1, rounding: str = "even", seed: int | None = None,
+               nonfinite: str = "raise") -> Encoded:
+        """The integer fields of ``quantize(x, ...)`` (same arguments)."""
+        rows, q, side = self._run(x, axis, rounding, seed, nonfinite)
+        sign, code, shared_exp, scale = self._pack(q, side)
+        return Encoded(self, rows.axis, rows.restore(sign), rows.restore(code),
+                       None if shared_exp is None else rows.restore(shared_exp),
+                       None if scale is None else rows.restore(scale))
+
+    def decode(self, enc: Encoded) -> np.ndarray:
+        """The values an :class:`Encoded` of this format represents, float64."""
+        if enc.format != self:
+            raise ValueError(f"cannot decode fields of {enc.format!r} as {self!r}")
+        rows = Rows(np.empty((0, 0)), enc.code.shape, enc.axis)
+        shared = None if enc.shared_exp is None else rows.gather(enc.shared_exp)
+        scale = None if enc.scale is None else rows.gather(enc.scale)
+        return rows.restore(self._unpack(rows.gather(enc.sign), rows.gather(enc.code), shared, scale))
+
+    def _run(self, x: Any, axis: int, rounding: str, seed: int | None, nonfinite: str):
+        a = as_float_array(x)
+        mode, seed = rounding_mode(rounding, seed)
+        if nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f"nonfinite={nonfinite!r} is not one of 'raise', 'propagate'")
+        if nonfinite == "propagate" and not self.nonfinite_rule:
+            raise ValueError(f"{self.name} has no representation for NaN or Inf; "
+                             "nonfinite='propagate' is not available")
+        rows = Rows.of(a, axis)
+        q, side, bad = self._round(rows.data, mode, seed)
+        if nonfinite == "raise" and bad.any():
+            n_nan, n_inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+            hint = f"; nonfinite='propagate' {self.nonfinite_rule}" if self.nonfinite_rule else ""
+            raise ValueError(f"{self.name}: input has {n_nan} NaN and {n_inf} infinite "
+                             f"value(s){hint}")
+        return rows, q, side
+
+    @abstractmethod
+    def _round(self, x: np.ndarray, mode: int, seed: int) -> tuple[np.ndarray, Any, np.ndarray]:
+        """Round rows ``x`` (R, L): returns (q rows in x's dtype, side data for packing,
+        flags that are nonzero where the input held NaN or Inf)."""
+
+    @abstractmethod
+    def _pack(self, q: np.ndarray, side: Any) -> tuple:
+        """Rows of q -> (sign, code, shared_exp or None, scale or None), all as rows."""
+
+    @abstractmethod
+    def _unpack(self, sign: np.ndarray, code: np.ndarray, shared_exp: np.ndarray | None,
+                scale: np.ndarray | None) -> np.ndarray:
+        """Rows of fields -> rows of float64 values."""
+
+
+def shared_exp_codes(exps: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """Unbiased block exponents -> uint8 E8M0 codes (bias 127; 255 marks NaN blocks)."""
+    codes = np.where(bad, 255, exps.astype(np.int64) + 127)
+    if codes.size and (codes.min() < 0 or codes.max() > 255):
+        raise ValueError("a block exponent is outside the 8-bit range [-127, 127]")
+    return codes.astype(np.uint8)
+
+
+def expand_blocks(per_block: np.ndarray, block: int, length: int) -> np.ndarray:
+    """(R, nblocks) -> (R, length): each block's entry repeated over its elements."""
+    return np.repeat(per_block, block, axis=1)[:, :length]

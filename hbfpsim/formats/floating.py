@@ -1,0 +1,134 @@
+"""Binary floating-point formats: FP32, BF16, FP16, FP8 as scalars, and the element types
+of the MX family (FP8, FP6, FP4).
+
+Each layout is read from ``ml_dtypes.finfo`` (exponent and fraction bits, minimum normal
+exponent, largest finite value) and element codes are produced by ``ml_dtypes`` casts of
+values already on the grid, which are exact. Rounding itself is ours (kernels.py): the
+``ml_dtypes`` casts round float64 inputs through float32 (double rounding: 1 + 2^-4 + 2^-40
+becomes 1.0 in E4M3 instead of 1.125) and offer round-half-even only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+from hbfpsim.formats import kernels
+from hbfpsim.formats.base import Format
+
+_UINT = {8: np.uint8, 16: np.uint16, 32: np.uint32}
+
+
+@dataclass(frozen=True)
+class FloatSpec:
+    """Layout of a sign / exponent / fraction binary float with subnormals."""
+
+    label: str        # E{exp_bits}M{man_bits}
+    dtype: np.dtype   # numpy or ml_dtypes type with this layout
+    exp_bits: int
+    man_bits: int     # fraction bits, the implicit leading one excluded
+    emin: int         # exponent of the smallest normal
+    max: float        # largest finite value
+    has_inf: bool
+    has_nan: bool
+
+    @classmethod
+    def of(cls, scalar_type: type) -> FloatSpec:
+        info = ml_dtypes.finfo(scalar_type)
+        dtype = np.dtype(scalar_type)
+        probe = np.array([np.inf, np.nan], np.float32).astype(dtype).astype(np.float32)
+        return cls(f"E{info.nexp}M{info.nmant}", dtype, int(info.nexp), int(info.nmant),
+                   int(info.minexp), float(info.max), bool(np.isinf(probe[0])),
+                   bool(np.isnan(probe[1])))
+
+    @property
+    def bits(self) -> int:
+        return 1 + self.exp_bits + self.man_bits
+
+    @property
+    def emax(self) -> int:
+        """Exponent of the largest finite value, floor(log2(max))."""
+        return int(np.frexp(self.max)[1]) - 1
+
+    def pack(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Grid values -> (sign uint8, code without the sign bit). Exact for grid values."""
+        raw = np.asarray(values).astype(self.dtype).view(_UINT[8 * self.dtype.itemsize])
+        sign = (raw >> (self.bits - 1)) & 1
+        return sign.astype(np.uint8), raw & ((1 << (self.bits - 1)) - 1)
+
+    def unpack(self, sign: np.ndarray, code: np.ndarray) -> np.ndarray:
+        """(sign, code) -> float64 values."""
+        uint = _UINT[8 * self.dtype.itemsize]
+        raw = code.astype(uint) | (sign.astype(uint) << (self.bits - 1))
+        return raw.view(self.dtype).astype(np.float64)
+
+
+FP32 = FloatSpec.of(np.float32)
+BF16 = FloatSpec.of(ml_dtypes.bfloat16)
+FP16 = FloatSpec.of(np.float16)
+E4M3 = FloatSpec.of(ml_dtypes.float8_e4m3fn)
+E5M2 = FloatSpec.of(ml_dtypes.float8_e5m2)
+E3M2 = FloatSpec.of(ml_dtypes.float6_e3m2fn)
+E2M3 = FloatSpec.of(ml_dtypes.float6_e2m3fn)
+E2M1 = FloatSpec.of(ml_dtypes.float4_e2m1fn)
+
+SCALAR_SPECS = {"fp32": FP32, "bf16": BF16, "fp16": FP16, "fp8_e4m3": E4M3, "fp8_e5m2": E5M2}
+
+
+@dataclass(frozen=True)
+class FloatFormat(Format):
+    """A scalar binary float. Out-of-range values saturate to +-max when ``saturate`` (the
+    default for FP8, as in the OCP FP8 spec's saturating conversions), otherwise they become
+    +-Inf (IEEE overflow; NaN for E4M3, which has no Inf). No per-tensor scaling is applied."""
+
+    name: str
+    spec: FloatSpec = field(repr=False)
+    saturate: bool
+    family = "fp"
+
+    @classmethod
+    def create(cls, name: str, saturate: Any = None) -> FloatFormat:
+        spec = SCALAR_SPECS[name]
+        if saturate is None:
+            saturate = spec.bits == 8
+        if not isinstance(saturate, bool):
+            raise ValueError(f"{name}: option saturate must be true or false, got {saturate!r}")
+        return cls(name, spec, saturate)
+
+    @property
+    def element_bits(self) -> int:
+        return self.spec.bits
+
+    @property
+    def nonfinite_rule(self) -> str:
+        inf = "keeps +-Inf" if self.spec.has_inf and not self.saturate else (
+            "maps +-Inf to +-max" if self.saturate else "maps +-Inf to NaN")
+        return f"keeps NaN and {inf}"
+
+    def describe(self) -> str:
+        overflow = "saturating" if self.saturate else ("overflow to Inf" if self.spec.has_inf
+                                                       else "overflow to NaN")
+        return f"{self.spec.label}, max {self.spec.max:.6g}, subnormals, {overflow}"
+
+    def _overflow(self) -> int:
+        if self.saturate:
+            return kernels.SATURATE
+        return kernels.TO_INF if self.spec.has_inf else kernels.TO_NAN
+
+    def _round(self, x, mode, seed):
+        flat = x.reshape(-1)
+        q = np.empty_like(flat)
+        bad = np.zeros(-(-flat.size // kernels.CHUNK), np.uint8)
+        kernels.scalar_float(flat, self.spec.man_bits, self.spec.emin, self.spec.max,
+                             self._overflow(), mode, seed, q, bad)
+        return q.reshape(x.shape), None, bad
+
+    def _pack(self, q, side):
+        sign, code = self.spec.pack(q)
+        return sign, code, None, None
+
+    def _unpack(self, sign, code, shared_exp, scale):
+        return self.spec.unpack(sign, code)

@@ -1,0 +1,103 @@
+"""HBFP: hybrid block floating point (Drumond et al. 2018; Harma et al., Accuracy Booster).
+
+``hbfp{m}@{B}``: blocks of B consecutive elements along the reduction axis share one 8-bit
+exponent E; each element keeps a sign and an (m-1)-bit magnitude k, so
+``value = (-1)^s k 2^(E - (m-1))`` with ``0 <= k <= 2^(m-1) - 1``: every block holds fixed-point
+fractions of 2^E (HBFP4 = sign + 3 magnitude bits; HBFP4@64 stores 4 + 8/64 bits per element).
+
+Default (hardware-natural) conversion: E = floor(log2 max|x|) + 1, the exponent field of the
+block's largest element plus one, so that element's leading one is the top magnitude bit;
+round half to even; a magnitude that rounds up to 2^(m-1) saturates to 2^(m-1) - 1. E is
+stored in E8M0 form (bias 127) and clamped to [-127, 127]: blocks whose max is below 2^-128
+use E = -127 (elements below 2^(-128-m) flush to zero), blocks at or above 2^127 use E = 127
+and saturate. An all-zero block has E = -127.
+
+``compat="hbfpemulator"`` reproduces the public HBFPEmulator ``_float_to_bfp`` bit for bit:
+E = ceil(log2(max|x| + 1e-8)) evaluated in float32, values clamped to +-(2^E - step). A
+block whose max is an exact power of two then saturates its max (1.0 -> 0.875 for HBFP4),
+and blocks below about 1e-8 quantize on the grid of E = -26. The emulator works on float32
+tensors, so float64 input is rounded to float32 first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hbfpsim.formats import kernels
+from hbfpsim.formats.base import Format, expand_blocks, shared_exp_codes
+
+DEFAULT_BLOCK = 64
+COMPAT_MODES = ("hbfpemulator",)
+MANTISSA_RANGE = (2, 24)  # float32 holds every HBFP value exactly up to m = 24
+
+
+@dataclass(frozen=True)
+class HBFPFormat(Format):
+    mantissa_bits: int           # m, sign included
+    block: int = DEFAULT_BLOCK   # elements per shared exponent, along the reduction axis
+    compat: str | None = None
+    family = "hbfp"
+    scale_bits = 8
+    nonfinite_rule = "gives a block holding NaN or Inf the NaN exponent code (all NaN)"
+
+    @classmethod
+    def create(cls, mantissa_bits: int, block: int, compat: Any = None) -> HBFPFormat:
+        lo, hi = MANTISSA_RANGE
+        if not lo <= mantissa_bits <= hi:
+            raise ValueError(f"hbfp{mantissa_bits}: mantissa bits (sign included) must be "
+                             f"in [{lo}, {hi}]")
+        if block < 1:
+            raise ValueError(f"hbfp{mantissa_bits}@{block}: block size must be at least 1")
+        if compat is not None and compat not in COMPAT_MODES:
+            raise ValueError(f"hbfp: compat={compat!r} is not one of {COMPAT_MODES}")
+        return cls(mantissa_bits, block, compat)
+
+    @property
+    def name(self) -> str:
+        return f"hbfp{self.mantissa_bits}@{self.block}"
+
+    @property
+    def element_bits(self) -> int:
+        return self.mantissa_bits
+
+    @property
+    def frac_bits(self) -> int:
+        """Magnitude bits m - 1: the LSB weighs 2^(E - frac_bits)."""
+        return self.mantissa_bits - 1
+
+    def describe(self) -> str:
+        rule = ("E = ceil(log2(max|x| + 1e-8)) in float32 (HBFPEmulator)" if self.compat
+                else "E = floor(log2 max|x|) + 1")
+        return f"sign + {self.frac_bits}-bit magnitude x 2^(E-{self.frac_bits}), {rule}"
+
+    def _round(self, x, mode, seed):
+        work = x.astype(np.float32) if self.compat else x
+        rows, n = work.shape
+        q = np.empty_like(work)
+        exps = np.empty((rows, -(-n // self.block)), np.int16)
+        bad = np.empty(exps.shape, np.uint8)
+        kernels.block_fixed(work, self.block, self.frac_bits, 2.0**self.frac_bits - 1, 1, -127,
+                            127, self.compat is not None, mode, seed, q, exps, bad)
+        return q.astype(x.dtype, copy=False), (exps, bad), bad
+
+    def _pack(self, q, side):
+        exps, bad = side
+        if self.compat and exps[bad == 0].max(initial=-127) > 127:
+            raise ValueError(f"{self.name} (compat): a block with max|x| >= 2^127 gets the "
+                             "emulator exponent 128, which 8 bits cannot encode")
+        lsb = np.ldexp(1.0, expand_blocks(exps, self.block, q.shape[1]) - self.frac_bits)
+        nan = expand_blocks(bad, self.block, q.shape[1]).astype(bool)
+        k = np.where(nan, 0, np.abs(q) / lsb)
+        dtype = np.uint8 if self.frac_bits <= 8 else (np.uint16 if self.frac_bits <= 16 else np.uint32)
+        sign = np.where(nan, 0, np.signbit(q)).astype(np.uint8)
+        return sign, k.astype(dtype), shared_exp_codes(exps, bad), None
+
+    def _unpack(self, sign, code, shared_exp, scale):
+        exps = shared_exp.astype(np.int64) - 127
+        values = np.ldexp(code.astype(np.float64), expand_blocks(exps, self.block, code.shape[1])
+                          - self.frac_bits)
+        values = np.where(sign.astype(bool), -values, values)
+        return np.where(expand_blocks(shared_exp == 255, self.block, code.shape[1]), np.nan, values)

@@ -1,0 +1,217 @@
+"""Numba kernels that round arrays onto a number format's grid.
+
+Every kernel widens its input to float64 (exact for float32 and float64 inputs), scales by
+powers of two (exact in the ranges used here), rounds exactly once and writes the result
+in the caller's output dtype. docs/formats.md shows why each format's grid values are
+representable in that dtype. Kernels run in parallel over blocks (or chunks) and are cached
+on disk, one compilation per input dtype.
+
+Rounding modes are small integers so that kernels can branch on them:
+
+- ``EVEN``: round half to even (IEEE roundTiesToEven);
+- ``AWAY``: round half away from zero (IEEE roundTiesToAway, microxcaling's "nearest");
+- ``STOCHASTIC``: round up with probability equal to the discarded fraction. The uniform
+  draw comes from a counter-based generator keyed by ``(seed, element index)``, so the
+  bits depend on the seed and the data only, never on thread count or scheduling.
+
+Every rounding works on magnitudes; the sign is copied back afterwards, so the deterministic
+modes are symmetric: ``q(-x) == -q(x)``.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+EVEN, AWAY, STOCHASTIC = 0, 1, 2
+SATURATE, TO_INF, TO_NAN = 0, 1, 2  # what a scalar float does with values beyond its max
+CHUNK = 4096  # elements per parallel work item for element-wise kernels
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_TWO_POW_M53 = 1.0 / 9007199254740992.0
+
+
+@njit(inline="always", cache=True)
+def _mix64(z):
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(inline="always", cache=True)
+def uniform(seed, index):
+    """Uniform float64 in [0, 1), a multiple of 2^-53: output ``index + 1`` of the SplitMix64
+    stream whose state starts at ``mix64(seed + golden)``."""
+    key = _mix64(np.uint64(seed) + _GOLDEN)
+    z = _mix64(key + (np.uint64(index) + np.uint64(1)) * _GOLDEN)
+    return np.float64(z >> np.uint64(11)) * _TWO_POW_M53
+
+
+@njit(inline="always", cache=True)
+def round_magnitude(a, mode, seed, index):
+    """Round ``a >= 0`` to an integer (returned as float64) with the given mode."""
+    if mode == EVEN:
+        return np.rint(a)
+    if mode == AWAY:
+        return np.floor(a + 0.5)  # exact for a < 2^52; callers clip anything larger
+    f = np.floor(a)
+    return f + 1.0 if uniform(seed, index) < a - f else f
+
+
+@njit(inline="always", cache=True)
+def round_minifloat(a, man_bits, emin, mode, seed, index):
+    """Round finite ``a >= 0`` onto the grid of a binary float with ``man_bits`` fraction bits
+    and minimum normal exponent ``emin`` (subnormals kept), unbounded above: the grid step
+    is 2^(max(floor(log2 a), emin) - man_bits)."""
+    if a == 0.0:
+        return 0.0
+    ulp_exp = max(math.frexp(a)[1] - 1, emin) - man_bits
+    k = round_magnitude(a * math.ldexp(1.0, -ulp_exp), mode, seed, index)
+    return k * math.ldexp(1.0, ulp_exp)
+
+
+@njit(inline="always", cache=True)
+def _block_probe(x, r, start, stop):
+    """(max |x|, finite?) over x[r, start:stop]; NaN and Inf make the probe sum NaN."""
+    amax = 0.0
+    probe = 0.0
+    for i in range(start, stop):
+        v = np.float64(x[r, i])
+        probe += v * 0.0
+        a = abs(v)
+        if a > amax:
+            amax = a
+    return amax, probe == probe
+
+
+@njit(parallel=True, cache=True)
+def block_fixed(x, block, frac_bits, kmax, exp_offset, exp_lo, exp_hi, compat, mode, seed,
+                q, exps, bad):
+    """Block fixed point (HBFP, MXINT8) along axis 1 of ``x``, blocks of ``block`` elements.
+
+    Per block: shared exponent ``E = floor(log2 max|x|) + exp_offset`` clamped to
+    ``[exp_lo, exp_hi]`` (``exp_lo`` for an all-zero block); with ``compat`` it is the
+    HBFPEmulator rule ``ceil(log2(max|x| + 1e-8))`` in float32 arithmetic, unclamped.
+    Per element: ``k = round(|x| 2^(frac_bits - E))`` clipped to ``kmax`` (not clipped in
+    compat mode once E >= 128, where the emulator's bound 2^E - step is inf in float32);
+    ``q = sign(x) k 2^(E - frac_bits)``. Writes ``exps[r, b] = E``; ``bad[r, b] = 1`` marks
+    blocks holding NaN or Inf, whose ``q`` is NaN.
+    """
+    rows, n = x.shape
+    nblocks = exps.shape[1]
+    eps32 = np.float32(1e-8)
+    for t in prange(rows * nblocks):
+        r = t // nblocks
+        b = t - r * nblocks
+        start = b * block
+        stop = min(start + block, n)
+        amax, finite = _block_probe(x, r, start, stop)
+        bad[r, b] = not finite
+        if not finite:
+            exps[r, b] = exp_hi
+            for i in range(start, stop):
+                q[r, i] = np.nan
+            continue
+        if compat:
+            shifted = np.float32(np.float32(amax) + eps32)  # float32 add (one rounding)
+            e = int(math.ceil(np.float32(math.log2(np.float64(shifted)))))
+        elif amax == 0.0:
+            e = exp_lo
+        else:
+            e = min(max(math.frexp(amax)[1] - 1 + exp_offset, exp_lo), exp_hi)
+        exps[r, b] = e
+        clip = not (compat and e >= 128)
+        up = math.ldexp(1.0, frac_bits - e)
+        step = math.ldexp(1.0, e - frac_bits)
+        for i in range(start, stop):
+            v = np.float64(x[r, i])
+            k = round_magnitude(abs(v) * up, mode, seed, r * n + i)
+            if clip and k > kmax:
+                k = kmax
+            q[r, i] = math.copysign(k * step, v)
+
+
+@njit(parallel=True, cache=True)
+def block_float(x, block, man_bits, emin, maxval, emax_elem, mode, seed, q, exps, bad):
+    """MX block floating point along axis 1 of ``x``, blocks of ``block`` elements.
+
+    Per block: scale exponent ``X = floor(log2 max|x|) - emax_elem`` clamped to the E8M0
+    range [-127, 127] (-127 for an all-zero block). Per element: ``|x| 2^-X`` rounded onto
+    the element grid (``man_bits``, ``emin``, subnormals kept), saturated at ``maxval``;
+    ``q = sign(x) p 2^X``. Writes ``exps[r, b] = X``; ``bad`` as in :func:`block_fixed`.
+    """
+    rows, n = x.shape
+    nblocks = exps.shape[1]
+    for t in prange(rows * nblocks):
+        r = t // nblocks
+        b = t - r * nblocks
+        start = b * block
+        stop = min(start + block, n)
+        amax, finite = _block_probe(x, r, start, stop)
+        bad[r, b] = not finite
+        if not finite:
+            exps[r, b] = 127
+            for i in range(start, stop):
+                q[r, i] = np.nan
+            continue
+        e = -127 if amax == 0.0 else min(max(math.frexp(amax)[1] - 1 - emax_elem, -127), 127)
+        exps[r, b] = e
+        down = math.ldexp(1.0, e)
+        up = math.ldexp(1.0, -e)
+        for i in range(start, stop):
+            v = np.float64(x[r, i])
+            p = round_minifloat(abs(v) * up, man_bits, emin, mode, seed, r * n + i)
+            if p > maxval:
+                p = maxval
+            q[r, i] = math.copysign(p * down, v)
+
+
+@njit(parallel=True, cache=True)
+def scalar_float(x, man_bits, emin, maxval, overflow, mode, seed, q, bad):
+    """Round each element of 1-D ``x`` onto a binary float grid (``man_bits``, ``emin``).
+
+    Magnitudes rounding above ``maxval``, and infinite inputs, follow ``overflow``:
+    SATURATE -> +-maxval, TO_INF -> +-inf, TO_NAN -> NaN. NaN stays NaN. ``bad[c] = 1``
+    marks chunks of CHUNK elements that hold NaN or Inf.
+    """
+    n = x.size
+    for c in prange(bad.size):
+        flag = False
+        for i in range(c * CHUNK, min((c + 1) * CHUNK, n)):
+            v = np.float64(x[i])
+            a = abs(v)
+            if a != a:
+                q[i] = v
+                flag = True
+                continue
+            if a == np.inf:
+                flag = True
+                p = a
+            else:
+                p = round_minifloat(a, man_bits, emin, mode, seed, i)
+            if p > maxval:
+                if overflow == SATURATE:
+                    p = maxval
+                elif overflow == TO_INF:
+                    p = np.inf
+                else:
+                    p = np.nan
+            q[i] = math.copysign(p, v)
+        bad[c] = flag
+
+
+@njit(parallel=True, cache=True)
+def scaled_int(x, scale, kmax, mode, seed, k):
+    """Symmetric integer codes: ``k[r, i] = sign(x) min(round(|x[r, i]| / scale[r]), kmax)``,
+    the quotient rounded to float64 once before the integer rounding."""
+    rows, n = x.shape
+    for r in prange(rows):
+        s = np.float64(scale[r])
+        for i in range(n):
+            v = np.float64(x[r, i])
+            m = round_magnitude(abs(v) / s, mode, seed, r * n + i)
+            if m > kmax:
+                m = kmax
+            k[r, i] = -m if v < 0 else m
