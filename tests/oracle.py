@@ -144,9 +144,15 @@ def blocked(rows: np.ndarray, block: int, fn, **kw) -> np.ndarray:
 
 
 def int8_rows(rows: np.ndarray, per: str, mode: str = "even", seed: int = 0) -> np.ndarray:
-    """Symmetric INT8: scale = float32(max|x| / 127) per tensor or row, k = round(x/scale)."""
-    def f32(v: Fraction) -> Fraction:
-        return Fraction(float(np.float32(float(v))))  # innocuous double rounding (53 >= 2*24+2)
+    """Symmetric INT8: scale = max|x| / 127 rounded to float32 toward zero, per tensor or
+    row; k = round(x / scale) clipped to 127."""
+    def f32_down(v: Fraction) -> Fraction:
+        c = np.float32(float(v))
+        while Fraction(float(c)) > v:
+            c = np.nextafter(c, np.float32(0))
+        while Fraction(float(np.nextafter(c, np.float32(np.inf)))) <= v:
+            c = np.nextafter(c, np.float32(np.inf))
+        return Fraction(float(c))
 
     amaxes = [max((abs(Fraction(float(v))) for v in row), default=Fraction(0)) for row in rows]
     if per == "tensor":
@@ -154,7 +160,7 @@ def int8_rows(rows: np.ndarray, per: str, mode: str = "even", seed: int = 0) -> 
     out = np.empty(rows.shape, np.float64)
     n = rows.shape[1]
     for r, (row, amax) in enumerate(zip(rows, amaxes)):
-        scale = f32(f32(amax) / 127) or Fraction(1)
+        scale = f32_down(amax / 127) or Fraction(1)
         for i, x in enumerate(row.tolist()):
             u = splitmix_uniform(seed, r * n + i) if mode == "stochastic" else None
             k = min(round_int(abs(Fraction(x)) / scale, mode, u), 127)

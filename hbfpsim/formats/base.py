@@ -89,8 +89,8 @@ def rounding_mode(rounding: Any, seed: Any) -> tuple[int, int]:
         return ROUNDING_MODES[rounding], 0
     if seed is None:
         raise ValueError("rounding='stochastic' needs seed=<int>: the same seed gives the same bits")
-    if not isinstance(seed, Integral) or isinstance(seed, bool) or not 0 <= seed < 2**64:
-        raise ValueError(f"seed must be an integer in [0, 2^64), got {seed!r}")
+    if not isinstance(seed, Integral) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be an integer in [0, 2^63), got {seed!r}")
     return ROUNDING_MODES[rounding], int(seed)
 
 

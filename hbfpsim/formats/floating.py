@@ -63,7 +63,8 @@ class FloatSpec:
         """(sign, code) -> float64 values."""
         uint = _UINT[8 * self.dtype.itemsize]
         raw = code.astype(uint) | (sign.astype(uint) << (self.bits - 1))
-        return raw.view(self.dtype).astype(np.float64)
+        with np.errstate(invalid="ignore"):  # NaN codes cast to NaN, quietly
+            return raw.view(self.dtype).astype(np.float64)
 
 
 FP32 = FloatSpec.of(np.float32)

@@ -1,7 +1,8 @@
 """INT8: symmetric integer quantization with a float32 scale per tensor or per channel.
 
-``scale = max|x| / 127`` evaluated in float32 (one rounding; 1.0 for an all-zero tensor or
-channel), codes ``k = round(x / scale)`` clipped to [-127, 127] (-128 is unused, so the grid
+``scale = max|x| / 127`` rounded to float32 toward zero, so that ``127 * scale`` never
+exceeds ``max|x|`` and no value can overflow (1.0 where that scale is zero: an all-zero
+tensor or channel, or one whose max is below 127 * 2^-149), codes ``k = round(x / scale)`` clipped to [-127, 127] (-128 is unused, so the grid
 is symmetric), values ``k * scale``. ``per="channel"`` takes one scale per slice along the
 quantization axis, i.e. per row of A (M x K, axis=-1) or per column of B (K x N, axis=0):
 the scales factor out of every dot product, as in integer GEMM hardware.
@@ -50,6 +51,8 @@ class Int8Format(Format):
         if self.per == "tensor":
             amax = np.full_like(amax, amax.max(initial=0.0))
         scale = amax / np.float32(KMAX)
+        over = scale.astype(np.float64) * KMAX > amax           # exact product: 31 bits
+        scale[over] = np.nextafter(scale[over], np.float32(0))  # round toward zero
         scale[scale == 0] = 1.0
         k = np.empty(x.shape, np.int16)
         kernels.scaled_int(np.where(finite, x, 0), scale, float(KMAX), mode, seed, k)

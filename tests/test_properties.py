@@ -1,0 +1,133 @@
+"""Properties every format must have, on hypothesis-generated float32 arrays."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
+
+from hbfpsim import formats
+from inputs import same_bits
+
+NAMES = list(formats.STANDARD) + ["hbfp5@16", "hbfp3@4"]
+DETERMINISTIC = ["even", "away"]
+
+finite32 = st.floats(width=32, allow_nan=False, allow_infinity=False)
+arrays = hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=80),
+                    elements=finite32)
+# values within a few binades of each other, so blocks keep several nonzero elements
+scaled = st.tuples(hnp.arrays(np.float32, st.tuples(st.integers(1, 3), st.integers(1, 100)),
+                              elements=st.floats(-8, 8, width=32)),
+                   st.integers(-140, 120)).map(lambda t: (t[0] * np.float32(2.0**t[1] / 8)
+                                                          if t[1] < 127 else t[0]))
+inputs = st.one_of(arrays, scaled)
+settings.register_profile("formats", max_examples=40, deadline=None)
+settings.load_profile("formats")
+
+
+def grid_step(fmt, x, enc):
+    """Spacing of the format's grid around |x| (the gap above the grid value at or below |x|)
+    and a mask of elements beyond the format's range (saturated), from the encoded fields."""
+    x = np.abs(x.astype(np.float64))
+    if fmt.family == "fp":
+        spec, scale = fmt.spec, np.ones_like(x)
+    elif fmt.family == "int":
+        step = np.broadcast_to(enc.scale.astype(np.float64), x.shape)
+        return step, x / step > 127
+    else:
+        exps = np.repeat(enc.shared_exp.astype(np.int64) - 127, fmt.block, axis=-1)
+        exps = exps[..., : x.shape[-1]]
+        if fmt.family == "hbfp":
+            step = np.ldexp(1.0, exps - fmt.frac_bits)
+            return step, x >= (2.0**fmt.frac_bits - 0.5) * step
+        if fmt.element is None:  # mxint8
+            step = np.ldexp(1.0, exps - 6)
+            return step, x >= 126.5 * step
+        spec, scale = fmt.element, np.ldexp(1.0, exps)
+    v = x / scale
+    with np.errstate(divide="ignore"):
+        e = np.maximum(np.floor(np.log2(np.where(v > 0, v, 1.0))), spec.emin)
+    return np.ldexp(1.0, (e - spec.man_bits).astype(np.int64)) * scale, v > spec.max
+
+
+@pytest.mark.parametrize("name", NAMES)
+@given(x=inputs, rounding=st.sampled_from(DETERMINISTIC))
+def test_idempotent(name, x, rounding):
+    """q(q(x)) == q(x). IEEE overflow turns large finite inputs into Inf, so the second pass
+    propagates non-finite values. INT8 is left out: its float32 scale max|q|/127 can differ
+    from the first pass's scale by one float32 ulp."""
+    if name == "int8":
+        return
+    fmt = formats.get(name)
+    once = fmt.quantize(x, rounding=rounding)
+    again = fmt.quantize(once, rounding=rounding, nonfinite="propagate")
+    assert same_bits(again, once)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@given(x=inputs, rounding=st.sampled_from(DETERMINISTIC))
+def test_sign_symmetric(name, x, rounding):
+    fmt = formats.get(name)
+    assert np.array_equal(fmt.quantize(-x, rounding=rounding), -fmt.quantize(x, rounding=rounding))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@given(x=inputs, rounding=st.sampled_from(DETERMINISTIC))
+def test_error_within_half_a_step_unless_saturated(name, x, rounding):
+    fmt = formats.get(name)
+    enc = fmt.encode(x, rounding=rounding)
+    q = enc.decode()
+    step, saturated = grid_step(fmt, x, enc)
+    err = np.abs(x.astype(np.float64) - q)
+    ok = saturated | (err <= step / 2)
+    if fmt.family == "fp":
+        ok |= np.abs(x) > fmt.spec.max
+    assert ok.all(), (x[~ok][:3], q[~ok][:3], step[~ok][:3])
+
+
+@pytest.mark.parametrize("name", NAMES)
+@given(x=inputs, seed=st.integers(0, 2**63 - 1))
+def test_stochastic_lands_on_a_neighbour(name, x, seed):
+    """Stochastic rounding picks one of the two grid points around x: |x - q| < one step."""
+    fmt = formats.get(name)
+    enc = fmt.encode(x, rounding="stochastic", seed=seed)
+    step, saturated = grid_step(fmt, x, enc)
+    err = np.abs(x.astype(np.float64) - enc.decode())
+    ok = saturated | (err < step) | (err == 0)
+    if fmt.family == "fp":
+        ok |= np.abs(x) > fmt.spec.max
+    assert ok.all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+@given(x=inputs, rounding=st.sampled_from(DETERMINISTIC))
+def test_values_are_on_the_grid(name, x, rounding):
+    """quantize equals the decoded integer fields, and the fields are in range."""
+    fmt = formats.get(name)
+    q = fmt.quantize(x, rounding=rounding)
+    enc = fmt.encode(x, rounding=rounding)
+    assert q.shape == x.shape and q.dtype == np.float32
+    if fmt.family == "int":
+        assert np.allclose(enc.decode(), q, rtol=2.0**-24, atol=0)  # k*scale rounded to f32
+        assert enc.code.max(initial=0) <= 127
+        return
+    assert same_bits(enc.decode(), q)
+    if fmt.family == "hbfp":
+        assert enc.code.max(initial=0) <= 2**fmt.frac_bits - 1
+        assert enc.shared_exp.max(initial=0) <= 254
+    if fmt.family == "mx" and fmt.element is None:
+        assert enc.code.max(initial=0) <= 127
+
+
+@pytest.mark.parametrize("name", NAMES)
+@given(x=inputs, rounding=st.sampled_from(DETERMINISTIC))
+def test_monotone_within_a_block(name, x, rounding):
+    fmt = formats.get(name)
+    q = fmt.quantize(x, rounding=rounding).astype(np.float64)
+    rows, qrows = x.reshape(-1, x.shape[-1]), q.reshape(-1, x.shape[-1])
+    width = fmt.block or x.shape[-1]
+    if fmt.family == "int" and fmt.per == "tensor":
+        rows, qrows, width = rows.reshape(1, -1), qrows.reshape(1, -1), x.size
+    for r in range(rows.shape[0]):
+        for s in range(0, rows.shape[1], width):
+            ordered = qrows[r, s:s + width][np.argsort(rows[r, s:s + width], kind="stable")]
+            assert np.all(ordered[1:] >= ordered[:-1])
