@@ -21,7 +21,9 @@ modes are symmetric: ``q(-x) == -q(x)``.
 import math
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 EVEN, AWAY, STOCHASTIC = 0, 1, 2
 SATURATE, TO_INF, TO_NAN = 0, 1, 2  # what a scalar float does with values beyond its max
@@ -31,6 +33,35 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 _TWO_POW_M53 = 1.0 / 9007199254740992.0
+
+
+@intrinsic
+def _float_bits(typingctx, x):
+    """The IEEE bits of a float64 as int64 (a register move, no libm call)."""
+    if x != types.float64:
+        return None
+    return types.int64(types.float64), lambda ctx, b, sig, args: b.bitcast(args[0], ir.IntType(64))
+
+
+@intrinsic
+def _bits_float(typingctx, i):
+    """The float64 whose IEEE bits are the int64 ``i``."""
+    if i != types.int64:
+        return None
+    return types.float64(types.int64), lambda ctx, b, sig, args: b.bitcast(args[0], ir.DoubleType())
+
+
+@njit(inline="always", cache=True)
+def floor_log2(a):
+    """floor(log2 a) for a normal float64 a > 0, read from the exponent field. Zero and
+    float64 subnormals give -1023 (every caller clamps far above that); Inf gives 1024."""
+    return ((_float_bits(a) >> 52) & 0x7FF) - 1023
+
+
+@njit(inline="always", cache=True)
+def pow2(e):
+    """2.0 ** e as float64, exactly, for integer e in [-1022, 1023]."""
+    return _bits_float(np.int64(e + 1023) << 52)
 
 
 @njit(inline="always", cache=True)
@@ -64,12 +95,9 @@ def round_magnitude(a, mode, seed, index):
 def round_minifloat(a, man_bits, emin, mode, seed, index):
     """Round finite ``a >= 0`` onto the grid of a binary float with ``man_bits`` fraction bits
     and minimum normal exponent ``emin`` (subnormals kept), unbounded above: the grid step
-    is 2^(max(floor(log2 a), emin) - man_bits)."""
-    if a == 0.0:
-        return 0.0
-    ulp_exp = max(math.frexp(a)[1] - 1, emin) - man_bits
-    k = round_magnitude(a * math.ldexp(1.0, -ulp_exp), mode, seed, index)
-    return k * math.ldexp(1.0, ulp_exp)
+    is 2^(max(floor(log2 a), emin) - man_bits). Zero stays zero."""
+    ulp_exp = max(floor_log2(a), emin) - man_bits
+    return round_magnitude(a * pow2(-ulp_exp), mode, seed, index) * pow2(ulp_exp)
 
 
 @njit(inline="always", cache=True)
@@ -120,11 +148,11 @@ def block_fixed(x, block, frac_bits, kmax, exp_offset, exp_lo, exp_hi, compat, m
         elif amax == 0.0:
             e = exp_lo
         else:
-            e = min(max(math.frexp(amax)[1] - 1 + exp_offset, exp_lo), exp_hi)
+            e = min(max(floor_log2(amax) + exp_offset, exp_lo), exp_hi)
         exps[r, b] = e
         clip = not (compat and e >= 128)
-        up = math.ldexp(1.0, frac_bits - e)
-        step = math.ldexp(1.0, e - frac_bits)
+        up = pow2(frac_bits - e)
+        step = pow2(e - frac_bits)
         for i in range(start, stop):
             v = np.float64(x[r, i])
             k = round_magnitude(abs(v) * up, mode, seed, r * n + i)
@@ -156,10 +184,10 @@ def block_float(x, block, man_bits, emin, maxval, emax_elem, mode, seed, q, exps
             for i in range(start, stop):
                 q[r, i] = np.nan
             continue
-        e = -127 if amax == 0.0 else min(max(math.frexp(amax)[1] - 1 - emax_elem, -127), 127)
+        e = -127 if amax == 0.0 else min(max(floor_log2(amax) - emax_elem, -127), 127)
         exps[r, b] = e
-        down = math.ldexp(1.0, e)
-        up = math.ldexp(1.0, -e)
+        down = pow2(e)
+        up = pow2(-e)
         for i in range(start, stop):
             v = np.float64(x[r, i])
             p = round_minifloat(abs(v) * up, man_bits, emin, mode, seed, r * n + i)
