@@ -1,0 +1,36 @@
+"""The README's worked example and the docstring examples run as shown."""
+
+import doctest
+import re
+from pathlib import Path
+
+import hbfpsim.formats
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def run_examples(text: str, name: str) -> doctest.TestResults:
+    test = doctest.DocTestParser().get_doctest(text, {}, name, name, 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    runner.run(test)
+    return runner.summarize(verbose=False)
+
+
+def test_readme_example():
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    assert blocks
+    result = run_examples("".join(blocks), "README.md")
+    assert result.attempted > 5 and result.failed == 0
+
+
+def test_formats_docstring_example():
+    result = run_examples(hbfpsim.formats.__doc__, "hbfpsim.formats")
+    assert result.attempted >= 2 and result.failed == 0
+
+
+def test_readme_formats_table_is_current(capsys):
+    from hbfpsim import cli
+
+    cli.main(["formats"])
+    table = capsys.readouterr().out.strip()
+    assert table in README.read_text()
