@@ -9,6 +9,7 @@ only round rows and pack/unpack their integer fields.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from numbers import Integral
@@ -40,37 +41,29 @@ def as_float_array(x: Any) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Rows:
-    """A tensor viewed as C-contiguous rows along the quantization axis: ``data[r, i]`` is
-    element ``i`` along ``axis`` of the ``r``-th index of the other axes (C order)."""
+class Layout:
+    """How a tensor of ``shape`` maps to C-contiguous rows along its quantization axis:
+    row ``r`` holds the elements along ``axis`` at the ``r``-th index (C order) of the other
+    axes. A 0-d tensor is one row of one element."""
 
-    data: np.ndarray
     shape: tuple[int, ...]
     axis: int
 
     @classmethod
-    def of(cls, a: np.ndarray, axis: int) -> Rows:
-        shape = a.shape
-        if a.ndim == 0:
-            a = a.reshape(1)
-        axis = normalize_axis(axis, a.ndim)
-        return cls(_as_rows(a, axis), shape, axis)
+    def of(cls, shape: tuple[int, ...], axis: Any) -> Layout:
+        return cls(tuple(shape), normalize_axis(axis, max(len(shape), 1)))
+
+    def rows(self, a: np.ndarray) -> np.ndarray:
+        """An array of this layout (or with ``axis`` resized) as rows."""
+        moved = np.moveaxis(a.reshape(1) if a.ndim == 0 else a, self.axis, -1)
+        return np.ascontiguousarray(moved.reshape(math.prod(moved.shape[:-1]), moved.shape[-1]))
 
     def restore(self, rows: np.ndarray) -> np.ndarray:
-        """Rows of any length n back to the caller's layout, with ``axis`` of length n."""
+        """Rows of any length n back to this layout, with ``axis`` of length n."""
         if not self.shape:
             return rows.reshape(())
         other = self.shape[:self.axis] + self.shape[self.axis + 1:]
         return np.moveaxis(rows.reshape(other + rows.shape[-1:]), -1, self.axis)
-
-    def gather(self, a: np.ndarray) -> np.ndarray:
-        """The inverse of :meth:`restore`: an array in the caller's layout as rows."""
-        return _as_rows(a.reshape(1, -1) if not self.shape else a, self.axis)
-
-
-def _as_rows(a: np.ndarray, axis: int) -> np.ndarray:
-    moved = np.moveaxis(a, axis, -1)
-    return np.ascontiguousarray(moved.reshape(int(np.prod(moved.shape[:-1])), moved.shape[-1]))
 
 
 def normalize_axis(axis: Any, ndim: int) -> int:
@@ -147,26 +140,27 @@ class Format(ABC):
         narrower float) input, float64 otherwise. Blocks and per-channel scales run along
         ``axis``. ``rounding`` is even | away | stochastic (then ``seed`` is required).
         ``nonfinite='raise'`` rejects NaN/Inf input; 'propagate' applies the format's rule."""
-        rows, q, side = self._run(x, axis, rounding, seed, nonfinite)
-        return rows.restore(q)
+        layout, q, side = self._run(x, axis, rounding, seed, nonfinite)
+        return layout.restore(q)
 
     def encode(self, x: Any, axis: int = -1, rounding: str = "even", seed: int | None = None,
                nonfinite: str = "raise") -> Encoded:
         """The integer fields of ``quantize(x, ...)`` (same arguments)."""
-        rows, q, side = self._run(x, axis, rounding, seed, nonfinite)
+        layout, q, side = self._run(x, axis, rounding, seed, nonfinite)
         sign, code, shared_exp, scale = self._pack(q, side)
-        return Encoded(self, rows.axis, rows.restore(sign), rows.restore(code),
-                       None if shared_exp is None else rows.restore(shared_exp),
-                       None if scale is None else rows.restore(scale))
+        return Encoded(self, layout.axis, layout.restore(sign), layout.restore(code),
+                       None if shared_exp is None else layout.restore(shared_exp),
+                       None if scale is None else layout.restore(scale))
 
     def decode(self, enc: Encoded) -> np.ndarray:
         """The values an :class:`Encoded` of this format represents, float64."""
         if enc.format != self:
             raise ValueError(f"cannot decode fields of {enc.format!r} as {self!r}")
-        rows = Rows(np.empty((0, 0)), enc.code.shape, enc.axis)
-        shared = None if enc.shared_exp is None else rows.gather(enc.shared_exp)
-        scale = None if enc.scale is None else rows.gather(enc.scale)
-        return rows.restore(self._unpack(rows.gather(enc.sign), rows.gather(enc.code), shared, scale))
+        layout = Layout(enc.code.shape, enc.axis)
+        shared = None if enc.shared_exp is None else layout.rows(enc.shared_exp)
+        scale = None if enc.scale is None else layout.rows(enc.scale)
+        return layout.restore(self._unpack(layout.rows(enc.sign), layout.rows(enc.code), shared,
+                                           scale))
 
     def _run(self, x: Any, axis: int, rounding: str, seed: int | None, nonfinite: str):
         a = as_float_array(x)
@@ -176,14 +170,14 @@ class Format(ABC):
         if nonfinite == "propagate" and not self.nonfinite_rule:
             raise ValueError(f"{self.name} has no representation for NaN or Inf; "
                              "nonfinite='propagate' is not available")
-        rows = Rows.of(a, axis)
-        q, side, bad = self._round(rows.data, mode, seed)
+        layout = Layout.of(a.shape, axis)
+        q, side, bad = self._round(layout.rows(a), mode, seed)
         if nonfinite == "raise" and bad.any():
             n_nan, n_inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
             hint = f"; nonfinite='propagate' {self.nonfinite_rule}" if self.nonfinite_rule else ""
             raise ValueError(f"{self.name}: input has {n_nan} NaN and {n_inf} infinite "
                              f"value(s){hint}")
-        return rows, q, side
+        return layout, q, side
 
     @abstractmethod
     def _round(self, x: np.ndarray, mode: int, seed: int) -> tuple[np.ndarray, Any, np.ndarray]:

@@ -79,8 +79,9 @@ class HBFPFormat(Format):
         q = np.empty_like(work)
         exps = np.empty((rows, -(-n // self.block)), np.int16)
         bad = np.empty(exps.shape, np.uint8)
-        kernels.block_fixed(work, self.block, self.frac_bits, 2.0**self.frac_bits - 1, 1, -127,
-                            127, self.compat is not None, mode, seed, q, exps, bad)
+        # elements are fractions k 2^-frac_bits of 2^E: a fixed-point grid (emin 0), below 1
+        kernels.block_scaled(work, self.block, self.frac_bits, 0, 1.0 - 2.0**-self.frac_bits, 1,
+                             self.compat is not None, mode, seed, q, exps, bad)
         return q.astype(x.dtype, copy=False), (exps, bad), bad
 
     def _pack(self, q, side):

@@ -115,17 +115,18 @@ def _block_probe(x, r, start, stop):
 
 
 @njit(parallel=True, cache=True)
-def block_fixed(x, block, frac_bits, kmax, exp_offset, exp_lo, exp_hi, compat, mode, seed,
-                q, exps, bad):
-    """Block fixed point (HBFP, MXINT8) along axis 1 of ``x``, blocks of ``block`` elements.
+def block_scaled(x, block, man_bits, emin, maxval, exp_offset, compat, mode, seed, q, exps, bad):
+    """Block floating point (HBFP, MX) along axis 1 of ``x``, blocks of ``block`` elements.
 
-    Per block: shared exponent ``E = floor(log2 max|x|) + exp_offset`` clamped to
-    ``[exp_lo, exp_hi]`` (``exp_lo`` for an all-zero block); with ``compat`` it is the
-    HBFPEmulator rule ``ceil(log2(max|x| + 1e-8))`` in float32 arithmetic, unclamped.
-    Per element: ``k = round(|x| 2^(frac_bits - E))`` clipped to ``kmax`` (not clipped in
-    compat mode once E >= 128, where the emulator's bound 2^E - step is inf in float32);
-    ``q = sign(x) k 2^(E - frac_bits)``. Writes ``exps[r, b] = E``; ``bad[r, b] = 1`` marks
-    blocks holding NaN or Inf, whose ``q`` is NaN.
+    Per block: shared exponent ``S = floor(log2 max|x|) + exp_offset``, clamped to the E8M0
+    range [-127, 127] (-127 for an all-zero block); with ``compat`` it is the HBFPEmulator
+    rule ``ceil(log2(max|x| + 1e-8))`` in float32 arithmetic, unclamped.
+    Per element: ``|x| 2^-S`` rounded onto the element grid (:func:`round_minifloat` with
+    ``man_bits`` and ``emin``; a fixed-point grid of step 2^(emin - man_bits) when every
+    scaled value lies below 2^(emin + 1), as for HBFP and MXINT8), saturated at ``maxval``
+    (except in compat mode once S >= 128, where the emulator's bound is inf in float32);
+    ``q = sign(x) element 2^S``. Writes ``exps[r, b] = S``; ``bad[r, b] = 1`` marks blocks
+    holding NaN or Inf, whose ``q`` is NaN.
     """
     rows, n = x.shape
     nblocks = exps.shape[1]
@@ -138,7 +139,7 @@ def block_fixed(x, block, frac_bits, kmax, exp_offset, exp_lo, exp_hi, compat, m
         amax, finite = _block_probe(x, r, start, stop)
         bad[r, b] = not finite
         if not finite:
-            exps[r, b] = exp_hi
+            exps[r, b] = 127
             for i in range(start, stop):
                 q[r, i] = np.nan
             continue
@@ -146,53 +147,16 @@ def block_fixed(x, block, frac_bits, kmax, exp_offset, exp_lo, exp_hi, compat, m
             shifted = np.float32(np.float32(amax) + eps32)  # float32 add (one rounding)
             e = int(math.ceil(np.float32(math.log2(np.float64(shifted)))))
         elif amax == 0.0:
-            e = exp_lo
+            e = -127
         else:
-            e = min(max(floor_log2(amax) + exp_offset, exp_lo), exp_hi)
+            e = min(max(floor_log2(amax) + exp_offset, -127), 127)
         exps[r, b] = e
-        clip = not (compat and e >= 128)
-        up = pow2(frac_bits - e)
-        step = pow2(e - frac_bits)
-        for i in range(start, stop):
-            v = np.float64(x[r, i])
-            k = round_magnitude(abs(v) * up, mode, seed, r * n + i)
-            if clip and k > kmax:
-                k = kmax
-            q[r, i] = math.copysign(k * step, v)
-
-
-@njit(parallel=True, cache=True)
-def block_float(x, block, man_bits, emin, maxval, emax_elem, mode, seed, q, exps, bad):
-    """MX block floating point along axis 1 of ``x``, blocks of ``block`` elements.
-
-    Per block: scale exponent ``X = floor(log2 max|x|) - emax_elem`` clamped to the E8M0
-    range [-127, 127] (-127 for an all-zero block). Per element: ``|x| 2^-X`` rounded onto
-    the element grid (``man_bits``, ``emin``, subnormals kept), saturated at ``maxval``;
-    ``q = sign(x) p 2^X``. Writes ``exps[r, b] = X``; ``bad`` as in :func:`block_fixed`.
-    """
-    rows, n = x.shape
-    nblocks = exps.shape[1]
-    for t in prange(rows * nblocks):
-        r = t // nblocks
-        b = t - r * nblocks
-        start = b * block
-        stop = min(start + block, n)
-        amax, finite = _block_probe(x, r, start, stop)
-        bad[r, b] = not finite
-        if not finite:
-            exps[r, b] = 127
-            for i in range(start, stop):
-                q[r, i] = np.nan
-            continue
-        e = -127 if amax == 0.0 else min(max(floor_log2(amax) - emax_elem, -127), 127)
-        exps[r, b] = e
-        down = pow2(e)
+        clip = maxval if not (compat and e >= 128) else np.inf
         up = pow2(-e)
+        down = pow2(e)
         for i in range(start, stop):
             v = np.float64(x[r, i])
-            p = round_minifloat(abs(v) * up, man_bits, emin, mode, seed, r * n + i)
-            if p > maxval:
-                p = maxval
+            p = min(round_minifloat(abs(v) * up, man_bits, emin, mode, seed, r * n + i), clip)
             q[r, i] = math.copysign(p * down, v)
 
 

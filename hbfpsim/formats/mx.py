@@ -65,13 +65,11 @@ class MXFormat(Format):
         q = np.empty_like(x)
         exps = np.empty((rows, -(-n // BLOCK)), np.int16)
         bad = np.empty(exps.shape, np.uint8)
-        if self.element is None:
-            kernels.block_fixed(x, BLOCK, INT_FRAC_BITS, float(INT_KMAX), 0, -127, 127, False,
-                                mode, seed, q, exps, bad)
+        if self.element is None:  # fixed point k 2^-6 below 2: a grid with emin 0
+            grid = (INT_FRAC_BITS, 0, INT_KMAX * 2.0**-INT_FRAC_BITS)
         else:
-            e = self.element
-            kernels.block_float(x, BLOCK, e.man_bits, e.emin, e.max, e.emax, mode, seed, q,
-                                exps, bad)
+            grid = (self.element.man_bits, self.element.emin, self.element.max)
+        kernels.block_scaled(x, BLOCK, *grid, -self.emax_elem, False, mode, seed, q, exps, bad)
         return q, (exps, bad), bad
 
     def _pack(self, q, side):
