@@ -202,6 +202,22 @@ def shared_exp_codes(exps: np.ndarray, bad: np.ndarray) -> np.ndarray:
     return codes.astype(np.uint8)
 
 
+def scale_blocks(rows: np.ndarray, exps: np.ndarray, block: int,
+                 magnitude: bool = False) -> np.ndarray:
+    """float64 ``rows`` (R, L) (or their magnitudes) times 2^exps[r, b] for each element's
+    block b: exact power-of-two scaling, in one pass."""
+    out = np.empty(rows.shape, np.float64)
+    kernels.scale_blocks(rows, np.ascontiguousarray(exps, np.int64), block, magnitude, out)
+    return out
+
+
+def sign_magnitude(sign: np.ndarray, code: np.ndarray) -> np.ndarray:
+    """(-1)^sign * code as float64, keeping -0.0 for a negative zero."""
+    values = code.astype(np.float64)
+    np.negative(values, out=values, where=sign.astype(bool))
+    return values
+
+
 def expand_blocks(per_block: np.ndarray, block: int, length: int) -> np.ndarray:
     """(R, nblocks) -> (R, length): each block's entry repeated over its elements."""
     return np.repeat(per_block, block, axis=1)[:, :length]

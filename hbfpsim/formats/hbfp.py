@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from hbfpsim.formats import kernels
-from hbfpsim.formats.base import Format, expand_blocks, shared_exp_codes
+from hbfpsim.formats.base import (Format, expand_blocks, scale_blocks, shared_exp_codes,
+                                  sign_magnitude)
 
 DEFAULT_BLOCK = 64
 COMPAT_MODES = ("hbfpemulator",)
@@ -89,16 +90,15 @@ class HBFPFormat(Format):
         if self.compat and exps[bad == 0].max(initial=-127) > 127:
             raise ValueError(f"{self.name} (compat): a block with max|x| >= 2^127 gets the "
                              "emulator exponent 128, which 8 bits cannot encode")
-        lsb = np.ldexp(1.0, expand_blocks(exps, self.block, q.shape[1]) - self.frac_bits)
-        nan = expand_blocks(bad, self.block, q.shape[1]).astype(bool)
-        k = np.where(nan, 0, np.abs(q) / lsb)
+        k = scale_blocks(q, self.frac_bits - exps, self.block, magnitude=True)
+        sign = np.signbit(q)
+        if bad.any():  # NaN blocks: fields zero, the exponent code says NaN
+            nan = expand_blocks(bad, self.block, q.shape[1]).astype(bool)
+            k[nan], sign[nan] = 0, False
         dtype = np.uint8 if self.frac_bits <= 8 else (np.uint16 if self.frac_bits <= 16 else np.uint32)
-        sign = np.where(nan, 0, np.signbit(q)).astype(np.uint8)
-        return sign, k.astype(dtype), shared_exp_codes(exps, bad), None
+        return sign.astype(np.uint8), k.astype(dtype), shared_exp_codes(exps, bad), None
 
     def _unpack(self, sign, code, shared_exp, scale):
-        exps = shared_exp.astype(np.int64) - 127
-        values = np.ldexp(code.astype(np.float64), expand_blocks(exps, self.block, code.shape[1])
-                          - self.frac_bits)
-        values = np.where(sign.astype(bool), -values, values)
+        exps = shared_exp.astype(np.int64) - 127 - self.frac_bits
+        values = scale_blocks(sign_magnitude(sign, code), exps, self.block)
         return np.where(expand_blocks(shared_exp == 255, self.block, code.shape[1]), np.nan, values)

@@ -72,12 +72,18 @@ def _mix64(z):
 
 
 @njit(inline="always", cache=True)
-def uniform(seed, index):
-    """Uniform float64 in [0, 1), a multiple of 2^-53: output ``index + 1`` of the SplitMix64
-    stream whose state starts at ``mix64(seed + golden)``."""
+def draw53(seed, index):
+    """The 53-bit integer draw for event ``index`` of stream ``seed``: output ``index + 1`` of
+    the SplitMix64 generator whose state starts at ``mix64(seed + golden)``, top 53 bits."""
     key = _mix64(np.uint64(seed) + _GOLDEN)
     z = _mix64(key + (np.uint64(index) + np.uint64(1)) * _GOLDEN)
-    return np.float64(z >> np.uint64(11)) * _TWO_POW_M53
+    return np.int64(z >> np.uint64(11))
+
+
+@njit(inline="always", cache=True)
+def uniform(seed, index):
+    """``draw53(seed, index) / 2^53``: uniform in [0, 1), a multiple of 2^-53."""
+    return np.float64(draw53(seed, index)) * _TWO_POW_M53
 
 
 @njit(inline="always", cache=True)
@@ -158,6 +164,17 @@ def block_scaled(x, block, man_bits, emin, maxval, exp_offset, compat, mode, see
             v = np.float64(x[r, i])
             p = min(round_minifloat(abs(v) * up, man_bits, emin, mode, seed, r * n + i), clip)
             q[r, i] = math.copysign(p * down, v)
+
+
+@njit(parallel=True, cache=True)
+def scale_blocks(rows, exps, block, magnitude, out):
+    """``out[r, i] = v 2^exps[r, i // block]`` with v = |rows[r, i]| if ``magnitude`` else
+    rows[r, i]: exact power-of-two scaling, one pass (out is float64)."""
+    n_rows, n = rows.shape
+    for r in prange(n_rows):
+        for i in range(n):
+            v = np.float64(rows[r, i])
+            out[r, i] = (abs(v) if magnitude else v) * pow2(exps[r, i // block])
 
 
 @njit(parallel=True, cache=True)

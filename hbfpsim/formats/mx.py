@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hbfpsim.formats import kernels
-from hbfpsim.formats.base import Format, expand_blocks, shared_exp_codes
+from hbfpsim.formats.base import (Format, expand_blocks, scale_blocks, shared_exp_codes,
+                                  sign_magnitude)
 from hbfpsim.formats.floating import E2M1, E2M3, E3M2, E4M3, E5M2, FloatSpec
 
 BLOCK = 32
@@ -74,9 +75,9 @@ class MXFormat(Format):
 
     def _pack(self, q, side):
         exps, bad = side
-        nan = expand_blocks(bad, BLOCK, q.shape[1]).astype(bool)
-        scaled = np.where(nan, 0.0, np.ldexp(q.astype(np.float64),
-                                             -expand_blocks(exps, BLOCK, q.shape[1])))
+        scaled = scale_blocks(q, -exps, BLOCK)
+        if bad.any():  # NaN blocks: fields zero, the scale code says NaN
+            scaled[expand_blocks(bad, BLOCK, q.shape[1]).astype(bool)] = 0.0
         if self.element is None:
             sign = np.signbit(scaled).astype(np.uint8)
             code = np.ldexp(np.abs(scaled), INT_FRAC_BITS).astype(np.uint8)
@@ -86,10 +87,8 @@ class MXFormat(Format):
 
     def _unpack(self, sign, code, shared_exp, scale):
         if self.element is None:
-            elements = np.ldexp(code.astype(np.float64), -INT_FRAC_BITS)
-            elements = np.where(sign.astype(bool), -elements, elements)
+            elements = sign_magnitude(sign, code) * 2.0**-INT_FRAC_BITS
         else:
             elements = self.element.unpack(sign, code)
-        exps = expand_blocks(shared_exp.astype(np.int64) - 127, BLOCK, code.shape[1])
-        nan = expand_blocks(shared_exp == 255, BLOCK, code.shape[1])
-        return np.where(nan, np.nan, np.ldexp(elements, exps))
+        values = scale_blocks(elements, shared_exp.astype(np.int64) - 127, BLOCK)
+        return np.where(expand_blocks(shared_exp == 255, BLOCK, code.shape[1]), np.nan, values)

@@ -1,0 +1,128 @@
+"""Accumulator specifications: what one register of a MAC unit holds and how it rounds.
+
+Parsed from strings, ``base[:modifier...]``:
+
+- fixed point ``fixed{w}``: w-bit two's complement integer (8 <= w <= 64) counting in units
+  of the products' least significant bit; modifiers ``sat`` (default: clamp to the range on
+  overflow) or ``wrap`` (keep the low w bits).
+- floating point ``fp32`` (= e8m23), ``bf16`` (= e8m7), ``fp16`` (= e5m10) or ``e{E}m{M}``
+  (2 <= E <= 11, 1 <= M <= 52): IEEE-style binary float, bias 2^(E-1) - 1, the all-ones
+  exponent reserved for Inf/NaN. Modifiers: rounding ``rne`` (default), ``rtz`` or
+  ``stochastic``; ``sub`` (default: subnormals kept) or ``ftz`` (results below the smallest
+  normal flush to zero); ``inf`` (default: overflow gives Inf) or ``sat`` (clamp to +-max).
+
+Examples: ``fixed16``, ``fixed12:wrap``, ``fp32``, ``e5m10:stochastic``, ``bf16:rtz:ftz:sat``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+FLOAT_NAMES = {"fp32": (8, 23), "bf16": (8, 7), "fp16": (5, 10)}
+ROUNDINGS = ("rne", "rtz", "stochastic")
+_FIXED = re.compile(r"fixed(\d+)")
+_FLOAT = re.compile(r"e(\d+)m(\d+)")
+
+
+@dataclass(frozen=True)
+class FixedAccumulator:
+    """w-bit two's complement integer accumulator."""
+
+    width: int
+    wrap: bool = False
+    kind = "fixed"
+
+    @property
+    def max(self) -> int:
+        return 2 ** (self.width - 1) - 1
+
+    @property
+    def min(self) -> int:
+        return -(2 ** (self.width - 1))
+
+    def __str__(self) -> str:
+        return f"fixed{self.width}" + (":wrap" if self.wrap else "")
+
+
+@dataclass(frozen=True)
+class FloatAccumulator:
+    """Binary floating-point accumulator, one rounding per operation."""
+
+    exp_bits: int
+    man_bits: int
+    rounding: str = "rne"
+    subnormals: bool = True
+    saturate: bool = False
+    kind = "float"
+
+    @property
+    def emin(self) -> int:
+        """Exponent of the smallest normal."""
+        return 2 - 2 ** (self.exp_bits - 1)
+
+    @property
+    def emax(self) -> int:
+        return 2 ** (self.exp_bits - 1) - 1
+
+    @property
+    def max(self) -> float:
+        """Largest finite value, (2 - 2^-M) 2^emax."""
+        return (2.0 - 2.0**-self.man_bits) * 2.0**self.emax
+
+    @property
+    def base(self) -> str:
+        names = {v: k for k, v in FLOAT_NAMES.items()}
+        return names.get((self.exp_bits, self.man_bits), f"e{self.exp_bits}m{self.man_bits}")
+
+    def __str__(self) -> str:
+        mods = [m for m, default in ((self.rounding, "rne"),
+                                     ("sub" if self.subnormals else "ftz", "sub"),
+                                     ("sat" if self.saturate else "inf", "inf")) if m != default]
+        return ":".join([self.base, *mods])
+
+
+Accumulator = FixedAccumulator | FloatAccumulator
+
+
+def parse_accumulator(spec: str | Accumulator) -> Accumulator:
+    """An accumulator from its spec string (see the module docstring); objects pass through."""
+    if isinstance(spec, (FixedAccumulator, FloatAccumulator)):
+        return spec
+    if not isinstance(spec, str):
+        raise ValueError(f"an accumulator spec must be a string, got {spec!r}")
+    base, *mods = [part.strip() for part in spec.strip().lower().split(":")]
+    if m := _FIXED.fullmatch(base):
+        width = int(m[1])
+        if not 8 <= width <= 64:
+            raise ValueError(f"accumulator {spec!r}: fixed-point width must be in [8, 64]")
+        options = _modifiers(spec, mods, {"overflow": ("sat", "wrap")})
+        return FixedAccumulator(width, options.get("overflow") == "wrap")
+    if base in FLOAT_NAMES:
+        exp_bits, man_bits = FLOAT_NAMES[base]
+    elif m := _FLOAT.fullmatch(base):
+        exp_bits, man_bits = int(m[1]), int(m[2])
+        if not (2 <= exp_bits <= 11 and 1 <= man_bits <= 52):
+            raise ValueError(f"accumulator {spec!r}: e{{E}}m{{M}} needs 2 <= E <= 11 and "
+                             "1 <= M <= 52")
+    else:
+        raise ValueError(f"unknown accumulator {spec!r}; expected fixed<w>, fp32, bf16, fp16 "
+                         "or e<E>m<M>, with :modifiers")
+    options = _modifiers(spec, mods, {"rounding": ROUNDINGS, "subnormals": ("sub", "ftz"),
+                                      "overflow": ("inf", "sat")})
+    return FloatAccumulator(exp_bits, man_bits, options.get("rounding", "rne"),
+                            options.get("subnormals", "sub") == "sub",
+                            options.get("overflow", "inf") == "sat")
+
+
+def _modifiers(spec: str, mods: list[str], groups: dict[str, tuple[str, ...]]) -> dict[str, str]:
+    chosen: dict[str, str] = {}
+    for mod in mods:
+        group = next((g for g, values in groups.items() if mod in values), None)
+        if group is None:
+            allowed = ", ".join(v for values in groups.values() for v in values)
+            raise ValueError(f"accumulator {spec!r}: unknown modifier {mod!r} (allowed: {allowed})")
+        if group in chosen:
+            raise ValueError(f"accumulator {spec!r}: {group} given twice")
+        chosen[group] = mod
+    return chosen

@@ -1,0 +1,277 @@
+"""``matmul``: a GEMM computed as the MAC hardware computes it, with statistics.
+
+The operands are quantized along K (A per row, B per column), every product is exact, and
+every dot product runs through the accumulation plan. Fixed-point levels that provably cannot
+overflow (chunk length x largest |integer operand| of A x that of B fits the register and
+2^53) are summed exactly by BLAS in float64 instead of one product at a time; the result and
+the statistics are bit-identical to the sequential kernel, and the statistics say which
+levels took that fast path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from hbfpsim import formats
+from hbfpsim.mac import kernels
+from hbfpsim.mac.accumulators import FixedAccumulator, FloatAccumulator
+from hbfpsim.mac.arith import RNE, RTZ, STOCHASTIC
+from hbfpsim.mac.operands import Operand, prepare
+from hbfpsim.mac.plan import AccumulationPlan, as_plan
+
+_MODES = {"rne": RNE, "rtz": RTZ, "stochastic": STOCHASTIC}
+STAT_NAMES = ("inexact", "partial_swamps", "full_swamps", "overflows", "inexact_conversions")
+
+
+@dataclass(frozen=True)
+class LevelStats:
+    """What happened at one level. Counts are totals over all outputs, or (M, N) arrays per
+    output element. ``inputs`` is per output element: additions into this level per dot
+    product. ``inexact``: additions that rounded; ``full_swamps``: nonzero addends that left
+    the register unchanged; ``partial_swamps``: inexact additions whose addend was not larger
+    than the register and changed it; ``overflows``: saturations, wraps or results beyond the
+    float range; ``inexact_conversions``: inputs from the level below that rounded on entry
+    (for level 1 with fused=False: products rounded to the level's format)."""
+
+    accumulator: str
+    length: int | None
+    inputs: int
+    fast_path: bool
+    inexact: Any
+    partial_swamps: Any
+    full_swamps: Any
+    overflows: Any
+    inexact_conversions: Any
+
+
+@dataclass(frozen=True)
+class MatmulStats:
+    plan: str
+    shape: tuple[int, int, int]   # M, N, K
+    levels: tuple[LevelStats, ...]
+
+    def summary(self) -> str:
+        """A table, one row per level (totals)."""
+        head = ("level", "accumulator", "chunk", "adds/output", "path") + STAT_NAMES
+        rows = [head]
+        for i, lv in enumerate(self.levels, 1):
+            counts = [int(np.sum(getattr(lv, name))) for name in STAT_NAMES]
+            rows.append((str(i), lv.accumulator, str(lv.length or "all"), str(lv.inputs),
+                         "BLAS" if lv.fast_path else "sequential", *map(str, counts)))
+        widths = [max(len(r[c]) for r in rows) for c in range(len(head))]
+        return "\n".join("  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows)
+
+
+class MatmulResult(NamedTuple):
+    out: np.ndarray       # (M, N) float64
+    stats: MatmulStats
+
+
+def matmul(A: Any, B: Any, fmt_a: str | formats.Format, fmt_b: str | formats.Format | None = None,
+           plan: str | AccumulationPlan | list = "fp32", *, seed: int | None = None,
+           operand_rounding: str = "even", stats: str = "total",
+           fast_path: bool = True) -> MatmulResult:
+    """C = A @ B with A (M x K) in ``fmt_a`` and B (K x N) in ``fmt_b`` (default: fmt_a),
+    accumulated as ``plan`` says (default: sequential FP32).
+
+    ``plan``: an AccumulationPlan, its text form (``"fixed16*64 > fp32"``) or a list of
+    (length, accumulator) pairs. ``seed`` drives stochastic rounding, of the operands
+    (``operand_rounding="stochastic"``) and of stochastic accumulators. ``stats``: "total"
+    (counts summed over outputs) or "element" ((M, N) arrays). ``fast_path=False`` forces the
+    sequential kernel. Returns ``(out, stats)``: out is float64 (INT8 scales applied last).
+    """
+    a, b = _matrix(A, "A"), _matrix(B, "B")
+    if a.shape[1] != b.shape[0]:
+        raise ValueError(f"A is {a.shape[0]} x {a.shape[1]} and B is {b.shape[0]} x "
+                         f"{b.shape[1]}: their inner dimensions (K) differ")
+    fa = formats.resolve(fmt_a)
+    fb = fa if fmt_b is None else formats.resolve(fmt_b)
+    plan = as_plan(plan)
+    if stats not in ("total", "element"):
+        raise ValueError(f"stats={stats!r} is not one of 'total', 'element'")
+    needs_seed = operand_rounding == "stochastic" or any(
+        isinstance(lv.accumulator, FloatAccumulator) and lv.accumulator.rounding == "stochastic"
+        for lv in plan.levels)
+    if needs_seed and (seed is None or not isinstance(seed, (int, np.integer))
+                       or isinstance(seed, bool) or not 0 <= seed < 2**63):
+        raise ValueError("stochastic rounding needs seed=<int in [0, 2^63)>: the same seed "
+                         "gives the same bits")
+    seeds = np.random.SeedSequence(int(seed or 0)).generate_state(3, np.uint64) >> np.uint64(1)
+    op_a = prepare(a, fa, 1) if operand_rounding == "even" else _prepare_rounded(
+        a, fa, 1, operand_rounding, int(seeds[0]))
+    op_b = prepare(b, fb, 0) if operand_rounding == "even" else _prepare_rounded(
+        b, fb, 0, operand_rounding, int(seeds[1]))
+    _check_fixed_levels(plan, op_a, op_b)
+    return _run(op_a, op_b, plan, int(seeds[2]), stats == "element", fast_path)
+
+
+def _matrix(x: Any, name: str) -> np.ndarray:
+    a = np.asarray(x)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array, got shape {a.shape}")
+    if a.dtype.kind not in "fiub":
+        raise ValueError(f"{name} must be a real numeric array, got dtype {a.dtype}")
+    return a
+
+
+def _prepare_rounded(x, fmt, axis, rounding, seed) -> Operand:
+    q = fmt.quantize(x, axis=axis, rounding=rounding, seed=seed)
+    return prepare(q.astype(np.float64), fmt, axis)  # q is on the grid: even rounding keeps it
+
+
+def _check_fixed_levels(plan: AccumulationPlan, a: Operand, b: Operand) -> None:
+    k = a.integers.shape[1]
+    spans = plan.spans(k)
+    for i, (level, span) in enumerate(zip(plan.levels, spans), 1):
+        if level.accumulator.kind != "fixed":
+            continue
+        for op in (a, b):
+            if not (k <= op.block or (span < k and op.block % span == 0)):
+                raise ValueError(
+                    f"plan {plan}: level {i} ({level.accumulator}) sums chunks of {span} "
+                    f"products, which straddle the {op.block}-element blocks of "
+                    f"{op.format.name}; a fixed-point sum needs one shared exponent, so the "
+                    "chunk must divide the block")
+        bound = a.int_max * b.int_max
+        if bound >= 2.0**53:
+            raise ValueError(
+                f"plan {plan}: level {i} is fixed point, but {a.format.name} x "
+                f"{b.format.name} products reach 2^{np.log2(bound):.0f} LSBs; fixed-point "
+                "accumulation needs integer products below 2^53 (use a float accumulator)")
+
+
+def _level_table(plan: AccumulationPlan, k: int) -> tuple[np.ndarray, np.ndarray, int]:
+    inputs = plan.inputs(k)
+    table = np.zeros((len(plan.levels), kernels.NCOLUMNS), np.int64)
+    maxval = np.zeros(len(plan.levels))
+    offset = 0
+    for i, level in enumerate(plan.levels):
+        acc, row = level.accumulator, table[i]
+        row[kernels.LENGTH] = level.length or k + 1
+        row[kernels.OFFSET] = offset
+        offset += inputs[i]
+        if isinstance(acc, FixedAccumulator):
+            row[kernels.KIND] = kernels.FIXED
+            row[[kernels.WIDTH, kernels.WRAP, kernels.HI, kernels.LO]] = (
+                acc.width, acc.wrap, acc.max, acc.min)
+        else:
+            row[kernels.KIND] = kernels.FLOAT
+            row[[kernels.MAN, kernels.EMIN, kernels.EMAX, kernels.MODE, kernels.FTZ,
+                 kernels.SAT]] = (acc.man_bits, acc.emin, acc.emax, _MODES[acc.rounding],
+                                  not acc.subnormals, acc.saturate)
+            maxval[i] = acc.max
+    return table, maxval, 2 * offset
+
+
+def _safe_fixed_prefix(plan: AccumulationPlan, a: Operand, b: Operand) -> int:
+    """How many leading fixed levels provably never overflow on this data (and stay exact
+    in float64 BLAS): chunk span x max|int A| x max|int B| <= register max and < 2^53."""
+    k = a.integers.shape[1]
+    peak = a.int_peak * b.int_peak
+    safe = 0
+    for level, span in zip(plan.levels, plan.spans(k)):
+        acc = level.accumulator
+        if not (isinstance(acc, FixedAccumulator) and span * peak <= min(acc.max, 2.0**53 - 1)):
+            break
+        safe += 1
+    return safe
+
+
+def _run(a: Operand, b: Operand, plan: AccumulationPlan, seed: int, per_element: bool,
+         fast_path: bool) -> MatmulResult:
+    m, k = a.integers.shape
+    n = b.integers.shape[1]
+    nlev = len(plan.levels)
+    table, maxval, stride = _level_table(plan, k)
+    row_stats = np.zeros((m, nlev, kernels.NSTATS), np.int64)
+    elem_stats = np.zeros((m if per_element else 0, nlev, kernels.NSTATS, n), np.int64)
+    safe = _safe_fixed_prefix(plan, a, b) if fast_path and k > 0 else 0
+    if k == 0:
+        out = np.zeros((m, n))
+    elif safe:
+        out = _fast(a, b, plan, safe - 1, table, maxval, seed, stride, row_stats, elem_stats)
+    else:
+        out = np.empty((m, n))
+        kernels.gemm_sequential(a.values, b.values, a.lsb_exp, b.lsb_exp, a.block, b.block,
+                                table, maxval, plan.fused, seed, stride, out, row_stats,
+                                elem_stats)
+    if a.scale is not None or b.scale is not None:
+        out = out * _scale(a, m)[:, None] * _scale(b, n)[None, :]
+    return MatmulResult(out, _stats(plan, (m, n, k), safe, row_stats, elem_stats, per_element))
+
+
+def _scale(op: Operand, size: int) -> np.ndarray:
+    return np.ones(size) if op.scale is None else op.scale
+
+
+BATCH_BYTES = 64 * 2**20   # chunk sums handed to the cascade kernel per call
+
+
+def _fast(a, b, plan, level, table, maxval, seed, stride, row_stats, elem_stats) -> np.ndarray:
+    """Levels 1..level+1 are exact integer sums: BLAS computes each of their chunks, in
+    float32 when every partial sum stays below 2^24 (exact in any summation order), else in
+    float64 (below 2^53, checked by the caller)."""
+    m, k = a.integers.shape
+    n = b.integers.shape[1]
+    nlev = len(plan.levels)
+    span = plan.spans(k)[level]
+    dtype = np.float32 if span * a.int_peak * b.int_peak < 2.0**24 else np.float64
+    ia, ib = a.integers.astype(dtype), b.integers.astype(dtype)
+    if level == nlev - 1:  # the whole plan is exact: one chunk
+        return np.ldexp((ia @ ib).astype(np.float64), a.lsb_exp[:, :1] + b.lsb_exp[:1, :])
+    chunks = -(-k // span)
+    passes, totals = _schedule(table, level, chunks)
+    ival = np.zeros((m, nlev, n), np.int64)
+    fval = np.zeros((m, nlev, n))
+    per_batch = max(1, min(chunks, BATCH_BYTES // (m * n * np.dtype(dtype).itemsize)))
+    sums = np.empty((per_batch, m, n), dtype)
+    for first in range(0, chunks, per_batch):
+        count = min(per_batch, chunks - first)
+        for c in range(count):          # strided chunk views go to BLAS as they are
+            start = (first + c) * span
+            np.matmul(ia[:, start:start + span], ib[start:start + span], out=sums[c])
+        starts = np.arange(first, first + count) * span
+        kernels.gemm_cascade(sums[:count], level, passes[first:first + count],
+                             totals[first:first + count],
+                             np.ascontiguousarray(a.lsb_exp[:, starts // a.block]),
+                             np.ascontiguousarray(b.lsb_exp[starts // b.block]), table, maxval,
+                             seed, stride, ival, fval, row_stats, elem_stats)
+    return fval[:, nlev - 1, :].copy()
+
+
+def _schedule(table: np.ndarray, level: int, chunks: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each chunk of level ``level``: how many levels its result climbs, and how many
+    inputs each level had received before (the sequential kernel's walk, replayed)."""
+    nlev = table.shape[0]
+    count = np.zeros(nlev, np.int64)
+    total = np.zeros(nlev, np.int64)
+    passes = np.zeros(chunks, np.int64)
+    totals = np.zeros((chunks, nlev), np.int64)
+    for c in range(chunks):
+        totals[c] = total
+        last = c == chunks - 1
+        l = level
+        while l + 1 < nlev and (l == level or count[l] == table[l, kernels.LENGTH] or last):
+            passes[c] += 1
+            count[l] = 0
+            count[l + 1] += 1
+            total[l + 1] += 1
+            l += 1
+    return passes, totals
+
+
+def _stats(plan, shape, safe, row_stats, elem_stats, per_element) -> MatmulStats:
+    m, n, k = shape
+    inputs = plan.inputs(k) if k else [0] * len(plan.levels)
+    levels = []
+    for i, level in enumerate(plan.levels):
+        if per_element:
+            counts = [np.ascontiguousarray(elem_stats[:, i, c, :]) for c in range(kernels.NSTATS)]
+        else:
+            counts = [int(row_stats[:, i, c].sum()) for c in range(kernels.NSTATS)]
+        levels.append(LevelStats(str(level.accumulator), level.length, inputs[i], i < safe,
+                                 *counts))
+    return MatmulStats(str(plan), (m, n, k), tuple(levels))

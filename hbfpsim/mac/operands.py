@@ -1,0 +1,86 @@
+"""GEMM operands as the MAC engine consumes them.
+
+An operand quantized in some format is held as integer mantissas (float64, exact) plus, per
+block along the reduction axis, the exponent ``q`` of their least significant bit: element =
+integer x 2^q. A product of two elements is then an exact float64 (at most
+24 + 24 significant bits, exponents far inside the float64 range) and also an integer
+multiple of 2^(qa + qb), which is what a fixed-point accumulator counts in.
+
+INT8 values are kept as their integer codes: the per-tensor or per-channel scales factor out
+of every dot product and are applied to the accumulated result, as integer GEMM units do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from hbfpsim.formats import Format
+
+
+@dataclass(frozen=True)
+class Operand:
+    """One side of a GEMM. ``axis`` is its reduction axis: 1 for A (M x K), 0 for B (K x N)."""
+
+    format: Format
+    axis: int
+    integers: np.ndarray      # float64: each element in units of its block's LSB (exact)
+    lsb_exp: np.ndarray       # int64 per block: A (M, nblocks), B (nblocks, N)
+    block: int                # elements per block along K (all of K for scalar formats)
+    scale: np.ndarray | None  # INT8: float64 per row of A / column of B, applied after
+    int_max: float            # largest element magnitude the format allows, in LSB units
+
+    def lsb_per_element(self) -> np.ndarray:
+        k = self.integers.shape[self.axis]
+        return np.take(np.repeat(self.lsb_exp, self.block, axis=self.axis), np.arange(k),
+                       axis=self.axis)
+
+    @cached_property
+    def values(self) -> np.ndarray:
+        """The exact element values (INT8: the integer codes), float64."""
+        return np.ascontiguousarray(np.ldexp(self.integers, self.lsb_per_element()))
+
+    @cached_property
+    def int_peak(self) -> float:
+        """Largest element magnitude in this data, in LSB units."""
+        return float(np.abs(self.integers).max(initial=0.0))
+
+
+def prepare(x: np.ndarray, fmt: Format, axis: int) -> Operand:
+    """Quantize ``x`` (A: axis=1, B: axis=0) and split it into integer mantissas, LSB
+    exponents per block and (INT8) scales. B is worked on as B^T (K contiguous per row, the
+    same blocks) and transposed once at the end."""
+    if axis == 0:
+        op = prepare(np.asarray(x).T, fmt, 1)
+        return Operand(fmt, 0, np.ascontiguousarray(op.integers.T), np.ascontiguousarray(
+            op.lsb_exp.T), op.block, op.scale, op.int_max)
+    enc = fmt.encode(x, axis=axis)
+    k = max(x.shape[axis], 1)
+    signed_code = ((1 - 2 * enc.sign.astype(np.int64)) * enc.code).astype(np.float64)
+    if fmt.family == "int":
+        return _operand(fmt, axis, signed_code, 0, k, enc.scale.astype(np.float64).reshape(-1),
+                        127.0)
+    if fmt.family == "fp":
+        lsb = fmt.spec.emin - fmt.spec.man_bits
+        return _operand(fmt, axis, np.ldexp(enc.decode(), -lsb), lsb, k, None,
+                        fmt.spec.max * 2.0**-lsb)
+    shared = enc.shared_exp.astype(np.int64) - 127
+    if fmt.family == "hbfp":
+        return _operand(fmt, axis, signed_code, shared - fmt.frac_bits, fmt.block, None,
+                        2.0**fmt.frac_bits - 1)
+    if fmt.element is None:  # MXINT8: k 2^(X - 6)
+        return _operand(fmt, axis, signed_code, shared - 6, fmt.block, None, 127.0)
+    offset = fmt.element.emin - fmt.element.man_bits
+    integers = np.ldexp(fmt.element.unpack(enc.sign, enc.code), -offset)
+    return _operand(fmt, axis, integers, shared + offset, fmt.block, None,
+                    fmt.element.max * 2.0**-offset)
+
+
+def _operand(fmt, axis, integers, lsb, block, scale, int_max) -> Operand:
+    if np.ndim(lsb) == 0:  # one block spanning K
+        shape = (integers.shape[0], 1) if axis == 1 else (1, integers.shape[1])
+        lsb = np.full(shape, lsb, np.int64)
+    return Operand(fmt, axis, np.ascontiguousarray(integers, np.float64),
+                   np.ascontiguousarray(lsb, np.int64), block, scale, int_max)

@@ -1,0 +1,111 @@
+"""Accumulation plans: the levels a K-long dot product passes through.
+
+A plan is a list of levels ``(length, accumulator)``. Level 1 cuts the K products into
+chunks of ``length`` consecutive products and sums each chunk sequentially in its
+accumulator, starting from zero. Each chunk result converts (one rounding) into level 2,
+which sums chunks of ``length`` such results the same way, and so on; the last level has no
+length and sums everything it receives. Sequential accumulation (an output-stationary PE) is
+one level; chunk-based accumulation (Sakr et al. 2019; a weight-stationary column) is two.
+
+Text form, levels from the products outward: ``"fixed16*64 > fp32"`` (chunks of 64
+products in a 16-bit integer, their results summed in FP32), ``"e5m10*64 > e5m10"``,
+``"fixed16*64 > fp32*2 > fp32"``; a bare accumulator (``"e5m10"``) is a one-level plan.
+
+``fused=True`` (default) adds each exact product to the level-1 accumulator with one
+rounding (a fused multiply-add); ``fused=False`` first rounds the product to the level-1
+format, as hardware without FMA does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from hbfpsim.mac.accumulators import Accumulator, parse_accumulator
+
+
+@dataclass(frozen=True)
+class Level:
+    accumulator: Accumulator
+    length: int | None = None   # inputs per chunk; None: everything (the last level)
+
+    def __str__(self) -> str:
+        return str(self.accumulator) + (f"*{self.length}" if self.length else "")
+
+
+@dataclass(frozen=True)
+class AccumulationPlan:
+    levels: tuple[Level, ...]
+    fused: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.levels:
+            raise ValueError("an accumulation plan needs at least one level")
+        for i, level in enumerate(self.levels):
+            last = i == len(self.levels) - 1
+            if last and level.length is not None:
+                raise ValueError(f"plan {self}: the last level sums everything it receives; "
+                                 f"drop '*{level.length}'")
+            if not last and (level.length is None or level.length < 1):
+                raise ValueError(f"plan {self}: level {i + 1} needs a chunk length >= 1")
+        kinds = [level.accumulator.kind for level in self.levels]
+        if "fixed" in kinds[kinds.index("float") if "float" in kinds else len(kinds):]:
+            raise ValueError(f"plan {self}: fixed-point levels must come before floating-point "
+                             "ones (a float result has no fixed binary point)")
+        if not self.fused and kinds[0] == "fixed":
+            raise ValueError(f"plan {self}: fused=False rounds products to a float format; "
+                             "level 1 is fixed point")
+
+    @classmethod
+    def parse(cls, text: str, fused: bool = True) -> AccumulationPlan:
+        """A plan from its text form (see the module docstring)."""
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"an accumulation plan must be a non-empty string, got {text!r}")
+        levels = []
+        for part in text.split(">"):
+            acc, _, length = part.strip().partition("*")
+            if length and not length.strip().isdigit():
+                raise ValueError(f"plan {text!r}: chunk length {length.strip()!r} is not a "
+                                 "positive integer")
+            levels.append(Level(parse_accumulator(acc), int(length) if length else None))
+        return cls(tuple(levels), fused)
+
+    def spans(self, k: int) -> list[int]:
+        """Products covered by one chunk of each level, for a K-long dot product."""
+        spans, span = [], 1
+        for level in self.levels:
+            span = k if level.length is None else min(span * level.length, k)
+            spans.append(span)
+        return spans
+
+    def inputs(self, k: int) -> list[int]:
+        """How many inputs each level receives over a K-long dot product."""
+        counts = [k]
+        for level in self.levels[:-1]:
+            counts.append(math.ceil(counts[-1] / level.length))
+        return counts
+
+    def __str__(self) -> str:
+        return " > ".join(map(str, self.levels))
+
+
+def as_plan(plan: Any) -> AccumulationPlan:
+    """A plan from an AccumulationPlan, its text form, or a list of (length, accumulator)
+    pairs, the last length None: ``[(64, "fixed16"), (None, "fp32")]``."""
+    if isinstance(plan, AccumulationPlan):
+        return plan
+    if isinstance(plan, str):
+        return AccumulationPlan.parse(plan)
+    if isinstance(plan, (list, tuple)) and plan:
+        levels = []
+        for item in plan:
+            if not (isinstance(item, (list, tuple)) and len(item) == 2):
+                raise ValueError(f"plan levels must be (length, accumulator) pairs, got {item!r}")
+            length, acc = item
+            if length is not None and (not isinstance(length, int) or isinstance(length, bool)):
+                raise ValueError(f"plan level {item!r}: length must be an integer or None")
+            levels.append(Level(parse_accumulator(acc), length))
+        return AccumulationPlan(tuple(levels))
+    raise ValueError(f"plan must be an AccumulationPlan, a string such as 'fixed16*64 > fp32' "
+                     f"or a list of (length, accumulator) pairs, got {plan!r}")
