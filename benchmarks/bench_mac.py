@@ -23,23 +23,15 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"   # before numpy loads BLAS: per-core figures
 
 import argparse  # noqa: E402
-import time  # noqa: E402
 
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 from hbfpsim.mac import matmul  # noqa: E402
+from timing import best_time  # noqa: E402
 
 TARGET_MAC_PER_S = 300e6
 
-
-def best_time(fn, repeats):
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def main() -> None:

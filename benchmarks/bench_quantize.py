@@ -16,13 +16,13 @@ compiles the kernels. Target (issue 2): HBFP >= 200 M elements/s per core.
 from __future__ import annotations
 
 import argparse
-import time
 
 import ml_dtypes
 import numba
 import numpy as np
 
 from hbfpsim import formats
+from timing import best_time
 
 TARGET_HBFP_PER_CORE = 200e6
 
@@ -59,14 +59,6 @@ def ml_dtypes_mx(x: np.ndarray, spec=formats.floating.E3M2, block: int = 32) -> 
     v = np.ldexp(b, -scale_exp).astype(ml_dtypes.float6_e3m2fn).astype(np.float32)
     return np.ldexp(v, scale_exp).reshape(x.shape)
 
-
-def best_time(fn, repeats: int) -> float:
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def main() -> None:

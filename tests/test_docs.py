@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import hbfpsim.formats
+import hbfpsim.mac
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -23,9 +24,10 @@ def test_readme_example():
     assert result.attempted > 5 and result.failed == 0
 
 
-def test_formats_docstring_example():
-    result = run_examples(hbfpsim.formats.__doc__, "hbfpsim.formats")
-    assert result.attempted >= 2 and result.failed == 0
+def test_docstring_examples():
+    for module in (hbfpsim.formats, hbfpsim.mac):
+        result = run_examples(module.__doc__, module.__name__)
+        assert result.attempted >= 2 and result.failed == 0, module.__name__
 
 
 def test_readme_formats_table_is_current(capsys):

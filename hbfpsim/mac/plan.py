@@ -104,7 +104,8 @@ def as_plan(plan: Any) -> AccumulationPlan:
                 raise ValueError(f"plan levels must be (length, accumulator) pairs, got {item!r}")
             length, acc = item
             if length is not None and (not isinstance(length, int) or isinstance(length, bool)):
-                raise ValueError(f"plan level {item!r}: length must be an integer or None")
+                raise ValueError(f"plan level {item!r}: expected (length, accumulator) with the "
+                                 "length an integer or None")
             levels.append(Level(parse_accumulator(acc), length))
         return AccumulationPlan(tuple(levels))
     raise ValueError(f"plan must be an AccumulationPlan, a string such as 'fixed16*64 > fp32' "
