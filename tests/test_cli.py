@@ -1,7 +1,8 @@
-"""The command line: `hbfpsim formats`."""
+"""The command line: `hbfpsim formats`, `hbfpsim gemm`."""
 
 import subprocess
 import sys
+from pathlib import Path
 
 from hbfpsim import cli
 
@@ -36,3 +37,22 @@ def test_module_entry_point():
     bad = subprocess.run([sys.executable, "-m", "hbfpsim", "nonsense"], capture_output=True,
                          text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_gemm_prints_the_report(capsys):
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "small16.toml")
+    assert cli.main(["gemm", config, "8", "4", "8", "--events"]) == 0
+    out = capsys.readouterr().out
+    assert "small16: 16 x 16 WS, hbfp4 x hbfp4, plan fixed16*16 > fp32" in out
+    assert "GEMM 8 x 4 x 8 (M x N x K): 1 folds, 256 MACs" in out
+    assert "cycles        54 = 54 compute + 0 stall" in out      # 2*16 + 16 + 8 - 2
+    assert out.splitlines()[-1].split() == ["0", "0", "54", "-"]
+    assert cli.main(["gemm", config, "8", "4", "8", "--engine", "simpy"]) == 0
+
+
+def test_gemm_errors_are_one_line(capsys, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[array]\nrows = 4\n")
+    assert cli.main(["gemm", str(bad), "1", "2", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "[array] cols is missing" in err and str(bad) in err

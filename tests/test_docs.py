@@ -4,6 +4,7 @@ import doctest
 import re
 from pathlib import Path
 
+import hbfpsim.array
 import hbfpsim.formats
 import hbfpsim.mac
 
@@ -17,7 +18,8 @@ def run_examples(text: str, name: str) -> doctest.TestResults:
     return runner.summarize(verbose=False)
 
 
-def test_readme_example():
+def test_readme_example(monkeypatch):
+    monkeypatch.chdir(README.parent)        # the example loads configs/ by relative path
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
     assert blocks
     result = run_examples("".join(blocks), "README.md")
@@ -25,7 +27,7 @@ def test_readme_example():
 
 
 def test_docstring_examples():
-    for module in (hbfpsim.formats, hbfpsim.mac):
+    for module in (hbfpsim.formats, hbfpsim.mac, hbfpsim.array):
         result = run_examples(module.__doc__, module.__name__)
         assert result.attempted >= 2 and result.failed == 0, module.__name__
 

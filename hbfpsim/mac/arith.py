@@ -28,6 +28,7 @@ from numba import njit
 from hbfpsim.formats.kernels import _bits_float, _float_bits, draw53, pow2, uniform
 
 RNE, RTZ, STOCHASTIC = 0, 1, 2
+MODES = {"rne": RNE, "rtz": RTZ, "stochastic": STOCHASTIC}   # accumulator spec names
 _MANTISSA = (1 << 52) - 1
 _TWO53 = 9007199254740992.0
 

@@ -18,11 +18,10 @@ import numpy as np
 from hbfpsim import formats
 from hbfpsim.mac import kernels
 from hbfpsim.mac.accumulators import FixedAccumulator, FloatAccumulator
-from hbfpsim.mac.arith import RNE, RTZ, STOCHASTIC
+from hbfpsim.mac.arith import MODES
 from hbfpsim.mac.operands import Operand, prepare
 from hbfpsim.mac.plan import AccumulationPlan, as_plan
 
-_MODES = {"rne": RNE, "rtz": RTZ, "stochastic": STOCHASTIC}
 STAT_NAMES = ("inexact", "partial_swamps", "full_swamps", "overflows", "inexact_conversions")
 
 
@@ -99,13 +98,20 @@ def matmul(A: Any, B: Any, fmt_a: str | formats.Format, fmt_b: str | formats.For
                        or isinstance(seed, bool) or not 0 <= seed < 2**63):
         raise ValueError("stochastic rounding needs seed=<int in [0, 2^63)>: the same seed "
                          "gives the same bits")
-    seeds = np.random.SeedSequence(int(seed or 0)).generate_state(3, np.uint64) >> np.uint64(1)
+    seed_a, seed_b, seed_acc = derive_seeds(seed or 0)
     op_a = prepare(a, fa, 1) if operand_rounding == "even" else _prepare_rounded(
-        a, fa, 1, operand_rounding, int(seeds[0]))
+        a, fa, 1, operand_rounding, seed_a)
     op_b = prepare(b, fb, 0) if operand_rounding == "even" else _prepare_rounded(
-        b, fb, 0, operand_rounding, int(seeds[1]))
+        b, fb, 0, operand_rounding, seed_b)
     _check_fixed_levels(plan, op_a, op_b)
-    return _run(op_a, op_b, plan, int(seeds[2]), stats == "element", fast_path)
+    return _run(op_a, op_b, plan, seed_acc, stats == "element", fast_path)
+
+
+def derive_seeds(seed: int) -> tuple[int, int, int]:
+    """The stream seeds one user seed gives: (operand A, operand B, accumulators), each in
+    [0, 2^63), from numpy's SeedSequence."""
+    state = np.random.SeedSequence(int(seed)).generate_state(3, np.uint64) >> np.uint64(1)
+    return int(state[0]), int(state[1]), int(state[2])
 
 
 def _matrix(x: Any, name: str) -> np.ndarray:
@@ -160,7 +166,7 @@ def _level_table(plan: AccumulationPlan, k: int) -> tuple[np.ndarray, np.ndarray
         else:
             row[kernels.KIND] = kernels.FLOAT
             row[[kernels.MAN, kernels.EMIN, kernels.EMAX, kernels.MODE, kernels.FTZ,
-                 kernels.SAT]] = (acc.man_bits, acc.emin, acc.emax, _MODES[acc.rounding],
+                 kernels.SAT]] = (acc.man_bits, acc.emin, acc.emax, MODES[acc.rounding],
                                   not acc.subnormals, acc.saturate)
             maxval[i] = acc.max
     return table, maxval, 2 * offset

@@ -1,0 +1,166 @@
+"""Array-model throughput: simulated GEMMs per second on one core, and SCALE-Sim side by side.
+
+    (a) GEMM 3136 x 64 x 576 (a ResNet-50 3x3 conv at 56x56, batch 1) on configs/array32.toml
+    (b) GEMM 512 x 3072 x 768 (a BERT-base FFN GEMM) on configs/tpu128.toml
+    (c) every GEMM of one ResNet-50 training step (ImageNet 224 x 224, batch 32: forward,
+        backward-data, backward-weight; shapes generated here from the architecture) on
+        configs/array32.toml
+
+Wall time is the best of --repeats runs after a warm-up (numba compiles or loads its cache).
+Targets (issue 4): each single layer under 10 ms, the whole ResNet-50 step under 1 s.
+
+With --scalesim-python PATH (an interpreter that has ``pip install scalesim``; SCALE-Sim 3.0
+needs numpy < 2), SCALE-Sim runs (a) in the same session, with the same array and ideal
+memory, and the speed ratio is printed; its cycle count is checked against ours.
+
+    python benchmarks/bench_array.py [--repeats 3] [--scalesim-python /path/to/python]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numba
+
+from hbfpsim.array import load, simulate
+from timing import best_time
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def resnet50_training_gemms(batch: int = 32) -> list[tuple[str, int, int, int]]:
+    """(name, M, N, K) of every GEMM in one ResNet-50 v1.5 training step, convolutions lowered
+    by im2col: forward M = batch x out_h x out_w, N = C_out, K = kh x kw x C_in; backward-data
+    M = batch x out_h x out_w, N = kh x kw x C_in, K = C_out (not for conv1: no input
+    gradient); backward-weight M = kh x kw x C_in, N = C_out, K = batch x out_h x out_w."""
+    convs = [("conv1", 224, 7, 2, 3, 64)]                  # (name, in size, kernel, stride, C_in, C_out)
+    size, c_in = 56, 64
+    for stage, (mid, blocks, stride) in enumerate([(64, 3, 1), (128, 4, 2), (256, 6, 2),
+                                                   (512, 3, 2)], 1):
+        for block in range(blocks):
+            s = stride if block == 0 else 1
+            tag = f"layer{stage}.{block}"
+            convs += [(f"{tag}.conv1", size, 1, 1, c_in, mid),
+                      (f"{tag}.conv2", size, 3, s, mid, mid),
+                      (f"{tag}.conv3", size // s, 1, 1, mid, 4 * mid)]
+            if block == 0:
+                convs.append((f"{tag}.downsample", size, 1, s, c_in, 4 * mid))
+            size, c_in = size // s, 4 * mid
+    gemms = []
+    for name, in_size, kernel, stride, cin, cout in convs:
+        out = math.floor((in_size + 2 * (kernel // 2) - kernel) / stride) + 1
+        pixels, taps = batch * out * out, kernel * kernel * cin
+        gemms.append((f"{name}.fwd", pixels, cout, taps))
+        if name != "conv1":
+            gemms.append((f"{name}.bwd_data", pixels, taps, cout))
+        gemms.append((f"{name}.bwd_weight", taps, cout, pixels))
+    gemms += [("fc.fwd", batch, 1000, 2048), ("fc.bwd_data", batch, 2048, 1000),
+              ("fc.bwd_weight", 2048, 1000, batch)]
+    return gemms
+
+
+SCALESIM_DRIVER = r"""
+import contextlib, csv, io, json, os, sys, tempfile, time
+from scalesim.scale_sim import scalesim
+R, C, df, M, N, K = json.loads(sys.argv[1])
+d = tempfile.mkdtemp()
+open(os.path.join(d, "c.cfg"), "w").write(f'''[general]
+run_name = b
+[architecture_presets]
+ArrayHeight: {R}
+ArrayWidth: {C}
+IfmapSramSzkB: 1048576
+FilterSramSzkB: 1048576
+OfmapSramSzkB: 1048576
+IfmapOffset: 0
+FilterOffset: 10000000
+OfmapOffset: 20000000
+Bandwidth: 10
+Dataflow: {df}
+MemoryBanks: 1
+ReadRequestBuffer: 32
+WriteRequestBuffer: 32
+[layout]
+IfmapCustomLayout: False
+IfmapSRAMBankBandwidth: 10
+IfmapSRAMBankNum: 10
+IfmapSRAMBankPort: 2
+FilterCustomLayout: False
+FilterSRAMBankBandwidth: 10
+FilterSRAMBankNum: 10
+FilterSRAMBankPort: 2
+[sparsity]
+SparsitySupport: false
+SparseRep: ellpack_block
+OptimizedMapping: false
+BlockSize: 8
+RandomNumberGeneratorSeed: 40
+[run_presets]
+InterfaceBandwidth: CALC
+UseRamulatorTrace: False
+''')
+open(os.path.join(d, "t.csv"), "w").write(f"Layer, M, N, K,\nL0, {M}, {N}, {K},\n")
+open(os.path.join(d, "l.csv"), "w").write("Layer name,\n")
+s = scalesim(save_disk_space=True, verbose=False, config=os.path.join(d, "c.cfg"),
+             topology=os.path.join(d, "t.csv"), layout=os.path.join(d, "l.csv"),
+             input_type_gemm=True)
+t0 = time.perf_counter()
+with contextlib.redirect_stdout(io.StringIO()):
+    s.run_scale(top_path=d)
+wall = time.perf_counter() - t0
+rows = list(csv.reader(open(os.path.join(d, "b", "COMPUTE_REPORT.csv"))))
+print(json.dumps({"wall": wall, "cycles": int(rows[1][2])}))
+"""
+
+
+def scalesim(python: str, rows: int, cols: int, dataflow: str, m: int, n: int, k: int) -> dict:
+    """Run SCALE-Sim in another interpreter; its wall time (simulation only) and cycles."""
+    done = subprocess.run([python, "-c", SCALESIM_DRIVER, json.dumps([rows, cols, dataflow, m, n, k])],
+                          capture_output=True, text=True, cwd=tempfile.gettempdir())
+    if done.returncode:
+        raise SystemExit(f"SCALE-Sim failed: {done.stderr.strip().splitlines()[-1]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--scalesim-python", help="interpreter with scalesim installed")
+    args = parser.parse_args()
+    numba.set_num_threads(1)
+    array32, tpu128 = load(ROOT / "configs/array32.toml"), load(ROOT / "configs/tpu128.toml")
+    step = resnet50_training_gemms()
+    cases = [("(a) 3136 x 64 x 576 on array32 (32x32 WS)", array32, [("a", 3136, 64, 576)]),
+             ("(b) 512 x 3072 x 768 on tpu128 (128x128 WS)", tpu128, [("b", 512, 3072, 768)]),
+             (f"(c) ResNet-50 training step, {len(step)} GEMMs, on array32", array32, step)]
+    print(f"one core, best of {args.repeats}\n")
+    print(f"{'case':50} {'wall':>10} {'GEMMs/s':>9} {'slowest GEMM':>13} {'folds':>9}")
+    for label, config, gemms in cases:
+        run = lambda: [simulate(config, m, n, k) for _, m, n, k in gemms]  # noqa: E731
+        reports = run()                                                    # warm-up
+        wall = best_time(run, args.repeats)
+        slowest = max(best_time(lambda g=g: simulate(config, *g[1:]), 1) for g in gemms)
+        folds = sum(r.folds for r in reports)
+        print(f"{label:50} {wall * 1e3:8.1f}ms {len(gemms) / wall:9.0f} {slowest * 1e3:11.2f}ms "
+              f"{folds:9d}")
+    print("\ntargets: each single layer < 10 ms; the ResNet-50 step < 1 s")
+    if args.scalesim_python:
+        ideal = array32.ideal()
+        ours = best_time(lambda: simulate(ideal, 3136, 64, 576), args.repeats)
+        ss = scalesim(args.scalesim_python, 32, 32, "ws", 3136, 64, 576)
+        cycles = simulate(ideal, 3136, 64, 576).total_cycles
+        agree = "agree" if ss["cycles"] + 1 == cycles else "DISAGREE"
+        print(f"\nSCALE-Sim on (a), ideal memory: {ss['wall']:.2f} s vs hbfpsim "
+              f"{ours * 1e3:.2f} ms: {ss['wall'] / ours:,.0f}x faster; cycles {agree} "
+              f"(SCALE-Sim {ss['cycles']} = last index, hbfpsim {cycles})")
+    else:
+        print("\nSCALE-Sim: not compared (pass --scalesim-python to run it side by side)")
+
+
+if __name__ == "__main__":
+    main()

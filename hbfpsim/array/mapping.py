@@ -1,0 +1,129 @@
+"""How a GEMM maps onto an R x C systolic array: folds, their timing, the data each moves,
+and the accumulation plan the dataflow implies.
+
+GEMM C[M, N] = A[M, K] B[K, N] (A: inputs/activations, B: weights). SCALE-Sim's compute model
+(shared/reference section 4): the spatial rows Sr, columns Sc and temporal extent T are
+
+    WS: Sr = K, Sc = N, T = M     (B stationary, A streamed, K reduced down the columns)
+    OS: Sr = M, Sc = N, T = K     (outputs stationary, each PE reduces all of K)
+    IS: Sr = K, Sc = M, T = N     (A stationary, B streamed, K reduced down the columns)
+
+with ceil(Sr / R) x ceil(Sc / C) folds, column folds outer and row folds inner, each paying
+the full fill and drain: 2R + C + T - 2 cycles (WS, IS: R cycles to load the stationary
+tile, then R + C + T - 2 to stream and drain) or T + R + C - 2 (OS).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from hbfpsim.config import ArrayConfig
+from hbfpsim.mac import AccumulationPlan, Level, parse_accumulator
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """One GEMM on one array shape and dataflow."""
+
+    m: int
+    n: int
+    k: int
+    rows: int
+    cols: int
+    dataflow: str
+
+    def __post_init__(self) -> None:
+        for name in ("m", "n", "k"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"GEMM dimension {name.upper()} must be a positive integer, "
+                                 f"got {v!r}")
+
+    @classmethod
+    def of(cls, m: int, n: int, k: int, config: ArrayConfig) -> Mapping:
+        return cls(m, n, k, config.rows, config.cols, config.dataflow)
+
+    @property
+    def spatial(self) -> tuple[int, int, int]:
+        """(Sr, Sc, T)."""
+        return {"ws": (self.k, self.n, self.m), "os": (self.m, self.n, self.k),
+                "is": (self.k, self.m, self.n)}[self.dataflow]
+
+    @property
+    def row_folds(self) -> int:
+        return math.ceil(self.spatial[0] / self.rows)
+
+    @property
+    def col_folds(self) -> int:
+        return math.ceil(self.spatial[1] / self.cols)
+
+    @property
+    def folds(self) -> int:
+        return self.row_folds * self.col_folds
+
+    @property
+    def fold_cycles(self) -> int:
+        """Cycles of every fold with ideal memory (full fill and drain)."""
+        r, c, t = self.rows, self.cols, self.spatial[2]
+        return t + r + c - 2 if self.dataflow == "os" else 2 * r + c + t - 2
+
+    @property
+    def compute_cycles(self) -> int:
+        return self.folds * self.fold_cycles
+
+    @property
+    def macs(self) -> int:
+        return self.m * self.n * self.k
+
+    @property
+    def mapping_efficiency(self) -> float:
+        """Used PEs / (R C), averaged over folds."""
+        sr, sc, _ = self.spatial
+        return (sr / (self.row_folds * self.rows)) * (sc / (self.col_folds * self.cols))
+
+    def fold_extents(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per fold, in execution order: (row fold index, column fold index, rows used,
+        columns used)."""
+        sr, sc, _ = self.spatial
+        fr = np.tile(np.arange(self.row_folds), self.col_folds)
+        fc = np.repeat(np.arange(self.col_folds), self.row_folds)
+        rows_used = np.minimum(self.rows, sr - fr * self.rows)
+        cols_used = np.minimum(self.cols, sc - fc * self.cols)
+        return fr, fc, rows_used, cols_used
+
+
+def plan_for(mapping: Mapping, block_a: int | None, block_b: int | None,
+             accumulator: str, output: str, block_accumulator: str | None) -> AccumulationPlan:
+    """The accumulation plan a dataflow implies for one dot product of length K.
+
+    WS / IS: K runs down a column in chunks of R (one fold each); the column chain sums its
+    chunk in ``accumulator`` and the output buffer sums the folds in ``output``. OS: each PE
+    sums all of K in ``accumulator``; its result enters the output buffer (``output``) once.
+    With ``block_accumulator``, products are first summed in that fixed-point register inside
+    each block shared by both operands (``block_a``/``block_b``: elements per shared
+    exponent, None for scalar formats), and block results enter the chain or PE register.
+    """
+    k, r = mapping.k, mapping.rows
+    chain = parse_accumulator(accumulator)
+    out = parse_accumulator(output)
+    span = r if mapping.dataflow != "os" else k            # products per chain/PE register
+    levels = []
+    if block_accumulator is not None:
+        block = math.gcd(block_a or 0, block_b or 0) or span   # shared by both operands
+        inner = parse_accumulator(block_accumulator)
+        if block >= span:
+            if block % span and block < k:
+                raise ValueError(f"blocks of {block} elements and chunks of {span} products "
+                                 "do not nest: a chunk would straddle two blocks")
+            levels.append(Level(inner, span))                # the whole chain is integer
+        else:
+            if span % block and span < k:
+                raise ValueError(f"chunks of {span} products are not whole blocks of {block}")
+            levels += [Level(inner, block), Level(chain, math.ceil(span / block))]
+    else:
+        levels.append(Level(chain, span))
+    levels.append(Level(out))
+    return AccumulationPlan(tuple(levels))

@@ -1,0 +1,152 @@
+"""One GEMM on one accelerator: cycles, stalls, utilization, traffic and the plan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hbfpsim import config as cfg
+from hbfpsim.array import des, timing
+from hbfpsim.array.mapping import Mapping, plan_for
+from hbfpsim.array.memory import demand
+from hbfpsim.formats import Format, get as get_format
+from hbfpsim.mac import AccumulationPlan, FixedAccumulator, parse_accumulator
+
+ENGINES = ("fast", "simpy")
+
+
+@dataclass(frozen=True)
+class Numerics:
+    """A configuration's number formats and accumulators, resolved and validated."""
+
+    input: Format
+    weight: Format
+    accumulator: str
+    output: str
+    block_accumulator: str | None
+
+    @classmethod
+    def of(cls, config: cfg.ArrayConfig) -> Numerics:
+        def fail(key, err):
+            return cfg.ConfigError(f"{config.source}: [numerics] {key}: {err}")
+
+        resolved = {}
+        for key in ("input", "weight"):
+            try:
+                resolved[key] = get_format(getattr(config, key))
+            except ValueError as err:
+                raise fail(key, err) from None
+        for key in ("accumulator", "output", "block_accumulator"):
+            spec = getattr(config, key)
+            if spec is None:
+                continue
+            try:
+                acc = parse_accumulator(spec)
+            except ValueError as err:
+                raise fail(key, err) from None
+            if key == "block_accumulator" and not isinstance(acc, FixedAccumulator):
+                raise fail(key, f"expected a fixed-point accumulator such as 'fixed16', got {spec!r}")
+        return cls(resolved["input"], resolved["weight"], config.accumulator, config.output,
+                   config.block_accumulator)
+
+    @property
+    def psum_bits(self) -> int:
+        """Bits of a partial sum in the output buffer."""
+        acc = parse_accumulator(self.output)
+        return acc.width if isinstance(acc, FixedAccumulator) else 1 + acc.exp_bits + acc.man_bits
+
+    def plan(self, mapping: Mapping) -> AccumulationPlan:
+        return plan_for(mapping, self.input.block, self.weight.block, self.accumulator,
+                        self.output, self.block_accumulator)
+
+
+def load(path: str | Path) -> cfg.ArrayConfig:
+    """Read a configuration file and validate it, numerics included."""
+    config = cfg.load(path)
+    Numerics.of(config)
+    return config
+
+
+@dataclass(frozen=True)
+class FoldEvents:
+    """Per-fold schedule, for timelines: cycles, and which buffer each fold waited on."""
+
+    start: np.ndarray
+    end: np.ndarray
+    waited_on: list[str | None]
+    loaded_bytes: np.ndarray
+    stored_bytes: np.ndarray
+
+
+@dataclass(frozen=True)
+class GemmReport:
+    """One GEMM (M x K times K x N) on one array. Cycles are counts of array clock cycles
+    (SCALE-Sim's "Total Cycles" is the index of the last one: ``total_cycles - 1``); bytes are
+    bytes."""
+
+    m: int
+    n: int
+    k: int
+    config: str
+    dataflow: str
+    folds: int
+    total_cycles: int
+    compute_cycles: int
+    stall_cycles: int
+    stalls: dict[str, int]          # input / weight / output (DRAM), sram_* (SRAM bandwidth)
+    prefetch_cycles: int            # loading fold 0's tiles, before cycle 0
+    drain_cycles: int               # stores still in flight after the last fold
+    utilization: float              # MACs / (total cycles x R x C)
+    mapping_efficiency: float       # used PEs / (R x C), mean over folds
+    sram: dict[str, dict[str, int]]  # per buffer: reads, writes (bytes)
+    dram: dict[str, int]             # reads, writes (bytes)
+    plan: str
+    seconds: float
+    events: FoldEvents | None = None
+
+    @property
+    def macs(self) -> int:
+        return self.m * self.n * self.k
+
+
+def simulate(config: cfg.ArrayConfig, m: int, n: int, k: int, *, engine: str = "fast",
+             events: bool = False) -> GemmReport:
+    """Time C[M, N] = A[M, K] B[K, N] on ``config``'s array. ``engine``: "fast" (the fold
+    recurrence) or "simpy" (the discrete-event simulation; same results). ``events``: keep
+    the per-fold schedule."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine={engine!r} is not one of {ENGINES}")
+    numerics = Numerics.of(config)
+    mapping = Mapping.of(m, n, k, config)
+    need = demand(mapping, numerics.input.storage_bits, numerics.weight.storage_bits,
+                  numerics.psum_bits, numerics.psum_bits, config.input_kib, config.weight_kib,
+                  config.output_kib)
+    bandwidth = config.dram_bytes_per_cycle
+    loads = np.stack([timing.transfer_cycles(x, bandwidth)
+                      for x in (need.load_a, need.load_b, need.load_out)])
+    compute, sram_stalls = timing.fold_compute(
+        mapping.fold_cycles, np.stack([need.read_a, need.read_b, need.psum_write + need.psum_read]),
+        config.sram_bytes_per_cycle)
+    run = timing.fold_recurrence if engine == "fast" else des.run
+    start, end, waited_on, total, prefetch, drain, stalls = run(
+        compute, loads, timing.transfer_cycles(need.store, bandwidth),
+        config.dram_latency_cycles, config.double_buffered)
+    total = int(total)
+    stall_by = {b: int(s) for b, s in zip(timing.BUFFERS, stalls)}
+    stall_by.update({f"sram_{b}": int(s) for b, s in zip(timing.BUFFERS, sram_stalls.sum(axis=1))})
+    fold_events = None
+    if events:
+        fold_events = FoldEvents(start, end, [None if w < 0 else timing.BUFFERS[w]
+                                              for w in waited_on],
+                                 need.load_a + need.load_b + need.load_out, need.store)
+    return GemmReport(
+        m, n, k, config.name, config.dataflow, mapping.folds, total, mapping.compute_cycles,
+        total - mapping.compute_cycles, stall_by, int(prefetch), int(drain),
+        mapping.macs / (total * config.rows * config.cols), mapping.mapping_efficiency,
+        need.sram(), need.dram(), str(numerics.plan(mapping)),
+        total / (config.clock_ghz * 1e9), fold_events)
+
+
+__all__ = ["ENGINES", "FoldEvents", "GemmReport", "Numerics", "load", "simulate"]

@@ -1,0 +1,175 @@
+"""Array configurations: what the hardware is, read from TOML and validated at the boundary.
+
+A configuration file has four sections (see ``configs/*.toml``)::
+
+    [array]     rows, cols, dataflow ("ws" | "os" | "is"), clock_ghz
+    [numerics]  input, weight (operand formats), accumulator (PE / column chain),
+                output (output-buffer accumulator), block_accumulator (optional: integer
+                accumulation inside a block of a block format)
+    [buffers]   input_kib, weight_kib, output_kib, double_buffered, sram_bytes_per_cycle
+    [dram]      bytes_per_cycle, latency_cycles
+
+Every value is checked for type and range; an error names the file, the section and key, and
+what was expected. Format and accumulator names are strings here; the array layer resolves
+them (and reports errors with the same file and key). This module imports nothing else from
+hbfpsim, so every layer may read it.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DATAFLOWS = ("ws", "os", "is")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or out of range."""
+
+
+def _positive_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def _nonneg_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+
+
+def _positive_number(v: Any) -> bool:
+    return _nonneg_number(v) and v > 0
+
+
+def _text(v: Any) -> bool:
+    return isinstance(v, str) and bool(v.strip())
+
+
+# section -> key -> (check, expected, default or REQUIRED)
+REQUIRED = object()
+SCHEMA: dict[str, dict[str, tuple]] = {
+    "array": {
+        "rows": (_positive_int, "a positive integer", REQUIRED),
+        "cols": (_positive_int, "a positive integer", REQUIRED),
+        "dataflow": (lambda v: v in DATAFLOWS, "one of 'ws', 'os', 'is'", REQUIRED),
+        "clock_ghz": (_positive_number, "a positive number (GHz)", 1.0),
+    },
+    "numerics": {
+        "input": (_text, "a format name such as 'hbfp4'", "fp32"),
+        "weight": (_text, "a format name such as 'hbfp4'", "fp32"),
+        "block_accumulator": (lambda v: v is None or _text(v), "an accumulator such as "
+                              "'fixed16'", None),
+        "accumulator": (_text, "an accumulator such as 'fp32'", "fp32"),
+        "output": (_text, "an accumulator such as 'fp32'", "fp32"),
+    },
+    "buffers": {
+        "input_kib": (_positive_number, "a positive number (KiB)", REQUIRED),
+        "weight_kib": (_positive_number, "a positive number (KiB)", REQUIRED),
+        "output_kib": (_positive_number, "a positive number (KiB)", REQUIRED),
+        "double_buffered": (lambda v: isinstance(v, bool), "true or false", True),
+        "sram_bytes_per_cycle": (_nonneg_number, "a number >= 0 (bytes/cycle; 0 = unlimited)", 0),
+    },
+    "dram": {
+        "bytes_per_cycle": (_positive_number, "a positive number (bytes/cycle)", REQUIRED),
+        "latency_cycles": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                           "an integer >= 0 (cycles)", 0),
+    },
+}
+
+
+@dataclass(frozen=True)
+class ArrayConfig:
+    """One accelerator: an R x C systolic array, its numerics, buffers and DRAM.
+
+    Sizes in KiB (1024 bytes), bandwidths in bytes per cycle of the array clock, latency in
+    cycles. ``sram_bytes_per_cycle = 0`` and an infinite ``dram_bytes_per_cycle`` model ideal
+    memory."""
+
+    rows: int
+    cols: int
+    dataflow: str
+    clock_ghz: float = 1.0
+    input: str = "fp32"
+    weight: str = "fp32"
+    block_accumulator: str | None = None
+    accumulator: str = "fp32"
+    output: str = "fp32"
+    input_kib: float = 64.0
+    weight_kib: float = 64.0
+    output_kib: float = 64.0
+    double_buffered: bool = True
+    sram_bytes_per_cycle: float = 0.0
+    dram_bytes_per_cycle: float = math.inf
+    dram_latency_cycles: int = 0
+    name: str = "custom"
+    source: str = field(default="<code>", compare=False)
+
+    def __post_init__(self) -> None:
+        for section, keys in SCHEMA.items():
+            for key, (check, expected, _) in keys.items():
+                value = getattr(self, _attribute(section, key))
+                if section == "dram" and key == "bytes_per_cycle" and value == math.inf:
+                    continue
+                if not check(value):
+                    raise ConfigError(f"{self.source}: [{section}] {key}: expected {expected}, "
+                                      f"got {value!r}")
+
+    @property
+    def macs_per_cycle(self) -> int:
+        return self.rows * self.cols
+
+    def ideal(self) -> ArrayConfig:
+        """The same array with ideal memory: no DRAM or SRAM bandwidth limit, no latency,
+        buffers large enough to hold every operand."""
+        from dataclasses import replace
+        return replace(self, dram_bytes_per_cycle=math.inf, dram_latency_cycles=0,
+                       sram_bytes_per_cycle=0.0, input_kib=2.0**40, weight_kib=2.0**40,
+                       output_kib=2.0**40, name=f"{self.name} (ideal memory)")
+
+
+def _attribute(section: str, key: str) -> str:
+    return f"dram_{key}" if section == "dram" else key
+
+
+def load(path: str | Path) -> ArrayConfig:
+    """Read and validate an array configuration from a TOML file."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read: {err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    return from_dict(data, source=str(path), name=path.stem)
+
+
+def from_dict(data: dict, source: str = "<dict>", name: str = "custom") -> ArrayConfig:
+    """Validate a configuration given as nested dicts (the TOML structure)."""
+    unknown = sorted(set(data) - set(SCHEMA))
+    if unknown:
+        raise ConfigError(f"{source}: unknown section [{unknown[0]}] (expected "
+                          f"{', '.join(f'[{s}]' for s in SCHEMA)})")
+    values: dict[str, Any] = {}
+    for section, keys in SCHEMA.items():
+        given = data.get(section, {})
+        if not isinstance(given, dict):
+            raise ConfigError(f"{source}: [{section}] must be a table")
+        extra = sorted(set(given) - set(keys))
+        if extra:
+            raise ConfigError(f"{source}: [{section}] unknown key '{extra[0]}' (expected one of "
+                              f"{', '.join(keys)})")
+        for key, (_, expected, default) in keys.items():
+            if key not in given and default is REQUIRED:
+                raise ConfigError(f"{source}: [{section}] {key} is missing: expected {expected}")
+            values[_attribute(section, key)] = given.get(key, default)
+    names = {f.name for f in fields(ArrayConfig)}
+    return ArrayConfig(**{k: v for k, v in values.items() if k in names}, name=name,
+                       source=source)
