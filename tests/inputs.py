@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
+
+
+def stable_seed(*parts) -> int:
+    """A seed from test parameters that is the same in every process (unlike hash(), which
+    Python randomizes per process for strings)."""
+    return zlib.crc32(repr(parts).encode())
 
 
 def hard_rows(rng: np.random.Generator, rows: int, cols: int, dtype=np.float32) -> np.ndarray:

@@ -139,7 +139,9 @@ def float_add(s, p, man_bits, emin, maxval, mode, ftz, sat, seed, index):
         return s + p, False, False, False, False
     hi, lo = two_sum(s, p)
     if math.isinf(hi):                      # beyond float64 (e11 formats only)
-        return math.copysign(maxval if sat else np.inf, hi), True, True, False, False
+        r = math.copysign(maxval if sat else np.inf, hi)
+        full = p != 0.0 and r == s
+        return r, True, True, (not full) and abs(p) <= abs(s), full
     r, over = round_float(hi, lo, man_bits, emin, maxval, mode, ftz, sat, seed, index)
     inexact = r != hi or lo != 0.0
     full = p != 0.0 and r == s
