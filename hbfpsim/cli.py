@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from hbfpsim import __version__, formats
 from hbfpsim.config import ConfigError
@@ -48,6 +49,58 @@ def _gemm_report(config_path: str, m: int, n: int, k: int, engine: str, events: 
     return "\n".join(lines)
 
 
+def _trace_info(path: str) -> str:
+    from hbfpsim import trace
+    t = trace.open(path)
+    s = t.summary()
+    lines = [f"{t.path}: model {t.model}, {s['records']} records, steps {s['steps']}, "
+             f"epochs {s['epochs']}" + (f"\n{t.description}" if t.description else ""),
+             f"{'phase':12} {'records':>8} {'GEMMs':>8} {'MACs':>16}"]
+    for phase, v in s["phases"].items():
+        lines.append(f"{phase:12} {v['records']:8d} {v['gemms']:8d} {v['macs']:16,d}")
+    lines.append(f"{'total':12} {s['records']:8d} "
+                 f"{sum(v['gemms'] for v in s['phases'].values()):8d} {s['macs']:16,d}")
+    lines.append(f"operands: {s['operand_bytes'] / 1e6:.2f} MB of float32"
+                 if t.has_operands else "operands: none (shape-only trace)")
+    layers = list(s["layers"])
+    shown = ", ".join(layers[:12]) + (f", ... ({len(layers) - 12} more)" if len(layers) > 12 else "")
+    lines.append(f"layers ({len(layers)}): {shown}")
+    return "\n".join(lines)
+
+
+def _capture(source: str, out: str, epochs: int | None, max_mb: float | None,
+             steps: str | None, layers: str | None) -> str:
+    options = {}
+    if max_mb is not None:
+        options["max_bytes"] = max_mb * 1e6
+    if steps:
+        try:
+            options["steps"] = [int(s) for s in steps.split(",")]
+        except ValueError:
+            raise ValueError(f"--steps must be comma-separated integers, got {steps!r}") from None
+    if layers:
+        options["layers"] = layers.split(",")
+    try:
+        from hbfpsim.trace import examples, pytorch
+    except ImportError as err:
+        raise ValueError(f"capture needs PyTorch (pip install 'hbfpsim[examples]'): {err}") from None
+    if source in examples.EXAMPLES:
+        result = examples.train_and_capture(source, out, **({"epochs": epochs} if epochs else {}),
+                                            max_bytes=options.get("max_bytes"))
+        return (f"{out}: {source}, captured epochs {result['epochs']}, test accuracy "
+                f"{result['test_accuracy']:.2%}")
+    import runpy
+    script = Path(source)
+    if not script.is_file():
+        raise ValueError(f"{source}: not a built-in example ({', '.join(examples.EXAMPLES)}) "
+                         "and no such script")
+    main = runpy.run_path(str(script), run_name="__hbfpsim_capture__").get("main")
+    if not callable(main):
+        raise ValueError(f"{script}: a capture script must define main(capture)")
+    main(lambda model, **kw: pytorch.Capture(out, model, **{**options, **kw}))
+    return f"{out}: written by {script}"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hbfpsim", description=(
         "Time, cost and accuracy of HBFP / MX / FP systolic-array training accelerators."))
@@ -68,6 +121,26 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--engine", choices=("fast", "simpy"), default="fast",
                    help="timing engine (same results; simpy is the discrete-event model)")
     g.add_argument("--events", action="store_true", help="print the per-fold schedule")
+    t = sub.add_parser("trace", help="inspect GEMM traces, import SCALE-Sim topologies")
+    tsub = t.add_subparsers(dest="trace_command", required=True, metavar="ACTION")
+    info = tsub.add_parser("info", help="records per phase, MACs, bytes, layers")
+    info.add_argument("path", help="trace directory (holding manifest.json)")
+    imp = tsub.add_parser("import-scalesim", help="a SCALE-Sim topology CSV as a shape-only trace")
+    imp.add_argument("topology", help="SCALE-Sim topology file (conv or GEMM format)")
+    imp.add_argument("out", help="trace directory to write")
+    imp.add_argument("--batch", type=int, default=1, help="batch size (multiplies M)")
+    imp.add_argument("--scalesim-rounding", action="store_true",
+                     help="output sizes as SCALE-Sim computes them: ceil((in - k + s) / s)")
+    c = sub.add_parser("capture", help="capture the GEMMs of a PyTorch training run",
+                       description="Run a built-in example (mlp-digits, cnn-digits) or a "
+                                   "script defining main(capture) and write its trace; "
+                                   "capture(model, **options) gives the capture context.")
+    c.add_argument("source", help="mlp-digits | cnn-digits | path/to/script.py")
+    c.add_argument("--out", required=True, help="trace directory to write")
+    c.add_argument("--epochs", type=int, help="training epochs (built-in examples)")
+    c.add_argument("--max-mb", type=float, help="operand storage budget in MB")
+    c.add_argument("--steps", help="step numbers to record, e.g. 0,100,200 (scripts)")
+    c.add_argument("--layers", help="module name patterns to record, e.g. 'fc*,conv2' (scripts)")
     return parser
 
 
@@ -78,6 +151,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(_formats_table(args.names))
         elif args.command == "gemm":
             print(_gemm_report(args.config, args.m, args.n, args.k, args.engine, args.events))
+        elif args.command == "trace" and args.trace_command == "info":
+            print(_trace_info(args.path))
+        elif args.command == "trace":
+            from hbfpsim.trace.scalesim import import_topology
+            rounding = "scalesim" if args.scalesim_rounding else "pytorch"
+            out = import_topology(args.topology, args.out, batch=args.batch, rounding=rounding)
+            print(_trace_info(str(out)))
+        elif args.command == "capture":
+            print(_capture(args.source, args.out, args.epochs, args.max_mb, args.steps,
+                           args.layers))
     except (ConfigError, ValueError, OSError) as err:
         print(f"hbfpsim: error: {err}", file=sys.stderr)
         return 2

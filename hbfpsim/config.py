@@ -151,6 +151,46 @@ def load(path: str | Path) -> ArrayConfig:
     return from_dict(data, source=str(path), name=path.stem)
 
 
+def from_scalesim(path: str | Path, **overrides: Any) -> ArrayConfig:
+    """An ArrayConfig from a SCALE-Sim ``.cfg`` file: [architecture_presets] ArrayHeight,
+    ArrayWidth, Dataflow, IfmapSramSzkB / FilterSramSzkB / OfmapSramSzkB (input, weight,
+    output buffers) and, when [run_presets] InterfaceBandwidth is USER, Bandwidth (SCALE-Sim
+    words per cycle; its words are 1 byte, so bytes per cycle); with CALC, DRAM is unlimited.
+    SCALE-Sim has no number formats: operands become int8 (1 byte, as its words) with int32
+    accumulation, unless ``overrides`` say otherwise (any ArrayConfig field)."""
+    import configparser
+
+    path = Path(path)
+    parser = configparser.ConfigParser()
+    try:
+        if not parser.read(path):
+            raise ConfigError(f"{path}: no such SCALE-Sim configuration file")
+    except configparser.Error as err:
+        raise ConfigError(f"{path}: not a valid SCALE-Sim .cfg: {err}") from None
+
+    def get(section, key, convert=str):
+        try:
+            return convert(parser.get(section, key).strip())
+        except (configparser.Error, ValueError) as err:
+            raise ConfigError(f"{path}: [{section}] {key}: {err}") from None
+
+    arch = "architecture_presets"
+    user_bandwidth = parser.has_option("run_presets", "InterfaceBandwidth") and \
+        get("run_presets", "InterfaceBandwidth").upper() == "USER"
+    bandwidth = (min(float(b) for b in get(arch, "Bandwidth").split(","))
+                 if user_bandwidth else math.inf)
+    values = dict(rows=get(arch, "ArrayHeight", int), cols=get(arch, "ArrayWidth", int),
+                  dataflow=get(arch, "Dataflow").lower(), input="int8", weight="int8",
+                  accumulator="fixed32", output="fixed32",
+                  input_kib=get(arch, "IfmapSramSzkB", float),
+                  weight_kib=get(arch, "FilterSramSzkB", float),
+                  output_kib=get(arch, "OfmapSramSzkB", float),
+                  dram_bytes_per_cycle=bandwidth,
+                  name=parser.get("general", "run_name", fallback=path.stem).strip(),
+                  source=str(path))
+    return ArrayConfig(**{**values, **overrides})
+
+
 def from_dict(data: dict, source: str = "<dict>", name: str = "custom") -> ArrayConfig:
     """Validate a configuration given as nested dicts (the TOML structure)."""
     unknown = sorted(set(data) - set(SCHEMA))

@@ -7,6 +7,7 @@ from pathlib import Path
 import hbfpsim.array
 import hbfpsim.formats
 import hbfpsim.mac
+import hbfpsim.trace
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -26,8 +27,9 @@ def test_readme_example(monkeypatch):
     assert result.attempted > 5 and result.failed == 0
 
 
-def test_docstring_examples():
-    for module in (hbfpsim.formats, hbfpsim.mac, hbfpsim.array):
+def test_docstring_examples(monkeypatch):
+    monkeypatch.chdir(README.parent)
+    for module in (hbfpsim.formats, hbfpsim.mac, hbfpsim.array, hbfpsim.trace):
         result = run_examples(module.__doc__, module.__name__)
         assert result.attempted >= 2 and result.failed == 0, module.__name__
 

@@ -1,0 +1,75 @@
+"""Built-in capture examples: small networks trained on scikit-learn's digits dataset (1797
+8x8 images of handwritten digits, bundled with scikit-learn: nothing is downloaded).
+Needs the ``examples`` extra (torch, scikit-learn).
+
+Training is seeded end to end (data split, initialization, batch order), so a rerun
+regenerates the same trace. The first step of an early, a middle and the last epoch is
+captured, and the manifest records the final test accuracy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from hbfpsim.trace.pytorch import Capture
+
+EXAMPLES = ("mlp-digits", "cnn-digits")
+
+
+def digits(seed: int = 0):
+    """(x_train, y_train, x_test, y_test): 1437 / 360 images, pixels scaled to [0, 1]."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = torch.tensor(data.images / 16.0, dtype=torch.float32).unsqueeze(1)   # (N, 1, 8, 8)
+    y = torch.tensor(data.target)
+    order = torch.from_numpy(np.random.default_rng(seed).permutation(len(y)))
+    x, y = x[order], y[order]
+    split = int(0.8 * len(y))
+    return x[:split], y[:split], x[split:], y[split:]
+
+
+def build(kind: str) -> nn.Module:
+    if kind == "mlp-digits":
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64),
+                             nn.ReLU(), nn.Linear(64, 10))
+    if kind == "cnn-digits":
+        return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(),
+                             nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Flatten(), nn.Linear(16 * 4 * 4, 10))
+    raise ValueError(f"unknown example {kind!r}; expected one of {', '.join(EXAMPLES)}")
+
+
+def train_and_capture(kind: str, out: str | Path, *, epochs: int = 30, batch: int = 32,
+                      lr: float = 0.05, seed: int = 0, max_bytes: float | None = None) -> dict:
+    """Train ``kind`` on digits with SGD (momentum 0.9) and write the capture to ``out``.
+    Returns the captured epochs, steps and the final test accuracy."""
+    torch.manual_seed(seed)
+    x_train, y_train, x_test, y_test = digits(seed)
+    model = build(kind)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    per_epoch = len(y_train) // batch
+    capture_epochs = sorted({0, epochs // 2, epochs - 1})
+    steps = [e * per_epoch for e in capture_epochs]
+    rng = np.random.default_rng(seed + 1)
+    with Capture(out, model, steps=steps, max_bytes=max_bytes, name=kind,
+                 description=f"{kind}: {type(model).__name__} trained on scikit-learn digits, "
+                             f"batch {batch}, SGD lr {lr} momentum 0.9, {epochs} epochs") as cap:
+        for epoch in range(epochs):
+            order = torch.from_numpy(rng.permutation(len(y_train)))
+            for i in range(per_epoch):
+                idx = order[i * batch:(i + 1) * batch]
+                cap.start_step(epoch)
+                loss = nn.functional.cross_entropy(model(x_train[idx]), y_train[idx])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        with torch.no_grad():
+            accuracy = (model(x_test).argmax(1) == y_test).float().mean().item()
+        cap.writer.capture.update(test_accuracy=round(accuracy, 4), epochs=epochs,
+                                  captured_epochs=capture_epochs, seed=seed)
+    return {"epochs": capture_epochs, "steps": steps, "test_accuracy": accuracy}
