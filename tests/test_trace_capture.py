@@ -140,3 +140,34 @@ def test_steps_layers_and_budget(tmp_path):
 def test_capture_rejects_non_modules(tmp_path):
     with pytest.raises(ValueError, match="model must be a torch.nn.Module"):
         trace.capture(tmp_path / "x", lambda x: x)
+
+
+class Mixer(nn.Module):
+    """A linear layer on (batch, tokens, features) input and torch.matmul of 3-D tensors."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(6, 4)
+
+    def forward(self, x):
+        h = self.proj(x)                         # addmm on the (batch * tokens, 6) view
+        return torch.matmul(h, h.transpose(1, 2))   # bmm, count = batch
+
+
+def test_matmul_and_linear_on_3d_inputs(tmp_path):
+    torch.manual_seed(4)
+    model = Mixer()
+    x = torch.randn(2, 5, 6)
+    with trace.capture(tmp_path / "mix", model) as cap:
+        cap.start_step()
+        out = model(x)
+        out.sum().backward()
+    t = trace.open(tmp_path / "mix")
+    fwd = {r.layer: r for r in t.records if r.phase == "fwd"}
+    assert (fwd["proj"].m, fwd["proj"].n, fwd["proj"].k) == (2 * 5, 4, 6)
+    assert (fwd["Mixer"].m, fwd["Mixer"].n, fwd["Mixer"].k, fwd["Mixer"].count) == (5, 5, 4, 2)
+    for gemm in t:
+        if gemm.record.layer == "Mixer" and gemm.record.phase == "fwd":
+            assert close(product(gemm), out.detach().numpy())
+        if gemm.record.layer == "proj" and gemm.record.phase == "bwd_weight":
+            assert close(product(gemm), model.proj.weight.grad.numpy())
