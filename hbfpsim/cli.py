@@ -9,6 +9,7 @@ from pathlib import Path
 
 from hbfpsim import __version__, formats
 from hbfpsim.config import ConfigError
+from hbfpsim.cost.calibrate import SynthesisError
 
 
 def _formats_table(names: Sequence[str]) -> str:
@@ -26,8 +27,10 @@ def _formats_table(names: Sequence[str]) -> str:
 
 def _gemm_report(config_path: str, m: int, n: int, k: int, engine: str, events: bool) -> str:
     from hbfpsim.array import load, simulate
+    from hbfpsim.cost import gemm_energy
     config = load(config_path)
     r = simulate(config, m, n, k, engine=engine, events=events)
+    energy = gemm_energy(config, r)
     stalls = ", ".join(f"{name} {cycles}" for name, cycles in r.stalls.items() if cycles)
     sram = ", ".join(f"{b} {v['reads']}/{v['writes']}" for b, v in r.sram.items())
     lines = [
@@ -41,12 +44,68 @@ def _gemm_report(config_path: str, m: int, n: int, k: int, engine: str, events: 
         f"SRAM bytes    reads/writes: {sram}",
         f"DRAM bytes    reads {r.dram['reads']}, writes {r.dram['writes']}",
         f"time          {r.seconds * 1e3:.4g} ms at {config.clock_ghz:g} GHz",
+        f"energy        {energy['total'] / 1e6:.4g} uJ = {energy['compute'] / 1e6:.4g} compute "
+        f"+ {energy['sram'] / 1e6:.4g} SRAM + {energy['dram'] / 1e6:.4g} DRAM (28 nm model)",
     ]
     if events:
         lines.append("fold  start      end  waited on")
         for f, (s, e, w) in enumerate(zip(r.events.start, r.events.end, r.events.waited_on)):
             lines.append(f"{f:4d} {s:6d} {e:8d}  {w or '-'}")
     return "\n".join(lines)
+
+
+def _accumulators(pairs: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        name, sep, acc = pair.partition("=")
+        if not sep or not name or not acc:
+            raise ValueError(f"--acc expects FORMAT=ACCUMULATOR (e.g. hbfp4=fixed16), got {pair!r}")
+        out[formats.get(name).name] = acc
+    return out
+
+
+def _density(names: Sequence[str], accs: Sequence[str], booster: bool) -> str:
+    from hbfpsim.cost import density
+    rows = density.density_table(names or density.FORMATS, _accumulators(accs),
+                                 density.BOOSTER if booster else None)
+    widths = density.SWEEP_WIDTHS[::2]
+    fixed = [r.format for r in rows if r.accumulator.startswith("fixed") and "%" not in r.format]
+    sweep = density.width_sweep(fixed if names else density.SWEEP_FORMATS, widths)
+    lines = [density.format_table(rows), "",
+             "density vs FP32 with a fixed{w} accumulator of w bits:",
+             f"{'format':<12}" + "".join(f"{w:>7d}" for w in widths)]
+    lines += [f"{name:<12}" + "".join(f"{d:>6.2f}x" for _, d in points)
+              for name, points in sweep.items()]
+    return "\n".join(lines)
+
+
+def _cost_mac(name: str, accumulator: str | None) -> str:
+    from hbfpsim.cost import mac_cost
+    mac = mac_cost(name, accumulator)
+    lines = [f"{mac.format} with a {mac.accumulator} accumulator (dot-product lane of "
+             f"{mac.lane}), 28 nm:"]
+    lines += [f"  {part:<18} {area:8.2f} um^2" for part, area in mac.parts.items()]
+    lines.append(f"  {'total':<18} {mac.area:8.2f} um^2, {mac.energy:.4f} pJ per MAC")
+    return "\n".join(lines)
+
+
+def _cost_array(config_path: str) -> str:
+    from hbfpsim.array import load
+    from hbfpsim.cost import array_cost
+    config = load(config_path)
+    a = array_cost(config)
+    mm2 = lambda um2: f"{um2 / 1e6:9.4f} mm^2"  # noqa: E731
+    return "\n".join([
+        f"{config.name}: {config.rows} x {config.cols}, {a.mac.format} MACs with a "
+        f"{a.mac.accumulator} accumulator (28 nm)",
+        f"  PE                {a.pe:9.2f} um^2 (MAC {a.mac.area:.2f} + partial-sum register)",
+        f"  PEs               {mm2(a.pes)}",
+        f"  edge converters   {mm2(a.edge)}",
+        f"  SRAM              {mm2(a.sram)} ({sum(a.sram_kib.values()):g} KiB)",
+        f"  total             {mm2(a.area)}",
+        f"  peak              {config.rows * config.cols * config.clock_ghz / 1e3:.4g} TMAC/s, "
+        f"{config.rows * config.cols * config.clock_ghz / (a.logic / 1e6):.4g} GMAC/s per mm^2 "
+        "of logic"])
 
 
 def _trace_info(path: str) -> str:
@@ -141,6 +200,28 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--max-mb", type=float, help="operand storage budget in MB")
     c.add_argument("--steps", help="step numbers to record, e.g. 0,100,200 (scripts)")
     c.add_argument("--layers", help="module name patterns to record, e.g. 'fc*,conv2' (scripts)")
+    d = sub.add_parser("density", help="arithmetic density per format and accumulator",
+                       description="MAC/s per um^2 relative to FP32 at equal clock, per format "
+                                   "at its default accumulator (and the Accuracy Booster mix), "
+                                   "then against the accumulator width. 28 nm model.")
+    d.add_argument("names", nargs="*", metavar="FORMAT", help="formats (default: the standard set)")
+    d.add_argument("--acc", action="append", default=[], metavar="FORMAT=ACC",
+                   help="accumulator of a format, e.g. --acc hbfp4=fixed16 (repeatable)")
+    d.add_argument("--no-booster", action="store_true", help="leave out the Accuracy Booster mix")
+    pl = sub.add_parser("plot", help="draw figures")
+    plsub = pl.add_subparsers(dest="plot_command", required=True, metavar="FIGURE")
+    pd = plsub.add_parser("density", help="density per format and against accumulator width")
+    pd.add_argument("--out", default="density.png", help="file to write (.png, .pdf, .svg)")
+    co = sub.add_parser("cost", help="area and energy of a MAC or an array; calibrate")
+    cosub = co.add_subparsers(dest="cost_command", required=True, metavar="ACTION")
+    cm = cosub.add_parser("mac", help="area and energy of one MAC, part by part")
+    cm.add_argument("format")
+    cm.add_argument("--acc", help="accumulator (default: exact for block formats)")
+    ca = cosub.add_parser("array", help="area of an array configuration")
+    ca.add_argument("config", help="array configuration (TOML)")
+    cc = cosub.add_parser("calibrate", help="fit the model to Yosys synthesis (hw extra)")
+    cc.add_argument("--out", default=None,
+                    help="where to write the fitted constants (default: the shipped file)")
     return parser
 
 
@@ -161,7 +242,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "capture":
             print(_capture(args.source, args.out, args.epochs, args.max_mb, args.steps,
                            args.layers))
-    except (ConfigError, ValueError, OSError) as err:
+        elif args.command == "density":
+            print(_density(args.names, args.acc, not args.no_booster))
+        elif args.command == "plot":
+            from hbfpsim.plots import plot_density
+            print(f"wrote {plot_density(args.out)}")
+        elif args.command == "cost" and args.cost_command == "mac":
+            print(_cost_mac(args.format, args.acc))
+        elif args.command == "cost" and args.cost_command == "array":
+            print(_cost_array(args.config))
+        elif args.command == "cost":
+            from hbfpsim.cost import calibrate
+            result = calibrate.calibrate(args.out or calibrate.FITTED,
+                                         progress=lambda s: print(s, file=sys.stderr))
+            print(calibrate.summary(result))
+    except (ConfigError, ValueError, OSError, SynthesisError) as err:
         print(f"hbfpsim: error: {err}", file=sys.stderr)
         return 2
     return 0

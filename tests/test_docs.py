@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import hbfpsim.array
+import hbfpsim.cost
 import hbfpsim.formats
 import hbfpsim.mac
 import hbfpsim.trace
@@ -29,7 +30,7 @@ def test_readme_example(monkeypatch):
 
 def test_docstring_examples(monkeypatch):
     monkeypatch.chdir(README.parent)
-    for module in (hbfpsim.formats, hbfpsim.mac, hbfpsim.array, hbfpsim.trace):
+    for module in (hbfpsim.formats, hbfpsim.mac, hbfpsim.array, hbfpsim.trace, hbfpsim.cost):
         result = run_examples(module.__doc__, module.__name__)
         assert result.attempted >= 2 and result.failed == 0, module.__name__
 

@@ -1,0 +1,108 @@
+"""Area of a systolic array and energy of a GEMM replayed on it (28 nm).
+
+An R x C array is R C processing elements plus edge converters plus its SRAM buffers:
+
+- a PE is the MAC of its operand format and accumulator (``mac.mac_cost``: operand
+  registers, multiplier, adder, the block's exponent adder, converter and FP32 accumulator
+  amortized over the block) plus a partial-sum register at the accumulator's width (the sum
+  passed to the next PE). A PE multiplying two different formats is costed as the more
+  expensive of the two. The accumulator is the configuration's ``block_accumulator`` for
+  block formats (default ``mac.default_accumulator``) and its ``accumulator`` otherwise;
+- block formats convert the array's FP32 outputs back to blocks at the output edge:
+  ceil(C / B) float-to-BFP converters of a block of B (``components.fp_to_bfp``);
+- SRAM: the input, weight and output buffers at ``components.SRAM_UM2_PER_BIT``.
+
+The energy of a GEMM adds, from the array model's report: every MAC's PE energy (area times
+``components.logic_energy_density``), every SRAM byte read or written at the energy per bit of
+its buffer's size (``components.sram_energy_per_bit``), every DRAM byte at
+``components.DRAM_PJ_PER_BIT``. Not counted: leakage, clock tree, control, interconnect
+between the buffers and the array, the vector units of a training accelerator.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+from hbfpsim.config import ArrayConfig
+from hbfpsim.cost import components as c
+from hbfpsim.cost.mac import MacCost, default_accumulator, mac_cost
+from hbfpsim.formats import Format, get
+from hbfpsim.mac import FixedAccumulator, parse_accumulator
+
+
+class AccessCounts(Protocol):
+    """What ``gemm_energy`` reads from a report (``hbfpsim.array.GemmReport`` has it)."""
+
+    macs: int
+    sram: dict[str, dict[str, int]]
+    dram: dict[str, int]
+
+
+@dataclass(frozen=True)
+class ArrayCost:
+    """Area of one array configuration, um^2 (``pe`` per PE, the rest in total)."""
+
+    config: str
+    mac: MacCost
+    pe: float
+    pes: float
+    edge: float
+    sram: float
+    sram_kib: dict[str, float]
+
+    @property
+    def logic(self) -> float:
+        """um^2 of the PEs and edge converters."""
+        return self.pes + self.edge
+
+    @property
+    def area(self) -> float:
+        """um^2 in total."""
+        return self.logic + self.sram
+
+
+def _pe_accumulator(config: ArrayConfig, fmt: Format) -> str:
+    if fmt.family != "fp":
+        return config.block_accumulator or default_accumulator(fmt)
+    return config.accumulator
+
+
+def _acc_bits(spec: str) -> int:
+    acc = parse_accumulator(spec)
+    return acc.width if isinstance(acc, FixedAccumulator) else 1 + acc.exp_bits + acc.man_bits
+
+
+def array_cost(config: ArrayConfig) -> ArrayCost:
+    """The area of ``config``'s array and buffers."""
+    macs = []
+    for key in ("input", "weight"):
+        fmt = get(getattr(config, key))
+        try:
+            macs.append(mac_cost(fmt, _pe_accumulator(config, fmt)))
+        except ValueError as err:
+            raise ValueError(f"{config.source}: [numerics] {key} = {fmt.name!r}: {err}") from None
+    mac = max(macs, key=lambda m: m.area)
+    pe = mac.area + c.register(_acc_bits(mac.accumulator))
+    fmt = get(mac.format)
+    edge = 0.0
+    if fmt.family in ("hbfp", "mx"):
+        bits = fmt.mantissa_bits if fmt.family == "hbfp" else fmt.element_bits
+        edge = math.ceil(config.cols / fmt.block) * c.fp_to_bfp(bits, fmt.block)
+    kib = {"input": config.input_kib, "weight": config.weight_kib, "output": config.output_kib}
+    return ArrayCost(config.name, mac, pe, pe * config.rows * config.cols, edge,
+                     sum(c.sram_area(k) for k in kib.values()), kib)
+
+
+def gemm_energy(config: ArrayConfig, report: AccessCounts) -> dict[str, float]:
+    """pJ of one simulated GEMM on ``config``, by part: "compute" (the PEs), "sram" and "dram"
+    (reads and writes); "total" is their sum."""
+    cost = array_cost(config)
+    energy = {"compute": report.macs * cost.pe * c.logic_energy_density()}
+    energy["sram"] = sum(8 * (counts["reads"] + counts["writes"])
+                         * c.sram_energy_per_bit(cost.sram_kib[buffer])
+                         for buffer, counts in report.sram.items())
+    energy["dram"] = 8 * (report.dram["reads"] + report.dram["writes"]) * c.DRAM_PJ_PER_BIT
+    energy["total"] = sum(energy.values())
+    return energy

@@ -1,0 +1,64 @@
+"""`hbfpsim density`, `hbfpsim plot density`, `hbfpsim cost mac|array` and the energy line of
+`hbfpsim gemm`."""
+
+from hbfpsim import cli
+from hbfpsim.cost import mac_cost
+
+
+def rows(out: str) -> dict[str, list[str]]:
+    table = out.split("\n\n")[0].splitlines()
+    return {line[:28].strip(): line[28:].split() for line in table[1:]}
+
+
+def test_density_prints_every_format_normalized_to_fp32(capsys):
+    assert cli.main(["density"]) == 0
+    out = capsys.readouterr().out
+    table = rows(out)
+    assert len(table) == 16 and table["fp32"][-1] == "1.00x"
+    assert table["hbfp4@64"][0] == "fixed13"
+    assert float(table["hbfp4@64"][-1][:-1]) == round(mac_cost("fp32").area
+                                                      / mac_cost("hbfp4").area, 2)
+    assert any(name.startswith("booster 99% hbfp4 + 1% hbfp6") for name in table)
+    sweep = out.split("\n\n")[1].splitlines()
+    assert sweep[1].split() == ["format", "8", "12", "16", "20", "24", "28", "32"]
+
+
+def test_density_takes_formats_and_accumulators(capsys):
+    assert cli.main(["density", "hbfp4", "bf16", "--acc", "hbfp4=fixed16", "--no-booster"]) == 0
+    out = capsys.readouterr().out
+    table = rows(out)
+    assert list(table) == ["hbfp4@64", "bf16"] and table["hbfp4@64"][0] == "fixed16"
+    assert [line.split()[0] for line in out.split("\n\n")[1].splitlines()[2:]] == ["hbfp4@64"]
+
+
+def test_density_errors_are_one_line(capsys):
+    for argv in (["density", "--acc", "hbfp4"], ["density", "--acc", "hbfp4=fp32"],
+                 ["density", "fp7"]):
+        assert cli.main(argv) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.count("\n") == 1, argv
+
+
+def test_plot_density_writes_an_image(tmp_path, capsys):
+    out = tmp_path / "density.png"
+    assert cli.main(["plot", "density", "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+    assert str(out) in capsys.readouterr().out
+    assert cli.main(["plot", "density", "--out", str(tmp_path / "nowhere" / "d.png")]) == 2
+
+
+def test_cost_mac_lists_the_parts(capsys):
+    assert cli.main(["cost", "mac", "mxfp6_e3m2", "--acc", "fixed20"]) == 0
+    out = capsys.readouterr().out
+    for part in ("multiplier", "aligner", "negation", "adders", "FP32 accumulator", "total"):
+        assert part in out
+    assert f"{mac_cost('mxfp6_e3m2', 'fixed20').area:.2f} um^2" in out
+
+
+def test_cost_array_and_gemm_energy(capsys):
+    assert cli.main(["cost", "array", "configs/small16.toml"]) == 0
+    out = capsys.readouterr().out
+    assert "small16: 16 x 16, hbfp4@64 MACs with a fixed16 accumulator" in out
+    assert cli.main(["gemm", "configs/small16.toml", "64", "64", "64"]) == 0
+    assert "uJ =" in capsys.readouterr().out
+    assert cli.main(["cost", "array", "configs/missing.toml"]) == 2
