@@ -108,6 +108,24 @@ def _cost_array(config_path: str) -> str:
         "of logic"])
 
 
+def _cost_synth(name: str, accumulator: str, verilog: str | None) -> str:
+    from hbfpsim.cost import calibrate
+    r = calibrate.synthesize_pe(name, accumulator)
+    if verilog:
+        Path(verilog).write_text(r["verilog"])
+    gates = sorted(((n, cell[2:-1]) for cell, n in r["cells"].items() if cell != "$_DFF_P_"),
+                   reverse=True)
+    lines = [f"{formats.get(name).name} PE with a {accumulator} accumulator, synthesized by Yosys:",
+             f"  flip-flops   {r['cells'].get('$_DFF_P_', 0)}",
+             f"  gates        {sum(n for n, _ in gates)} ("
+             + ", ".join(f"{cell} {n}" for n, cell in gates) + ")",
+             f"  transistors  {r['transistors']} (CMOS estimate) ~ {r['um2']:.1f} um^2 at 28 nm"]
+    if r["analytic"] is not None:
+        lines.append(f"  analytic     {r['analytic']:.0f} transistors "
+                     f"({r['analytic'] / r['transistors'] - 1:+.1%})")
+    return "\n".join(lines + ([f"  Verilog      {verilog}"] if verilog else []))
+
+
 def _trace_info(path: str) -> str:
     from hbfpsim import trace
     t = trace.open(path)
@@ -219,6 +237,10 @@ def _parser() -> argparse.ArgumentParser:
     cm.add_argument("--acc", help="accumulator (default: exact for block formats)")
     ca = cosub.add_parser("array", help="area of an array configuration")
     ca.add_argument("config", help="array configuration (TOML)")
+    cs = cosub.add_parser("synth", help="synthesize one PE with Yosys (hw extra)")
+    cs.add_argument("format", help="hbfp*, int8 or mx* format")
+    cs.add_argument("--acc", required=True, help="fixed-point accumulator, e.g. fixed16")
+    cs.add_argument("--verilog", help="also write the generated Verilog to this file")
     cc = cosub.add_parser("calibrate", help="fit the model to Yosys synthesis (hw extra)")
     cc.add_argument("--out", default=None,
                     help="where to write the fitted constants (default: the shipped file)")
@@ -251,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(_cost_mac(args.format, args.acc))
         elif args.command == "cost" and args.cost_command == "array":
             print(_cost_array(args.config))
+        elif args.command == "cost" and args.cost_command == "synth":
+            print(_cost_synth(args.format, args.acc, args.verilog))
         elif args.command == "cost":
             from hbfpsim.cost import calibrate
             result = calibrate.calibrate(args.out or calibrate.FITTED,

@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from hbfpsim.cost import components, rtl
+from hbfpsim.formats import Format, resolve
+from hbfpsim.mac import parse_accumulator
 
 PE_VARIANTS = [(4, 12), (4, 16), (4, 24), (6, 16), (6, 20), (8, 24), (8, 32)]
 COMPONENT_BITS = [2, 4, 6, 8, 10, 12, 16]
@@ -69,6 +71,31 @@ def synthesize(verilog: str) -> dict:
     return {"transistors": int(transistors[1]), "cells": cells}
 
 
+def integer_pe_transistors(mantissa_bits: int, acc_bits: int, model: dict) -> float:
+    """The analytic integer PE in transistors with ``model``'s constants (fitted.json
+    "model"): a m^2 + b m (multiplier) + c w (adder) + d (2m + w) (registers)."""
+    m, w = mantissa_bits, acc_bits
+    return (model["multiplier_m2"] * m * m + model["multiplier_m"] * m + model["adder_bit"] * w
+            + model["register_bit"] * (2 * m + w))
+
+
+def synthesize_pe(fmt: str | Format, accumulator: str) -> dict:
+    """Synthesize the PE of ``fmt`` with a ``fixed{w}`` accumulator (``rtl.pe_for``):
+    ``synthesize``'s result plus "verilog", "um2" (transistors x the shipped um^2 per
+    transistor) and, for integer PEs, "analytic" (the fitted model's transistors)."""
+    fmt = resolve(fmt)
+    verilog = rtl.pe_for(fmt, accumulator)
+    result = synthesize(verilog)
+    fitted = components.fitted()
+    result.update(verilog=verilog, um2=result["transistors"] * fitted["um2_per_transistor"],
+                  analytic=None)
+    if fmt.family in ("hbfp", "int") or (fmt.family == "mx" and fmt.element is None):
+        bits = fmt.mantissa_bits if fmt.family == "hbfp" else 8
+        width = parse_accumulator(accumulator).width
+        result["analytic"] = integer_pe_transistors(bits, width, fitted["model"])
+    return result
+
+
 def calibrate(out: Path | None = FITTED, progress=print) -> dict:
     """Run the calibration; write and return the fitted constants."""
     yosys()                                     # fail before any work if it is missing
@@ -91,7 +118,8 @@ def calibrate(out: Path | None = FITTED, progress=print) -> dict:
     variants = []
     for m, w in PE_VARIANTS:
         synthesized = t(rtl.pe(m, w))
-        predicted = a * m * m + b * m + c * w + d * (2 * m + w)
+        predicted = integer_pe_transistors(m, w, {"multiplier_m2": a, "multiplier_m": b,
+                                                  "adder_bit": c, "register_bit": d})
         variants.append({"mantissa_bits": m, "acc_bits": w, "synthesized_transistors": synthesized,
                          "analytic_transistors": round(float(predicted), 1),
                          "synthesized_um2": round(kappa * synthesized, 1),

@@ -1,7 +1,11 @@
-"""Verilog for the components and integer-datapath PEs that ``hbfpsim cost calibrate``
-synthesizes. Every module is combinational but for explicit registers, two's complement."""
+"""Verilog for the components and PEs that ``hbfpsim cost calibrate`` and ``hbfpsim cost
+synth`` synthesize. Every module is combinational but for explicit registers, two's
+complement; the top module is ``top``."""
 
 from __future__ import annotations
+
+from hbfpsim.formats import Format
+from hbfpsim.mac import FixedAccumulator, parse_accumulator
 
 
 def multiplier(bits: int) -> str:
@@ -36,10 +40,57 @@ def pe(mantissa_bits: int, acc_bits: int) -> str:
     to the neighbours) and an ``acc_bits`` accumulator register adding their product every
     cycle (wrapping), module ``top``. The datapath of an HBFP (or INT) PE inside a block."""
     m, w = mantissa_bits, acc_bits
+    if w < 2 * m:
+        raise ValueError(f"a {w}-bit accumulator cannot hold a {m} x {m}-bit product")
+    extend = f"{{{{{w - 2 * m}{{p[{2 * m - 1}]}}}}, p}}" if w > 2 * m else "p"
     return (f"module top(input clk, input signed [{m - 1}:0] a_in, b_in,\n"
             f"           output reg signed [{m - 1}:0] a, b, output reg signed [{w - 1}:0] acc);\n"
             f"  wire signed [{2 * m - 1}:0] p = a * b;\n"
             f"  always @(posedge clk) begin\n"
             f"    a <= a_in;\n    b <= b_in;\n"
-            f"    acc <= acc + {{{{{w - 2 * m}{{p[{2 * m - 1}]}}}}, p}};\n"
+            f"    acc <= acc + {extend};\n"
             f"  end\nendmodule\n")
+
+
+def mx_pe(exp_bits: int, man_bits: int, acc_bits: int) -> str:
+    """A systolic PE for MX floating-point elements (sign, ``exp_bits`` exponent, ``man_bits``
+    fraction, subnormals; NaN/Inf codes not special-cased): registers a and b, the
+    significand product shifted left by the exponent sum into the block's fixed point, the
+    sign applied, and an ``acc_bits`` accumulator (wrapping). An accumulator narrower than
+    the aligned product keeps its top bits. Module ``top``."""
+    e, m, w = exp_bits, man_bits, acc_bits
+    n, sig = 1 + e + m, m + 1
+    span = 2 * (2**e - 2)                       # exponent fields 1 .. 2^E - 1 (0: subnormal)
+    aligned = 2 * sig + span
+    keep = min(aligned, w - 1)
+    lines = [f"module top(input clk, input [{n - 1}:0] a_in, b_in, output reg [{n - 1}:0] a, b,",
+             f"           output reg signed [{w - 1}:0] acc);"]
+    for x in "ab":
+        field = f"{x}[{n - 2}:{m}]"
+        lines += [f"  wire [{sig - 1}:0] s{x} = {{|{field}, {x}[{m - 1}:0]}};",
+                  f"  wire [{e - 1}:0] e{x} = ({field} == 0) ? {e}'d1 : {field};"]
+    lines += [f"  wire [{e}:0] shift = ea + eb - 2;",
+              f"  wire [{2 * sig - 1}:0] product = sa * sb;",
+              f"  wire [{aligned - 1}:0] p = {{{{{span}{{1'b0}}}}, product}} << shift;",
+              f"  wire [{keep}:0] mag = {{1'b0, p[{aligned - 1}:{aligned - keep}]}};",
+              f"  wire signed [{keep}:0] term = (a[{n - 1}] ^ b[{n - 1}]) ? -mag : mag;",
+              "  always @(posedge clk) begin",
+              "    a <= a_in;\n    b <= b_in;",
+              f"    acc <= acc + {{{{{w - keep - 1}{{term[{keep}]}}}}, term}};" if w > keep + 1
+              else "    acc <= acc + term;",
+              "  end", "endmodule", ""]
+    return "\n".join(lines)
+
+
+def pe_for(fmt: Format, accumulator: str) -> str:
+    """The PE datapath of a block or integer format with a ``fixed{w}`` accumulator: HBFP,
+    INT8 and MXINT8 multiply integers (``pe``), the MX float formats align (``mx_pe``)."""
+    acc = parse_accumulator(accumulator)
+    if not isinstance(acc, FixedAccumulator):
+        raise ValueError(f"synthesis needs a fixed-point accumulator (fixed{{w}}), got {accumulator!r}")
+    if fmt.family == "fp":
+        raise ValueError(f"{fmt.name}: Verilog is generated for integer and block formats "
+                         "(hbfp*, int8, mx*); floating-point MACs are costed from the 28 nm table")
+    if fmt.family == "mx" and fmt.element is not None:
+        return mx_pe(fmt.element.exp_bits, fmt.element.man_bits, acc.width)
+    return pe(fmt.mantissa_bits if fmt.family == "hbfp" else 8, acc.width)
