@@ -41,3 +41,11 @@ def test_readme_formats_table_is_current(capsys):
     cli.main(["formats"])
     table = capsys.readouterr().out.strip()
     assert table in README.read_text()
+
+
+def test_cost_doc_density_table_is_current(capsys):
+    from hbfpsim import cli
+
+    cli.main(["density"])
+    table = capsys.readouterr().out.strip()
+    assert table in (README.parent / "docs" / "cost.md").read_text()
