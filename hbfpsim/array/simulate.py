@@ -54,8 +54,7 @@ class Numerics:
     @property
     def psum_bits(self) -> int:
         """Bits of a partial sum in the output buffer."""
-        acc = parse_accumulator(self.output)
-        return acc.width if isinstance(acc, FixedAccumulator) else 1 + acc.exp_bits + acc.man_bits
+        return parse_accumulator(self.output).bits
 
     def plan(self, mapping: Mapping) -> AccumulationPlan:
         return plan_for(mapping, self.input.block, self.weight.block, self.accumulator,

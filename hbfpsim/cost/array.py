@@ -29,7 +29,7 @@ from hbfpsim.config import ArrayConfig
 from hbfpsim.cost import components as c
 from hbfpsim.cost.mac import MacCost, default_accumulator, mac_cost
 from hbfpsim.formats import Format, get
-from hbfpsim.mac import FixedAccumulator, parse_accumulator
+from hbfpsim.mac import parse_accumulator
 
 
 class AccessCounts(Protocol):
@@ -69,11 +69,6 @@ def _pe_accumulator(config: ArrayConfig, fmt: Format) -> str:
     return config.accumulator
 
 
-def _acc_bits(spec: str) -> int:
-    acc = parse_accumulator(spec)
-    return acc.width if isinstance(acc, FixedAccumulator) else 1 + acc.exp_bits + acc.man_bits
-
-
 def array_cost(config: ArrayConfig) -> ArrayCost:
     """The area of ``config``'s array and buffers."""
     macs = []
@@ -84,7 +79,7 @@ def array_cost(config: ArrayConfig) -> ArrayCost:
         except ValueError as err:
             raise ValueError(f"{config.source}: [numerics] {key} = {fmt.name!r}: {err}") from None
     mac = max(macs, key=lambda m: m.area)
-    pe = mac.area + c.register(_acc_bits(mac.accumulator))
+    pe = mac.area + c.register(parse_accumulator(mac.accumulator).bits)
     fmt = get(mac.format)
     edge = 0.0
     if fmt.family in ("hbfp", "mx"):

@@ -34,6 +34,11 @@ class FixedAccumulator:
     kind = "fixed"
 
     @property
+    def bits(self) -> int:
+        """Bits of the register."""
+        return self.width
+
+    @property
     def max(self) -> int:
         return 2 ** (self.width - 1) - 1
 
@@ -55,6 +60,11 @@ class FloatAccumulator:
     subnormals: bool = True
     saturate: bool = False
     kind = "float"
+
+    @property
+    def bits(self) -> int:
+        """Bits of the register: sign, exponent, fraction."""
+        return 1 + self.exp_bits + self.man_bits
 
     @property
     def emin(self) -> int:
