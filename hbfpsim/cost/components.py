@@ -27,8 +27,10 @@ import numpy as np
 
 TABLE_VOLTAGE, HOROWITZ_VOLTAGE = 0.81, 0.9        # 28 nm table corner ss0p81v; Horowitz 0.9 V
 FEATURE_28, FEATURE_45 = 28.0, 45.0
-SRAM_UM2_PER_BIT = 0.2448       # 28 nm SRAM macro incl. periphery: the EPFL model's value
-                                # (~ the TSMC 28 nm 0.127 um^2 6T cell at ~52 % array efficiency)
+SRAM_UM2_PER_BIT = 0.2448       # 28 nm SRAM macro with periphery, about 0.51 MB/mm^2: the
+                                # value the EPFL model (eda/stardust.py) cites from a paper,
+                                # ~ the TSMC 28 nm 0.127 um^2 6T cell at 52 % array efficiency.
+                                # Its newer, pessimistic alternative is 1.04 um^2/bit.
 DRAM_PJ_PER_BIT = 1300 / 64     # Horowitz: 1.3-2.6 nJ per 64-bit DRAM access; the low end
 
 
