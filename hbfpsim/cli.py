@@ -9,6 +9,7 @@ from pathlib import Path
 
 from hbfpsim import __version__, formats
 from hbfpsim.config import ConfigError
+from hbfpsim.cost import text
 from hbfpsim.cost.calibrate import SynthesisError
 
 
@@ -52,78 +53,6 @@ def _gemm_report(config_path: str, m: int, n: int, k: int, engine: str, events: 
         for f, (s, e, w) in enumerate(zip(r.events.start, r.events.end, r.events.waited_on)):
             lines.append(f"{f:4d} {s:6d} {e:8d}  {w or '-'}")
     return "\n".join(lines)
-
-
-def _accumulators(pairs: Sequence[str]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        name, sep, acc = pair.partition("=")
-        if not sep or not name or not acc:
-            raise ValueError(f"--acc expects FORMAT=ACCUMULATOR (e.g. hbfp4=fixed16), got {pair!r}")
-        out[formats.get(name).name] = acc
-    return out
-
-
-def _density(names: Sequence[str], accs: Sequence[str], booster: bool) -> str:
-    from hbfpsim.cost import density
-    rows = density.density_table(names or density.FORMATS, _accumulators(accs),
-                                 density.BOOSTER if booster else None)
-    widths = density.SWEEP_WIDTHS[::2]
-    fixed = [r.format for r in rows if r.accumulator.startswith("fixed") and "%" not in r.format]
-    sweep = density.width_sweep(fixed if names else density.SWEEP_FORMATS, widths)
-    lines = [density.format_table(rows), "",
-             "density vs FP32 with a fixed{w} accumulator of w bits:",
-             f"{'format':<12}" + "".join(f"{w:>7d}" for w in widths)]
-    lines += [f"{name:<12}" + "".join(f"{d:>6.2f}x" for _, d in points)
-              for name, points in sweep.items()]
-    return "\n".join(lines)
-
-
-def _cost_mac(name: str, accumulator: str | None) -> str:
-    from hbfpsim.cost import mac_cost
-    mac = mac_cost(name, accumulator)
-    lines = [f"{mac.format} with a {mac.accumulator} accumulator (dot-product lane of "
-             f"{mac.lane}), 28 nm:"]
-    lines += [f"  {part:<18} {area:8.2f} um^2" for part, area in mac.parts.items()]
-    lines.append(f"  {'total':<18} {mac.area:8.2f} um^2, {mac.energy:.4f} pJ per MAC")
-    return "\n".join(lines)
-
-
-def _cost_array(config_path: str) -> str:
-    from hbfpsim.array import load
-    from hbfpsim.cost import array_cost
-    config = load(config_path)
-    a = array_cost(config)
-    mm2 = lambda um2: f"{um2 / 1e6:9.4f} mm^2"  # noqa: E731
-    return "\n".join([
-        f"{config.name}: {config.rows} x {config.cols}, {a.mac.format} MACs with a "
-        f"{a.mac.accumulator} accumulator (28 nm)",
-        f"  PE                {a.pe:9.2f} um^2 (MAC {a.mac.area:.2f} + partial-sum register)",
-        f"  PEs               {mm2(a.pes)}",
-        f"  edge converters   {mm2(a.edge)}",
-        f"  SRAM              {mm2(a.sram)} ({sum(a.sram_kib.values()):g} KiB)",
-        f"  total             {mm2(a.area)}",
-        f"  peak              {config.rows * config.cols * config.clock_ghz / 1e3:.4g} TMAC/s, "
-        f"{config.rows * config.cols * config.clock_ghz / (a.logic / 1e6):.4g} GMAC/s per mm^2 "
-        "of logic"])
-
-
-def _cost_synth(name: str, accumulator: str, verilog: str | None) -> str:
-    from hbfpsim.cost import calibrate
-    r = calibrate.synthesize_pe(name, accumulator)
-    if verilog:
-        Path(verilog).write_text(r["verilog"])
-    gates = sorted(((n, cell[2:-1]) for cell, n in r["cells"].items() if cell != "$_DFF_P_"),
-                   reverse=True)
-    lines = [f"{formats.get(name).name} PE with a {accumulator} accumulator, synthesized by Yosys:",
-             f"  flip-flops   {r['cells'].get('$_DFF_P_', 0)}",
-             f"  gates        {sum(n for n, _ in gates)} ("
-             + ", ".join(f"{cell} {n}" for n, cell in gates) + ")",
-             f"  transistors  {r['transistors']} (CMOS estimate) ~ {r['um2']:.1f} um^2 at 28 nm"]
-    if r["analytic"] is not None:
-        lines.append(f"  analytic     {r['analytic']:.0f} transistors "
-                     f"({r['analytic'] / r['transistors'] - 1:+.1%})")
-    return "\n".join(lines + ([f"  Verilog      {verilog}"] if verilog else []))
 
 
 def _trace_info(path: str) -> str:
@@ -265,16 +194,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(_capture(args.source, args.out, args.epochs, args.max_mb, args.steps,
                            args.layers))
         elif args.command == "density":
-            print(_density(args.names, args.acc, not args.no_booster))
+            print(text.density_report(args.names, args.acc, not args.no_booster))
         elif args.command == "plot":
             from hbfpsim.plots import plot_density
             print(f"wrote {plot_density(args.out)}")
         elif args.command == "cost" and args.cost_command == "mac":
-            print(_cost_mac(args.format, args.acc))
+            print(text.mac_report(args.format, args.acc))
         elif args.command == "cost" and args.cost_command == "array":
-            print(_cost_array(args.config))
+            from hbfpsim.array import load
+            print(text.array_report(load(args.config)))
         elif args.command == "cost" and args.cost_command == "synth":
-            print(_cost_synth(args.format, args.acc, args.verilog))
+            print(text.synth_report(args.format, args.acc, args.verilog))
         elif args.command == "cost":
             from hbfpsim.cost import calibrate
             result = calibrate.calibrate(args.out or calibrate.FITTED,

@@ -72,12 +72,3 @@ def width_sweep(formats: Iterable[str] = SWEEP_FORMATS,
     base = mac_cost(BASELINE).area
     return {get(name).name: [(w, base / mac_cost(name, f"fixed{w}").area) for w in widths]
             for name in formats}
-
-
-def format_table(rows: list[DensityRow]) -> str:
-    """``rows`` as the text table ``hbfpsim density`` prints."""
-    lines = [f"{'format':<28} {'accumulator':<15} {'um2/MAC':>8} {'pJ/MAC':>7} "
-             f"{'bits/elem':>9} {'density':>8}"]
-    lines += [f"{r.format:<28} {r.accumulator:<15} {r.area:>8.1f} {r.energy:>7.3f} "
-              f"{r.storage_bits:>9.3f} {r.density:>7.2f}x" for r in rows]
-    return "\n".join(lines)

@@ -87,7 +87,8 @@ def pe_for(fmt: Format, accumulator: str) -> str:
     INT8 and MXINT8 multiply integers (``pe``), the MX float formats align (``mx_pe``)."""
     acc = parse_accumulator(accumulator)
     if not isinstance(acc, FixedAccumulator):
-        raise ValueError(f"synthesis needs a fixed-point accumulator (fixed{{w}}), got {accumulator!r}")
+        raise ValueError(f"synthesis needs a fixed-point accumulator (fixed{{w}}), "
+                         f"got {accumulator!r}")
     if fmt.family == "fp":
         raise ValueError(f"{fmt.name}: Verilog is generated for integer and block formats "
                          "(hbfp*, int8, mx*); floating-point MACs are costed from the 28 nm table")
