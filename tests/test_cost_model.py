@@ -205,6 +205,16 @@ def test_mixed_operands_are_costed_as_the_dearer_format():
     assert array_cost(mixed).mac.format == "hbfp8@64"
 
 
+def test_the_pe_accumulator_follows_the_configuration():
+    int8 = ArrayConfig(rows=8, cols=8, dataflow="os", input="int8", weight="int8",
+                       accumulator="fixed24")
+    assert array_cost(int8).mac.accumulator == "fixed24"
+    assert array_cost(replace(int8, accumulator="fp32")).mac.accumulator == "fixed32"  # exact
+    assert array_cost(replace(HBFP4_ARRAY, block_accumulator=None)).mac.accumulator == "fixed13"
+    with pytest.raises(ValueError, match=r"<code>: \[numerics\] input: .*floating-point"):
+        array_cost(replace(int8, input="bf16", weight="bf16", accumulator="fixed24"))
+
+
 def test_gemm_energy_adds_compute_sram_and_dram():
     report = simulate(HBFP4_ARRAY, 200, 96, 300)
     energy = gemm_energy(HBFP4_ARRAY, report)

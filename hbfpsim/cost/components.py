@@ -12,7 +12,9 @@ Sources (copied into ``hbfpsim/cost/data``):
   cost of a 2:1 multiplexer bit, an XOR bit and a register bit relative to an adder bit,
   anchored to the 28 nm adder); see docs/cost.md.
 
-Outside a table's range a component follows the fit named in its docstring.
+Outside a table's range a component follows the fit named in its docstring. Functions of
+the tables alone are cached (the fits run once per argument); those that read
+``fitted.json`` are not, so a new calibration takes effect at once.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ def _table(component: str, fmt: str) -> dict[int, float]:
 
 # --- integer datapath ------------------------------------------------------------------------
 
+@cache
 def int_mult(bits: int) -> float:
     """Signed bits x bits multiplier. Table for 1-16 bits; beyond, a * bits^2 with ``a`` fitted
     by least squares to the table's 8-16-bit multipliers."""
@@ -74,6 +77,7 @@ def int_mult(bits: int) -> float:
     return a * bits**2
 
 
+@cache
 def int_add(bits: int) -> float:
     """Signed adder of ``bits``. Table for 1-16 bits; beyond, the least-squares line through
     the table's 4-16-bit adders (about 2.31 um^2 per bit)."""
@@ -127,6 +131,7 @@ def _fp_fit(component: str, features) -> tuple[np.ndarray, dict]:
     return coef, table
 
 
+@cache
 def fp_mult(exp_bits: int, man_bits: int) -> float:
     """Floating-point multiplier. Table for FP32, FP16, BF16, e10m7; otherwise
     a (M+1)^2 + b E + c, least squares on those four (within 2 % of each)."""
@@ -137,6 +142,7 @@ def fp_mult(exp_bits: int, man_bits: int) -> float:
     return float(coef @ [(man_bits + 1) ** 2, exp_bits, 1])
 
 
+@cache
 def fp_add(exp_bits: int, man_bits: int) -> float:
     """Floating-point adder. Table for FP32, FP16, BF16, e10m7; otherwise
     a n log2(n) + b E + c with n = M+1 (alignment and normalization shifters), least squares
@@ -148,6 +154,7 @@ def fp_add(exp_bits: int, man_bits: int) -> float:
     return float(coef @ [(man_bits + 1) * math.log2(man_bits + 1), exp_bits, 1])
 
 
+@cache
 def fp_accumulator(exp_bits: int, man_bits: int) -> float:
     """FP adder with its accumulating register and control. Table for FP32, FP16, BF16,
     e10m7; otherwise fp_add plus the table's mean accumulator overhead per bit (accumulator
@@ -161,6 +168,7 @@ def fp_accumulator(exp_bits: int, man_bits: int) -> float:
     return fp_add(exp_bits, man_bits) + float(per_bit) * (1 + exp_bits + man_bits)
 
 
+@cache
 def fixed_to_fp(width: int) -> float:
     """Fixed point (with exponent) to float converter for a ``width``-bit integer: the
     least-squares line through the table's 2-16-bit converters."""
@@ -169,6 +177,7 @@ def fixed_to_fp(width: int) -> float:
     return float(slope * width + intercept)
 
 
+@cache
 def fp_to_bfp(mantissa_bits: int, block: int) -> float:
     """Float to block floating point converter for a block of ``block`` elements: a line in
     the block size per mantissa width (as the EPFL model fits it; table for 2, 4, 6, 32),
@@ -193,6 +202,7 @@ def energy_scale() -> float:
     return FEATURE_28 / FEATURE_45 * (TABLE_VOLTAGE / HOROWITZ_VOLTAGE) ** 2
 
 
+@cache
 def logic_energy_density() -> float:
     """pJ per um^2 of logic per operation at 28 nm: the mean of energy / area over Horowitz's
     integer adders and multipliers (45 nm), times ``energy_scale()`` over the area scale
@@ -202,6 +212,7 @@ def logic_energy_density() -> float:
     return float(np.mean(ratios)) * energy_scale() / (FEATURE_28 / FEATURE_45) ** 2
 
 
+@cache
 def sram_energy_per_bit(kib: float) -> float:
     """pJ per bit read or written from an SRAM of ``kib`` KiB at 28 nm: a power law in size
     fitted (log-log least squares) to Horowitz's 8 KB, 32 KB and 1 MB reads of 64 bits, times
