@@ -1,4 +1,7 @@
-"""The ``hbfpsim`` command line. Errors print one line and exit with status 2."""
+"""The ``hbfpsim`` command line. Errors print one line and exit with status 2.
+
+Each command imports what it needs when it runs, so ``hbfpsim --help`` (and a typo) costs
+no more than Python and argparse; the text it prints comes from ``hbfpsim.text``."""
 
 from __future__ import annotations
 
@@ -7,92 +10,54 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from hbfpsim import __version__, formats
-from hbfpsim.config import ConfigError
-from hbfpsim.cost import text
-from hbfpsim.cost.calibrate import SynthesisError
+from hbfpsim import __version__
 
 
-def _formats_table(names: Sequence[str]) -> str:
-    rows = [("format", "family", "elem", "block", "shared", "bits/elem", "grid")]
-    for name in names or formats.STANDARD:
-        f = formats.get(name)
-        rows.append((f.name, f.family, str(f.element_bits), str(f.block or "-"),
-                     str(f.scale_bits or "-"), f"{f.storage_bits:.3f}", f.describe()))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    right = {2, 3, 4, 5}
-    return "\n".join("  ".join(c.rjust(w) if i in right else c.ljust(w)
-                               for i, (c, w) in enumerate(zip(r, widths))) + "  " + r[-1]
-                     for r in rows)
+def _formats(args) -> str:
+    from hbfpsim import formats, text
+    return text.formats_table([formats.get(name) for name in args.names or formats.STANDARD])
 
 
-def _gemm_report(config_path: str, m: int, n: int, k: int, engine: str, events: bool) -> str:
+def _gemm(args) -> str:
+    from hbfpsim import text
     from hbfpsim.array import load, simulate
     from hbfpsim.cost import gemm_energy
-    config = load(config_path)
-    r = simulate(config, m, n, k, engine=engine, events=events)
-    energy = gemm_energy(config, r)
-    stalls = ", ".join(f"{name} {cycles}" for name, cycles in r.stalls.items() if cycles)
-    sram = ", ".join(f"{b} {v['reads']}/{v['writes']}" for b, v in r.sram.items())
-    lines = [
-        f"{config.name}: {config.rows} x {config.cols} {config.dataflow.upper()}, "
-        f"{config.input} x {config.weight}, plan {r.plan}",
-        f"GEMM {m} x {n} x {k} (M x N x K): {r.folds} folds, {r.macs} MACs",
-        f"cycles        {r.total_cycles} = {r.compute_cycles} compute + {r.stall_cycles} stall"
-        + (f" ({stalls})" if stalls else ""),
-        f"              + {r.prefetch_cycles} prefetch before, {r.drain_cycles} drain after",
-        f"utilization   {r.utilization:.2%} (mapping efficiency {r.mapping_efficiency:.2%})",
-        f"SRAM bytes    reads/writes: {sram}",
-        f"DRAM bytes    reads {r.dram['reads']}, writes {r.dram['writes']}",
-        f"time          {r.seconds * 1e3:.4g} ms at {config.clock_ghz:g} GHz",
-        f"energy        {energy['total'] / 1e6:.4g} uJ = {energy['compute'] / 1e6:.4g} compute "
-        f"+ {energy['sram'] / 1e6:.4g} SRAM + {energy['dram'] / 1e6:.4g} DRAM (28 nm model)",
-    ]
-    if events:
-        lines.append("fold  start      end  waited on")
-        for f, (s, e, w) in enumerate(zip(r.events.start, r.events.end, r.events.waited_on)):
-            lines.append(f"{f:4d} {s:6d} {e:8d}  {w or '-'}")
-    return "\n".join(lines)
+    config = load(args.config)
+    report = simulate(config, args.m, args.n, args.k, engine=args.engine, events=args.events)
+    return text.gemm(config, report, gemm_energy(config, report))
 
 
-def _trace_info(path: str) -> str:
-    from hbfpsim import trace
-    t = trace.open(path)
-    s = t.summary()
-    lines = [f"{t.path}: model {t.model}, {s['records']} records, steps {s['steps']}, "
-             f"epochs {s['epochs']}" + (f"\n{t.description}" if t.description else ""),
-             f"{'phase':12} {'records':>8} {'GEMMs':>8} {'MACs':>16}"]
-    for phase, v in s["phases"].items():
-        lines.append(f"{phase:12} {v['records']:8d} {v['gemms']:8d} {v['macs']:16,d}")
-    lines.append(f"{'total':12} {s['records']:8d} "
-                 f"{sum(v['gemms'] for v in s['phases'].values()):8d} {s['macs']:16,d}")
-    lines.append(f"operands: {s['operand_bytes'] / 1e6:.2f} MB of float32"
-                 if t.has_operands else "operands: none (shape-only trace)")
-    layers = list(s["layers"])
-    shown = ", ".join(layers[:12]) + (f", ... ({len(layers) - 12} more)" if len(layers) > 12 else "")
-    lines.append(f"layers ({len(layers)}): {shown}")
-    return "\n".join(lines)
+def _trace(args) -> str:
+    from hbfpsim import text, trace
+    if args.trace_command == "info":
+        return text.trace_info(trace.open(args.path))
+    from hbfpsim.trace.scalesim import import_topology
+    rounding = "scalesim" if args.scalesim_rounding else "pytorch"
+    out = import_topology(args.topology, args.out, batch=args.batch, rounding=rounding)
+    return text.trace_info(trace.open(out))
 
 
-def _capture(source: str, out: str, epochs: int | None, max_mb: float | None,
-             steps: str | None, layers: str | None) -> str:
+def _capture(args) -> str:
     options = {}
-    if max_mb is not None:
-        options["max_bytes"] = max_mb * 1e6
-    if steps:
+    if args.max_mb is not None:
+        options["max_bytes"] = args.max_mb * 1e6
+    if args.steps:
         try:
-            options["steps"] = [int(s) for s in steps.split(",")]
+            options["steps"] = [int(s) for s in args.steps.split(",")]
         except ValueError:
-            raise ValueError(f"--steps must be comma-separated integers, got {steps!r}") from None
-    if layers:
-        options["layers"] = layers.split(",")
+            raise ValueError(f"--steps must be comma-separated integers, got {args.steps!r}") \
+                from None
+    if args.layers:
+        options["layers"] = args.layers.split(",")
     try:
         from hbfpsim.trace import examples, pytorch
     except ImportError as err:
         raise ValueError(f"capture needs PyTorch (pip install 'hbfpsim[examples]'): {err}") from None
+    source, out = args.source, args.out
     if source in examples.EXAMPLES:
-        result = examples.train_and_capture(source, out, **({"epochs": epochs} if epochs else {}),
-                                            max_bytes=options.get("max_bytes"))
+        result = examples.train_and_capture(
+            source, out, **({"epochs": args.epochs} if args.epochs else {}),
+            max_bytes=options.get("max_bytes"))
         return (f"{out}: {source}, captured epochs {result['epochs']}, test accuracy "
                 f"{result['test_accuracy']:.2%}")
     import runpy
@@ -107,6 +72,61 @@ def _capture(source: str, out: str, epochs: int | None, max_mb: float | None,
     return f"{out}: written by {script}"
 
 
+def _accumulator_options(pairs: Sequence[str]) -> dict:
+    """``--acc FORMAT=ACC`` options as {canonical format name: accumulator object}."""
+    from hbfpsim import formats
+    from hbfpsim.mac import parse_accumulator
+    out = {}
+    for pair in pairs:
+        name, sep, acc = pair.partition("=")
+        if not sep or not name or not acc:
+            raise ValueError(f"--acc expects FORMAT=ACCUMULATOR (e.g. hbfp4=fixed16), "
+                             f"got {pair!r}")
+        out[formats.get(name).name] = parse_accumulator(acc)
+    return out
+
+
+def _density(args) -> str:
+    from hbfpsim import text
+    from hbfpsim.cost import density
+    rows = density.density_table(args.names or density.FORMATS,
+                                 _accumulator_options(args.acc),
+                                 None if args.no_booster else density.BOOSTER)
+    fixed = [r.format for r in rows if r.accumulator.startswith("fixed") and "%" not in r.format]
+    sweep = density.width_sweep(fixed if args.names else density.SWEEP_FORMATS,
+                                density.SWEEP_WIDTHS[::2])
+    return text.density_report(rows, sweep)
+
+
+def _plot(args) -> str:
+    from hbfpsim.plots import plot_density
+    return f"wrote {plot_density(args.out)}"
+
+
+def _cost(args) -> str:
+    from hbfpsim import text
+    if args.cost_command == "mac":
+        from hbfpsim.cost import mac_cost
+        return text.mac_report(mac_cost(args.format, args.acc))
+    if args.cost_command == "array":
+        from hbfpsim.array import load
+        from hbfpsim.cost import array_cost
+        config = load(args.config)
+        return text.array_report(config, array_cost(config))
+    from hbfpsim.cost import calibrate
+    if args.cost_command == "synth":
+        from hbfpsim.formats import get
+        from hbfpsim.mac import parse_accumulator
+        fmt, acc = get(args.format), parse_accumulator(args.acc)
+        result = calibrate.synthesize_pe(fmt, acc)
+        if args.verilog:
+            Path(args.verilog).write_text(result["verilog"])
+        return text.synth_report(fmt, acc, result, args.verilog)
+    result = calibrate.calibrate(args.out or calibrate.FITTED,
+                                 progress=lambda s: print(s, file=sys.stderr))
+    return calibrate.summary(result)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hbfpsim", description=(
         "Time, cost and accuracy of HBFP / MX / FP systolic-array training accelerators."))
@@ -115,12 +135,14 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("formats", help="list number formats with their bits per element",
                        description="List number formats: element bits, block, shared-exponent "
                                    "bits, storage bits per element and the element grid.")
+    p.set_defaults(run=_formats)
     p.add_argument("names", nargs="*", metavar="FORMAT",
                    help="formats to show, e.g. hbfp5@32 mxfp4 (default: the standard set)")
     g = sub.add_parser("gemm", help="time one GEMM on an array configuration",
                        description="Time C = A B (A: M x K, B: K x N) on the array described "
                                    "by a configuration file: cycles, stalls, utilization, "
                                    "SRAM and DRAM traffic.")
+    g.set_defaults(run=_gemm)
     g.add_argument("config", help="array configuration (TOML), e.g. configs/array32.toml")
     for dim in ("M", "N", "K"):
         g.add_argument(dim.lower(), type=int, metavar=dim)
@@ -128,6 +150,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="timing engine (same results; simpy is the discrete-event model)")
     g.add_argument("--events", action="store_true", help="print the per-fold schedule")
     t = sub.add_parser("trace", help="inspect GEMM traces, import SCALE-Sim topologies")
+    t.set_defaults(run=_trace)
     tsub = t.add_subparsers(dest="trace_command", required=True, metavar="ACTION")
     info = tsub.add_parser("info", help="records per phase, MACs, bytes, layers")
     info.add_argument("path", help="trace directory (holding manifest.json)")
@@ -141,6 +164,7 @@ def _parser() -> argparse.ArgumentParser:
                        description="Run a built-in example (mlp-digits, cnn-digits) or a "
                                    "script defining main(capture) and write its trace; "
                                    "capture(model, **options) gives the capture context.")
+    c.set_defaults(run=_capture)
     c.add_argument("source", help="mlp-digits | cnn-digits | path/to/script.py")
     c.add_argument("--out", required=True, help="trace directory to write")
     c.add_argument("--epochs", type=int, help="training epochs (built-in examples)")
@@ -151,15 +175,18 @@ def _parser() -> argparse.ArgumentParser:
                        description="MAC/s per um^2 relative to FP32 at equal clock, per format "
                                    "at its default accumulator (and the Accuracy Booster mix), "
                                    "then against the accumulator width. 28 nm model.")
+    d.set_defaults(run=_density)
     d.add_argument("names", nargs="*", metavar="FORMAT", help="formats (default: the standard set)")
     d.add_argument("--acc", action="append", default=[], metavar="FORMAT=ACC",
                    help="accumulator of a format, e.g. --acc hbfp4=fixed16 (repeatable)")
     d.add_argument("--no-booster", action="store_true", help="leave out the Accuracy Booster mix")
     pl = sub.add_parser("plot", help="draw figures")
+    pl.set_defaults(run=_plot)
     plsub = pl.add_subparsers(dest="plot_command", required=True, metavar="FIGURE")
     pd = plsub.add_parser("density", help="density per format and against accumulator width")
     pd.add_argument("--out", default="density.png", help="file to write (.png, .pdf, .svg)")
     co = sub.add_parser("cost", help="area and energy of a MAC or an array; calibrate")
+    co.set_defaults(run=_cost)
     cosub = co.add_subparsers(dest="cost_command", required=True, metavar="ACTION")
     cm = cosub.add_parser("mac", help="area and energy of one MAC, part by part")
     cm.add_argument("format")
@@ -179,38 +206,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "formats":
-            print(_formats_table(args.names))
-        elif args.command == "gemm":
-            print(_gemm_report(args.config, args.m, args.n, args.k, args.engine, args.events))
-        elif args.command == "trace" and args.trace_command == "info":
-            print(_trace_info(args.path))
-        elif args.command == "trace":
-            from hbfpsim.trace.scalesim import import_topology
-            rounding = "scalesim" if args.scalesim_rounding else "pytorch"
-            out = import_topology(args.topology, args.out, batch=args.batch, rounding=rounding)
-            print(_trace_info(str(out)))
-        elif args.command == "capture":
-            print(_capture(args.source, args.out, args.epochs, args.max_mb, args.steps,
-                           args.layers))
-        elif args.command == "density":
-            print(text.density_report(args.names, args.acc, not args.no_booster))
-        elif args.command == "plot":
-            from hbfpsim.plots import plot_density
-            print(f"wrote {plot_density(args.out)}")
-        elif args.command == "cost" and args.cost_command == "mac":
-            print(text.mac_report(args.format, args.acc))
-        elif args.command == "cost" and args.cost_command == "array":
-            from hbfpsim.array import load
-            print(text.array_report(load(args.config)))
-        elif args.command == "cost" and args.cost_command == "synth":
-            print(text.synth_report(args.format, args.acc, args.verilog))
-        elif args.command == "cost":
-            from hbfpsim.cost import calibrate
-            result = calibrate.calibrate(args.out or calibrate.FITTED,
-                                         progress=lambda s: print(s, file=sys.stderr))
-            print(calibrate.summary(result))
-    except (ConfigError, ValueError, OSError, SynthesisError) as err:
+        print(args.run(args))
+    except (ValueError, OSError) as err:     # ConfigError, TraceError, SynthesisError among them
         print(f"hbfpsim: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -31,9 +31,12 @@ def round_float(v, acc, draw=None):
     scaled = mag / pow2(q)
     n = math.floor(scaled)
     frac = scaled - n
-    if acc.rounding == "rne":
+    mode = acc.rounding.label                   # rne, rna, rtz or stochastic
+    if mode == "rne":
         n += frac > Fraction(1, 2) or (frac == Fraction(1, 2) and n % 2 == 1)
-    elif acc.rounding == "stochastic":
+    elif mode == "rna":
+        n += frac >= Fraction(1, 2)
+    elif mode == "stochastic":
         n += draw < frac * 2**53
     r = n * pow2(q)
     if not acc.subnormals and r < pow2(acc.emin):

@@ -64,6 +64,8 @@ def round_int(v: Fraction, mode: str, u: Fraction | None = None) -> int:
         return low + (low % 2)
     if mode == "away":
         return low + (frac >= Fraction(1, 2))
+    if mode == "rtz":
+        return low
     return low + (u < frac)
 
 

@@ -92,7 +92,8 @@ def test_bad_axis(axis, message):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"rounding": "nearest"}, "rounding='nearest' is not one of 'even', 'away', 'stochastic'"),
+    ({"rounding": "nearest"}, "rounding='nearest' is not a rounding mode; expected one of rne, "
+                              "even, rna, away, rtz, zero, stochastic"),
     ({"rounding": "stochastic"}, "needs seed=<int>"),
     ({"rounding": "stochastic", "seed": -1}, r"seed must be an integer in \[0, 2\^63\)"),
     ({"rounding": "stochastic", "seed": 2**63}, "seed must be"),

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from hbfpsim import matmul
-from hbfpsim.array import Mapping, Numerics
+from hbfpsim.array import Mapping, plan_for
 from hbfpsim.array.reference import cycle_stepped
 from hbfpsim.config import ArrayConfig
+from hbfpsim.numerics import Numerics
 from inputs import first_difference, same_bits, stable_seed
 
 NUMERICS = [
@@ -32,7 +33,7 @@ def test_reference_equals_matmul_with_the_derived_plan(dataflow, numerics):
     m, n, k = 5, 4, 37
     a = rng.standard_normal((m, k)) * 2.0**rng.integers(-3, 4, (m, 1))
     b = rng.standard_normal((k, n))
-    plan = Numerics.of(config).plan(Mapping.of(m, n, k, config))
+    plan = plan_for(Mapping.of(m, n, k, config), Numerics.of(config))
     ref = cycle_stepped(config, a, b, seed=11)
     want = matmul(a, b, fa, fb, plan, seed=11).out
     assert same_bits(ref.out, want), (str(plan), first_difference(ref.out, want, a))
@@ -41,7 +42,7 @@ def test_reference_equals_matmul_with_the_derived_plan(dataflow, numerics):
 def test_plans_follow_the_dataflow():
     def plan(df, **kw):
         config = ArrayConfig(rows=128, cols=32, dataflow=df, **kw)
-        return str(Numerics.of(config).plan(Mapping.of(100, 50, 1000, config)))
+        return str(plan_for(Mapping.of(100, 50, 1000, config), Numerics.of(config)))
 
     hbfp = dict(input="hbfp4", weight="hbfp4", block_accumulator="fixed16")
     assert plan("ws") == "fp32*128 > fp32" == plan("is")

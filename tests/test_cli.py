@@ -43,7 +43,7 @@ def test_gemm_prints_the_report(capsys):
     config = str(Path(__file__).resolve().parents[1] / "configs" / "small16.toml")
     assert cli.main(["gemm", config, "8", "4", "8", "--events"]) == 0
     out = capsys.readouterr().out
-    assert "small16: 16 x 16 WS, hbfp4 x hbfp4, plan fixed16*16 > fp32" in out
+    assert "small16: 16 x 16 WS, hbfp4@64 x hbfp4@64, plan fixed16*16 > fp32" in out
     assert "GEMM 8 x 4 x 8 (M x N x K): 1 folds, 256 MACs" in out
     assert "cycles        54 = 54 compute + 0 stall" in out      # 2*16 + 16 + 8 - 2
     assert out.splitlines()[-1].split() == ["0", "0", "54", "-"]

@@ -14,6 +14,7 @@ from inputs import stable_seed
 from hbfpsim import cli
 from hbfpsim.cost import calibrate, rtl
 from hbfpsim.formats import get
+from hbfpsim.mac import FixedAccumulator, FloatAccumulator, parse_accumulator
 
 SHIPPED = json.loads(resources.files("hbfpsim.cost").joinpath("data/fitted.json").read_text())
 
@@ -103,7 +104,7 @@ def test_mx_pe_rtl_accumulates_exact_products(fmt, acc, tmp_path):
     assert np.all(units == np.round(units))
     width = int(acc[5:])
     expected = [int(u) % 2**width for u in units]
-    assert run_pe(rtl.pe_for(get(fmt), acc), a, b, width, tmp_path) == expected
+    assert run_pe(rtl.pe_for(get(fmt), parse_accumulator(acc)), a, b, width, tmp_path) == expected
 
 
 @yosys
@@ -112,16 +113,16 @@ def test_integer_pe_rtl_accumulates_and_wraps(tmp_path):
     a, b = rng.integers(-7, 8, 20), rng.integers(-7, 8, 20)
     a[:4], b[:4] = 7, 7                                         # 4 x 49 = 196 > 127: wraps
     expected = [int(s) % 2**8 for s in np.cumsum(a * b)]
-    assert run_pe(rtl.pe_for(get("hbfp4"), "fixed8"), a % 16, b % 16, 8, tmp_path) == expected
+    assert run_pe(rtl.pe_for(get("hbfp4"), FixedAccumulator(8)), a % 16, b % 16, 8, tmp_path) == expected
 
 
 def test_pe_for_rejects_what_it_cannot_build():
     with pytest.raises(ValueError, match="floating-point MACs are costed"):
-        rtl.pe_for(get("bf16"), "fixed16")
+        rtl.pe_for(get("bf16"), FixedAccumulator(16))
     with pytest.raises(ValueError, match="fixed-point accumulator"):
-        rtl.pe_for(get("hbfp4"), "fp32")
+        rtl.pe_for(get("hbfp4"), FloatAccumulator(8, 23))
     with pytest.raises(ValueError, match="cannot hold"):
-        rtl.pe_for(get("hbfp8"), "fixed12")
+        rtl.pe_for(get("hbfp8"), FixedAccumulator(12))
 
 
 @yosys

@@ -7,7 +7,7 @@ import oracle
 from hbfpsim import formats
 from inputs import first_difference, hard_rows, mixed_rows, same_bits, stable_seed
 
-MODES = ["even", "away", "stochastic"]
+MODES = ["even", "away", "rtz", "stochastic"]
 SEED = 1234
 NAMES = list(formats.STANDARD) + ["hbfp2@8", "hbfp5@16", "hbfp12@64", "hbfp4@1"]
 SCALAR_GRID = {"fp32": "fp32", "bf16": "bf16", "fp16": "fp16", "fp8_e4m3": "e4m3",

@@ -120,7 +120,7 @@ def test_result_and_stats():
     result = hbfpsim.matmul(a, b, "hbfp4", plan="fixed16*64 > e5m10")
     out, stats = result
     assert out is result.out and out.dtype == np.float64 and out.shape == (6, 5)
-    assert stats.shape == (6, 5, 200) and stats.plan == "fixed16*64 > fp16"
+    assert stats.shape == (6, 5, 200) and str(stats.plan) == "fixed16*64 > fp16"
     assert [lv.inputs for lv in stats.levels] == [200, 4]
     assert stats.levels[0].fast_path and not stats.levels[1].fast_path
     table = stats.summary().splitlines()

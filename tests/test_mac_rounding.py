@@ -9,12 +9,13 @@ import pytest
 from numba import njit
 
 import mac_oracle
+from hbfpsim.formats import Rounding
 from hbfpsim.mac.accumulators import FloatAccumulator, parse_accumulator
-from hbfpsim.mac.arith import RNE, RTZ, STOCHASTIC, fixed_add, float_add
+from hbfpsim.mac.arith import fixed_add, float_add
 from inputs import stable_seed
 from oracle import splitmix_uniform
 
-MODES = {"rne": RNE, "rtz": RTZ, "stochastic": STOCHASTIC}
+MODES = {r.label: int(r) for r in Rounding}    # rne, rna, rtz, stochastic
 
 
 @njit
@@ -97,7 +98,7 @@ def test_one_addition_matches_oracle(spec, mode):
 def test_power_of_two_edge_with_negative_tail():
     """s = 1, p = -2^-80: the exact sum is just below 1, where the grid is twice as fine."""
     acc = FloatAccumulator(5, 10, "rtz")
-    got, _ = _add_many(np.array([1.0]), np.array([-2.0**-80]), 10, acc.emin, acc.max, RTZ,
+    got, _ = _add_many(np.array([1.0]), np.array([-2.0**-80]), 10, acc.emin, acc.max, MODES["rtz"],
                        False, False, 0)
     assert got[0] == 1 - 2.0**-11
 

@@ -9,7 +9,8 @@ from hbfpsim import formats
 from inputs import same_bits
 
 NAMES = list(formats.STANDARD) + ["hbfp5@16", "hbfp3@4"]
-DETERMINISTIC = ["even", "away"]
+NEAREST = ["even", "away"]
+DETERMINISTIC = NEAREST + ["rtz"]
 
 finite32 = st.floats(width=32, allow_nan=False, allow_infinity=False)
 arrays = hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=80),
@@ -71,7 +72,7 @@ def test_sign_symmetric(name, x, rounding):
 
 
 @pytest.mark.parametrize("name", NAMES)
-@given(x=inputs, rounding=st.sampled_from(DETERMINISTIC))
+@given(x=inputs, rounding=st.sampled_from(NEAREST))
 def test_error_within_half_a_step_unless_saturated(name, x, rounding):
     fmt = formats.get(name)
     enc = fmt.encode(x, rounding=rounding)
@@ -82,6 +83,21 @@ def test_error_within_half_a_step_unless_saturated(name, x, rounding):
     if fmt.family == "fp":
         ok |= np.abs(x) > fmt.spec.max
     assert ok.all(), (x[~ok][:3], q[~ok][:3], step[~ok][:3])
+
+
+@pytest.mark.parametrize("name", NAMES)
+@given(x=inputs)
+def test_toward_zero_truncates(name, x):
+    """rtz never grows a magnitude and stays within one step below it (in range)."""
+    fmt = formats.get(name)
+    enc = fmt.encode(x, rounding="rtz")
+    step, saturated = grid_step(fmt, x, enc)
+    mag, q = np.abs(x.astype(np.float64)), np.abs(enc.decode())
+    in_range = ~saturated
+    if fmt.family == "fp":
+        in_range &= np.abs(x) <= fmt.spec.max
+    assert np.all(q[in_range] <= mag[in_range])
+    assert np.all(mag[in_range] - q[in_range] < step[in_range])
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -11,7 +11,6 @@ per-PE reference for small arrays.
 """
 
 from hbfpsim.array.mapping import Mapping, plan_for
-from hbfpsim.array.simulate import ENGINES, FoldEvents, GemmReport, Numerics, load, simulate
+from hbfpsim.array.simulate import ENGINES, FoldEvents, GemmReport, load, simulate
 
-__all__ = ["ENGINES", "FoldEvents", "GemmReport", "Mapping", "Numerics", "load", "plan_for",
-           "simulate"]
+__all__ = ["ENGINES", "FoldEvents", "GemmReport", "Mapping", "load", "plan_for", "simulate"]

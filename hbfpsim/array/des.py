@@ -1,10 +1,12 @@
 """The fold-level timing model as a simpy discrete-event simulation.
 
 Processes: the array (one step per fold), a loader per fold's loads and a writer per fold's
-store, sharing one DRAM channel (a simpy Resource served first come, first served). It
-advances per fold and per transfer, never per cycle. ``timing.fold_recurrence`` computes the
-same schedule without an event queue; the tests hold the two to the same cycles, stalls and
-blame on random configurations, and ``simulate(..., engine="simpy")`` runs this one.
+store, sharing one DRAM channel (a simpy Resource served first come, first served). A loader
+returns when each of its fold's tiles is usable, a writer when its store finished; the array
+waits on their processes and reads those values. It advances per fold and per transfer,
+never per cycle. ``timing.fold_schedule`` computes the same schedule without an event queue;
+the tests hold the two to the same cycles, stalls and blame on random configurations, and
+``simulate(..., engine="simpy")`` runs this one.
 """
 
 from __future__ import annotations
@@ -12,75 +14,78 @@ from __future__ import annotations
 import numpy as np
 import simpy
 
+from hbfpsim.array.timing import Schedule
+
 
 def run(compute: np.ndarray, loads: np.ndarray, store: np.ndarray, latency: int,
-        double_buffered: bool):
-    """Same arguments and results as ``timing.fold_recurrence``."""
-    n = compute.size
+        double_buffered: bool) -> Schedule:
+    """Same arguments and result as ``timing.fold_schedule``."""
     env = simpy.Environment()
     channel = simpy.Resource(env, capacity=1)
-    loaded = [env.event() for _ in range(n)]
-    stored = [env.event() for _ in range(n)]
-    ready = np.zeros((n, 3), np.int64)          # when each fold's A, B, partial sums arrived
-    stored_at = np.zeros(n, np.int64)           # when each fold's store finished
-    start = np.zeros(n, np.int64)
-    end = np.zeros(n, np.int64)
-    waited_on = np.full(n, -1, np.int8)
-    stalls = np.zeros(3, np.int64)
 
-    def loader(f):
-        issued = env.now
-        ready[f] = issued
-        if loads[:, f].sum() > 0:
+    def load(f):
+        """Fold f's loads, back to back while holding the channel. Value: when its A, B and
+        partial-sum tiles are usable (``latency`` after each transfer; at once if none)."""
+        ready = [env.now] * 3
+        if loads[:, f].any():
             with channel.request() as request:
                 yield request
-                for b in range(3):             # back to back while holding the channel
+                for b in range(3):
                     if loads[b, f] > 0:
                         yield env.timeout(int(loads[b, f]))
-                        ready[f, b] = env.now + latency
-        finish = int(ready[f].max())
-        if finish > env.now:
-            yield env.timeout(finish - env.now)
-        loaded[f].succeed()
+                        ready[b] = env.now + latency
+        return ready
 
-    def writer(f):
+    def write(f):
+        """Fold f's store. Value: the cycle it finished."""
         with channel.request() as request:
             yield request
             yield env.timeout(int(store[f]))
-        stored_at[f] = env.now
-        stored[f].succeed()
+        return env.now
 
     def array():
-        previous_end = 0
-        loaded[0].succeed()                    # fold 0's tiles were prefetched
+        """The folds in order. Value: (start, end, waited_on, stalls, writers)."""
+        n = compute.size
+        start, end = np.zeros(n, np.int64), np.zeros(n, np.int64)
+        waited_on = np.full(n, -1, np.int8)
+        stalls = np.zeros(3, np.int64)
+        writers = []
+        ready = [0, 0, 0]                       # fold 0's tiles were prefetched
+        loading = storing = None
+        previous_end = stored = 0
         for f in range(n):
+            if loading is not None:
+                ready = yield loading
             single = not double_buffered and f > 0
-            yield simpy.AllOf(env, [loaded[f]] + ([stored[f - 1]] if single else []))
-            begin = start[f] = env.now
+            if single and storing is not None:
+                stored = yield storing          # the single output buffer must drain
             culprit, latest = -1, previous_end
             for b in range(3):
-                if ready[f, b] > latest:
-                    culprit, latest = b, ready[f, b]
-            if single and stored_at[f - 1] > latest:
-                culprit = 2
-            if begin > previous_end:
-                stalls[culprit] += begin - previous_end
+                if ready[b] > latest:
+                    culprit, latest = b, ready[b]
+            if single and stored > latest:
+                culprit, latest = 2, stored
+            if latest > env.now:
+                yield env.timeout(latest - env.now)
+            start[f] = env.now
+            if culprit >= 0:
+                stalls[culprit] += start[f] - previous_end
                 waited_on[f] = culprit
-            if double_buffered and f + 1 < n:
-                env.process(loader(f + 1))
+            loading = env.process(load(f + 1)) if double_buffered and f + 1 < n else None
             yield env.timeout(int(compute[f]))
-            end[f] = previous_end = env.now
+            end[f] = previous_end = stored = env.now
+            storing = None
             if store[f] > 0:
-                env.process(writer(f))
-            else:
-                stored_at[f] = env.now
-                stored[f].succeed()
+                storing = env.process(write(f))
+                writers.append(storing)
             if not double_buffered and f + 1 < n:
-                env.process(loader(f + 1))
+                loading = env.process(load(f + 1))
+        return start, end, waited_on, stalls, writers
 
-    env.process(array())
-    env.run()
-    total = int(end[-1]) if n else 0
-    drain = max(int(stored_at.max()) - total, 0) if n else 0
-    prefetch = int(loads[:, 0].sum() + latency) if n and loads[:, 0].sum() > 0 else 0
-    return start, end, waited_on, total, prefetch, drain, stalls
+    schedule = env.process(array())
+    env.run()                                   # until the last store is done
+    start, end, waited_on, stalls, writers = schedule.value
+    total = int(end[-1]) if compute.size else 0
+    drain = max([total] + [w.value for w in writers]) - total
+    first = int(loads[:, 0].sum()) if compute.size else 0
+    return Schedule(start, end, waited_on, total, first + latency if first else 0, drain, stalls)

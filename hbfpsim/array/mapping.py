@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from hbfpsim.config import ArrayConfig
-from hbfpsim.mac import AccumulationPlan, Level, parse_accumulator
+from hbfpsim.mac import AccumulationPlan, Level
+from hbfpsim.numerics import Numerics
 
 
 @dataclass(frozen=True)
@@ -95,35 +96,34 @@ class Mapping:
         return fr, fc, rows_used, cols_used
 
 
-def plan_for(mapping: Mapping, block_a: int | None, block_b: int | None,
-             accumulator: str, output: str, block_accumulator: str | None) -> AccumulationPlan:
+def plan_for(mapping: Mapping, numerics: Numerics) -> AccumulationPlan:
     """The accumulation plan a dataflow implies for one dot product of length K.
 
     WS / IS: K runs down a column in chunks of R (one fold each); the column chain sums its
-    chunk in ``accumulator`` and the output buffer sums the folds in ``output``. OS: each PE
-    sums all of K in ``accumulator``; its result enters the output buffer (``output``) once.
-    With ``block_accumulator``, products are first summed in that fixed-point register inside
-    each block shared by both operands (``block_a``/``block_b``: elements per shared
-    exponent, None for scalar formats), and block results enter the chain or PE register.
+    chunk in ``numerics.accumulator`` and the output buffer sums the folds in
+    ``numerics.output``. OS: each PE sums all of K in the accumulator; its result enters the
+    output buffer once. With a ``block_accumulator``, products are first summed in that
+    fixed-point register inside each block shared by both operands (elements per shared
+    exponent; a scalar format's one block is all of K), and block results enter the chain
+    or PE register.
     """
     k, r = mapping.k, mapping.rows
-    chain = parse_accumulator(accumulator)
-    out = parse_accumulator(output)
     span = r if mapping.dataflow != "os" else k            # products per chain/PE register
     levels = []
-    if block_accumulator is not None:
-        block = math.gcd(block_a or 0, block_b or 0) or span   # shared by both operands
-        inner = parse_accumulator(block_accumulator)
+    if numerics.block_accumulator is not None:
+        shared = math.gcd(numerics.input.block or 0, numerics.weight.block or 0)
+        block = shared or span
         if block >= span:
             if block % span and block < k:
                 raise ValueError(f"blocks of {block} elements and chunks of {span} products "
                                  "do not nest: a chunk would straddle two blocks")
-            levels.append(Level(inner, span))                # the whole chain is integer
+            levels.append(Level(numerics.block_accumulator, span))   # the chain is integer
         else:
             if span % block and span < k:
                 raise ValueError(f"chunks of {span} products are not whole blocks of {block}")
-            levels += [Level(inner, block), Level(chain, math.ceil(span / block))]
+            levels += [Level(numerics.block_accumulator, block),
+                       Level(numerics.accumulator, math.ceil(span / block))]
     else:
-        levels.append(Level(chain, span))
-    levels.append(Level(out))
+        levels.append(Level(numerics.accumulator, span))
+    levels.append(Level(numerics.output))
     return AccumulationPlan(tuple(levels))

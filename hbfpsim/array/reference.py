@@ -27,13 +27,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hbfpsim.array.mapping import Mapping
-from hbfpsim.array.simulate import Numerics
+from hbfpsim.array.mapping import Mapping, plan_for
 from hbfpsim.config import ArrayConfig
-from hbfpsim.mac import FixedAccumulator, parse_accumulator
-from hbfpsim.mac.arith import MODES, fixed_add, float_add, int_to_pair, round_float, scale2
+from hbfpsim.mac import Accumulator, FixedAccumulator
+from hbfpsim.mac.arith import fixed_add, float_add, int_to_pair, round_float, scale2
 from hbfpsim.mac.engine import derive_seeds
 from hbfpsim.mac.operands import prepare
+from hbfpsim.numerics import Numerics
 
 MAX_SIDE = 16
 
@@ -42,8 +42,8 @@ class Register:
     """One accumulator register (a level of the plan). Values are exact float64 (float
     accumulators) or int (fixed, in units of 2^lsb)."""
 
-    def __init__(self, spec, level: int, events):
-        self.acc = parse_accumulator(spec)
+    def __init__(self, acc: Accumulator, level: int, events):
+        self.acc = acc
         self.level = level
         self.events = events          # (element id, level, ordinal, kind) -> stochastic index
         self.reset()
@@ -60,7 +60,7 @@ class Register:
             self.lsb = lsb
         else:
             self.value = float_add(self.value, x, acc.man_bits, acc.emin, acc.max,
-                                   MODES[acc.rounding], not acc.subnormals, acc.saturate,
+                                   int(acc.rounding), not acc.subnormals, acc.saturate,
                                    self.events.seed, self.events.index(element, self.level,
                                                                        ordinal, 1))[0]
 
@@ -77,7 +77,7 @@ class Register:
         acc = self.acc
         x = hi
         if math.isfinite(hi):
-            x = round_float(hi, lo, acc.man_bits, acc.emin, acc.max, MODES[acc.rounding],
+            x = round_float(hi, lo, acc.man_bits, acc.emin, acc.max, int(acc.rounding),
                             not acc.subnormals, acc.saturate, self.events.seed,
                             self.events.index(element, self.level, ordinal, 0))[0]
         self.add(x, element, ordinal)
@@ -135,12 +135,12 @@ class _Run:
 
     def __init__(self, config, mapping, numerics, a, b, seed):
         self.config, self.mapping = config, mapping
-        plan = numerics.plan(mapping)
+        plan = plan_for(mapping, numerics)
         inputs = plan.inputs(mapping.k)
         self.events = Events(derive_seeds(seed)[2], 2 * sum(inputs),
                              [sum(inputs[:i]) for i in range(len(inputs))])
         self.levels = [lv.accumulator for lv in plan.levels]
-        self.block = plan.levels[0].length if config.block_accumulator else None
+        self.block = plan.levels[0].length if numerics.block_accumulator else None
         op_a, op_b = prepare(a, numerics.input, 1), prepare(b, numerics.weight, 0)
         self.a, self.b = op_a.values, op_b.values
         self.qa, self.qb = op_a.lsb_per_element(), op_b.lsb_per_element()
@@ -153,7 +153,7 @@ class _Run:
     def registers(self):
         """What one partial sum carries: [block register?, chain register] (all levels but
         the output buffer)."""
-        return [Register(spec, level, self.events) for level, spec in enumerate(self.levels[:-1])]
+        return [Register(acc, level, self.events) for level, acc in enumerate(self.levels[:-1])]
 
     def mac(self, regs, i, j, t):
         """Product t of output (i, j) enters the innermost register; a block's last product

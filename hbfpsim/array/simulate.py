@@ -11,54 +11,10 @@ from hbfpsim import config as cfg
 from hbfpsim.array import des, timing
 from hbfpsim.array.mapping import Mapping, plan_for
 from hbfpsim.array.memory import demand
-from hbfpsim.formats import Format, get as get_format
-from hbfpsim.mac import AccumulationPlan, FixedAccumulator, parse_accumulator
+from hbfpsim.mac import AccumulationPlan
+from hbfpsim.numerics import Numerics
 
 ENGINES = ("fast", "simpy")
-
-
-@dataclass(frozen=True)
-class Numerics:
-    """A configuration's number formats and accumulators, resolved and validated."""
-
-    input: Format
-    weight: Format
-    accumulator: str
-    output: str
-    block_accumulator: str | None
-
-    @classmethod
-    def of(cls, config: cfg.ArrayConfig) -> Numerics:
-        def fail(key, err):
-            return cfg.ConfigError(f"{config.source}: [numerics] {key}: {err}")
-
-        resolved = {}
-        for key in ("input", "weight"):
-            try:
-                resolved[key] = get_format(getattr(config, key))
-            except ValueError as err:
-                raise fail(key, err) from None
-        for key in ("accumulator", "output", "block_accumulator"):
-            spec = getattr(config, key)
-            if spec is None:
-                continue
-            try:
-                acc = parse_accumulator(spec)
-            except ValueError as err:
-                raise fail(key, err) from None
-            if key == "block_accumulator" and not isinstance(acc, FixedAccumulator):
-                raise fail(key, f"expected a fixed-point accumulator such as 'fixed16', got {spec!r}")
-        return cls(resolved["input"], resolved["weight"], config.accumulator, config.output,
-                   config.block_accumulator)
-
-    @property
-    def psum_bits(self) -> int:
-        """Bits of a partial sum in the output buffer."""
-        return parse_accumulator(self.output).bits
-
-    def plan(self, mapping: Mapping) -> AccumulationPlan:
-        return plan_for(mapping, self.input.block, self.weight.block, self.accumulator,
-                        self.output, self.block_accumulator)
 
 
 def load(path: str | Path) -> cfg.ArrayConfig:
@@ -101,7 +57,7 @@ class GemmReport:
     mapping_efficiency: float       # used PEs / (R x C), mean over folds
     sram: dict[str, dict[str, int]]  # per buffer: reads, writes (bytes)
     dram: dict[str, int]             # reads, writes (bytes)
-    plan: str
+    plan: AccumulationPlan           # how each dot product accumulates on this dataflow
     seconds: float
     events: FoldEvents | None = None
 
@@ -128,24 +84,23 @@ def simulate(config: cfg.ArrayConfig, m: int, n: int, k: int, *, engine: str = "
     compute, sram_stalls = timing.fold_compute(
         mapping.fold_cycles, np.stack([need.read_a, need.read_b, need.psum_write + need.psum_read]),
         config.sram_bytes_per_cycle)
-    run = timing.fold_recurrence if engine == "fast" else des.run
-    start, end, waited_on, total, prefetch, drain, stalls = run(
-        compute, loads, timing.transfer_cycles(need.store, bandwidth),
-        config.dram_latency_cycles, config.double_buffered)
-    total = int(total)
-    stall_by = {b: int(s) for b, s in zip(timing.BUFFERS, stalls)}
-    stall_by.update({f"sram_{b}": int(s) for b, s in zip(timing.BUFFERS, sram_stalls.sum(axis=1))})
+    run = timing.fold_schedule if engine == "fast" else des.run
+    s = run(compute, loads, timing.transfer_cycles(need.store, bandwidth),
+            config.dram_latency_cycles, config.double_buffered)
+    stall_by = {b: int(c) for b, c in zip(timing.BUFFERS, s.stalls)}
+    stall_by.update({f"sram_{b}": int(c) for b, c in zip(timing.BUFFERS, sram_stalls.sum(axis=1))})
     fold_events = None
     if events:
-        fold_events = FoldEvents(start, end, [None if w < 0 else timing.BUFFERS[w]
-                                              for w in waited_on],
+        fold_events = FoldEvents(s.start, s.end, [None if w < 0 else timing.BUFFERS[w]
+                                                  for w in s.waited_on],
                                  need.load_a + need.load_b + need.load_out, need.store)
+    total = s.total_cycles
     return GemmReport(
         m, n, k, config.name, config.dataflow, mapping.folds, total, mapping.compute_cycles,
-        total - mapping.compute_cycles, stall_by, int(prefetch), int(drain),
+        total - mapping.compute_cycles, stall_by, s.prefetch_cycles, s.drain_cycles,
         mapping.macs / (total * config.rows * config.cols), mapping.mapping_efficiency,
-        need.sram(), need.dram(), str(numerics.plan(mapping)),
+        need.sram(), need.dram(), plan_for(mapping, numerics),
         total / (config.clock_ghz * 1e9), fold_events)
 
 
-__all__ = ["ENGINES", "FoldEvents", "GemmReport", "Numerics", "load", "simulate"]
+__all__ = ["ENGINES", "FoldEvents", "GemmReport", "load", "simulate"]

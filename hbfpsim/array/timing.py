@@ -1,6 +1,6 @@
 """Fold-level timing: when each fold starts and ends, and which buffer made it wait.
 
-The model (des.py runs it as a simpy discrete-event simulation; ``fold_recurrence`` below
+The model (des.py runs it as a simpy discrete-event simulation; ``fold_schedule`` below
 computes the same schedule directly and is what ``simulate`` uses by default):
 
 - Fold f computes for P[f] cycles: its ideal fill/stream/drain cycles, stretched if a
@@ -33,17 +33,16 @@ BUFFERS = ("input", "weight", "output")
 
 
 @dataclass(frozen=True)
-class Timeline:
-    """Per-fold schedule (cycles) and the stall totals."""
+class Schedule:
+    """When each fold ran and what it waited for: what both timing engines return."""
 
-    start: np.ndarray         # int64 per fold
-    end: np.ndarray           # int64 per fold
-    waited_on: np.ndarray     # int8 per fold: -1 none, 0 input, 1 weight, 2 output
-    total_cycles: int
-    prefetch_cycles: int
-    drain_cycles: int
-    memory_stalls: np.ndarray  # int64 (3,): cycles waiting on DRAM data per buffer
-    sram_stalls: np.ndarray    # int64 (3,): cycles added by SRAM bandwidth per buffer
+    start: np.ndarray         # int64 per fold: first cycle
+    end: np.ndarray           # int64 per fold: first cycle after it
+    waited_on: np.ndarray     # int8 per fold: -1 none, else the index in BUFFERS it waited on
+    total_cycles: int         # end of the last fold
+    prefetch_cycles: int      # loading fold 0's tiles, before cycle 0
+    drain_cycles: int         # stores still in flight after the last fold
+    stalls: np.ndarray        # int64 (3,): cycles waiting on DRAM data, per buffer
 
 
 def transfer_cycles(nbytes: np.ndarray, bandwidth: float) -> np.ndarray:
@@ -67,11 +66,20 @@ def fold_compute(fold_cycles: int, buffer_bytes: np.ndarray, sram_bandwidth: flo
     return compute, stalls
 
 
+def fold_schedule(compute: np.ndarray, loads: np.ndarray, store: np.ndarray, latency: int,
+                  double_buffered: bool) -> Schedule:
+    """The schedule of the module docstring, computed directly. ``compute`` (F,): cycles of
+    each fold; ``loads`` (3, F): channel cycles of the A, B and partial-sum loads of each
+    fold; ``store`` (F,): channel cycles of its store; ``latency``: cycles from a load's end
+    to its data being usable."""
+    start, end, waited_on, total, prefetch, drain, stalls = _recurrence(
+        compute, loads, store, latency, double_buffered)
+    return Schedule(start, end, waited_on, int(total), int(prefetch), int(drain), stalls)
+
+
 @njit(cache=True)
-def fold_recurrence(compute, loads, store, latency, double_buffered):
-    """The schedule (see the module docstring). ``loads`` (3, F): channel cycles of the A, B
-    and partial-sum loads of each fold; ``store`` (F,): channel cycles of its store.
-    Returns (start, end, waited_on, total, prefetch, drain, memory_stalls)."""
+def _recurrence(compute, loads, store, latency, double_buffered):
+    """``fold_schedule``'s loop: (start, end, waited_on, total, prefetch, drain, stalls)."""
     n = compute.size
     start = np.zeros(n, np.int64)
     end = np.zeros(n, np.int64)

@@ -3,7 +3,7 @@ arithmetic density, at 28 nm, from published synthesis tables (see docs/cost.md)
 
 >>> from hbfpsim.cost import mac_cost
 >>> fp32, hbfp4 = mac_cost("fp32"), mac_cost("hbfp4")
->>> hbfp4.accumulator                       # 2 x 3 magnitude bits + log2(64) + sign: exact
+>>> str(hbfp4.accumulator)                  # 2 x 3 magnitude bits + log2(64) + sign: exact
 'fixed13'
 >>> round(fp32.area / hbfp4.area, 1)        # density relative to FP32 at equal clock
 18.9

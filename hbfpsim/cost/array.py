@@ -6,9 +6,9 @@ An R x C array is R C processing elements plus edge converters plus its SRAM buf
   registers, multiplier, adder, the block's exponent adder, converter and FP32 accumulator
   amortized over the block) plus a partial-sum register at the accumulator's width (the sum
   passed to the next PE). A PE multiplying two different formats is costed as the more
-  expensive of the two. The accumulator is the configuration's ``accumulator`` for FP
-  formats; integer and block formats use their fixed-point register (``block_accumulator``,
-  else a fixed-point ``accumulator``, else ``mac.default_accumulator``: exact);
+  expensive of the two. The accumulator is the numerics' ``accumulator`` for FP formats;
+  integer and block formats use their fixed-point register (``block_accumulator``, else a
+  fixed-point ``accumulator``, else ``mac.default_accumulator``: exact);
 - block formats convert the array's FP32 outputs back to blocks at the output edge:
   ceil(C / B) float-to-BFP converters of a block of B (``components.fp_to_bfp``);
 - SRAM: the input, weight and output buffers at ``components.SRAM_UM2_PER_BIT``.
@@ -29,8 +29,9 @@ from typing import Protocol
 from hbfpsim.config import ArrayConfig
 from hbfpsim.cost import components as c
 from hbfpsim.cost.mac import MacCost, default_accumulator, mac_cost
-from hbfpsim.formats import Format, get
-from hbfpsim.mac import FixedAccumulator, parse_accumulator
+from hbfpsim.formats import Format
+from hbfpsim.mac import Accumulator, FixedAccumulator
+from hbfpsim.numerics import Numerics
 
 
 class AccessCounts(Protocol):
@@ -64,30 +65,30 @@ class ArrayCost:
         return self.logic + self.sram
 
 
-def _pe_accumulator(config: ArrayConfig, fmt: Format) -> str:
-    """The register a PE sums products in: FP formats use ``accumulator``; integer and block
-    formats their fixed-point one (``block_accumulator``, else a fixed ``accumulator``, else
-    the exact default)."""
+def pe_accumulator(numerics: Numerics, fmt: Format) -> Accumulator:
+    """The register a PE of ``fmt`` sums products in: FP formats use the numerics'
+    ``accumulator``; integer and block formats their fixed-point one (``block_accumulator``,
+    else a fixed ``accumulator``, else the exact default)."""
     if fmt.family == "fp":
-        return config.accumulator
-    for spec in (config.block_accumulator, config.accumulator):
-        if spec is not None and isinstance(parse_accumulator(spec), FixedAccumulator):
-            return spec
+        return numerics.accumulator
+    for acc in (numerics.block_accumulator, numerics.accumulator):
+        if isinstance(acc, FixedAccumulator):
+            return acc
     return default_accumulator(fmt)
 
 
 def array_cost(config: ArrayConfig) -> ArrayCost:
     """The area of ``config``'s array and buffers."""
+    numerics = Numerics.of(config)
     macs = []
-    for key in ("input", "weight"):
+    for key, fmt in (("input", numerics.input), ("weight", numerics.weight)):
         try:
-            fmt = get(getattr(config, key))
-            macs.append(mac_cost(fmt, _pe_accumulator(config, fmt)))
+            macs.append(mac_cost(fmt, pe_accumulator(numerics, fmt)))
         except ValueError as err:
             raise ValueError(f"{config.source}: [numerics] {key}: {err}") from None
     mac = max(macs, key=lambda m: m.area)
-    pe = mac.area + c.register(parse_accumulator(mac.accumulator).bits)
-    fmt = get(mac.format)
+    pe = mac.area + c.register(mac.accumulator.bits)
+    fmt = mac.format
     edge = 0.0
     if fmt.family in ("hbfp", "mx"):
         bits = fmt.mantissa_bits if fmt.family == "hbfp" else fmt.element_bits

@@ -33,16 +33,16 @@ from pathlib import Path
 import numpy as np
 
 from hbfpsim.cost import components, rtl
-from hbfpsim.formats import Format, resolve
-from hbfpsim.mac import parse_accumulator
+from hbfpsim.formats import Format
+from hbfpsim.mac import FixedAccumulator
 
 PE_VARIANTS = [(4, 12), (4, 16), (4, 24), (6, 16), (6, 20), (8, 24), (8, 32)]
 COMPONENT_BITS = [2, 4, 6, 8, 10, 12, 16]
 FITTED = Path(__file__).parent / "data" / "fitted.json"
 
 
-class SynthesisError(RuntimeError):
-    """Yosys is missing or failed."""
+class SynthesisError(OSError):
+    """Yosys is missing or failed (an OSError: an external program could not do its job)."""
 
 
 def yosys() -> str:
@@ -79,11 +79,10 @@ def integer_pe_transistors(mantissa_bits: int, acc_bits: int, model: dict) -> fl
             + model["register_bit"] * (2 * m + w))
 
 
-def synthesize_pe(fmt: str | Format, accumulator: str) -> dict:
+def synthesize_pe(fmt: Format, accumulator: FixedAccumulator) -> dict:
     """Synthesize the PE of ``fmt`` with a ``fixed{w}`` accumulator (``rtl.pe_for``):
     ``synthesize``'s result plus "verilog", "um2" (transistors x the shipped um^2 per
     transistor) and, for integer PEs, "analytic" (the fitted model's transistors)."""
-    fmt = resolve(fmt)
     verilog = rtl.pe_for(fmt, accumulator)
     result = synthesize(verilog)
     fitted = components.fitted()
@@ -91,8 +90,7 @@ def synthesize_pe(fmt: str | Format, accumulator: str) -> dict:
                   analytic=None)
     if fmt.family in ("hbfp", "int") or (fmt.family == "mx" and fmt.element is None):
         bits = fmt.mantissa_bits if fmt.family == "hbfp" else 8
-        width = parse_accumulator(accumulator).width
-        result["analytic"] = integer_pe_transistors(bits, width, fitted["model"])
+        result["analytic"] = integer_pe_transistors(bits, accumulator.width, fitted["model"])
     return result
 
 

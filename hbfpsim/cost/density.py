@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from hbfpsim.cost.mac import mac_cost
 from hbfpsim.formats import get
+from hbfpsim.mac import Accumulator
 
 BASELINE = "fp32"
 FORMATS = ("fp32", "bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "int8", "mxfp8_e4m3", "mxfp8_e5m2",
@@ -37,7 +38,7 @@ class DensityRow:
 
 
 def density_table(formats: Iterable[str] = FORMATS,
-                  accumulators: Mapping[str, str] | None = None,
+                  accumulators: Mapping[str, str | Accumulator] | None = None,
                   booster: Mapping[str, float] | None = BOOSTER) -> list[DensityRow]:
     """A row per format (accumulator from ``accumulators`` by format name, else the default),
     then, unless ``booster`` is None, the Accuracy Booster mix of ``booster``'s formats
@@ -48,8 +49,8 @@ def density_table(formats: Iterable[str] = FORMATS,
     def row(name: str) -> DensityRow:
         fmt = get(name)
         mac = mac_cost(fmt, accumulators.get(name, accumulators.get(fmt.name)))
-        return DensityRow(fmt.name, mac.accumulator, mac.area, mac.energy, fmt.storage_bits,
-                          base / mac.area)
+        return DensityRow(fmt.name, str(mac.accumulator), mac.area, mac.energy,
+                          fmt.storage_bits, base / mac.area)
 
     rows = [row(name) for name in formats]
     if booster:

@@ -35,21 +35,22 @@ from dataclasses import dataclass
 
 from hbfpsim.cost import components as c
 from hbfpsim.formats import Format, resolve
-from hbfpsim.mac import FixedAccumulator, FloatAccumulator, parse_accumulator
+from hbfpsim.mac import Accumulator, FixedAccumulator, FloatAccumulator, parse_accumulator
 
 FP_LANE = 64          # dot-product width of FP units (the HBFP block it is compared with)
-OUTER = (8, 23)       # block formats accumulate block results in FP32
 MAX_FIXED = 64        # widest fixed-point accumulator (hbfpsim.mac)
-DEFAULT_FP_ACCUMULATOR = {"fp32": "fp32", "bf16": "bf16", "fp16": "fp16", "fp8_e4m3": "fp16",
-                          "fp8_e5m2": "fp16"}
+FP32, BF16, FP16 = FloatAccumulator(8, 23), FloatAccumulator(8, 7), FloatAccumulator(5, 10)
+OUTER = FP32          # block formats accumulate block results in FP32
+DEFAULT_FP_ACCUMULATOR = {"fp32": FP32, "bf16": BF16, "fp16": FP16, "fp8_e4m3": FP16,
+                          "fp8_e5m2": FP16}
 
 
 @dataclass(frozen=True)
 class MacCost:
     """One MAC lane: ``parts`` maps a component to its um^2 per MAC."""
 
-    format: str
-    accumulator: str
+    format: Format
+    accumulator: Accumulator
     lane: int
     parts: dict[str, float]
 
@@ -86,19 +87,24 @@ def _aligned_width(fmt: Format) -> int:
     return 2 * (fmt.element.man_bits + 1) + _product_span(fmt)
 
 
-def default_accumulator(fmt: str | Format) -> str:
+def default_accumulator(fmt: str | Format) -> Accumulator:
+    """The accumulator a MAC of ``fmt`` is costed with when none is given: the FP formats'
+    own (FP16 for FP8), and for integer and block formats the narrowest fixed-point register
+    that never overflows a block's sum."""
     fmt = resolve(fmt)
     if fmt.family == "fp":
         return DEFAULT_FP_ACCUMULATOR[fmt.name]
-    return f"fixed{_default_width(fmt)}"
+    return FixedAccumulator(_default_width(fmt))
 
 
-def mac_cost(fmt: str | Format, accumulator: str | None = None, lane: int = FP_LANE) -> MacCost:
-    """The MAC of ``fmt`` with ``accumulator`` (the adder tree's register: a float spec for
-    FP formats, fixed{w} otherwise; default: ``default_accumulator``). ``lane`` is the
-    dot-product width of FP and INT units; block formats use their block."""
+def mac_cost(fmt: str | Format, accumulator: str | Accumulator | None = None,
+             lane: int = FP_LANE) -> MacCost:
+    """The MAC of ``fmt`` with ``accumulator`` (the adder tree's register: a float
+    accumulator for FP formats, fixed{w} otherwise; default: ``default_accumulator``), names
+    or objects. ``lane`` is the dot-product width of FP and INT units; block formats use
+    their block."""
     fmt = resolve(fmt)
-    acc = parse_accumulator(accumulator or default_accumulator(fmt))
+    acc = default_accumulator(fmt) if accumulator is None else parse_accumulator(accumulator)
     if fmt.family == "fp":
         if not isinstance(acc, FloatAccumulator):
             raise ValueError(f"{fmt.name}: a floating-point format needs a floating-point "
@@ -108,7 +114,7 @@ def mac_cost(fmt: str | Format, accumulator: str | None = None, lane: int = FP_L
                  "multiplier": c.fp_mult(e.exp_bits, e.man_bits),
                  "adders": c.fp_add(acc.exp_bits, acc.man_bits) * (lane - 1) / lane,
                  "accumulator": c.fp_accumulator(acc.exp_bits, acc.man_bits) / lane}
-        return MacCost(fmt.name, str(acc), lane, parts)
+        return MacCost(fmt, acc, lane, parts)
     if not isinstance(acc, FixedAccumulator):
         raise ValueError(f"{fmt.name}: integer and block formats sum products in a fixed-point "
                          f"accumulator (fixed{{w}}), got {acc}")
@@ -117,7 +123,7 @@ def mac_cost(fmt: str | Format, accumulator: str | None = None, lane: int = FP_L
         parts = {"operand registers": c.register(16),
                  "multiplier": c.int_mult(8), "adders": c.int_add(w) * (lane - 1) / lane,
                  "accumulator": (c.int_add(w) + c.register(w)) / lane}
-        return MacCost(fmt.name, str(acc), lane, parts)
+        return MacCost(fmt, acc, lane, parts)
     block = fmt.block
     registers = {"operand registers": c.register(2 * fmt.element_bits) + c.register(16) / block}
     if fmt.family == "hbfp" or fmt.element is None:            # integer mantissas
@@ -132,6 +138,6 @@ def mac_cost(fmt: str | Format, accumulator: str | None = None, lane: int = FP_L
         "adders": c.int_add(w) * (block - 1) / block,
         "block exponent": c.int_add(9) / block,
         "fixed-to-float": c.fixed_to_fp(w) / block,
-        "FP32 accumulator": c.fp_accumulator(*OUTER) / block,
+        "FP32 accumulator": c.fp_accumulator(OUTER.exp_bits, OUTER.man_bits) / block,
     })
-    return MacCost(fmt.name, str(acc), block, parts)
+    return MacCost(fmt, acc, block, parts)

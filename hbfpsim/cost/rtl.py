@@ -5,7 +5,7 @@ complement; the top module is ``top``."""
 from __future__ import annotations
 
 from hbfpsim.formats import Format
-from hbfpsim.mac import FixedAccumulator, parse_accumulator
+from hbfpsim.mac import Accumulator, FixedAccumulator
 
 
 def multiplier(bits: int) -> str:
@@ -82,13 +82,11 @@ def mx_pe(exp_bits: int, man_bits: int, acc_bits: int) -> str:
     return "\n".join(lines)
 
 
-def pe_for(fmt: Format, accumulator: str) -> str:
+def pe_for(fmt: Format, acc: Accumulator) -> str:
     """The PE datapath of a block or integer format with a ``fixed{w}`` accumulator: HBFP,
     INT8 and MXINT8 multiply integers (``pe``), the MX float formats align (``mx_pe``)."""
-    acc = parse_accumulator(accumulator)
     if not isinstance(acc, FixedAccumulator):
-        raise ValueError(f"synthesis needs a fixed-point accumulator (fixed{{w}}), "
-                         f"got {accumulator!r}")
+        raise ValueError(f"synthesis needs a fixed-point accumulator (fixed{{w}}), got {acc}")
     if fmt.family == "fp":
         raise ValueError(f"{fmt.name}: Verilog is generated for integer and block formats "
                          "(hbfp*, int8, mx*); floating-point MACs are costed from the 28 nm table")

@@ -14,14 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from hbfpsim.formats.base import NONFINITE_POLICIES, ROUNDING_MODES, Encoded, Format
+from hbfpsim.formats.base import NONFINITE_POLICIES, Encoded, Format
 from hbfpsim.formats.floating import SCALAR_SPECS, FloatFormat, FloatSpec
 from hbfpsim.formats.hbfp import HBFPFormat
 from hbfpsim.formats.integer import Int8Format
 from hbfpsim.formats.mx import ELEMENTS as MX_ELEMENTS, MXFormat
+from hbfpsim.formats.rounding import Rounding
 
-__all__ = ["Encoded", "FloatSpec", "Format", "NONFINITE_POLICIES", "ROUNDING_MODES", "STANDARD",
-           "get", "quantize"]
+__all__ = ["Encoded", "FloatSpec", "Format", "NONFINITE_POLICIES", "Rounding", "STANDARD", "get",
+           "quantize"]
 
 STANDARD = ("fp32", "bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "int8", "hbfp8", "hbfp6", "hbfp4",
             "mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e3m2", "mxfp6_e2m3", "mxfp4", "mxint8")
@@ -64,11 +65,12 @@ def resolve(fmt: str | Format, **options: Any) -> Format:
     return get(fmt, **options)
 
 
-def quantize(x: Any, fmt: str | Format, axis: int = -1, rounding: str = "even", *,
+def quantize(x: Any, fmt: str | Format, axis: int = -1, rounding: str | Rounding = "even", *,
              seed: int | None = None, nonfinite: str = "raise", **options: Any) -> np.ndarray:
     """``x`` rounded to format ``fmt`` (a name or a Format) along ``axis``: same shape,
-    float32 for float32 input, float64 for float64/int input. ``rounding``: even | away |
-    stochastic (needs ``seed``). ``nonfinite``: raise | propagate. Other keyword options
-    go to :func:`get` (``compat``, ``saturate``, ``per``)."""
+    float32 for float32 input, float64 for float64/int input. ``rounding``: even (= rne) |
+    away (= rna) | rtz | stochastic (needs ``seed``), see :class:`Rounding`. ``nonfinite``:
+    raise | propagate. Other keyword options go to :func:`get` (``compat``, ``saturate``,
+    ``per``)."""
     return resolve(fmt, **options).quantize(x, axis=axis, rounding=rounding, seed=seed,
                                             nonfinite=nonfinite)

@@ -19,8 +19,8 @@ import ml_dtypes
 import numpy as np
 
 from hbfpsim.formats import kernels
+from hbfpsim.formats.rounding import Rounding
 
-ROUNDING_MODES = {"even": kernels.EVEN, "away": kernels.AWAY, "stochastic": kernels.STOCHASTIC}
 NONFINITE_POLICIES = ("raise", "propagate")
 _NARROW_FLOATS = {np.dtype(t) for t in (np.float16, ml_dtypes.bfloat16, ml_dtypes.float8_e4m3fn,
                                         ml_dtypes.float8_e5m2, ml_dtypes.float6_e3m2fn,
@@ -76,15 +76,14 @@ def normalize_axis(axis: Any, ndim: int) -> int:
 
 def rounding_mode(rounding: Any, seed: Any) -> tuple[int, int]:
     """(kernel mode, seed) from the public ``rounding`` and ``seed`` arguments."""
-    if rounding not in ROUNDING_MODES:
-        raise ValueError(f"rounding={rounding!r} is not one of {', '.join(map(repr, ROUNDING_MODES))}")
-    if rounding != "stochastic":
-        return ROUNDING_MODES[rounding], 0
+    mode = Rounding.parse(rounding)
+    if mode != Rounding.STOCHASTIC:
+        return int(mode), 0
     if seed is None:
         raise ValueError("rounding='stochastic' needs seed=<int>: the same seed gives the same bits")
     if not isinstance(seed, Integral) or isinstance(seed, bool) or not 0 <= seed < 2**63:
         raise ValueError(f"seed must be an integer in [0, 2^63), got {seed!r}")
-    return ROUNDING_MODES[rounding], int(seed)
+    return int(mode), int(seed)
 
 
 @dataclass(frozen=True)
@@ -134,17 +133,19 @@ class Format(ABC):
     def describe(self) -> str:
         """One line: the element grid and the scale rule."""
 
-    def quantize(self, x: Any, axis: int = -1, rounding: str = "even", seed: int | None = None,
-                 nonfinite: str = "raise") -> np.ndarray:
+    def quantize(self, x: Any, axis: int = -1, rounding: str | Rounding = "even",
+                 seed: int | None = None, nonfinite: str = "raise") -> np.ndarray:
         """The values ``x`` takes in this format: same shape; float32 for float32 (and
         narrower float) input, float64 otherwise. Blocks and per-channel scales run along
-        ``axis``. ``rounding`` is even | away | stochastic (then ``seed`` is required).
+        ``axis``. ``rounding``: a :class:`Rounding` or its name, even (= rne) | away (= rna) |
+        rtz | stochastic (then ``seed`` is required). Values beyond the format's range
+        follow its overflow rule in every mode.
         ``nonfinite='raise'`` rejects NaN/Inf input; 'propagate' applies the format's rule."""
         layout, q, side = self._run(x, axis, rounding, seed, nonfinite)
         return layout.restore(q)
 
-    def encode(self, x: Any, axis: int = -1, rounding: str = "even", seed: int | None = None,
-               nonfinite: str = "raise") -> Encoded:
+    def encode(self, x: Any, axis: int = -1, rounding: str | Rounding = "even",
+               seed: int | None = None, nonfinite: str = "raise") -> Encoded:
         """The integer fields of ``quantize(x, ...)`` (same arguments)."""
         layout, q, side = self._run(x, axis, rounding, seed, nonfinite)
         sign, code, shared_exp, scale = self._pack(q, side)
@@ -162,7 +163,7 @@ class Format(ABC):
         return layout.restore(self._unpack(layout.rows(enc.sign), layout.rows(enc.code), shared,
                                            scale))
 
-    def _run(self, x: Any, axis: int, rounding: str, seed: int | None, nonfinite: str):
+    def _run(self, x: Any, axis: int, rounding: str | Rounding, seed: int | None, nonfinite: str):
         a = as_float_array(x)
         mode, seed = rounding_mode(rounding, seed)
         if nonfinite not in NONFINITE_POLICIES:

@@ -24,28 +24,44 @@ _UINT = {8: np.uint8, 16: np.uint16, 32: np.uint32}
 
 @dataclass(frozen=True)
 class FloatSpec:
-    """Layout of a sign / exponent / fraction binary float with subnormals."""
+    """Layout of a sign / exponent / fraction binary float with subnormals: everything else
+    (bits, emax, the element grid) derives from these fields, as ``ml_dtypes.finfo`` does.
 
-    label: str        # E{exp_bits}M{man_bits}
-    dtype: np.dtype   # numpy or ml_dtypes type with this layout
+    ``FloatSpec.of`` reads a numpy or ml_dtypes type; ``FloatSpec.ieee`` builds the
+    IEEE-style layout of any width (bias 2^(E-1) - 1, the all-ones exponent reserved for Inf
+    and NaN), which the accumulators use."""
+
     exp_bits: int
     man_bits: int     # fraction bits, the implicit leading one excluded
     emin: int         # exponent of the smallest normal
     max: float        # largest finite value
     has_inf: bool
     has_nan: bool
+    dtype: np.dtype | None = None   # numpy or ml_dtypes type with this layout, if one exists
 
     @classmethod
     def of(cls, scalar_type: type) -> FloatSpec:
         info = ml_dtypes.finfo(scalar_type)
         dtype = np.dtype(scalar_type)
         probe = np.array([np.inf, np.nan], np.float32).astype(dtype).astype(np.float32)
-        return cls(f"E{info.nexp}M{info.nmant}", dtype, int(info.nexp), int(info.nmant),
-                   int(info.minexp), float(info.max), bool(np.isinf(probe[0])),
-                   bool(np.isnan(probe[1])))
+        return cls(int(info.nexp), int(info.nmant), int(info.minexp), float(info.max),
+                   bool(np.isinf(probe[0])), bool(np.isnan(probe[1])), dtype)
+
+    @classmethod
+    def ieee(cls, exp_bits: int, man_bits: int) -> FloatSpec:
+        """The IEEE 754-style layout with ``exp_bits`` exponent and ``man_bits`` fraction
+        bits: emin = 2 - 2^(E-1), max = (2 - 2^-M) 2^(2^(E-1) - 1), Inf and NaN."""
+        emax = 2 ** (exp_bits - 1) - 1
+        return cls(exp_bits, man_bits, 1 - emax, (2.0 - 2.0**-man_bits) * 2.0**emax, True, True)
+
+    @property
+    def label(self) -> str:
+        """E{exp_bits}M{man_bits}."""
+        return f"E{self.exp_bits}M{self.man_bits}"
 
     @property
     def bits(self) -> int:
+        """Sign, exponent and fraction bits."""
         return 1 + self.exp_bits + self.man_bits
 
     @property
@@ -54,7 +70,8 @@ class FloatSpec:
         return int(np.frexp(self.max)[1]) - 1
 
     def pack(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Grid values -> (sign uint8, code without the sign bit). Exact for grid values."""
+        """Grid values -> (sign uint8, code without the sign bit). Exact for grid values;
+        needs ``dtype``."""
         raw = np.asarray(values).astype(self.dtype).view(_UINT[8 * self.dtype.itemsize])
         sign = (raw >> (self.bits - 1)) & 1
         return sign.astype(np.uint8), raw & ((1 << (self.bits - 1)) - 1)

@@ -6,13 +6,9 @@ in the caller's output dtype. docs/formats.md shows why each format's grid value
 representable in that dtype. Kernels run in parallel over blocks (or chunks) and are cached
 on disk, one compilation per input dtype.
 
-Rounding modes are small integers so that kernels can branch on them:
-
-- ``EVEN``: round half to even (IEEE roundTiesToEven);
-- ``AWAY``: round half away from zero (IEEE roundTiesToAway, microxcaling's "nearest");
-- ``STOCHASTIC``: round up with probability equal to the discarded fraction. The uniform
-  draw comes from a counter-based generator keyed by ``(seed, element index)``, so the
-  bits depend on the seed and the data only, never on thread count or scheduling.
+Rounding modes are ``Rounding`` codes (formats/rounding.py); stochastic rounding draws from
+the counter-based stream of formats/bits.py, keyed by ``(seed, element index)``, so the bits
+depend on the seed and the data only, never on thread count or scheduling.
 
 Every rounding works on magnitudes; the sign is copied back afterwards, so the deterministic
 modes are symmetric: ``q(-x) == -q(x)``.
@@ -21,79 +17,26 @@ modes are symmetric: ``q(-x) == -q(x)``.
 import math
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba import njit, prange
 
-EVEN, AWAY, STOCHASTIC = 0, 1, 2
+from hbfpsim.formats.bits import floor_log2, pow2, uniform
+from hbfpsim.formats.rounding import Rounding
+
+RNE, RNA, RTZ = int(Rounding.RNE), int(Rounding.RNA), int(Rounding.RTZ)
 SATURATE, TO_INF, TO_NAN = 0, 1, 2  # what a scalar float does with values beyond its max
 CHUNK = 4096  # elements per parallel work item for element-wise kernels
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-_TWO_POW_M53 = 1.0 / 9007199254740992.0
-
-
-@intrinsic
-def _float_bits(typingctx, x):
-    """The IEEE bits of a float64 as int64 (a register move, no libm call)."""
-    if x != types.float64:
-        return None
-    return types.int64(types.float64), lambda ctx, b, sig, args: b.bitcast(args[0], ir.IntType(64))
-
-
-@intrinsic
-def _bits_float(typingctx, i):
-    """The float64 whose IEEE bits are the int64 ``i``."""
-    if i != types.int64:
-        return None
-    return types.float64(types.int64), lambda ctx, b, sig, args: b.bitcast(args[0], ir.DoubleType())
-
-
-@njit(inline="always", cache=True)
-def floor_log2(a):
-    """floor(log2 a) for a normal float64 a > 0, read from the exponent field. Zero and
-    float64 subnormals give -1023 (every caller clamps far above that); Inf gives 1024."""
-    return ((_float_bits(a) >> 52) & 0x7FF) - 1023
-
-
-@njit(inline="always", cache=True)
-def pow2(e):
-    """2.0 ** e as float64, exactly, for integer e in [-1022, 1023]."""
-    return _bits_float(np.int64(e + 1023) << 52)
-
-
-@njit(inline="always", cache=True)
-def _mix64(z):
-    z = (z ^ (z >> np.uint64(30))) * _MIX1
-    z = (z ^ (z >> np.uint64(27))) * _MIX2
-    return z ^ (z >> np.uint64(31))
-
-
-@njit(inline="always", cache=True)
-def draw53(seed, index):
-    """The 53-bit integer draw for event ``index`` of stream ``seed``: output ``index + 1`` of
-    the SplitMix64 generator whose state starts at ``mix64(seed + golden)``, top 53 bits."""
-    key = _mix64(np.uint64(seed) + _GOLDEN)
-    z = _mix64(key + (np.uint64(index) + np.uint64(1)) * _GOLDEN)
-    return np.int64(z >> np.uint64(11))
-
-
-@njit(inline="always", cache=True)
-def uniform(seed, index):
-    """``draw53(seed, index) / 2^53``: uniform in [0, 1), a multiple of 2^-53."""
-    return np.float64(draw53(seed, index)) * _TWO_POW_M53
 
 
 @njit(inline="always", cache=True)
 def round_magnitude(a, mode, seed, index):
     """Round ``a >= 0`` to an integer (returned as float64) with the given mode."""
-    if mode == EVEN:
+    if mode == RNE:
         return np.rint(a)
-    if mode == AWAY:
+    if mode == RNA:
         return np.floor(a + 0.5)  # exact for a < 2^52; callers clip anything larger
     f = np.floor(a)
+    if mode == RTZ:
+        return f
     return f + 1.0 if uniform(seed, index) < a - f else f
 
 

@@ -7,9 +7,11 @@ Parsed from strings, ``base[:modifier...]``:
   overflow) or ``wrap`` (keep the low w bits).
 - floating point ``fp32`` (= e8m23), ``bf16`` (= e8m7), ``fp16`` (= e5m10) or ``e{E}m{M}``
   (2 <= E <= 11, 1 <= M <= 52): IEEE-style binary float, bias 2^(E-1) - 1, the all-ones
-  exponent reserved for Inf/NaN. Modifiers: rounding ``rne`` (default), ``rtz`` or
-  ``stochastic``; ``sub`` (default: subnormals kept) or ``ftz`` (results below the smallest
-  normal flush to zero); ``inf`` (default: overflow gives Inf) or ``sat`` (clamp to +-max).
+  exponent reserved for Inf/NaN (``formats.FloatSpec.ieee``). Modifiers: a rounding mode
+  (``rne`` (default), ``rna``, ``rtz``, ``stochastic``, or any spelling ``Rounding.parse``
+  accepts: ``even``, ``away``, ``zero``); ``sub`` (default: subnormals kept) or ``ftz``
+  (results below the smallest normal flush to zero); ``inf`` (default: overflow gives Inf)
+  or ``sat`` (clamp to +-max).
 
 Examples: ``fixed16``, ``fixed12:wrap``, ``fp32``, ``e5m10:stochastic``, ``bf16:rtz:ftz:sat``.
 """
@@ -18,9 +20,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
+
+from hbfpsim.formats.floating import FloatSpec
+from hbfpsim.formats.rounding import SPELLINGS, Rounding
 
 FLOAT_NAMES = {"fp32": (8, 23), "bf16": (8, 7), "fp16": (5, 10)}
-ROUNDINGS = ("rne", "rtz", "stochastic")
 _FIXED = re.compile(r"fixed(\d+)")
 _FLOAT = re.compile(r"e(\d+)m(\d+)")
 
@@ -32,6 +37,11 @@ class FixedAccumulator:
     width: int
     wrap: bool = False
     kind = "fixed"
+
+    def __post_init__(self) -> None:
+        if not (_integer(self.width) and 8 <= self.width <= 64):
+            raise ValueError(f"accumulator fixed{self.width}: fixed-point width must be in "
+                             "[8, 64]")
 
     @property
     def bits(self) -> int:
@@ -52,33 +62,48 @@ class FixedAccumulator:
 
 @dataclass(frozen=True)
 class FloatAccumulator:
-    """Binary floating-point accumulator, one rounding per operation."""
+    """Binary floating-point accumulator, one rounding per operation. Its range is that of
+    the IEEE-style layout ``spec`` (``formats.FloatSpec.ieee``); ``rounding`` takes a
+    :class:`Rounding` or any of its spellings."""
 
     exp_bits: int
     man_bits: int
-    rounding: str = "rne"
+    rounding: Rounding = Rounding.RNE
     subnormals: bool = True
     saturate: bool = False
     kind = "float"
 
+    def __post_init__(self) -> None:
+        if not (_integer(self.exp_bits) and _integer(self.man_bits)
+                and 2 <= self.exp_bits <= 11 and 1 <= self.man_bits <= 52):
+            raise ValueError(f"accumulator e{self.exp_bits}m{self.man_bits}: e{{E}}m{{M}} needs "
+                             "2 <= E <= 11 and 1 <= M <= 52")
+        object.__setattr__(self, "rounding", Rounding.parse(self.rounding))
+
+    @cached_property
+    def spec(self) -> FloatSpec:
+        """The register's layout: emin, max and bits derive from it."""
+        return FloatSpec.ieee(self.exp_bits, self.man_bits)
+
     @property
     def bits(self) -> int:
         """Bits of the register: sign, exponent, fraction."""
-        return 1 + self.exp_bits + self.man_bits
+        return self.spec.bits
 
     @property
     def emin(self) -> int:
         """Exponent of the smallest normal."""
-        return 2 - 2 ** (self.exp_bits - 1)
+        return self.spec.emin
 
     @property
     def emax(self) -> int:
-        return 2 ** (self.exp_bits - 1) - 1
+        """Exponent of the largest finite value."""
+        return self.spec.emax
 
     @property
     def max(self) -> float:
         """Largest finite value, (2 - 2^-M) 2^emax."""
-        return (2.0 - 2.0**-self.man_bits) * 2.0**self.emax
+        return self.spec.max
 
     @property
     def base(self) -> str:
@@ -86,7 +111,7 @@ class FloatAccumulator:
         return names.get((self.exp_bits, self.man_bits), f"e{self.exp_bits}m{self.man_bits}")
 
     def __str__(self) -> str:
-        mods = [m for m, default in ((self.rounding, "rne"),
+        mods = [m for m, default in ((self.rounding.label, "rne"),
                                      ("sub" if self.subnormals else "ftz", "sub"),
                                      ("sat" if self.saturate else "inf", "inf")) if m != default]
         return ":".join([self.base, *mods])
@@ -103,26 +128,24 @@ def parse_accumulator(spec: str | Accumulator) -> Accumulator:
         raise ValueError(f"an accumulator spec must be a string, got {spec!r}")
     base, *mods = [part.strip() for part in spec.strip().lower().split(":")]
     if m := _FIXED.fullmatch(base):
-        width = int(m[1])
-        if not 8 <= width <= 64:
-            raise ValueError(f"accumulator {spec!r}: fixed-point width must be in [8, 64]")
         options = _modifiers(spec, mods, {"overflow": ("sat", "wrap")})
-        return FixedAccumulator(width, options.get("overflow") == "wrap")
+        return FixedAccumulator(int(m[1]), options.get("overflow") == "wrap")
     if base in FLOAT_NAMES:
         exp_bits, man_bits = FLOAT_NAMES[base]
     elif m := _FLOAT.fullmatch(base):
         exp_bits, man_bits = int(m[1]), int(m[2])
-        if not (2 <= exp_bits <= 11 and 1 <= man_bits <= 52):
-            raise ValueError(f"accumulator {spec!r}: e{{E}}m{{M}} needs 2 <= E <= 11 and "
-                             "1 <= M <= 52")
     else:
         raise ValueError(f"unknown accumulator {spec!r}; expected fixed<w>, fp32, bf16, fp16 "
                          "or e<E>m<M>, with :modifiers")
-    options = _modifiers(spec, mods, {"rounding": ROUNDINGS, "subnormals": ("sub", "ftz"),
+    options = _modifiers(spec, mods, {"rounding": tuple(SPELLINGS), "subnormals": ("sub", "ftz"),
                                       "overflow": ("inf", "sat")})
-    return FloatAccumulator(exp_bits, man_bits, options.get("rounding", "rne"),
+    return FloatAccumulator(exp_bits, man_bits, Rounding.parse(options.get("rounding", "rne")),
                             options.get("subnormals", "sub") == "sub",
                             options.get("overflow", "inf") == "sat")
+
+
+def _integer(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _modifiers(spec: str, mods: list[str], groups: dict[str, tuple[str, ...]]) -> dict[str, str]:

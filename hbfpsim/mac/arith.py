@@ -6,7 +6,8 @@ pair once into the accumulator format. The rounding needs only the exponent of `
 integer and fraction parts of ``|hi| / ulp`` (exact power-of-two scaling) and ``lo``, so it is
 exact for every format up to e11m52 (= float64), subnormals and ties included:
 
-- ``RNE``: round half to even; ``RTZ``: toward zero;
+- ``RNE``: to nearest, ties to even; ``RNA``: to nearest, ties away from zero; ``RTZ``:
+  toward zero;
 - ``STOCHASTIC``: away from zero iff ``d < F * 2^53``, where F is the exact discarded
   fraction (in ulps) and d the 53-bit integer draw for this event (the same SplitMix64
   counter stream as the formats' stochastic rounding, keyed by seed and event index).
@@ -25,10 +26,10 @@ import math
 import numpy as np
 from numba import njit
 
-from hbfpsim.formats.kernels import _bits_float, _float_bits, draw53, pow2, uniform
+from hbfpsim.formats.bits import bits_float, draw53, float_bits, pow2, uniform
+from hbfpsim.formats.rounding import Rounding
 
-RNE, RTZ, STOCHASTIC = 0, 1, 2
-MODES = {"rne": RNE, "rtz": RTZ, "stochastic": STOCHASTIC}   # accumulator spec names
+RNE, RNA, RTZ = int(Rounding.RNE), int(Rounding.RNA), int(Rounding.RTZ)
 _MANTISSA = (1 << 52) - 1
 _TWO53 = 9007199254740992.0
 
@@ -66,7 +67,7 @@ def round_float(hi, lo, man_bits, emin, maxval, mode, ftz, sat, seed, index):
     ``sat``. Returns (value, overflowed); an exact zero is +0."""
     mag = abs(hi)
     low = lo if hi >= 0.0 else -lo          # the exact magnitude is mag + low
-    bits = _float_bits(mag)
+    bits = float_bits(mag)
     e = ((bits >> 52) & 0x7FF) - 1023       # floor(log2 mag); float64 subnormals: -1023
     if low < 0.0 and (bits & _MANTISSA) == 0:
         e -= 1                              # just below a power of two: the binade under it
@@ -77,6 +78,9 @@ def round_float(hi, lo, man_bits, emin, maxval, mode, ftz, sat, seed, index):
     f = t - n                               # exact; the true fraction is f + low / 2^q
     if mode == RNE:
         if f > 0.5 or (f == 0.5 and (low > 0.0 or (low == 0.0 and (np.int64(n) & 1) == 1))):
+            n += 1.0
+    elif mode == RNA:               # (f == 0: a tie in lo, when the format's ulp is hi's)
+        if f > 0.5 or (f == 0.5 and low >= 0.0) or (f == 0.0 and scale2(low, 1 - q) >= 1.0):
             n += 1.0
     elif mode == RTZ:
         if f == 0.0 and low < 0.0:
@@ -108,23 +112,28 @@ def round_float(hi, lo, man_bits, emin, maxval, mode, ftz, sat, seed, index):
 @njit(inline="always", cache=True)
 def round_fast(x, drop, emin, emax, maxval, mode, seed, index):
     """``x`` (an exact float64) rounded into a format with ``52 - drop`` fraction bits, by
-    integer operations on its bits: RNE adds half an ulp minus one plus the tie bit, RTZ
-    truncates, stochastic rounds up iff the top ``drop`` bits of the 53-bit draw are below the
-    discarded bits (the same decision ``round_float`` makes). Returns (result, valid); valid
-    only for zero or a normal magnitude in [2^emin, 2^(emax+1)) rounding to at most maxval."""
-    bits = _float_bits(abs(x))
+    integer operations on its bits: RNE adds half an ulp minus one plus the tie bit, RNA
+    half an ulp, RTZ truncates, stochastic rounds up iff the top ``drop`` bits of the 53-bit
+    draw are below the discarded bits (the same decision ``round_float`` makes). Returns
+    (result, valid); valid only for zero or a normal magnitude in [2^emin, 2^(emax+1))
+    rounding to at most maxval."""
+    bits = float_bits(abs(x))
     e = (bits >> 52) - 1023
     mask = (np.int64(1) << drop) - 1
     if mode == RNE:
         if drop > 0:
             bits = bits + (mask >> 1) + ((bits >> drop) & 1)
         rounded = bits & ~mask
+    elif mode == RNA:
+        if drop > 0:
+            bits = bits + (np.int64(1) << (drop - 1))
+        rounded = bits & ~mask
     elif mode == RTZ:
         rounded = bits & ~mask
     else:
         up = (draw53(seed, index) >> (53 - drop)) < (bits & mask)
         rounded = (bits & ~mask) + (np.int64(up) << drop)
-    r = _bits_float(rounded)
+    r = bits_float(rounded)
     valid = (((e >= emin) & (e <= emax)) | (x == 0.0)) & (r <= maxval)
     return math.copysign(r, x), valid
 

@@ -17,8 +17,8 @@ import numpy as np
 
 from hbfpsim import formats
 from hbfpsim.mac import kernels
-from hbfpsim.mac.accumulators import FixedAccumulator, FloatAccumulator
-from hbfpsim.mac.arith import MODES
+from hbfpsim.mac.accumulators import Accumulator, FixedAccumulator, FloatAccumulator
+from hbfpsim.formats.rounding import Rounding
 from hbfpsim.mac.operands import Operand, prepare
 from hbfpsim.mac.plan import AccumulationPlan, as_plan
 
@@ -35,7 +35,7 @@ class LevelStats:
     float range; ``inexact_conversions``: inputs from the level below that rounded on entry
     (for level 1 with fused=False: products rounded to the level's format)."""
 
-    accumulator: str
+    accumulator: Accumulator
     length: int | None
     inputs: int
     fast_path: bool
@@ -48,7 +48,7 @@ class LevelStats:
 
 @dataclass(frozen=True)
 class MatmulStats:
-    plan: str
+    plan: AccumulationPlan
     shape: tuple[int, int, int]   # M, N, K
     levels: tuple[LevelStats, ...]
 
@@ -58,7 +58,7 @@ class MatmulStats:
         rows = [head]
         for i, lv in enumerate(self.levels, 1):
             counts = [int(np.sum(getattr(lv, name))) for name in STAT_NAMES]
-            rows.append((str(i), lv.accumulator, str(lv.length or "all"), str(lv.inputs),
+            rows.append((str(i), str(lv.accumulator), str(lv.length or "all"), str(lv.inputs),
                          "BLAS" if lv.fast_path else "sequential", *map(str, counts)))
         widths = [max(len(r[c]) for r in rows) for c in range(len(head))]
         return "\n".join("  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows)
@@ -71,7 +71,7 @@ class MatmulResult(NamedTuple):
 
 def matmul(A: Any, B: Any, fmt_a: str | formats.Format, fmt_b: str | formats.Format | None = None,
            plan: str | AccumulationPlan | list = "fp32", *, seed: int | None = None,
-           operand_rounding: str = "even", stats: str = "total",
+           operand_rounding: str | Rounding = "even", stats: str = "total",
            fast_path: bool = True) -> MatmulResult:
     """C = A @ B with A (M x K) in ``fmt_a`` and B (K x N) in ``fmt_b`` (default: fmt_a),
     accumulated as ``plan`` says (default: sequential FP32).
@@ -91,17 +91,18 @@ def matmul(A: Any, B: Any, fmt_a: str | formats.Format, fmt_b: str | formats.For
     plan = as_plan(plan)
     if stats not in ("total", "element"):
         raise ValueError(f"stats={stats!r} is not one of 'total', 'element'")
-    needs_seed = operand_rounding == "stochastic" or any(
-        isinstance(lv.accumulator, FloatAccumulator) and lv.accumulator.rounding == "stochastic"
-        for lv in plan.levels)
+    operand_rounding = Rounding.parse(operand_rounding, "operand_rounding")
+    needs_seed = operand_rounding == Rounding.STOCHASTIC or any(
+        isinstance(lv.accumulator, FloatAccumulator)
+        and lv.accumulator.rounding == Rounding.STOCHASTIC for lv in plan.levels)
     if needs_seed and (seed is None or not isinstance(seed, (int, np.integer))
                        or isinstance(seed, bool) or not 0 <= seed < 2**63):
         raise ValueError("stochastic rounding needs seed=<int in [0, 2^63)>: the same seed "
                          "gives the same bits")
     seed_a, seed_b, seed_acc = derive_seeds(seed or 0)
-    op_a = prepare(a, fa, 1) if operand_rounding == "even" else _prepare_rounded(
+    op_a = prepare(a, fa, 1) if operand_rounding == Rounding.RNE else _prepare_rounded(
         a, fa, 1, operand_rounding, seed_a)
-    op_b = prepare(b, fb, 0) if operand_rounding == "even" else _prepare_rounded(
+    op_b = prepare(b, fb, 0) if operand_rounding == Rounding.RNE else _prepare_rounded(
         b, fb, 0, operand_rounding, seed_b)
     _check_fixed_levels(plan, op_a, op_b)
     return _run(op_a, op_b, plan, seed_acc, stats == "element", fast_path)
@@ -166,7 +167,7 @@ def _level_table(plan: AccumulationPlan, k: int) -> tuple[np.ndarray, np.ndarray
         else:
             row[kernels.KIND] = kernels.FLOAT
             row[[kernels.MAN, kernels.EMIN, kernels.EMAX, kernels.MODE, kernels.FTZ,
-                 kernels.SAT]] = (acc.man_bits, acc.emin, acc.emax, MODES[acc.rounding],
+                 kernels.SAT]] = (acc.man_bits, acc.emin, acc.emax, int(acc.rounding),
                                   not acc.subnormals, acc.saturate)
             maxval[i] = acc.max
     return table, maxval, 2 * offset
@@ -278,6 +279,5 @@ def _stats(plan, shape, safe, row_stats, elem_stats, per_element) -> MatmulStats
             counts = [np.ascontiguousarray(elem_stats[:, i, c, :]) for c in range(kernels.NSTATS)]
         else:
             counts = [int(row_stats[:, i, c].sum()) for c in range(kernels.NSTATS)]
-        levels.append(LevelStats(str(level.accumulator), level.length, inputs[i], i < safe,
-                                 *counts))
-    return MatmulStats(str(plan), (m, n, k), tuple(levels))
+        levels.append(LevelStats(level.accumulator, level.length, inputs[i], i < safe, *counts))
+    return MatmulStats(plan, (m, n, k), tuple(levels))

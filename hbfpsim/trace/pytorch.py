@@ -30,6 +30,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import warnings
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,6 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from hbfpsim import __version__
 from hbfpsim.trace.format import TraceWriter
 
 TAG = "hbfpsim_layer"
@@ -61,7 +61,7 @@ class Capture:
         self.layers = list(layers) if layers is not None else None
         self.max_bytes = max_bytes
         self.writer = TraceWriter(path, name or type(model).__name__, description, capture={
-            "tool": f"hbfpsim {__version__}", "torch": torch.__version__,
+            "tool": f"hbfpsim {version('hbfpsim')}", "torch": torch.__version__,
             "steps": sorted(self.steps) if self.steps is not None else "all",
             "layers": self.layers or "all", "max_bytes": max_bytes})
         self.step, self.epoch = -1, 0

@@ -1,0 +1,101 @@
+"""What an accelerator's arithmetic is: its operand formats and accumulators, resolved once.
+
+A configuration names its numerics as text (``[numerics]`` in TOML: ``input = "hbfp4"``,
+``accumulator = "fp32"``, ...). ``Numerics.of(config)`` is the one place those names become
+objects (Formats, accumulators), with errors naming the configuration's file and key; every
+layer above (the array model, the cost model, later the replay) reads the same object, so no
+two layers can disagree about what the hardware is. ``Numerics.create`` builds one from code.
+
+>>> from hbfpsim.numerics import Numerics
+>>> n = Numerics.create(input="hbfp4", accumulator="fp32", block_accumulator="fixed16")
+>>> n.weight.name, str(n.block_accumulator), n.psum_bits
+('hbfp4@64', 'fixed16', 32)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from hbfpsim.config import ArrayConfig, ConfigError
+from hbfpsim.formats import Format, resolve
+from hbfpsim.mac import Accumulator, FixedAccumulator, FloatAccumulator, parse_accumulator
+
+KEYS = ("input", "weight", "block_accumulator", "accumulator", "output")
+_ACCUMULATOR = (FixedAccumulator, FloatAccumulator)
+_TYPES = {"input": Format, "weight": Format, "accumulator": _ACCUMULATOR, "output": _ACCUMULATOR,
+          "block_accumulator": (FixedAccumulator, type(None))}
+
+
+@dataclass(frozen=True)
+class Numerics:
+    """Operand formats and accumulators of one array.
+
+    ``input`` (A, activations) and ``weight`` (B) are the operand formats; ``accumulator`` is
+    the register of the PE chain (a column in WS/IS, a PE in OS); ``output`` the output
+    buffer's, which sums the folds; ``block_accumulator``, when set, the fixed-point register
+    that sums products inside a block shared by both operands before they enter the chain.
+    """
+
+    input: Format
+    weight: Format
+    accumulator: Accumulator
+    output: Accumulator
+    block_accumulator: FixedAccumulator | None = None
+
+    def __post_init__(self) -> None:
+        for key, kinds in _TYPES.items():
+            if not isinstance(getattr(self, key), kinds):
+                raise TypeError(f"Numerics.{key} must be {kinds}, got {getattr(self, key)!r}; "
+                                "Numerics.create takes names")
+
+    @classmethod
+    def create(cls, input: str | Format = "fp32", weight: str | Format | None = None,
+               accumulator: str | Accumulator = "fp32", output: str | Accumulator = "fp32",
+               block_accumulator: str | FixedAccumulator | None = None, *,
+               source: str = "<code>") -> Numerics:
+        """Numerics from names or objects (``weight`` defaults to ``input``). A bad value
+        raises a ConfigError naming ``source`` and the key."""
+        given = {"input": input, "weight": input if weight is None else weight,
+                 "accumulator": accumulator, "output": output,
+                 "block_accumulator": block_accumulator}
+        values: dict[str, Any] = {}
+        for key in KEYS:
+            spec = given[key]
+            try:
+                if key in ("input", "weight"):
+                    values[key] = resolve(spec)
+                elif spec is not None:
+                    values[key] = parse_accumulator(spec)
+                else:
+                    values[key] = None
+            except ValueError as err:
+                raise ConfigError(f"{source}: [numerics] {key}: {err}") from None
+        if values["block_accumulator"] is not None and \
+                not isinstance(values["block_accumulator"], FixedAccumulator):
+            raise ConfigError(f"{source}: [numerics] block_accumulator: expected a fixed-point "
+                              f"accumulator such as 'fixed16', got {block_accumulator!r}")
+        return cls(**values)
+
+    @classmethod
+    def of(cls, config: ArrayConfig) -> Numerics:
+        """The numerics a configuration names, resolved once per distinct set of names (and
+        source file, which errors name)."""
+        return _resolved(*(getattr(config, key) for key in KEYS), config.source)
+
+    @property
+    def psum_bits(self) -> int:
+        """Bits of a partial sum in the output buffer."""
+        return self.output.bits
+
+    def __str__(self) -> str:
+        block = f"{self.block_accumulator} blocks > " if self.block_accumulator else ""
+        return (f"{self.input.name} x {self.weight.name}, {block}{self.accumulator} chain > "
+                f"{self.output} output")
+
+
+@lru_cache(maxsize=4096)
+def _resolved(input: str, weight: str, block_accumulator: str | None, accumulator: str,
+              output: str, source: str) -> Numerics:
+    return Numerics.create(input, weight, accumulator, output, block_accumulator, source=source)

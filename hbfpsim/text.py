@@ -1,0 +1,139 @@
+"""Text output: every table and report the ``hbfpsim`` command prints, formatted from results
+the layers below computed (nothing here simulates or costs anything)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hbfpsim.array import GemmReport
+from hbfpsim.config import ArrayConfig
+from hbfpsim.cost import ArrayCost, DensityRow, MacCost
+from hbfpsim.formats import Format
+from hbfpsim.mac import FixedAccumulator
+from hbfpsim.numerics import Numerics
+from hbfpsim.trace import Trace
+
+
+def table(rows: Sequence[Sequence[str]], right: set[int] = frozenset()) -> str:
+    """Columns padded to their widest cell (left-aligned, right-aligned for ``right``); the
+    last column is not padded."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join([c.rjust(w) if i in right else c.ljust(w)
+                                for i, (c, w) in enumerate(zip(r, widths))] + [r[-1]])
+                     for r in rows)
+
+
+def formats_table(fmts: Sequence[Format]) -> str:
+    """What ``hbfpsim formats`` prints: bits, block, shared bits, storage, grid."""
+    rows = [("format", "family", "elem", "block", "shared", "bits/elem", "grid")]
+    rows += [(f.name, f.family, str(f.element_bits), str(f.block or "-"),
+              str(f.scale_bits or "-"), f"{f.storage_bits:.3f}", f.describe()) for f in fmts]
+    return table(rows, right={2, 3, 4, 5})
+
+
+def gemm(config: ArrayConfig, r: GemmReport, energy: dict[str, float]) -> str:
+    """What ``hbfpsim gemm`` prints: one GEMM's cycles, stalls, traffic, time and energy
+    (``energy``: pJ by part, as ``cost.gemm_energy`` gives it)."""
+    stalls = ", ".join(f"{name} {cycles}" for name, cycles in r.stalls.items() if cycles)
+    sram = ", ".join(f"{b} {v['reads']}/{v['writes']}" for b, v in r.sram.items())
+    numerics = Numerics.of(config)
+    lines = [
+        f"{config.name}: {config.rows} x {config.cols} {config.dataflow.upper()}, "
+        f"{numerics.input.name} x {numerics.weight.name}, plan {r.plan}",
+        f"GEMM {r.m} x {r.n} x {r.k} (M x N x K): {r.folds} folds, {r.macs} MACs",
+        f"cycles        {r.total_cycles} = {r.compute_cycles} compute + {r.stall_cycles} stall"
+        + (f" ({stalls})" if stalls else ""),
+        f"              + {r.prefetch_cycles} prefetch before, {r.drain_cycles} drain after",
+        f"utilization   {r.utilization:.2%} (mapping efficiency {r.mapping_efficiency:.2%})",
+        f"SRAM bytes    reads/writes: {sram}",
+        f"DRAM bytes    reads {r.dram['reads']}, writes {r.dram['writes']}",
+        f"time          {r.seconds * 1e3:.4g} ms at {config.clock_ghz:g} GHz",
+        f"energy        {energy['total'] / 1e6:.4g} uJ = {energy['compute'] / 1e6:.4g} compute "
+        f"+ {energy['sram'] / 1e6:.4g} SRAM + {energy['dram'] / 1e6:.4g} DRAM (28 nm model)",
+    ]
+    if r.events is not None:
+        lines.append("fold  start      end  waited on")
+        lines += [f"{f:4d} {s:6d} {e:8d}  {w or '-'}" for f, (s, e, w) in
+                  enumerate(zip(r.events.start, r.events.end, r.events.waited_on))]
+    return "\n".join(lines)
+
+
+def trace_info(t: Trace) -> str:
+    """What ``hbfpsim trace info`` prints: records, GEMMs and MACs per phase, operand bytes
+    and layers."""
+    s = t.summary()
+    lines = [f"{t.path}: model {t.model}, {s['records']} records, steps {s['steps']}, "
+             f"epochs {s['epochs']}" + (f"\n{t.description}" if t.description else ""),
+             f"{'phase':12} {'records':>8} {'GEMMs':>8} {'MACs':>16}"]
+    for phase, v in s["phases"].items():
+        lines.append(f"{phase:12} {v['records']:8d} {v['gemms']:8d} {v['macs']:16,d}")
+    lines.append(f"{'total':12} {s['records']:8d} "
+                 f"{sum(v['gemms'] for v in s['phases'].values()):8d} {s['macs']:16,d}")
+    lines.append(f"operands: {s['operand_bytes'] / 1e6:.2f} MB of float32"
+                 if t.has_operands else "operands: none (shape-only trace)")
+    layers = list(s["layers"])
+    shown = ", ".join(layers[:12]) + (f", ... ({len(layers) - 12} more)" if len(layers) > 12 else "")
+    lines.append(f"layers ({len(layers)}): {shown}")
+    return "\n".join(lines)
+
+
+def density_table(rows: list[DensityRow]) -> str:
+    """Density rows as ``hbfpsim density`` prints them."""
+    lines = [f"{'format':<28} {'accumulator':<15} {'um2/MAC':>8} {'pJ/MAC':>7} "
+             f"{'bits/elem':>9} {'density':>8}"]
+    lines += [f"{r.format:<28} {r.accumulator:<15} {r.area:>8.1f} {r.energy:>7.3f} "
+              f"{r.storage_bits:>9.3f} {r.density:>7.2f}x" for r in rows]
+    return "\n".join(lines)
+
+
+def density_report(rows: list[DensityRow], sweep: dict[str, list[tuple[int, float]]]) -> str:
+    """What ``hbfpsim density`` prints: the density table, then density against the width
+    of a fixed-point accumulator (``sweep``: format -> [(width, density)])."""
+    widths = [w for w, _ in next(iter(sweep.values()), [])]
+    lines = [density_table(rows), "", "density vs FP32 with a fixed{w} accumulator of w bits:",
+             f"{'format':<12}" + "".join(f"{w:>7d}" for w in widths)]
+    lines += [f"{name:<12}" + "".join(f"{d:>6.2f}x" for _, d in points)
+              for name, points in sweep.items()]
+    return "\n".join(lines)
+
+
+def mac_report(mac: MacCost) -> str:
+    """What ``hbfpsim cost mac`` prints: one MAC's area part by part, and its energy."""
+    lines = [f"{mac.format.name} with a {mac.accumulator} accumulator (dot-product lane of "
+             f"{mac.lane}), 28 nm:"]
+    lines += [f"  {part:<18} {area:8.2f} um^2" for part, area in mac.parts.items()]
+    lines.append(f"  {'total':<18} {mac.area:8.2f} um^2, {mac.energy:.4f} pJ per MAC")
+    return "\n".join(lines)
+
+
+def array_report(config: ArrayConfig, a: ArrayCost) -> str:
+    """What ``hbfpsim cost array`` prints: the area of an array and its buffers, and its
+    peak MAC rate per area."""
+    mm2 = lambda um2: f"{um2 / 1e6:9.4f} mm^2"  # noqa: E731
+    peak = config.rows * config.cols * config.clock_ghz       # GMAC/s
+    return "\n".join([
+        f"{config.name}: {config.rows} x {config.cols}, {a.mac.format.name} MACs with a "
+        f"{a.mac.accumulator} accumulator (28 nm)",
+        f"  PE                {a.pe:9.2f} um^2 (MAC {a.mac.area:.2f} + partial-sum register)",
+        f"  PEs               {mm2(a.pes)}",
+        f"  edge converters   {mm2(a.edge)}",
+        f"  SRAM              {mm2(a.sram)} ({sum(a.sram_kib.values()):g} KiB)",
+        f"  total             {mm2(a.area)}",
+        f"  peak              {peak / 1e3:.4g} TMAC/s, {peak / (a.logic / 1e6):.4g} GMAC/s per "
+        "mm^2 of logic"])
+
+
+def synth_report(fmt: Format, acc: FixedAccumulator, r: dict, verilog: str | None) -> str:
+    """What ``hbfpsim cost synth`` prints from ``calibrate.synthesize_pe``'s result ``r``
+    (``verilog``: the file the Verilog was written to, if any)."""
+    gates = sorted(((n, cell[2:-1]) for cell, n in r["cells"].items() if cell != "$_DFF_P_"),
+                   reverse=True)
+    lines = [f"{fmt.name} PE with a {acc} accumulator, synthesized by Yosys:",
+             f"  flip-flops   {r['cells'].get('$_DFF_P_', 0)}",
+             f"  gates        {sum(n for n, _ in gates)} ("
+             + ", ".join(f"{cell} {n}" for n, cell in gates) + ")",
+             f"  transistors  {r['transistors']} (CMOS estimate) ~ {r['um2']:.1f} um^2 at 28 nm"]
+    if r["analytic"] is not None:
+        lines.append(f"  analytic     {r['analytic']:.0f} transistors "
+                     f"({r['analytic'] / r['transistors'] - 1:+.1%})")
+    return "\n".join(lines + ([f"  Verilog      {verilog}"] if verilog else []))
