@@ -202,9 +202,10 @@ def _run(a: Operand, b: Operand, plan: AccumulationPlan, seed: int, per_element:
         out = _fast(a, b, plan, safe - 1, table, maxval, seed, stride, row_stats, elem_stats)
     else:
         out = np.empty((m, n))
+        passes, totals = kernels.carries(table, 0, k)
         kernels.gemm_sequential(a.values, b.values, a.lsb_exp, b.lsb_exp, a.block, b.block,
-                                table, maxval, plan.fused, seed, stride, out, row_stats,
-                                elem_stats)
+                                table, maxval, plan.fused, seed, stride, passes, totals, out,
+                                row_stats, elem_stats)
     if a.scale is not None or b.scale is not None:
         out = out * _scale(a, m)[:, None] * _scale(b, n)[None, :]
     return MatmulResult(out, _stats(plan, (m, n, k), safe, row_stats, elem_stats, per_element))
@@ -230,7 +231,7 @@ def _fast(a, b, plan, level, table, maxval, seed, stride, row_stats, elem_stats)
     if level == nlev - 1:  # the whole plan is exact: one chunk
         return np.ldexp((ia @ ib).astype(np.float64), a.lsb_exp[:, :1] + b.lsb_exp[:1, :])
     chunks = -(-k // span)
-    passes, totals = _schedule(table, level, chunks)
+    passes, totals = kernels.carries(table, level + 1, chunks)
     ival = np.zeros((m, nlev, n), np.int64)
     fval = np.zeros((m, nlev, n))
     per_batch = max(1, min(chunks, BATCH_BYTES // (m * n * np.dtype(dtype).itemsize)))
@@ -247,27 +248,6 @@ def _fast(a, b, plan, level, table, maxval, seed, stride, row_stats, elem_stats)
                              np.ascontiguousarray(b.lsb_exp[starts // b.block]), table, maxval,
                              seed, stride, ival, fval, row_stats, elem_stats)
     return fval[:, nlev - 1, :].copy()
-
-
-def _schedule(table: np.ndarray, level: int, chunks: int) -> tuple[np.ndarray, np.ndarray]:
-    """For each chunk of level ``level``: how many levels its result climbs, and how many
-    inputs each level had received before (the sequential kernel's walk, replayed)."""
-    nlev = table.shape[0]
-    count = np.zeros(nlev, np.int64)
-    total = np.zeros(nlev, np.int64)
-    passes = np.zeros(chunks, np.int64)
-    totals = np.zeros((chunks, nlev), np.int64)
-    for c in range(chunks):
-        totals[c] = total
-        last = c == chunks - 1
-        l = level
-        while l + 1 < nlev and (l == level or count[l] == table[l, kernels.LENGTH] or last):
-            passes[c] += 1
-            count[l] = 0
-            count[l + 1] += 1
-            total[l + 1] += 1
-            l += 1
-    return passes, totals
 
 
 def _stats(plan, shape, safe, row_stats, elem_stats, per_element) -> MatmulStats:

@@ -172,12 +172,40 @@ def _finish_row(i, ival, fval, st, lvl, qa_k, qb_k, out, row_stats, elem_stats):
         elem_stats[i] += st
 
 
+@njit(cache=True)
+def carries(lvl, first, n):
+    """The carry rule, written once for both GEMM kernels. Inputs 0..n-1 enter level
+    ``first`` one at a time; after each, a level whose chunk is complete (LENGTH inputs), or
+    any level once the last input is in, passes its result up as one input of the next
+    level and restarts from zero, cascading upward. Returns ``passes[i]``, how many levels climb
+    after input i, and ``totals[i, l]``, how many inputs level l had received before input
+    i arrived (which numbers its stochastic-rounding events)."""
+    nlev = lvl.shape[0]
+    count = np.zeros(nlev, np.int64)
+    total = np.zeros(nlev, np.int64)
+    passes = np.zeros(n, np.int64)
+    totals = np.zeros((n, nlev), np.int64)
+    for i in range(n):
+        totals[i] = total
+        count[first] += 1
+        total[first] += 1
+        l = first
+        while l + 1 < nlev and (count[l] == lvl[l, LENGTH] or i == n - 1):
+            passes[i] += 1
+            count[l] = 0
+            count[l + 1] += 1
+            total[l + 1] += 1
+            l += 1
+    return passes, totals
+
+
 @njit(parallel=True, cache=True)
 def gemm_sequential(A, B, qa, qb, block_a, block_b, lvl, maxval, fused, seed, stride,
-                    out, row_stats, elem_stats):
+                    passes, totals, out, row_stats, elem_stats):
     """out = A @ B through every level of the plan, one product at a time.
     A (M, K), B (K, N) float64 exact values; qa (M, K/block_a), qb (K/block_b, N) LSB
-    exponents; row_stats (M, levels, NSTATS) and elem_stats (M, levels, NSTATS, N) or empty."""
+    exponents; passes, totals: ``carries(lvl, 0, K)``; row_stats (M, levels, NSTATS) and
+    elem_stats (M, levels, NSTATS, N) or empty."""
     m, k_len = A.shape
     n = B.shape[1]
     nlev = lvl.shape[0]
@@ -185,25 +213,16 @@ def gemm_sequential(A, B, qa, qb, block_a, block_b, lvl, maxval, fused, seed, st
         ival = np.zeros((nlev, n), np.int64)
         fval = np.zeros((nlev, n), np.float64)
         st = np.zeros((nlev, NSTATS, n), np.int32)
-        count = np.zeros(nlev, np.int64)
-        total = np.zeros(nlev, np.int64)
         slow = np.zeros(n, np.bool_)
         ids = (i * n + np.arange(n)) * stride
         for k in range(k_len):
             qa_k = qa[i, k // block_a]
             qb_k = qb[k // block_b]
             _products(A[i, k], B[k], qa_k, qb_k, ival, fval, st, lvl, maxval, fused, seed, ids,
-                      2 * (lvl[0, OFFSET] + total[0]), slow)
-            count[0] += 1
-            total[0] += 1
-            l = 0
-            while l + 1 < nlev and (count[l] == lvl[l, LENGTH] or k == k_len - 1):
+                      2 * (lvl[0, OFFSET] + k), slow)
+            for l in range(passes[k]):
                 _pass_up(l, qa_k, qb_k, ival, fval, st, lvl, maxval, seed, ids,
-                         2 * (lvl[l + 1, OFFSET] + total[l + 1]), slow)
-                count[l] = 0
-                count[l + 1] += 1
-                total[l + 1] += 1
-                l += 1
+                         2 * (lvl[l + 1, OFFSET] + totals[k, l + 1]), slow)
         last = max(k_len - 1, 0)
         _finish_row(i, ival, fval, st, lvl, qa[i, last // block_a], qb[last // block_b], out,
                     row_stats, elem_stats)
@@ -214,8 +233,9 @@ def gemm_cascade(sums, level, passes, totals, qa, qb, lvl, maxval, seed, stride,
                  row_stats, elem_stats):
     """Fast path: ``sums[c]`` (M, N) are the exact integer results of consecutive chunks c of
     fixed level ``level`` (computed by BLAS). Each row takes each one as that level's
-    register and passes it up ``passes[c]`` levels, as the sequential kernel would at that
-    point; ``totals[c, l]`` is the number of inputs level l had received before. qa (M, C),
+    register and passes it up into level + 1, then ``passes[c]`` levels further, as the
+    sequential kernel would at that point; ``passes, totals = carries(lvl, level + 1, C)``
+    (``totals[c, l]``: inputs level l had received before). qa (M, C),
     qb (C, N): the chunks' LSB exponents. ``ival``/``fval`` (M, levels, N) persist between
     calls; statistics are added to row_stats / elem_stats."""
     chunks, m, n = sums.shape
@@ -228,7 +248,7 @@ def gemm_cascade(sums, level, passes, totals, qa, qb, lvl, maxval, seed, stride,
         for c in range(chunks):
             for j in range(n):
                 iv[level, j] = np.int64(sums[c, i, j])
-            for l in range(level, level + passes[c]):
+            for l in range(level, level + 1 + passes[c]):
                 _pass_up(l, qa[i, c], qb[c], iv, fv, st, lvl, maxval, seed, ids,
                          2 * (lvl[l + 1, OFFSET] + totals[c, l + 1]), slow)
         for l in range(nlev):
