@@ -1,6 +1,6 @@
 """Exact reference quantizers for the tests: Python Fractions, one rounding per operation,
-written from the format definitions (docs/formats.md, shared/reference) without numba,
-numpy rounding or ml_dtypes. Scalar and slow: for small inputs only."""
+written from the format definitions (docs/formats.md and the papers and specs it cites)
+without numba, numpy rounding or ml_dtypes. Scalar and slow: for small inputs only."""
 
 from __future__ import annotations
 

@@ -11,14 +11,17 @@ from hbfpsim.config import ArrayConfig, ConfigError, from_dict
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-@pytest.mark.parametrize("name,rows", [("small16", 16), ("array32", 32), ("tpu128", 128),
-                                       ("array256", 256)])
-def test_presets(name, rows):
+@pytest.mark.parametrize("name,rows,compute", [
+    ("small16", 16, 214272),     # WS, M N K = 512 256 384: 24 x 16 folds x (32 + 16 + 510)
+    ("array32", 32, 58176),      # 12 x 8 folds x (64 + 32 + 510)
+    ("tpu128", 128, 5364),       # 3 x 2 folds x (256 + 128 + 510)
+    ("array256", 256, 2556)])    # 2 x 1 folds x (512 + 256 + 510)
+def test_presets(name, rows, compute):
     config = load(CONFIGS / f"{name}.toml")
     assert (config.rows, config.cols, config.dataflow) == (rows, rows, "ws")
     assert config.name == name and math.isfinite(config.dram_bytes_per_cycle)
     report = simulate(config, 512, 256, 384)
-    assert report.total_cycles >= report.compute_cycles > 0
+    assert report.compute_cycles == compute and report.total_cycles >= compute
 
 
 def write(tmp_path, text):

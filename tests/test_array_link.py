@@ -51,3 +51,29 @@ def test_plans_follow_the_dataflow():
     assert plan("os", **hbfp) == "fixed16*64 > fp32*16 > fp32"     # ceil(1000 / 64) blocks
     with pytest.raises(ValueError, match="chunks of 128 products are not whole blocks of 48"):
         plan("ws", input="hbfp4@48", weight="hbfp4@48", block_accumulator="fixed16")
+
+
+@pytest.mark.slow
+def test_reference_equals_matmul_on_random_arrays():
+    """The same link on 300 random arrays, shapes and numerics (a minute or more: run with
+    `pytest -m slow`)."""
+    rng = np.random.default_rng(stable_seed("random arrays"))
+    checked = 0
+    for trial in range(300):
+        fa, fb, block, chain, out = NUMERICS[trial % len(NUMERICS)]
+        rows, cols = int(rng.choice([4, 8, 12, 16])), int(rng.integers(1, 7))
+        dataflow = ("ws", "os", "is")[trial % 3]
+        config = ArrayConfig(rows=rows, cols=cols, dataflow=dataflow, input=fa, weight=fb,
+                             block_accumulator=block, accumulator=chain, output=out)
+        m, n, k = int(rng.integers(1, 24)), int(rng.integers(1, 24)), int(rng.integers(1, 200))
+        a = rng.standard_normal((m, k)) * 2.0**rng.integers(-3, 4, (m, 1))
+        b = rng.standard_normal((k, n))
+        try:
+            plan = plan_for(Mapping.of(m, n, k, config), Numerics.of(config))
+        except ValueError:               # blocks and chunks that do not nest: not buildable
+            continue
+        ref = cycle_stepped(config, a, b, seed=trial)
+        want = matmul(a, b, fa, fb, plan, seed=trial).out
+        assert same_bits(ref.out, want), (trial, str(plan), first_difference(ref.out, want, a))
+        checked += 1
+    assert checked >= 200

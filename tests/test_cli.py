@@ -30,12 +30,12 @@ def test_bad_format_is_one_line_and_status_2(capsys):
     assert captured.err.count("\n") == 1 and "unknown format 'fp7'" in captured.err
 
 
-def test_module_entry_point():
+def test_module_entry_point(tmp_path):
     done = subprocess.run([sys.executable, "-m", "hbfpsim", "formats", "mxint8"],
-                          capture_output=True, text=True, check=True)
-    assert "8.250" in done.stdout
+                          capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert done.stdout.splitlines()[1].split()[:6] == ["mxint8", "mx", "8", "32", "8", "8.250"]
     bad = subprocess.run([sys.executable, "-m", "hbfpsim", "nonsense"], capture_output=True,
-                         text=True)
+                         text=True, cwd=tmp_path)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 
@@ -47,7 +47,8 @@ def test_gemm_prints_the_report(capsys):
     assert "GEMM 8 x 4 x 8 (M x N x K): 1 folds, 256 MACs" in out
     assert "cycles        54 = 54 compute + 0 stall" in out      # 2*16 + 16 + 8 - 2
     assert out.splitlines()[-1].split() == ["0", "0", "54", "-"]
-    assert cli.main(["gemm", config, "8", "4", "8", "--engine", "simpy"]) == 0
+    assert cli.main(["gemm", config, "8", "4", "8", "--events", "--engine", "simpy"]) == 0
+    assert capsys.readouterr().out == out                     # the discrete-event engine agrees
 
 
 def test_gemm_errors_are_one_line(capsys, tmp_path):

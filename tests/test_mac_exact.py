@@ -28,6 +28,7 @@ def check(a, b, fmt_a, plan_text, fmt_b=None, fused=True, expect_fast=None):
         got, stats = matmul(a, b, fmt_a, fmt_b, plan, seed=SEED, fast_path=fast)
         same = (got == want) | (np.isnan(got) & np.isnan(want))
         assert same.all(), (fast, got[~same][:4], want[~same][:4])
+        assert len(stats.levels) == len(want_stats)
         for level, expected in zip(stats.levels, want_stats):
             assert {k: getattr(level, k) for k in expected} == expected, (fast, level)
         if fast and expect_fast is not None:
@@ -130,6 +131,22 @@ def test_fixed_overflow_exactly_at_the_boundary(plan):
     out, stats = matmul(a, b, "int8", plan=plan, fast_path=False)
     assert stats.levels[0].overflows == 1
     assert out[0, 0] == (2**15 - 1 if plan == "fixed16" else -(2**15))
+
+
+@pytest.mark.parametrize("plan,out,overflows", [("fixed8*32 > fp32", 31.75, 2),
+                                               ("fixed8:wrap*32 > fp32", -27.75, 1),
+                                               ("fixed9*32 > fp32", 36.25, 0)])
+def test_mx_products_count_in_the_block_lsb(plan, out, overflows):
+    """Worked by hand, independent of how the engine prepares operands: MXFP4 A = [6, 0.5,
+    0, ...] (one block of 32, X = floor(log2 6) - 2 = 0), B = A^T. E2M1 elements are
+    multiples of 2^-1, so products count in units of 2^-2: 6 x 6 = 144 units, 0.5 x 0.5 = 1.
+    fixed8 (max 127) saturates at the first product and again at the second: 127 units =
+    31.75; wrapping, 144 becomes -112, then -111 units = -27.75; fixed9 holds 145 = 36.25."""
+    a = np.zeros((1, 32))
+    a[0, :2] = [6.0, 0.5]
+    for fast in (True, False):
+        got, stats = matmul(a, a.T.copy(), "mxfp4", plan=plan, fast_path=fast)
+        assert (float(got[0, 0]), stats.levels[0].overflows) == (out, overflows)
 
 
 def test_fixed_overflow_matches_oracle_on_short_rows():

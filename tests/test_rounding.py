@@ -54,8 +54,16 @@ def test_stochastic_rounding_is_unbiased(name, value, low, high):
     assert abs(q.mean() - value) < 5 * sigma
 
 
-def test_away_and_even_agree_off_ties():
-    x = np.random.default_rng(3).standard_normal(10_000).astype(np.float32)
+def test_away_and_even_differ_exactly_on_ties():
+    """An HBFP8 block with max 1.0 has E = 1 and step 2^-6; its midpoints (2k + 1) 2^-7 go to
+    k + 1 steps with rna, and to the even one of k, k + 1 with rne: they differ where k is
+    even. Off the midpoints the two agree."""
+    k = np.arange(63)
+    ties = np.concatenate([[1.0], (2 * k + 1) * 2.0**-7]).astype(np.float32)
+    off = np.random.default_rng(3).uniform(-1, 1, 64).astype(np.float32)
+    off[0] = 1.0                                        # the same grid: E = 1, step 2^-6
+    assert not np.any(np.abs(off * 2**7) % 2 == 1)      # none of them on a midpoint
+    x = np.concatenate([ties, off])
     even, away = formats.quantize(x, "hbfp8"), formats.quantize(x, "hbfp8", rounding="away")
-    # standard normal float32 data almost never sits on an HBFP8 midpoint
-    assert np.count_nonzero(even != away) < 20
+    assert np.array_equal(np.flatnonzero(even != away), 1 + k[k % 2 == 0])
+    assert np.all(away[1:64] == (k + 1) * 2.0**-6)

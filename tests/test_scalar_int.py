@@ -1,5 +1,7 @@
 """Scalar floats (FP32, BF16, FP16, FP8) and INT8: hand-worked cases."""
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -61,11 +63,17 @@ def test_int8_per_channel_scales_along_the_axis():
 
 
 def test_int8_scale_rounds_down_so_nothing_overflows():
+    """max/127 for the largest float32 rounded to nearest would make 127 x scale exceed the
+    float32 range; rounded down, the largest element keeps code 127 and stays finite."""
     top = np.finfo(np.float32).max
-    q = formats.quantize(np.float32([top, -top / 3]), "int8")
-    assert np.all(np.isfinite(q)) and q[0] <= top
-    enc = formats.get("int8").encode(np.float32([top]))
-    assert float(enc.scale.ravel()[0]) * 127 <= float(top)
+    x = np.float32([top, -top / 3])
+    enc = formats.get("int8").encode(x)
+    scale = enc.scale.ravel()[0]
+    assert Fraction(float(scale)) * 127 <= Fraction(float(top)) < \
+        Fraction(float(np.nextafter(scale, np.float32(np.inf)))) * 127    # the largest such
+    assert enc.code.tolist() == [127, 42] and enc.sign.tolist() == [0, 1]
+    assert formats.quantize(x, "int8").tolist() == [float(np.float32(127 * float(scale))),
+                                                    float(np.float32(-42 * float(scale)))]
 
 
 def test_int8_all_zero_has_unit_scale():

@@ -166,8 +166,14 @@ def test_matmul_and_linear_on_3d_inputs(tmp_path):
     fwd = {r.layer: r for r in t.records if r.phase == "fwd"}
     assert (fwd["proj"].m, fwd["proj"].n, fwd["proj"].k) == (2 * 5, 4, 6)
     assert (fwd["Mixer"].m, fwd["Mixer"].n, fwd["Mixer"].k, fwd["Mixer"].count) == (5, 5, 4, 2)
+    products = {}
     for gemm in t:
-        if gemm.record.layer == "Mixer" and gemm.record.phase == "fwd":
-            assert close(product(gemm), out.detach().numpy())
-        if gemm.record.layer == "proj" and gemm.record.phase == "bwd_weight":
-            assert close(product(gemm), model.proj.weight.grad.numpy())
+        products.setdefault((gemm.record.layer, gemm.record.phase), []).append(product(gemm))
+    assert close(products["Mixer", "fwd"][0], out.detach().numpy())
+    assert close(products["proj", "bwd_weight"][0], model.proj.weight.grad.numpy())
+    # out = h h^T with d sum(out) / d out = 1: the bmm's two input gradients are 1 h and
+    # h^T 1, one the transpose of the other (both bwd_data, count = batch)
+    ones_h = np.ones((2, 5, 5), np.float32) @ model.proj(x).detach().numpy()
+    grads = sorted(products["Mixer", "bwd_data"], key=lambda p: p.shape[1])
+    assert [g.shape for g in grads] == [(2, 4, 5), (2, 5, 4)]
+    assert close(grads[0], ones_h.transpose(0, 2, 1)) and close(grads[1], ones_h)

@@ -2,7 +2,6 @@
 the trace command line."""
 
 import math
-import textwrap
 
 import pytest
 
@@ -44,15 +43,25 @@ def test_shape_trace_files(tmp_path):
     path = trace.shape_trace(tmp_path / "r", "resnet50", batch=2, image=64)
     t = trace.open(path)
     assert t.model == "resnet50" and not t.has_operands and t.capture["batch"] == 2
+    assert len(t) == 161 and t.records[0].m == 2 * 32 * 32       # conv1: (64 + 6 - 7) // 2 + 1
+    assert "a batch of 2 ImageNet images of 64 x 64 pixels" in t.description
     with pytest.raises(ValueError, match="unknown model 'vgg'"):
         trace.shape_trace(tmp_path / "v", "vgg")
 
 
-@pytest.mark.parametrize("size,k,s", [(230, 7, 2), (56, 3, 1), (57, 3, 2), (9, 1, 2), (8, 8, 3)])
-def test_output_size_rules(size, k, s):
-    assert out_size(size, k, s) == math.floor((size - k) / s) + 1
-    assert out_size(size, k, s, "scalesim") == math.ceil((size - k + s) / s)
-    assert out_size(size, k, s, "scalesim") - out_size(size, k, s) == (1 if (size - k) % s else 0)
+@pytest.mark.parametrize("size,k,s,pytorch,scalesim", [
+    (230, 7, 2, 112, 113),   # 223 // 2 + 1 = 112;  ceil(225 / 2) = 113
+    (224, 3, 2, 111, 112),   # 221 // 2 + 1 = 111;  ceil(223 / 2) = 112
+    (58, 3, 2, 28, 29),      # 55 // 2 + 1 = 28;    ceil(57 / 2) = 29
+    (57, 3, 2, 28, 28),      # 54 // 2 + 1 = 28;    ceil(56 / 2) = 28
+    (56, 3, 1, 54, 54),
+    (9, 1, 2, 5, 5),
+    (8, 8, 3, 1, 1),
+])
+def test_output_size_rules(size, k, s, pytorch, scalesim):
+    """Worked by hand: PyTorch floor((in - k) / s) + 1, SCALE-Sim ceil((in - k + s) / s)."""
+    assert out_size(size, k, s) == pytorch
+    assert out_size(size, k, s, "scalesim") == scalesim
 
 
 CONV = """\

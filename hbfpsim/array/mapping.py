@@ -2,7 +2,8 @@
 and the accumulation plan the dataflow implies.
 
 GEMM C[M, N] = A[M, K] B[K, N] (A: inputs/activations, B: weights). SCALE-Sim's compute model
-(shared/reference section 4): the spatial rows Sr, columns Sc and temporal extent T are
+(Samajdar et al., ISPASS 2020; docs/array.md): the spatial rows Sr, columns Sc and temporal
+extent T are
 
     WS: Sr = K, Sc = N, T = M     (B stationary, A streamed, K reduced down the columns)
     OS: Sr = M, Sc = N, T = K     (outputs stationary, each PE reduces all of K)

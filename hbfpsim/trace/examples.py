@@ -18,6 +18,9 @@ from torch import nn
 from hbfpsim.trace.pytorch import Capture
 
 EXAMPLES = ("mlp-digits", "cnn-digits")
+NETWORKS = {"mlp-digits": "An MLP 64-128-64-10 (ReLU)",
+            "cnn-digits": "A CNN (3x3 convolutions 1 -> 8 and 8 -> 16 with ReLU, 2x2 max pool, "
+                          "linear 256 -> 10)"}
 
 
 def digits(seed: int = 0):
@@ -56,9 +59,12 @@ def train_and_capture(kind: str, out: str | Path, *, epochs: int = 30, batch: in
     capture_epochs = sorted({0, epochs // 2, epochs - 1})
     steps = [e * per_epoch for e in capture_epochs]
     rng = np.random.default_rng(seed + 1)
+    description = (f"{NETWORKS[kind]} trained on scikit-learn's 8 x 8 digits ({len(y_train)} "
+                   f"training images) with SGD (lr {lr}, momentum 0.9), batch {batch}, {epochs} "
+                   f"epochs; the first step of epochs {', '.join(map(str, capture_epochs))} "
+                   "captured.")
     with Capture(out, model, steps=steps, max_bytes=max_bytes, name=kind,
-                 description=f"{kind}: {type(model).__name__} trained on scikit-learn digits, "
-                             f"batch {batch}, SGD lr {lr} momentum 0.9, {epochs} epochs") as cap:
+                 description=description) as cap:
         for epoch in range(epochs):
             order = torch.from_numpy(rng.permutation(len(y_train)))
             for i in range(per_epoch):

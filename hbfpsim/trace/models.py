@@ -31,8 +31,9 @@ def _dense(name: str, t: int, i: int, o: int, first: bool = False) -> list[Entry
 
 
 def resnet50_training_step(batch: int = 32, image: int = 224) -> list[Entry]:
-    """ResNet-50 v1.5 (torchvision: the stride on the 3x3 conv of each bottleneck), ImageNet
-    images of ``image`` pixels, ``batch`` images: 53 convolutions and the classifier."""
+    """ResNet-50 v1.5 (torchvision: the stride on the 3x3 conv of each bottleneck) on
+    ``batch`` ImageNet images of ``image`` x ``image`` pixels: 53 convolutions and the
+    classifier."""
     def conv(name, size, kernel, stride, c_in, c_out, first=False):
         out = (size + 2 * (kernel // 2) - kernel) // stride + 1
         return _dense(name, batch * out * out, kernel * kernel * c_in, c_out, first), out
@@ -80,18 +81,33 @@ def bert_base_training_step(batch: int = 8, seq: int = 128, vocab: int = 30522) 
             + _dense("cls.predictions.decoder", t, hidden, vocab))
 
 
-MODELS = {"resnet50": resnet50_training_step, "bert-base": bert_base_training_step}
+def _resnet50_description(batch: int = 32, image: int = 224) -> str:
+    return (f"One training step of ResNet-50 v1.5 (torchvision layout: the stride on the 3x3 "
+            f"convolution of each bottleneck) on a batch of {batch} ImageNet images of {image} x "
+            f"{image} pixels: its 53 convolutions, lowered to GEMMs by im2col, and the 2048 -> "
+            "1000 classifier, each forward, backward-data (all but the first convolution) and "
+            "backward-weight.")
+
+
+def _bert_description(batch: int = 8, seq: int = 128, vocab: int = 30522) -> str:
+    return (f"One pretraining step of BERT-base (12 layers, hidden 768, 12 heads of 64, FFN "
+            f"3072) on a batch of {batch} sequences of {seq} tokens: per layer the Q, K, V and "
+            "output projections, the two attention batched matmuls and the two FFN layers, then "
+            f"the masked-LM head (a 768 -> 768 transform and the 768 -> {vocab} vocabulary "
+            "decoder), each forward and backward. Embedding lookups are not GEMMs.")
+
+
+# name -> (the GEMM list of one step, its description from the same settings)
+MODELS = {"resnet50": (resnet50_training_step, _resnet50_description),
+          "bert-base": (bert_base_training_step, _bert_description)}
 
 
 def shape_trace(path: str | Path, model: str, **settings) -> Path:
     """Write the shape-only trace of one training step of ``model`` (a key of MODELS)."""
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
-    generator = MODELS[model]
-    summary = " ".join((generator.__doc__ or "").split("\n\n")[0].split()).replace("``", "")
-    if settings:
-        summary += " Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()) + "."
-    with TraceWriter(path, model, description=summary,
+    generator, describe = MODELS[model]
+    with TraceWriter(path, model, description=describe(**settings),
                      capture={"kind": "shape-only", "generator": f"hbfpsim.trace.models."
                               f"{generator.__name__}", **settings}) as writer:
         for layer, phase, m, n, k, count in generator(**settings):
