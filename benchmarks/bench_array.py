@@ -29,7 +29,7 @@ import numba
 
 from hbfpsim import trace
 from hbfpsim.array import load, simulate
-from timing import best_time
+from timing import best_time, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,6 +112,7 @@ def main() -> None:
              ("(b) 512 x 3072 x 768 on tpu128 (128x128 WS)", tpu128, [("b", 512, 3072, 768)]),
              (f"(c) ResNet-50 training step, {len(resnet)} records, on array32", array32, resnet),
              (f"(d) BERT-base training step, {len(bert)} records, on tpu128", tpu128, bert)]
+    print(machine())
     print(f"one core, best of {args.repeats}\n")
     print(f"{'case':50} {'wall':>10} {'GEMMs/s':>9} {'slowest GEMM':>13} {'folds':>9}")
     for label, config, gemms in cases:

@@ -28,7 +28,7 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 from hbfpsim.mac import matmul  # noqa: E402
-from timing import best_time  # noqa: E402
+from timing import best_time, machine  # noqa: E402
 
 TARGET_MAC_PER_S = 300e6
 
@@ -55,6 +55,7 @@ def main() -> None:
     ]
     macs = n**3
     t_blas = best_time(lambda: gauss_a @ gauss_b, max(args.repeats, 10))
+    print(machine())
     print(f"GEMM {n} x {n} x {n} ({macs / 1e6:.0f} M MACs), one thread, best of {args.repeats}\n")
     print(f"{'case':36} {'path':10} {'M MAC/s':>9} {'time':>9} {'vs f32 BLAS':>12} {'overflows':>10}")
     print(f"{'numpy float32 matmul (baseline)':36} {'BLAS':10} {macs / t_blas / 1e6:9.0f} "

@@ -22,7 +22,7 @@ import numba
 import numpy as np
 
 from hbfpsim import formats
-from timing import best_time
+from timing import best_time, machine
 
 TARGET_HBFP_PER_CORE = 200e6
 
@@ -70,6 +70,7 @@ def main() -> None:
     side = 2 ** (args.log2n // 2)
     x = np.random.default_rng(0).standard_normal(n).astype(np.float32).reshape(-1, side)
     threads = numba.get_num_threads()
+    print(machine())
     print(f"{n:,} float32 values ({x.shape[0]} x {x.shape[1]}), best of {args.repeats}; "
           f"numba threads available: {threads}\n")
     print(f"{'format':10} {'implementation':28} {'M elem/s':>10} {'vs NumPy':>9}")

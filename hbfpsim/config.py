@@ -10,9 +10,9 @@ A configuration file has four sections (see ``configs/*.toml``)::
     [dram]      bytes_per_cycle, latency_cycles
 
 Every value is checked for type and range; an error names the file, the section and key, and
-what was expected. Format and accumulator names are strings here; the array layer resolves
-them (and reports errors with the same file and key). This module imports nothing else from
-hbfpsim, so every layer may read it.
+what was expected. Format and accumulator names are strings here; ``hbfpsim.numerics``
+resolves them, once (and reports errors with the same file and key). This module imports
+nothing else from hbfpsim and no numba, so every layer may read it cheaply.
 """
 
 from __future__ import annotations
@@ -119,10 +119,6 @@ class ArrayConfig:
                 if not check(value):
                     raise ConfigError(f"{self.source}: [{section}] {key}: expected {expected}, "
                                       f"got {value!r}")
-
-    @property
-    def macs_per_cycle(self) -> int:
-        return self.rows * self.cols
 
     def ideal(self) -> ArrayConfig:
         """The same array with ideal memory: no DRAM or SRAM bandwidth limit, no latency,

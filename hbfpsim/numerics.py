@@ -20,12 +20,12 @@ from typing import Any
 
 from hbfpsim.config import ArrayConfig, ConfigError
 from hbfpsim.formats import Format, resolve
-from hbfpsim.mac import Accumulator, FixedAccumulator, FloatAccumulator, parse_accumulator
+from hbfpsim.mac import Accumulator, FixedAccumulator, parse_accumulator
 
 KEYS = ("input", "weight", "block_accumulator", "accumulator", "output")
-_ACCUMULATOR = (FixedAccumulator, FloatAccumulator)
-_TYPES = {"input": Format, "weight": Format, "accumulator": _ACCUMULATOR, "output": _ACCUMULATOR,
-          "block_accumulator": (FixedAccumulator, type(None))}
+_TYPES = {"input": (Format, "a Format"), "weight": (Format, "a Format"),
+          "accumulator": (Accumulator, "an accumulator"), "output": (Accumulator, "an accumulator"),
+          "block_accumulator": (FixedAccumulator | None, "a FixedAccumulator or None")}
 
 
 @dataclass(frozen=True)
@@ -45,10 +45,10 @@ class Numerics:
     block_accumulator: FixedAccumulator | None = None
 
     def __post_init__(self) -> None:
-        for key, kinds in _TYPES.items():
+        for key, (kinds, expected) in _TYPES.items():
             if not isinstance(getattr(self, key), kinds):
-                raise TypeError(f"Numerics.{key} must be {kinds}, got {getattr(self, key)!r}; "
-                                "Numerics.create takes names")
+                raise TypeError(f"Numerics.{key} must be {expected}, got {getattr(self, key)!r} "
+                                "(Numerics.create takes names)")
 
     @classmethod
     def create(cls, input: str | Format = "fp32", weight: str | Format | None = None,
@@ -61,15 +61,10 @@ class Numerics:
                  "accumulator": accumulator, "output": output,
                  "block_accumulator": block_accumulator}
         values: dict[str, Any] = {}
-        for key in KEYS:
-            spec = given[key]
+        for key, spec in given.items():
             try:
-                if key in ("input", "weight"):
-                    values[key] = resolve(spec)
-                elif spec is not None:
-                    values[key] = parse_accumulator(spec)
-                else:
-                    values[key] = None
+                values[key] = (resolve(spec) if key in ("input", "weight") else
+                               None if spec is None else parse_accumulator(spec))
             except ValueError as err:
                 raise ConfigError(f"{source}: [numerics] {key}: {err}") from None
         if values["block_accumulator"] is not None and \
