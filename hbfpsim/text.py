@@ -72,7 +72,8 @@ def trace_info(t: Trace) -> str:
     lines.append(f"operands: {s['operand_bytes'] / 1e6:.2f} MB of float32"
                  if t.has_operands else "operands: none (shape-only trace)")
     layers = list(s["layers"])
-    shown = ", ".join(layers[:12]) + (f", ... ({len(layers) - 12} more)" if len(layers) > 12 else "")
+    more = f", ... ({len(layers) - 12} more)" if len(layers) > 12 else ""
+    shown = ", ".join(layers[:12]) + more
     lines.append(f"layers ({len(layers)}): {shown}")
     return "\n".join(lines)
 

@@ -18,7 +18,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from hbfpsim.formats.kernels import pow2
+from hbfpsim.formats.bits import pow2
 from hbfpsim.mac.arith import (fixed_add, float_add, int_to_pair, round_fast, round_float,
                                scale2, two_sum)
 
@@ -177,9 +177,9 @@ def carries(lvl, first, n):
     """The carry rule, written once for both GEMM kernels. Inputs 0..n-1 enter level
     ``first`` one at a time; after each, a level whose chunk is complete (LENGTH inputs), or
     any level once the last input is in, passes its result up as one input of the next
-    level and restarts from zero, cascading upward. Returns ``passes[i]``, how many levels climb
-    after input i, and ``totals[i, l]``, how many inputs level l had received before input
-    i arrived (which numbers its stochastic-rounding events)."""
+    level and restarts from zero, cascading upward. Returns ``passes[i]``, how many levels
+    climb after input i, and ``totals[i, l]``, how many inputs level l had received before
+    input i arrived (which numbers its stochastic-rounding events)."""
     nlev = lvl.shape[0]
     count = np.zeros(nlev, np.int64)
     total = np.zeros(nlev, np.int64)
