@@ -1,11 +1,11 @@
 """Array-model throughput: simulated GEMMs per second on one core, and SCALE-Sim side by side.
 
-    (a) GEMM 3136 x 64 x 576 (a ResNet-50 3x3 conv at 56x56, batch 1) on configs/array32.toml
-    (b) GEMM 512 x 3072 x 768 (a BERT-base FFN GEMM) on configs/tpu128.toml
+    (a) GEMM 3136 x 64 x 576 (a ResNet-50 3x3 conv at 56x56, batch 1) on the array32 preset
+    (b) GEMM 512 x 3072 x 768 (a BERT-base FFN GEMM) on the tpu128 preset
     (c) every GEMM of one ResNet-50 training step (ImageNet 224 x 224, batch 32: forward,
-        backward-data, backward-weight; traces/resnet50_step) on configs/array32.toml
+        backward-data, backward-weight; traces/resnet50_step) on the array32 preset
     (d) every GEMM of one BERT-base training step (sequence 128, batch 8;
-        traces/bert_base_step) on configs/tpu128.toml
+        traces/bert_base_step) on the tpu128 preset
 
 Wall time is the best of --repeats runs after a warm-up (numba compiles or loads its cache).
 Targets (issue 4): each single layer under 10 ms, the whole ResNet-50 step under 1 s.
@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--scalesim-python", help="interpreter with scalesim installed")
     args = parser.parse_args()
     numba.set_num_threads(1)
-    array32, tpu128 = load(ROOT / "configs/array32.toml"), load(ROOT / "configs/tpu128.toml")
+    array32, tpu128 = load("array32"), load("tpu128")
     def shapes(name):
         return [(r.layer, r.m, r.n, r.k) for r in trace.open(ROOT / "traces" / name).records]
 

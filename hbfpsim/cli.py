@@ -143,7 +143,7 @@ def _parser() -> argparse.ArgumentParser:
                                    "by a configuration file: cycles, stalls, utilization, "
                                    "SRAM and DRAM traffic.")
     g.set_defaults(run=_gemm)
-    g.add_argument("config", help="array configuration (TOML), e.g. configs/array32.toml")
+    g.add_argument("config", help="array configuration (TOML), e.g. array32")
     for dim in ("M", "N", "K"):
         g.add_argument(dim.lower(), type=int, metavar=dim)
     g.add_argument("--engine", choices=("fast", "simpy"), default="fast",

@@ -1,6 +1,7 @@
 """Array configurations: what the hardware is, read from TOML and validated at the boundary.
 
-A configuration file has four sections (see ``configs/*.toml``)::
+A configuration file has four sections (see the shipped presets, ``hbfpsim/presets/*.toml``:
+``small16``, ``array32``, ``tpu128``, ``array256``, loadable by name)::
 
     [array]     rows, cols, dataflow ("ws" | "os" | "is"), clock_ghz
     [numerics]  input, weight (operand formats), accumulator (PE / column chain),
@@ -29,6 +30,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 DATAFLOWS = ("ws", "os", "is")
+PRESETS = Path(__file__).resolve().parent / "presets"
 
 
 class ConfigError(ValueError):
@@ -63,8 +65,8 @@ SCHEMA: dict[str, dict[str, tuple]] = {
     "numerics": {
         "input": (_text, "a format name such as 'hbfp4'", "fp32"),
         "weight": (_text, "a format name such as 'hbfp4'", "fp32"),
-        "block_accumulator": (lambda v: v is None or _text(v), "an accumulator such as "
-                              "'fixed16'", None),
+        "block_accumulator": (lambda v: v is None or _text(v), ("an accumulator such as "
+                              "'fixed16'"), None),
         "accumulator": (_text, "an accumulator such as 'fp32'", "fp32"),
         "output": (_text, "an accumulator such as 'fp32'", "fp32"),
     },
@@ -133,13 +135,24 @@ def _attribute(section: str, key: str) -> str:
     return f"dram_{key}" if section == "dram" else key
 
 
-def load(path: str | Path) -> ArrayConfig:
-    """Read and validate an array configuration from a TOML file."""
-    path = Path(path)
+def presets() -> list[str]:
+    """Names of the shipped array configurations."""
+    return sorted(p.stem for p in PRESETS.glob("*.toml"))
+
+
+def load(spec: str | Path, base: str | Path | None = None) -> ArrayConfig:
+    """Read and validate an array configuration: a TOML file (relative paths from ``base``,
+    default the current directory) or the name of a shipped preset (``array32``)."""
+    path = Path(base or ".") / spec
+    if not path.exists() and isinstance(spec, str) and spec in presets():
+        path = PRESETS / f"{spec}.toml"
+    elif not path.exists():
+        hint = f" nor a preset ({', '.join(presets())})" if "/" not in str(spec) else ""
+        raise ConfigError(f"{path}: no such configuration file{hint}")
+    if not path.is_file():
+        raise ConfigError(f"{path}: not a regular file")
     try:
         data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such configuration file") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: cannot read: {err}") from None
     except tomllib.TOMLDecodeError as err:
@@ -175,15 +188,15 @@ def from_scalesim(path: str | Path, **overrides: Any) -> ArrayConfig:
         get("run_presets", "InterfaceBandwidth").upper() == "USER"
     bandwidth = (min(float(b) for b in get(arch, "Bandwidth").split(","))
                  if user_bandwidth else math.inf)
-    values = dict(rows=get(arch, "ArrayHeight", int), cols=get(arch, "ArrayWidth", int),
-                  dataflow=get(arch, "Dataflow").lower(), input="int8", weight="int8",
-                  accumulator="fixed32", output="fixed32",
-                  input_kib=get(arch, "IfmapSramSzkB", float),
-                  weight_kib=get(arch, "FilterSramSzkB", float),
-                  output_kib=get(arch, "OfmapSramSzkB", float),
-                  dram_bytes_per_cycle=bandwidth,
-                  name=parser.get("general", "run_name", fallback=path.stem).strip(),
-                  source=str(path))
+    values = {"rows": get(arch, "ArrayHeight", int), "cols": get(arch, "ArrayWidth", int),
+                  "dataflow": get(arch, "Dataflow").lower(), "input": "int8", "weight": "int8",
+                  "accumulator": "fixed32", "output": "fixed32",
+                  "input_kib": get(arch, "IfmapSramSzkB", float),
+                  "weight_kib": get(arch, "FilterSramSzkB", float),
+                  "output_kib": get(arch, "OfmapSramSzkB", float),
+                  "dram_bytes_per_cycle": bandwidth,
+                  "name": parser.get("general", "run_name", fallback=path.stem).strip(),
+                  "source": str(path)}
     return ArrayConfig(**{**values, **overrides})
 
 

@@ -8,7 +8,7 @@ import pytest
 from hbfpsim.array import load, simulate
 from hbfpsim.config import ArrayConfig, ConfigError, from_dict
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "hbfpsim" / "presets"
 
 
 @pytest.mark.parametrize("name,rows,compute", [

@@ -40,7 +40,7 @@ def test_module_entry_point(tmp_path):
 
 
 def test_gemm_prints_the_report(capsys):
-    config = str(Path(__file__).resolve().parents[1] / "configs" / "small16.toml")
+    config = str(Path(__file__).resolve().parents[1] / "hbfpsim" / "presets" / "small16.toml")
     assert cli.main(["gemm", config, "8", "4", "8", "--events"]) == 0
     out = capsys.readouterr().out
     assert "small16: 16 x 16 WS, hbfp4@64 x hbfp4@64, plan fixed16*16 > fp32" in out

@@ -10,7 +10,7 @@ from hbfpsim import cli
 from hbfpsim.cost import components, mac_cost
 from test_cost_model import table_28nm
 
-SMALL16 = str(Path(__file__).resolve().parents[1] / "configs" / "small16.toml")
+SMALL16 = str(Path(__file__).resolve().parents[1] / "hbfpsim" / "presets" / "small16.toml")
 
 
 def rows(out: str) -> dict[str, list[str]]:

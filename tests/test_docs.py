@@ -21,7 +21,7 @@ def run_examples(text: str, name: str) -> doctest.TestResults:
 
 
 def test_readme_example(monkeypatch):
-    monkeypatch.chdir(README.parent)        # the example loads configs/ by relative path
+    monkeypatch.chdir(README.parent)        # the examples read traces/ by relative path
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
     assert blocks
     result = run_examples("".join(blocks), "README.md")

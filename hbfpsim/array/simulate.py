@@ -17,9 +17,10 @@ from hbfpsim.numerics import Numerics
 ENGINES = ("fast", "simpy")
 
 
-def load(path: str | Path) -> cfg.ArrayConfig:
-    """Read a configuration file and validate it, numerics included."""
-    config = cfg.load(path)
+def load(spec: str | Path, base: str | Path | None = None) -> cfg.ArrayConfig:
+    """Read a configuration file (or a preset by name: ``array32``) and validate it, numerics
+    included."""
+    config = cfg.load(spec, base)
     Numerics.of(config)
     return config
 

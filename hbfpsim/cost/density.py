@@ -57,13 +57,23 @@ def density_table(formats: Iterable[str] = FORMATS,
         if abs(sum(booster.values()) - 1) > 1e-9 or min(booster.values()) < 0:
             raise ValueError(f"booster shares must be >= 0 and sum to 1, got {dict(booster)}")
         parts = [(row(name), share) for name, share in booster.items()]
-        area = sum(r.area * s for r, s in parts)
+        density = mixed_density((r.density, s) for r, s in parts)
         rows.append(DensityRow(
             "booster " + " + ".join(f"{100 * s:g}% {name}" for name, s in booster.items()),
-            "/".join(r.accumulator for r, _ in parts), area,
+            "/".join(r.accumulator for r, _ in parts), base / density,
             sum(r.energy * s for r, s in parts), sum(r.storage_bits * s for r, s in parts),
-            base / area))
+            density))
     return rows
+
+
+def mixed_density(parts: Iterable[tuple[float, float]]) -> float:
+    """Density of a mix of MACs run on different units, from (density, MACs or share) pairs:
+    the area-time per MAC is the MAC-weighted mean of the units', so the density is the
+    MAC-weighted harmonic mean of theirs."""
+    parts = [(d, w) for d, w in parts if w]
+    if not parts or min(d for d, _ in parts) <= 0 or min(w for _, w in parts) < 0:
+        raise ValueError(f"mixed_density needs positive densities and weights, got {parts}")
+    return sum(w for _, w in parts) / sum(w / d for d, w in parts)
 
 
 def width_sweep(formats: Iterable[str] = SWEEP_FORMATS,

@@ -1,0 +1,101 @@
+"""A run's output folder: ``gemms.csv``, ``summary.csv``, ``run.json`` and the figures.
+
+Everything is written into a temporary sibling folder, which is renamed to the output folder
+only when complete: a failed or interrupted run leaves no half-written results. An existing
+output folder is replaced only with ``force``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import shutil
+from dataclasses import astuple
+from importlib import metadata
+from pathlib import Path
+
+from hbfpsim.replay.record import COLUMNS
+from hbfpsim.replay.run import Report
+
+PACKAGES = ("hbfpsim", "numpy", "numba", "scipy", "ml_dtypes", "matplotlib")
+
+
+def check_free(out: Path, force: bool) -> None:
+    """Refuse, before any work, to overwrite an existing output folder without ``force``."""
+    if out.exists() and not force:
+        raise FileExistsError(f"{out}: already exists (use --force to replace it)")
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out}: exists and is not a folder")
+
+
+def write(report: Report, out: str | Path, force: bool = False, figures: bool = True
+          ) -> list[Path]:
+    """Write the report's files into ``out`` (atomically); returns the files written."""
+    out = Path(out)
+    check_free(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        _csv(tmp / "gemms.csv", COLUMNS, (astuple(r) for r in report.rows))
+        summary = report.summary()
+        if summary:
+            _csv(tmp / "summary.csv", tuple(summary[0]), (tuple(s.values()) for s in summary))
+        (tmp / "run.json").write_text(json.dumps(_run_json(report), indent=1) + "\n")
+        if figures:
+            from hbfpsim.replay.figures import draw
+            draw(report, tmp)
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return sorted(out.iterdir())
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _csv(path: Path, header: tuple[str, ...], rows) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows([_cell(v) for v in row] for row in rows)
+
+
+def _run_json(report: Report) -> dict:
+    spec = report.spec
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "source": spec.source,
+        "traces": [str(t) for t in spec.traces],
+        "arrays": [{"name": a.name, "source": a.source, "rows": a.rows, "cols": a.cols,
+                    "dataflow": a.dataflow} for a in spec.arrays],
+        "variants": [{"name": v.name, "default": str(v.default),
+                      "rules": [{"layers": list(r.layers), "phases": list(r.phases),
+                                 "epochs": list(r.epochs), "numerics": str(r.numerics)}
+                                for r in v.rules]} for v in spec.variants],
+        "sampling": {"max_outputs": spec.sampling.max_outputs,
+                     "max_macs": spec.sampling.max_macs, "seed": spec.sampling.seed},
+        "synthetic": spec.synthetic, "fit": None if spec.fit is None else str(spec.fit),
+        "run_file": spec.text,
+        "versions": versions, "python": platform.python_version(),
+        "machine": platform.platform(), "wall_seconds": report.wall_seconds,
+    }

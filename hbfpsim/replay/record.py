@@ -1,0 +1,184 @@
+"""One trace record on one array under one schedule: time, energy, density and accuracy.
+
+The record's numerics come from the schedule (layer, phase, epoch) and replace the array's
+``[numerics]``; the array model times one GEMM of the record's shape (a record of ``count``
+GEMMs runs them one after another: ``count`` times the cycles and the energy) and gives the
+accumulation plan its dataflow implies; ``mac.matmul`` computes the sampled outputs under
+that plan, bit-exact, and ``accuracy.evaluate`` compares them with the exact product.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from functools import lru_cache
+
+import numpy as np
+
+from hbfpsim.accuracy import Accuracy, Sample, choose, evaluate, exact_product
+from hbfpsim.array import GemmReport, simulate
+from hbfpsim.config import ArrayConfig
+from hbfpsim.cost import array_cost, gemm_energy, mac_cost
+from hbfpsim.formats import Format
+from hbfpsim.mac import AccumulationPlan, matmul
+from hbfpsim.numerics import Numerics
+from hbfpsim.replay.synthetic import Source
+from hbfpsim.schedule import Schedule, Where
+from hbfpsim.trace import Gemm
+
+EVENTS = ("overflows", "full_swamps", "partial_swamps")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One (variant, array, trace, record): a row of ``gemms.csv``. Cycles are array clock
+    cycles for all ``count`` GEMMs, energies pJ, density MAC/s per um^2 over an FP32 MAC's;
+    ``epochs``: training epochs the record stands for (``run.epoch_weights``).
+    Accuracy fields are None when the record was not evaluated (shape-only, no synthetic
+    operands); ``*_se`` are their standard errors (0 when every output was evaluated)."""
+
+    variant: str
+    array: str
+    trace: str
+    record: int
+    step: int
+    epoch: int
+    layer: str
+    phase: str
+    m: int
+    n: int
+    k: int
+    count: int
+    macs: int
+    input: str
+    weight: str
+    plan: str
+    cycles: int
+    stall_cycles: int
+    utilization: float
+    seconds: float
+    energy_pj: float
+    compute_pj: float
+    sram_pj: float
+    dram_pj: float
+    mac_area_um2: float
+    density: float
+    epochs: int
+    synthetic: str
+    sampled: int | None = None
+    rel_error: float | None = None
+    rel_error_se: float | None = None
+    sqnr_db: float | None = None
+    sqnr_db_se: float | None = None
+    max_abs_error: float | None = None
+    max_abs_error_se: float | None = None
+    w1: float | None = None
+    w1_se: float | None = None
+    vrr: float | None = None
+    vrr_se: float | None = None
+    overflows: int | None = None
+    full_swamps: int | None = None
+    partial_swamps: int | None = None
+
+
+COLUMNS = tuple(f.name for f in fields(Row))
+
+
+def with_numerics(config: ArrayConfig, numerics: Numerics) -> ArrayConfig:
+    """``config`` with its ``[numerics]`` replaced by ``numerics`` (by name: the array and
+    cost models resolve names through ``Numerics.of``, cached, to equal objects)."""
+    return replace(config, input=numerics.input.name, weight=numerics.weight.name,
+                   accumulator=str(numerics.accumulator), output=str(numerics.output),
+                   block_accumulator=None if numerics.block_accumulator is None
+                   else str(numerics.block_accumulator))
+
+
+@lru_cache(maxsize=4096)
+def _timing(config: ArrayConfig, m: int, n: int, k: int) -> GemmReport:
+    return simulate(config, m, n, k)
+
+
+@lru_cache(maxsize=256)
+def _area(config: ArrayConfig) -> float:
+    return array_cost(config).mac.area
+
+
+@lru_cache(maxsize=1)
+def _fp32_area() -> float:
+    return mac_cost("fp32").area
+
+
+def replay(gemm: Gemm, config: ArrayConfig, schedule: Schedule, where: Where, trace: str,
+           *, max_outputs: int, max_macs: int, seed: int,
+           synthetic: Source | None = None, epochs: int = 1) -> Row:
+    """The row of one record (see the module docstring)."""
+    r = gemm.record
+    numerics = schedule.numerics_for(r.layer, r.phase, r.epoch, where)
+    hw = with_numerics(config, numerics)
+    report = _timing(hw, r.m, r.n, r.k)
+    energy = {part: pj * r.count for part, pj in gemm_energy(hw, report).items()}
+    area = _area(hw)
+    row = Row(schedule.name, config.name, trace, r.id, r.step, r.epoch, r.layer, r.phase,
+              r.m, r.n, r.k, r.count, r.macs, numerics.input.name, numerics.weight.name,
+              str(report.plan), r.count * report.total_cycles, r.count * report.stall_cycles,
+              report.utilization, r.count * report.seconds, energy["total"], energy["compute"],
+              energy["sram"], energy["dram"], area, _fp32_area() / area, epochs,
+              "" if gemm.a is not None or synthetic is None else synthetic.label)
+    if gemm.a is None and synthetic is None:
+        return row
+    sample = choose(r.m, r.n, r.k, r.count, max_outputs=max_outputs, max_macs=max_macs,
+                    seed=seed, key=r.id)
+    acc = accuracy(gemm, numerics, report.plan, sample, seed, synthetic)
+    return replace(row, sampled=acc.sampled, rel_error=acc.rel_error, sqnr_db=acc.sqnr_db,
+                   max_abs_error=acc.max_abs_error, w1=acc.w1, vrr=acc.vrr,
+                   **{f"{name}_se": v for name, v in acc.se.items()},
+                   **{name: getattr(acc, name) for name in EVENTS})
+
+
+def accuracy(gemm: Gemm, numerics: Numerics, plan: AccumulationPlan, sample: Sample,
+             seed: int, synthetic: Source | None = None) -> Accuracy:
+    """Metrics of the record's sampled outputs computed as ``plan`` and ``numerics`` say."""
+    r = gemm.record
+    rng = np.random.default_rng(np.random.SeedSequence([seed, r.id, 1]))
+    mm_seed = int(np.random.SeedSequence([seed, r.id, 2]).generate_state(1, np.uint64)[0] >> 1)
+    anchored = not sample.complete and any(_per_tensor(f)
+                                           for f in (numerics.input, numerics.weight))
+    hw, exact = [], []
+    counts = dict.fromkeys(EVENTS, 0)
+    for g in sample.batches:
+        if gemm.a is None:
+            a = synthetic.draw(r, "a", (len(sample.rows), r.k), rng)
+            b = synthetic.draw(r, "b", (r.k, len(sample.cols)), rng)
+            rows, cols = np.arange(len(sample.rows)), np.arange(len(sample.cols))
+        else:
+            full_a = gemm.a[g] if gemm.a.ndim == 3 else gemm.a
+            full_b = gemm.b[g] if gemm.b.ndim == 3 else gemm.b
+            take_r, rows = _with_anchor(sample.rows, full_a, 0, anchored)
+            take_c, cols = _with_anchor(sample.cols, full_b, 1, anchored)
+            a = np.asarray(full_a[take_r], np.float32)
+            b = np.asarray(full_b[:, take_c], np.float32)
+        out, stats = matmul(a, b, numerics.input, numerics.weight, plan, seed=mm_seed,
+                            stats="element" if anchored else "total")
+        hw.append(out[np.ix_(rows, cols)])
+        exact.append(exact_product(a, b)[np.ix_(rows, cols)])
+        for level in stats.levels:
+            for name in EVENTS:
+                value = getattr(level, name)
+                counts[name] += int(np.sum(value[np.ix_(rows, cols)] if anchored else value))
+    return evaluate(np.stack(hw), np.stack(exact), complete=sample.complete,
+                    seed=mm_seed, counts=counts)
+
+
+def _per_tensor(fmt: Format) -> bool:
+    return fmt.family == "int" and getattr(fmt, "per", "") == "tensor"
+
+
+def _with_anchor(picked: np.ndarray, x: np.ndarray, axis: int, anchored: bool
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Indices to take along ``axis`` (0: rows of A, 1: columns of B), with the one holding
+    x's largest magnitude when ``anchored``: a per-tensor scale must see it) and where the sample sits in them."""
+    if not anchored:
+        return picked, np.arange(len(picked))
+    peak = int(np.argmax(np.abs(np.asarray(x, np.float64)).max(axis=1 - axis)))
+    if peak in picked:
+        return picked, np.arange(len(picked))
+    return np.append(picked, peak), np.arange(len(picked))

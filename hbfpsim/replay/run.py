@@ -1,0 +1,110 @@
+"""``run``: every trace x array x variant of a run file, streamed one record at a time.
+
+Each record's operands are memory-mapped once and replayed on every array and variant before
+the next record is read, so memory stays near one record's operands (plus its sample). A
+progress bar (records done, exact MACs per second, ETA) goes to stderr on a terminal.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from hbfpsim import trace as traces
+from hbfpsim.replay.record import Row, replay
+from hbfpsim.replay.runfile import RunSpec, load
+from hbfpsim.replay.summary import summarize
+from hbfpsim.replay.synthetic import Fitted, Gaussian, Source
+from hbfpsim.schedule import Where, where_of
+
+
+@dataclass
+class Report:
+    """What a run found: one ``Row`` per (variant, array, trace, record), the summary per
+    variant x array x trace x phase, and the wall time (s)."""
+
+    spec: RunSpec
+    rows: list[Row] = field(default_factory=list)
+    wall_seconds: float = 0.0
+    arrays: dict[str, tuple[int, int]] = field(default_factory=dict)   # name: (rows, cols)
+
+    def summary(self) -> list[dict]:
+        return summarize(self.rows, self.arrays)
+
+    def dataframe(self):
+        """The rows as a pandas DataFrame (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError as err:
+            raise ImportError("Report.dataframe needs pandas: pip install pandas") from err
+        return pd.DataFrame([asdict(r) for r in self.rows])
+
+
+def where_for(trace: traces.Trace) -> Where:
+    """First and last layers and last epoch of a trace; a capture that records how many
+    epochs the training ran (``capture.epochs``) fixes the last epoch, else the last seen."""
+    epochs = trace.capture.get("epochs")
+    last = epochs - 1 if isinstance(epochs, int) and not isinstance(epochs, bool) \
+        and epochs > 0 else None
+    return where_of(((r.layer, r.phase) for r in trace.records),
+                    (r.epoch for r in trace.records), last)
+
+
+def epoch_weights(trace: traces.Trace) -> dict[int, int]:
+    """Training epochs each captured epoch stands for: itself up to the next captured one;
+    the last captured up to the end of training when ``capture.epochs`` says how many epochs
+    it ran, else itself alone. (A trace of epochs 0, 15, 29 of 30: 15, 14 and 1.)"""
+    epochs = sorted({r.epoch for r in trace.records})
+    total = trace.capture.get("epochs")
+    end = total if isinstance(total, int) and not isinstance(total, bool) \
+        and total > epochs[-1] else epochs[-1] + 1
+    return {e: later - e for e, later in zip(epochs, epochs[1:] + [end])}
+
+
+def _synthetic(spec: RunSpec) -> Source | None:
+    if spec.synthetic == "gaussian":
+        return Gaussian()
+    if spec.synthetic == "fitted":
+        return Fitted.from_trace(traces.open(spec.fit))
+    return None
+
+
+def run(spec: RunSpec | str | Path, progress: bool | None = None,
+        on_row: Callable[[Row], None] | None = None) -> Report:
+    """Replay ``spec`` (a RunSpec or a run file's path). ``progress``: True, False, or None
+    for a bar only on a terminal. ``on_row`` sees each row as it is made."""
+    from tqdm import tqdm
+
+    if not isinstance(spec, RunSpec):
+        spec = load(spec)
+    start = time.perf_counter()
+    opened = [traces.open(path) for path in spec.traces]
+    synthetic = _synthetic(spec)
+    report = Report(spec, arrays={a.name: (a.rows, a.cols) for a in spec.arrays})
+    jobs = len(spec.arrays) * len(spec.variants)
+    total = sum(len(t) for t in opened) * jobs
+    macs = 0
+    with tqdm(total=total, unit="rec", disable=None if progress is None else not progress,
+              desc="replay", dynamic_ncols=True) as bar:
+        for trace in opened:
+            where, weights = where_for(trace), epoch_weights(trace) if len(trace) else {}
+            for gemm in trace:
+                for array in spec.arrays:
+                    for variant in spec.variants:
+                        row = replay(gemm, array, variant, where, trace.path.name,
+                                     max_outputs=spec.sampling.max_outputs,
+                                     max_macs=spec.sampling.max_macs, seed=spec.sampling.seed,
+                                     synthetic=synthetic, epochs=weights[gemm.record.epoch])
+                        report.rows.append(row)
+                        if on_row is not None:
+                            on_row(row)
+                        macs += (row.sampled or 0) * row.k
+                        bar.update()
+                        elapsed = time.perf_counter() - start
+                        bar.set_postfix_str(f"{macs / max(elapsed, 1e-9) / 1e6:.0f} M MAC/s",
+                                            refresh=False)
+    report.wall_seconds = time.perf_counter() - start
+    return report
+

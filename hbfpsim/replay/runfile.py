@@ -1,0 +1,236 @@
+"""Run files: which traces, arrays and numerics variants one replay covers (TOML).
+
+::
+
+    [run]
+    traces = ["../traces/cnn_digits"]    # trace directories, relative to this file
+    arrays = ["array32"]                 # presets by name, or configuration files
+    out = "runs/quickstart"              # output folder, relative to the current directory
+    seed = 0                             # sampling and stochastic rounding
+    max_outputs = 16384                  # outputs evaluated per record, at most
+    max_macs = 67108864                  # MACs spent on one record's accuracy, at most
+    synthetic = "none"                   # shape-only records: "none", "gaussian", "fitted"
+    fit = "../traces/cnn_digits"         # with "fitted": the captured trace to fit
+
+    [[variant]]                          # numerics: the keys of an array's [numerics]
+    name = "hbfp4"
+    input = "hbfp4"
+    block_accumulator = "fixed13"
+
+    [[variant]]                          # or a preset schedule
+    name = "booster"
+    schedule = "booster"
+
+    [[variant]]                          # or default numerics plus rules (hbfpsim.schedule)
+    name = "mine"
+    input = "hbfp4"
+    [[variant.rule]]
+    layers = ["@first", "fc*"]
+    phases = ["bwd_weight"]
+    epochs = [10, "last"]
+    input = "hbfp6"                      # keys not given come from the variant
+
+A variant's numerics replace the array's ``[numerics]`` as a whole (keys not given take the
+configuration defaults: FP32 accumulators, no block accumulator, weight = input). Every value
+is checked here; an error names the file, the table and the key.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hbfpsim.array import load as load_array
+from hbfpsim.config import ArrayConfig, ConfigError
+from hbfpsim.numerics import KEYS, Numerics
+from hbfpsim.schedule import PRESETS, Rule, Schedule
+from hbfpsim.trace import PHASES
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SYNTHETIC = ("none", "gaussian", "fitted")
+RUN_KEYS = ("traces", "arrays", "out", "seed", "max_outputs", "max_macs", "synthetic", "fit")
+MAX_BUDGET = 2**40          # outputs or MACs per record: far beyond any machine
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Accuracy budget per record: at most ``max_outputs`` outputs and ``max_macs`` MACs
+    (see ``accuracy.choose``); ``seed`` fixes the sample and stochastic rounding."""
+
+    max_outputs: int = 16384
+    max_macs: int = 2**26
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A validated run: every trace x array x variant is replayed."""
+
+    traces: tuple[Path, ...]
+    arrays: tuple[ArrayConfig, ...]
+    variants: tuple[Schedule, ...]
+    out: Path
+    sampling: Sampling = Sampling()
+    synthetic: str = "none"
+    fit: Path | None = None
+    source: str = "<code>"
+    text: str = ""              # the run file as written, kept in run.json
+
+
+def load(path: str | Path, out: str | Path | None = None) -> RunSpec:
+    """Read and validate a run file; ``out`` overrides its ``[run] out``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such run file" if not path.exists() else
+                          f"{path}: not a regular file")
+    try:
+        text = path.read_text()
+        data = tomllib.loads(text)
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read: {err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    return parse(data, source=str(path), base=path.resolve().parent, out=out, text=text)
+
+
+def parse(data: dict, *, source: str = "<dict>", base: Path = Path("."),
+          out: str | Path | None = None, text: str = "") -> RunSpec:
+    """Validate a run given as nested dicts (the TOML structure)."""
+    extra = sorted(set(data) - {"run", "variant"})
+    if extra:
+        raise ConfigError(f"{source}: unknown table [{extra[0]}] (expected [run] and "
+                          "[[variant]])")
+    run = data.get("run")
+    if not isinstance(run, dict):
+        raise ConfigError(f"{source}: [run] is missing: it names traces, arrays and out")
+    _known(run, RUN_KEYS, f"{source}: [run]")
+    where = f"{source}: [run]"
+    traces = tuple(base / t for t in _names(run, "traces", where))
+    for trace in traces:
+        if not (trace / "manifest.json").is_file():
+            raise ConfigError(f"{where} traces: {trace} holds no trace (no manifest.json)")
+    arrays = tuple(_array(name, base, where) for name in _names(run, "arrays", where))
+    synthetic = run.get("synthetic", "none")
+    if synthetic not in SYNTHETIC:
+        raise ConfigError(f"{where} synthetic: expected one of {', '.join(SYNTHETIC)}, "
+                          f"got {synthetic!r}")
+    fit = None
+    if synthetic == "fitted":
+        if not isinstance(run.get("fit"), str):
+            raise ConfigError(f"{where} fit: synthetic = 'fitted' needs fit = a captured "
+                              "trace directory")
+        fit = base / run["fit"]
+    out = out if out is not None else run.get("out", f"runs/{Path(source).stem}")
+    if not isinstance(out, (str, Path)) or not str(out).strip():
+        raise ConfigError(f"{where} out: expected a folder path, got {out!r}")
+    sampling = Sampling(_integer(run, "max_outputs", where, Sampling.max_outputs, 1),
+                        _integer(run, "max_macs", where, Sampling.max_macs, 1),
+                        _integer(run, "seed", where, 0, 0, 2**63 - 1))
+    raw = data.get("variant")
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{source}: no [[variant]]: give at least one (numerics or a "
+                          "schedule)")
+    variants = tuple(_variant(v, f"{source}: [[variant]] {i + 1}") for i, v in enumerate(raw))
+    names = [v.name for v in variants]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise ConfigError(f"{source}: [[variant]] name {dup!r} is used twice")
+    return RunSpec(traces, arrays, variants, Path(out), sampling, synthetic, fit, source, text)
+
+
+def _known(table: dict, keys: tuple[str, ...], where: str) -> None:
+    extra = sorted(set(table) - set(keys))
+    if extra:
+        raise ConfigError(f"{where} unknown key '{extra[0]}' (expected one of "
+                          f"{', '.join(keys)})")
+
+
+def _names(run: dict, key: str, where: str) -> list[str]:
+    value = run.get(key)
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(
+            isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"{where} {key}: expected a non-empty list of names, got {value!r}")
+    return value
+
+
+def _integer(table: dict, key: str, where: str, default: int, low: int,
+             high: int = MAX_BUDGET) -> int:
+    value = table.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ConfigError(f"{where} {key}: expected an integer in [{low}, {high}], "
+                          f"got {value!r}")
+    return value
+
+
+def _array(name: str, base: Path, where: str) -> ArrayConfig:
+    try:
+        return load_array(name, base)
+    except ConfigError as err:
+        raise ConfigError(f"{where} arrays: {err}") from None
+
+
+def _numerics(table: dict, where: str, inherit: dict | None = None) -> Numerics:
+    names = {**(inherit or {}), **{k: table[k] for k in KEYS if k in table}}
+    for key, value in names.items():
+        if not (isinstance(value, str) and value.strip()):
+            raise ConfigError(f"{where} {key}: expected a name such as 'hbfp4', got {value!r}")
+    return Numerics.create(**names, source=where)
+
+
+def _variant(raw: Any, where: str) -> Schedule:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a table")
+    _known(raw, ("name", "schedule", "rule", *KEYS), where)
+    name = raw.get("name")
+    if not (isinstance(name, str) and name.strip() and name.replace("-", "").replace(
+            "_", "").replace(".", "").isalnum()):
+        raise ConfigError(f"{where} name: expected a name of letters, digits, '-', '_', '.', "
+                          f"got {name!r}")
+    if "schedule" in raw:
+        if set(raw) - {"name", "schedule"}:
+            raise ConfigError(f"{where} ({name}): a preset schedule takes no other keys")
+        preset = PRESETS.get(raw["schedule"])
+        if preset is None:
+            raise ConfigError(f"{where} schedule: expected one of {', '.join(PRESETS)}, "
+                              f"got {raw['schedule']!r}")
+        return Schedule(name, preset.default, preset.rules)
+    inherit = {k: raw[k] for k in KEYS if k in raw}
+    rules = raw.get("rule", [])
+    if not isinstance(rules, list):
+        raise ConfigError(f"{where} rule: expected [[variant.rule]] tables")
+    return Schedule(name, _numerics(raw, f"{where} ({name})"),
+                    tuple(_rule(r, f"{where} ({name}) rule {i + 1}:", inherit)
+                          for i, r in enumerate(rules)))
+
+
+def _rule(raw: Any, where: str, inherit: dict) -> Rule:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table")
+    _known(raw, ("layers", "phases", "epochs", *KEYS), where)
+    if not set(raw) & set(KEYS):
+        raise ConfigError(f"{where} gives no numerics (input, weight, accumulator, ...)")
+    layers = raw.get("layers", ["*"])
+    phases = raw.get("phases", list(PHASES))
+    epochs = raw.get("epochs", [None, None])
+    for key, value in (("layers", layers), ("phases", phases)):
+        if not isinstance(value, list) or not value or not all(isinstance(v, str)
+                                                                for v in value):
+            raise ConfigError(f"{where} {key}: expected a non-empty list of strings, "
+                              f"got {value!r}")
+    if not isinstance(epochs, list):
+        raise ConfigError(f"{where} epochs: expected [first, last], got {epochs!r}")
+    try:
+        return Rule(_numerics(raw, where, inherit), tuple(layers), tuple(phases),
+                    tuple(epochs))
+    except ValueError as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"{where} {err}") from None
