@@ -6,6 +6,7 @@ no more than Python and argparse; the text it prints comes from ``hbfpsim.text``
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -127,11 +128,31 @@ def _cost(args) -> str:
     return calibrate.summary(result)
 
 
+def _run(args) -> str:
+    from hbfpsim import replay, text
+    spec = replay.load(args.runfile, out=args.out)
+    replay.check_free(spec.out, args.force)
+    report = replay.run(spec, progress=None if not args.quiet else False)
+    replay.write(report, spec.out, force=args.force, figures=not args.no_plots)
+    return text.run_report(report.summary(), report.wall_seconds, str(spec.out))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hbfpsim", description=(
         "Time, cost and accuracy of HBFP / MX / FP systolic-array training accelerators."))
     parser.add_argument("--version", action="version", version=f"hbfpsim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    r = sub.add_parser("run", help="replay traces on arrays in several formats (the main job)",
+                       description="Replay the traces a run file names on its arrays under "
+                                   "each numerics variant: time, energy, density and bit-exact "
+                                   "accuracy per GEMM. Prints a table per variant and writes "
+                                   "gemms.csv, summary.csv, run.json and figures.")
+    r.set_defaults(run=_run)
+    r.add_argument("runfile", help="run file (TOML), e.g. configs/quickstart.toml")
+    r.add_argument("--out", help="output folder (default: the run file's [run] out)")
+    r.add_argument("--force", action="store_true", help="replace an existing output folder")
+    r.add_argument("--no-plots", action="store_true", help="write the tables only")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
     p = sub.add_parser("formats", help="list number formats with their bits per element",
                        description="List number formats: element bits, block, shared-exponent "
                                    "bits, storage bits per element and the element grid.")
@@ -207,6 +228,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         print(args.run(args))
+        sys.stdout.flush()
+    except KeyboardInterrupt:
+        print("hbfpsim: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:                  # e.g. | head: the reader has gone; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ValueError, OSError) as err:     # ConfigError, TraceError, SynthesisError among them
         print(f"hbfpsim: error: {err}", file=sys.stderr)
         return 2

@@ -138,3 +138,31 @@ def synth_report(fmt: Format, acc: FixedAccumulator, r: dict, verilog: str | Non
         lines.append(f"  analytic     {r['analytic']:.0f} transistors "
                      f"({r['analytic'] / r['transistors'] - 1:+.1%})")
     return "\n".join(lines + ([f"  Verilog      {verilog}"] if verilog else []))
+
+
+def run_report(summary: Sequence[dict], wall_seconds: float, out: str | None = None) -> str:
+    """What ``hbfpsim run`` prints: per variant (and array, trace), one line per phase:
+    cycles, utilization, stall share, energy (uJ), density vs FP32, and median SQNR (dB) and
+    W1 over the records evaluated ("-" where none was)."""
+    blocks, groups = [], {}
+    for s in summary:
+        groups.setdefault((s["variant"], s["array"], s["trace"]), []).append(s)
+    for (variant, array, trace), rows in groups.items():
+        lines = [("phase", "records", "cycles", "util", "stalls", "energy uJ", "density",
+                  "SQNR dB", "W1")]
+        for s in rows:
+            lines.append((s["phase"], str(s["records"]), str(s["cycles"]),
+                          f"{s['utilization']:.1%}", f"{s['stall_share']:.1%}",
+                          f"{s['energy_pj'] / 1e6:.2f}", f"{s['density']:.2f}x",
+                          _maybe(s["sqnr_db_median"], "{:.1f}"), _maybe(s["w1_median"],
+                                                                         "{:.2e}")))
+        synthetic = f", synthetic operands: {rows[0]['synthetic']}" if rows[0]["synthetic"] \
+            else ""
+        blocks.append(f"{variant} on {array}, {trace}{synthetic}\n"
+                      + table(lines, right=set(range(1, 9))))
+    tail = f"{len(summary)} summary rows in {wall_seconds:.1f} s"
+    return "\n\n".join(blocks + [tail + (f"; wrote {out}" if out else "")])
+
+
+def _maybe(value: float | None, spec: str) -> str:
+    return "-" if value is None else spec.format(value)
