@@ -1,0 +1,214 @@
+"""Figures of a replay run, each written as PNG and SVG by ``draw(report, folder)``.
+
+* ``error_vs_density``: per (array, trace), each variant's density relative to FP32 (x; the
+  summary's phase ``all``, in x FP32 MAC/s per µm²) against its median SQNR (dB, left,
+  higher is better) and its median W1 (output units, log scale, right, lower is better);
+  the Pareto front (denser and more accurate) is a step line through its ringed points.
+* ``sqnr_<variant>`` (``sqnr_<variant>_<array>_<trace>`` when the run has several arrays or
+  traces): SQNR (dB) per layer (rows, in the trace's order) x captured epoch (columns), one
+  panel per phase; a cell holding several records shows their median, one with no
+  evaluated record is blank.
+* ``time_energy``: per variant, cycles (array clock) stacked by phase (left), and energy per
+  phase (pJ to J, the unit set by the largest bar) stacked compute / SRAM / DRAM (right).
+
+Shape-only runs (nothing evaluated) get ``time_energy`` only. Non-finite values: SQNR is
+clipped to +-``SQNR_CAP`` dB (an exact result has +inf) and NaN left out; a W1 of 0 (exact)
+is drawn at a tenth of the least positive W1 so it stays on the log axis, NaN/inf left out.
+Figures use the object API on an Agg canvas: no pyplot, no backend switch, no rcParams.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from hbfpsim.replay.record import Row
+from hbfpsim.replay.run import Report
+from hbfpsim.replay.summary import ALL
+from hbfpsim.trace import PHASES
+
+SQNR_CAP = 200.0                                     # dB: where +-inf SQNR is drawn
+PARTS = (("compute_pj", "compute", "tab:blue"), ("sram_pj", "SRAM", "tab:orange"),
+         ("dram_pj", "DRAM", "tab:red"))
+HATCHES = ("", "//", "..")                           # fwd, bwd_data, bwd_weight
+ENERGY_UNITS = ((1e12, "J"), (1e9, "mJ"), (1e6, "µJ"), (1e3, "nJ"), (1.0, "pJ"))
+DENSITY = "density vs FP32 (× FP32 MAC/s per µm²)"
+
+
+def pareto(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point dominates, both coordinates to be maximized (a
+    point dominates another when at least as large in both and not equal), by x ascending.
+    Equal points are both kept; NaN coordinates never dominate nor are dominated."""
+    front = [i for i, (x, y) in enumerate(points)
+             if not any(u >= x and v >= y and (u, v) != (x, y) for u, v in points)]
+    return sorted(front, key=lambda i: (points[i][0], -points[i][1]))
+
+
+def _config(summary: Sequence[dict]) -> str:
+    """The run's trace(s) on its array(s), for titles."""
+    names = [list(dict.fromkeys(s[what] for s in summary)) for what in ("trace", "array")]
+    return " on ".join(f"{what}{'s' * (len(n) > 1)} {', '.join(n)}"
+                       for what, n in zip(("trace", "array"), names))
+
+
+def _sqnr(value: float) -> float:
+    return float(np.clip(value, -SQNR_CAP, SQNR_CAP))
+
+
+def error_vs_density(summary: Sequence[dict]) -> Figure | None:
+    """Median SQNR and W1 against density per variant, with Pareto fronts (None if no
+    variant was evaluated)."""
+    alls = [s for s in summary if s["phase"] == ALL and s["sqnr_db_median"] is not None]
+    if not alls:
+        return None
+    w1s = [s["w1_median"] for s in alls if s["w1_median"] is not None]
+    positive = [w for w in w1s if 0 < w < np.inf]
+    floor = min(positive) / 10 if positive else 1e-12
+    fig = Figure(figsize=(13, 5.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    left, right = fig.subplots(1, 2)
+    groups = list(dict.fromkeys((s["array"], s["trace"]) for s in alls))
+    for n, (array, trace) in enumerate(groups):
+        mine = [s for s in alls if (s["array"], s["trace"]) == (array, trace)]
+        colour = f"C{n}"
+        for ax, key, sign in ((left, "sqnr_db_median", 1), (right, "w1_median", -1)):
+            values = [(s["density"], s[key], s["variant"]) for s in mine if s[key] is not None]
+            values = [(x, _sqnr(y) if sign > 0 else max(y, floor), v) for x, y, v in values
+                      if np.isfinite(y) or (sign > 0 and not np.isnan(y))]
+            if not values:
+                continue
+            xs, ys = (np.array([p[i] for p in values]) for i in (0, 1))
+            ax.scatter(xs, ys, color=colour, zorder=3,
+                       label=f"{array}, {trace}" if len(groups) > 1 else "variant")
+            for x, y, name in values:
+                ax.annotate(name, (x, y), xytext=(4, 4), textcoords="offset points",
+                            fontsize=8)
+            front = pareto([(x, sign * y) for x, y in zip(xs, ys)])
+            ax.step(xs[front], ys[front], where="pre", color=colour, alpha=0.6)
+            ax.scatter(xs[front], ys[front], s=140, facecolors="none", edgecolors=colour,
+                       label="Pareto front" if n == 0 else None)
+    left.set(xlabel=DENSITY, ylabel="median SQNR (dB), higher is better", title="SQNR")
+    right.set(xlabel=DENSITY, ylabel="median W1 (output units, log scale), lower is better",
+              title="Wasserstein-1 distance", yscale="log")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.suptitle(f"Accuracy vs density: {_config(alls)}")
+    return fig
+
+
+def sqnr_map(rows: Sequence[Row], variant: str, array: str, trace: str) -> Figure | None:
+    """SQNR (dB) per layer x epoch, one panel per phase, of one variant on one array and
+    trace (None if none of its records was evaluated); rows: the whole run's."""
+    ours = [r for r in rows if r.trace == trace]
+    layers = list(dict.fromkeys(r.layer for r in ours))
+    epochs = sorted({r.epoch for r in ours})
+    cells: dict[tuple, list[float]] = {}
+    for r in ours:
+        if (r.variant, r.array) == (variant, array) and r.sqnr_db is not None \
+                and not np.isnan(r.sqnr_db):
+            cells.setdefault((r.phase, r.layer, r.epoch), []).append(_sqnr(r.sqnr_db))
+    if not cells:
+        return None
+    grid = np.full((len(PHASES), len(layers), len(epochs)), np.nan)
+    for (phase, layer, epoch), values in cells.items():
+        grid[PHASES.index(phase), layers.index(layer), epochs.index(epoch)] = np.median(values)
+    lo, hi = np.nanmin(grid), np.nanmax(grid)
+    lo, hi = (lo - 1, hi + 1) if lo == hi else (lo, hi)
+    fig = Figure(figsize=(4 + 1.4 * len(PHASES) * max(len(epochs), 3) ** 0.8,
+                          2 + 0.3 * len(layers)), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(PHASES), sharey=True, squeeze=False)[0]
+    for ax, phase, panel in zip(axes, PHASES, grid):
+        image = ax.imshow(panel, aspect="auto", cmap="viridis", vmin=lo, vmax=hi,
+                          interpolation="nearest")
+        ax.set_xticks(range(len(epochs)), [str(e) for e in epochs],
+                      rotation=90 if len(epochs) > 12 else 0)
+        ax.set(xlabel="epoch (captured)", title=phase)
+        if panel.size <= 60:
+            for (i, j), value in np.ndenumerate(panel):
+                if np.isfinite(value):
+                    ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=7,
+                            color="black" if value > (lo + hi) / 2 else "white")
+    axes[0].set_yticks(range(len(layers)), layers, fontsize=8 if len(layers) > 20 else None)
+    axes[0].set_ylabel("layer")
+    fig.colorbar(image, ax=list(axes), label="SQNR (dB)")
+    fig.suptitle(f"SQNR per layer and epoch: {variant}, trace {trace} on array {array}")
+    return fig
+
+
+def time_energy(summary: Sequence[dict]) -> Figure | None:
+    """Cycles and energy per phase of each variant (None for an empty run)."""
+    per_phase = [s for s in summary if s["phase"] != ALL]
+    if not per_phase:
+        return None
+    bars = list(dict.fromkeys((s["variant"], s["array"], s["trace"]) for s in per_phase))
+    several = len({bar[1:] for bar in bars}) > 1
+    names = [f"{v}\n{a}, {t}" if several else v for v, a, t in bars]
+    get = {(s["variant"], s["array"], s["trace"], s["phase"]): s for s in per_phase}
+    phases = [p for p in PHASES if any(s["phase"] == p for s in per_phase)]
+    peak = max(s["energy_pj"] for s in per_phase)
+    scale, unit = next((f, u) for f, u in ENERGY_UNITS if peak >= f or u == "pJ")
+    fig = Figure(figsize=(max(11.0, 4 + 1.3 * len(bars)), 5.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    left, right = fig.subplots(1, 2)
+    x = np.arange(len(bars))
+    width = 0.8 / len(phases)
+    bottom = np.zeros(len(bars))
+    for i, phase in enumerate(phases):
+        cycles = np.array([get.get((*bar, phase), {}).get("cycles", 0) for bar in bars])
+        left.bar(x, cycles, 0.7, bottom=bottom, color=str(0.35 + 0.25 * i),
+                 hatch=HATCHES[i], edgecolor="white", label=phase)
+        bottom += cycles
+        base = np.zeros(len(bars))
+        for key, _, colour in PARTS:
+            energy = np.array([get.get((*bar, phase), {}).get(key, 0.0) for bar in bars])
+            right.bar(x + (i - (len(phases) - 1) / 2) * width, energy / scale, width,
+                      bottom=base, color=colour, hatch=HATCHES[i], edgecolor="white")
+            base += energy / scale
+    right.legend(handles=[Patch(color=c, label=p) for _, p, c in PARTS]
+                 + [Patch(facecolor="white", edgecolor="black", hatch=HATCHES[i], label=p)
+                    for i, p in enumerate(phases)], fontsize=8, loc="upper left",
+                 bbox_to_anchor=(1.01, 1))
+    left.legend(fontsize=8)
+    left.set(ylabel="cycles (array clock)", title="time (all GEMMs of the trace)")
+    right.set(ylabel=f"energy ({unit})", title="energy per phase (bars: " +
+              " | ".join(phases) + ")")
+    for ax in (left, right):
+        ax.set_xticks(x, names, rotation=30, ha="right", rotation_mode="anchor")
+        ax.set_xlabel("variant")
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"Time and energy per phase: {_config(per_phase)}")
+    return fig
+
+
+def _save(fig: Figure, folder: Path, name: str) -> list[Path]:
+    paths = [folder / f"{name}.png", folder / f"{name}.svg"]
+    fig.savefig(paths[0], dpi=150)
+    fig.savefig(paths[1], metadata={"Date": None})          # no date: reproducible SVG
+    return paths
+
+
+def draw(report: Report, folder: Path) -> list[Path]:
+    """Write the run's figures (module docstring) into ``folder``; the paths written."""
+    folder = Path(folder)
+    summary = report.summary()
+    written: list[Path] = []
+    if (fig := error_vs_density(summary)) is not None:
+        written += _save(fig, folder, "error_vs_density")
+    rows = report.rows
+    simple = len({(r.array, r.trace) for r in rows}) == 1
+    for variant, array, trace in dict.fromkeys((r.variant, r.array, r.trace) for r in rows):
+        if (fig := sqnr_map(rows, variant, array, trace)) is not None:
+            name = variant if simple else f"{variant}_{array}_{trace}"
+            written += _save(fig, folder, "sqnr_" + re.sub(r"[^\w.-]+", "_", name))
+    if (fig := time_energy(summary)) is not None:
+        written += _save(fig, folder, "time_energy")
+    return written

@@ -1,0 +1,169 @@
+"""The replay's figures: files written and valid, labels and names in them, the Pareto front,
+shape-only runs and non-finite metrics. A small Report is built by hand from Rows."""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hbfpsim.replay import figures
+from hbfpsim.replay.figures import SQNR_CAP, draw, error_vs_density, pareto, sqnr_map
+from hbfpsim.replay.record import Row
+from hbfpsim.replay.run import Report
+
+LONG = "dominated_by_narrow_variant"
+# variant: (density vs FP32, SQNR dB, W1); fronts (denser and better): exact, fp32, narrow
+VARIANTS = {"exact": (0.5, math.inf, 0.0), "fp32": (1.0, 140.0, 1e-9),
+            LONG: (1.5, 30.0, 1e-3), "narrow": (2.0, 50.0, 1e-4)}
+WRITTEN = ("fp32", LONG)          # variants of the report written to files (fast)
+RECORDS = [(e, layer, phase) for e in (0, 5) for layer, phase in
+           (("conv1", "fwd"), ("fc", "fwd"), ("fc", "bwd_data"), ("fc", "bwd_weight"),
+            ("conv1", "bwd_weight"))]
+
+
+def row(variant: str, record: int, epoch: int, layer: str, phase: str, density: float = 1.0,
+        sqnr: float | None = None, w1: float | None = None, array: str = "arr8",
+        trace: str = "toy") -> Row:
+    accuracy = {} if sqnr is None else {"sampled": 4, "sqnr_db": sqnr, "w1": w1, "overflows": 0,
+                                        "full_swamps": 0, "partial_swamps": 0}
+    return Row(variant, array, trace, record, record, epoch, layer, phase, 4, 4, 4, 1, 64,
+               "x", "x", "plan", 1000 + 100 * record, 10, 0.5, 1e-6, 3e6, 1e6, 1e6, 1e6,
+               10.0, density, 1, "", **accuracy)
+
+
+def report(accuracy: bool = True, arrays: tuple[str, ...] = ("arr8",),
+           variants: tuple[str, ...] = tuple(VARIANTS)) -> Report:
+    rows = []
+    for array in arrays:
+        for variant in variants:
+            density, sqnr, w1 = VARIANTS[variant]
+            for i, (epoch, layer, phase) in enumerate(RECORDS):
+                shift = i % 3 - 1          # medians over records are the values above
+                rows.append(row(variant, i, epoch, layer, phase, density,
+                                sqnr + shift if accuracy else None,
+                                w1 * 10 ** (shift / 10) if accuracy else None, array))
+    return Report(None, rows, arrays={a: (8, 8) for a in arrays})
+
+
+def svg_text(path: Path) -> str:
+    """Every text of an SVG: <text> elements and the comments matplotlib writes for text
+    drawn as paths (svg.fonttype = "path", the default)."""
+    root = ET.parse(path, ET.XMLParser(target=ET.TreeBuilder(insert_comments=True))).getroot()
+    return "\n".join(e.text or "" for e in root.iter()
+                     if e.tag is ET.Comment or e.tag.endswith("text") or e.tag.endswith("tspan"))
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory) -> tuple[Path, list[Path]]:
+    folder = tmp_path_factory.mktemp("figures")
+    return folder, draw(report(variants=WRITTEN), folder)
+
+
+def test_files_written_and_valid(written):
+    folder, paths = written
+    names = ["error_vs_density", *(f"sqnr_{v}" for v in WRITTEN), "time_energy"]
+    assert [p.name for p in paths] == [f"{n}.{ext}" for n in names for ext in ("png", "svg")]
+    assert sorted(folder.iterdir()) == sorted(paths)
+    for path in paths:
+        data = path.read_bytes()
+        if path.suffix == ".png":
+            assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
+        else:
+            assert ET.fromstring(data).tag == "{http://www.w3.org/2000/svg}svg"
+
+
+@pytest.mark.parametrize("name, needed", [
+    ("error_vs_density", ["density vs FP32 (× FP32 MAC/s per µm²)", "median SQNR (dB)",
+                          "median W1 (output units, log scale)", "Pareto front",
+                          "trace toy on array arr8", *WRITTEN]),
+    ("sqnr_fp32", ["SQNR (dB)", "epoch (captured)", "layer", "conv1", "fc", "fwd",
+                   "bwd_data", "bwd_weight", "fp32, trace toy on array arr8"]),
+    (f"sqnr_{LONG}", [LONG]),
+    ("time_energy", ["cycles (array clock)", "energy (µJ)", "compute", "SRAM", "DRAM",
+                     "fwd", "bwd_weight", "trace toy on array arr8", *WRITTEN]),
+])
+def test_svg_labels(written, name, needed):
+    text = svg_text(written[0] / f"{name}.svg")
+    missing = [s for s in needed if s not in text]
+    assert not missing
+
+
+@pytest.mark.parametrize("points, front", [
+    ([], []),
+    ([(1, 1)], [0]),
+    ([(1, 1), (2, 2)], [1]),
+    ([(3, 1), (1, 3), (2, 2), (1, 1), (2, 1)], [1, 2, 0]),
+    ([(1, 2), (1, 2), (0, 0)], [0, 1]),                         # equal points both stay
+    ([(1, 5), (1, 4), (2, 4)], [0, 2]),                         # same x: higher y only
+    ([(1, 4), (2, 4), (0, 3)], [1]),                            # same y: larger x only
+    ([(1, math.inf), (2, 0), (3, float("nan"))], [0, 1, 2]),
+    ([(1.0, -1e-9), (2.0, -1e-4), (1.5, -1e-3)], [0, 1]),       # W1 negated: lower is better
+])
+def test_pareto(points, front):
+    assert pareto(points) == front
+
+
+def test_front_drawn_on_known_report():
+    fig = error_vs_density(report().summary())
+    sqnr, w1 = fig.axes[0].lines[0], fig.axes[1].lines[0]
+    assert fig.axes[0].get_xlabel() == figures.DENSITY
+    np.testing.assert_allclose(sqnr.get_xdata(), [0.5, 1.0, 2.0])
+    np.testing.assert_allclose(sqnr.get_ydata(), [SQNR_CAP, 140.0, 50.0])  # +inf clipped
+    np.testing.assert_allclose(w1.get_xdata(), [0.5, 1.0, 2.0])
+    np.testing.assert_allclose(w1.get_ydata(), [1e-10, 1e-9, 1e-4])        # 0 at a floor
+    assert sqnr.get_drawstyle() == w1.get_drawstyle() == "steps-pre"
+    assert fig.axes[1].get_yscale() == "log"
+
+
+def test_heat_map_cells():
+    rows = report().rows
+    fig = sqnr_map(rows, "fp32", "arr8", "toy")
+    panels = [ax.images[0].get_array() for ax in fig.axes[:3]]
+    fwd, bwd_data = (np.ma.filled(p.astype(float), np.nan) for p in panels[:2])
+    assert fwd.shape == (2, 2)                                   # layers conv1, fc x epochs
+    assert np.isnan(bwd_data[0]).all() and np.isfinite(bwd_data[1]).all()  # conv1 blank
+    assert fwd.tolist() == [[139.0, 141.0], [140.0, 139.0]]      # records 0, 5; 1, 6
+    assert sqnr_map(rows, "absent", "arr8", "toy") is None
+
+
+def test_shape_only_writes_time_energy_only(tmp_path):
+    paths = draw(report(accuracy=False), tmp_path)
+    assert [p.name for p in paths] == ["time_energy.png", "time_energy.svg"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["time_energy.png", "time_energy.svg"]
+
+
+def test_non_finite_sqnr_does_not_crash():
+    rows = [row("v", i, 0, layer, "fwd", 1.0, sqnr, w1) for i, (layer, sqnr, w1) in
+            enumerate([("a", math.inf, 0.0), ("b", -math.inf, math.inf),
+                       ("c", math.nan, math.nan), ("d", 10.0, math.nan)])]
+    rep = Report(None, rows, arrays={"arr8": (8, 8)})
+    for fig in (error_vs_density(rep.summary()), sqnr_map(rows, "v", "arr8", "toy")):
+        fig.canvas.draw()
+    panel = fig.axes[0].images[0].get_array()
+    assert list(np.ma.filled(panel.astype(float), np.nan)[:, 0][:2]) == [SQNR_CAP, -SQNR_CAP]
+    assert np.ma.is_masked(panel[2, 0]) or np.isnan(panel[2, 0])       # NaN: blank
+
+
+def test_names_with_several_arrays(tmp_path, monkeypatch):
+    monkeypatch.setattr(figures, "_save", lambda fig, folder, name: [folder / name])
+    names = [p.name for p in draw(report(arrays=("arr8", "big")), tmp_path)]
+    assert sorted(names) == sorted(["error_vs_density", "time_energy",
+                                    *(f"sqnr_{v}_{a}_toy" for v in VARIANTS
+                                      for a in ("arr8", "big"))])
+
+
+@pytest.mark.slow
+def test_quickstart(tmp_path):
+    from hbfpsim import replay
+
+    rep = replay.run(replay.load(Path(__file__).parents[1] / "configs/quickstart.toml"),
+                     progress=False)
+    names = {p.name for p in draw(rep, tmp_path)}
+    variants = dict.fromkeys(r.variant for r in rep.rows)
+    assert names == {f"{n}.{e}" for n in ["error_vs_density", "time_energy",
+                                          *(f"sqnr_{v}" for v in variants)]
+                     for e in ("png", "svg")}
