@@ -68,6 +68,9 @@ class Rule:
         if not any(layer == named[p] if p in named else fnmatchcase(layer, p)
                    for p in self.layers):
             return False
+        if "last" in self.epochs and where.last_epoch is None:
+            raise ValueError("a rule names the last epoch, but the run's last epoch is "
+                             "unknown: give Where(last_epoch=...)")
         low, high = (where.last_epoch if e == "last" else e for e in self.epochs)
         return (low is None or epoch >= low) and (high is None or epoch <= high)
 

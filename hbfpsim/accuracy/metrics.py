@@ -132,19 +132,21 @@ def metrics(hw: np.ndarray, exact: np.ndarray) -> dict[str, float]:
             "sqnr_db": _decibels(signal, noise),
             "max_abs_error": float(np.max(np.abs(err))),
             "w1": float(np.mean(np.abs(np.sort(hw) - np.sort(exact)))) if finite else math.inf,
-            "vrr": _ratio(float(np.var(hw)), var) if finite else math.nan,
+            "vrr": _ratio(float(np.var(hw)), var, both_zero=1.0) if finite else math.nan,
         }
 
 
 def _decibels(signal: float, noise: float) -> float:
-    if noise == 0 or signal == 0:
-        return math.inf if noise == 0 else -math.inf
-    return 10 * math.log10(signal / noise)
+    """10 log10(signal / noise): +inf for no noise, -inf for no signal or infinite noise."""
+    if noise == 0:
+        return math.inf
+    ratio = signal / noise
+    return 10 * math.log10(ratio) if ratio > 0 else -math.inf
 
 
-def _ratio(num: float, den: float) -> float:
+def _ratio(num: float, den: float, both_zero: float = 0.0) -> float:
     if den == 0:
-        return 0.0 if num == 0 else math.inf
+        return both_zero if num == 0 else math.inf
     return num / den
 
 

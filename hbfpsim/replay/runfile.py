@@ -126,6 +126,8 @@ def parse(data: dict, *, source: str = "<dict>", base: Path = Path("."),
             raise ConfigError(f"{where} fit: synthetic = 'fitted' needs fit = a captured "
                               "trace directory")
         fit = base / run["fit"]
+        if not (fit / "manifest.json").is_file():
+            raise ConfigError(f"{where} fit: {fit} holds no trace (no manifest.json)")
     out = out if out is not None else run.get("out", f"runs/{Path(source).stem}")
     if not isinstance(out, (str, Path)) or not str(out).strip():
         raise ConfigError(f"{where} out: expected a folder path, got {out!r}")
@@ -195,8 +197,10 @@ def _variant(raw: Any, where: str) -> Schedule:
         raise ConfigError(f"{where} name: expected a name of letters, digits, '-', '_', '.', "
                           f"got {name!r}")
     if "schedule" in raw:
-        if set(raw) - {"name", "schedule"}:
-            raise ConfigError(f"{where} ({name}): a preset schedule takes no other keys")
+        extra = sorted(set(raw) - {"name", "schedule"})
+        if extra:
+            raise ConfigError(f"{where} ({name}) {extra[0]}: a preset schedule takes no other "
+                              "keys (write a variant with rules to change its numerics)")
         preset = PRESETS.get(raw["schedule"])
         if preset is None:
             raise ConfigError(f"{where} schedule: expected one of {', '.join(PRESETS)}, "
