@@ -20,6 +20,7 @@ import numpy as np
 
 from hbfpsim.formats import kernels
 from hbfpsim.formats.rounding import Rounding
+from hbfpsim.formats.threads import threads_for
 
 NONFINITE_POLICIES = ("raise", "propagate")
 _NARROW_FLOATS = {np.dtype(t) for t in (np.float16, ml_dtypes.bfloat16, ml_dtypes.float8_e4m3fn,
@@ -172,7 +173,8 @@ class Format(ABC):
             raise ValueError(f"{self.name} has no representation for NaN or Inf; "
                              "nonfinite='propagate' is not available")
         layout = Layout.of(a.shape, axis)
-        q, side, bad = self._round(layout.rows(a), mode, seed)
+        with threads_for(a.size):
+            q, side, bad = self._round(layout.rows(a), mode, seed)
         if nonfinite == "raise" and bad.any():
             n_nan, n_inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
             hint = f"; nonfinite='propagate' {self.nonfinite_rule}" if self.nonfinite_rule else ""
@@ -208,7 +210,9 @@ def scale_blocks(rows: np.ndarray, exps: np.ndarray, block: int,
     """float64 ``rows`` (R, L) (or their magnitudes) times 2^exps[r, b] for each element's
     block b: exact power-of-two scaling, in one pass."""
     out = np.empty(rows.shape, np.float64)
-    kernels.scale_blocks(rows, np.ascontiguousarray(exps, np.int64), block, magnitude, out)
+    with threads_for(rows.size):
+        kernels.scale_blocks(rows, np.ascontiguousarray(exps, np.int64), block, magnitude,
+                             out)
     return out
 
 

@@ -19,6 +19,7 @@ from hbfpsim import formats
 from hbfpsim.mac import kernels
 from hbfpsim.mac.accumulators import Accumulator, FixedAccumulator, FloatAccumulator
 from hbfpsim.formats.rounding import Rounding
+from hbfpsim.formats.threads import PARALLEL_MACS, threads_for
 from hbfpsim.mac.operands import Operand, prepare
 from hbfpsim.mac.plan import AccumulationPlan, as_plan
 
@@ -196,16 +197,18 @@ def _run(a: Operand, b: Operand, plan: AccumulationPlan, seed: int, per_element:
     row_stats = np.zeros((m, nlev, kernels.NSTATS), np.int64)
     elem_stats = np.zeros((m if per_element else 0, nlev, kernels.NSTATS, n), np.int64)
     safe = _safe_fixed_prefix(plan, a, b) if fast_path and k > 0 else 0
-    if k == 0:
-        out = np.zeros((m, n))
-    elif safe:
-        out = _fast(a, b, plan, safe - 1, table, maxval, seed, stride, row_stats, elem_stats)
-    else:
-        out = np.empty((m, n))
-        passes, totals = kernels.carries(table, 0, k)
-        kernels.gemm_sequential(a.values, b.values, a.lsb_exp, b.lsb_exp, a.block, b.block,
-                                table, maxval, plan.fused, seed, stride, passes, totals, out,
-                                row_stats, elem_stats)
+    with threads_for(m * n * k, PARALLEL_MACS):
+        if k == 0:
+            out = np.zeros((m, n))
+        elif safe:
+            out = _fast(a, b, plan, safe - 1, table, maxval, seed, stride, row_stats,
+                        elem_stats)
+        else:
+            out = np.empty((m, n))
+            passes, totals = kernels.carries(table, 0, k)
+            kernels.gemm_sequential(a.values, b.values, a.lsb_exp, b.lsb_exp, a.block,
+                                    b.block, table, maxval, plan.fused, seed, stride, passes,
+                                    totals, out, row_stats, elem_stats)
     if a.scale is not None or b.scale is not None:
         out = out * _scale(a, m)[:, None] * _scale(b, n)[None, :]
     return MatmulResult(out, _stats(plan, (m, n, k), safe, row_stats, elem_stats, per_element))
