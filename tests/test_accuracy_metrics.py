@@ -263,3 +263,20 @@ def test_bootstrap_se_is_of_the_right_order(population):
         assert within >= 19, (name, within)
         ratio = np.std(est, ddof=1) / np.mean(se)
         assert 0.5 <= ratio <= 2.0, (name, ratio)
+
+
+def test_weighted_resamples_equal_the_metrics_of_the_resampled_grids():
+    """The bootstrap computes each resample as weighted sums over the original outputs; the
+    oracle builds every resampled grid and calls ``metrics`` on it."""
+    from hbfpsim.accuracy.metrics import resampled_metrics
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((30, 40)) + rng.standard_normal((30, 1))
+    hw = np.round(x * 8) / 8                   # a coarse grid: ties in the merged sort order
+    rows = rng.multinomial(30, np.full(30, 1 / 30), 6)
+    cols = rng.multinomial(40, np.full(40, 1 / 40), 6)
+    got = resampled_metrics(hw, x, rows, cols)
+    for b in range(6):
+        r, c = np.repeat(np.arange(30), rows[b]), np.repeat(np.arange(40), cols[b])
+        for name, value in metrics(hw[r][:, c], x[r][:, c]).items():
+            assert got[name][b] == pytest.approx(value, rel=1e-12, abs=1e-15), name
