@@ -6,6 +6,7 @@ no more than Python and argparse; the text it prints comes from ``hbfpsim.text``
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -137,6 +138,18 @@ def _run(args) -> str:
     return text.run_report(report.summary(), report.wall_seconds, str(spec.out))
 
 
+def _advise(args) -> str:
+    from hbfpsim import text, trace
+    from hbfpsim.array import load
+    from hbfpsim.replay.advise import advise, block_advice
+    if not args.max_lost > 0 or not 0 <= args.probability < 1:
+        raise ValueError("--max-lost must be > 0 and --probability in [0, 1)")
+    config, t = load(args.array), trace.open(args.trace)
+    advice = advise(t, config, max_lost=args.max_lost, check=not args.no_check)
+    block = block_advice(config, probability=args.probability)
+    return text.advice_report(config, t, advice, block, args.max_lost)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hbfpsim", description=(
         "Time, cost and accuracy of HBFP / MX / FP systolic-array training accelerators."))
@@ -153,6 +166,19 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true", help="replace an existing output folder")
     r.add_argument("--no-plots", action="store_true", help="write the tables only")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    a = sub.add_parser("advise", help="the narrowest accumulators a trace needs on an array",
+                       description="Per phase and layer of a trace: the reduction lengths the "
+                                   "array's dataflow produces and the fewest accumulator "
+                                   "fraction bits that keep the variance lost under a "
+                                   "threshold (theory), checked by replaying the trace.")
+    a.set_defaults(run=_advise)
+    a.add_argument("trace", help="trace directory")
+    a.add_argument("--array", default="array32", help="array preset or configuration file")
+    a.add_argument("--max-lost", type=float, default=math.log(50),
+                   help="variance lost allowed, in product variances (default ln 50, Sakr)")
+    a.add_argument("--probability", type=float, default=1e-6,
+                   help="block accumulator overflow probability allowed (default 1e-6)")
+    a.add_argument("--no-check", action="store_true", help="theory only, no replay")
     p = sub.add_parser("formats", help="list number formats with their bits per element",
                        description="List number formats: element bits, block, shared-exponent "
                                    "bits, storage bits per element and the element grid.")

@@ -166,3 +166,28 @@ def run_report(summary: Sequence[dict], wall_seconds: float, out: str | None = N
 
 def _maybe(value: float | None, spec: str) -> str:
     return "-" if value is None else spec.format(value)
+
+
+def advice_report(config: ArrayConfig, trace: Trace, advice: Sequence, block, max_lost: float
+                  ) -> str:
+    """What ``hbfpsim advise`` prints: per phase and layer, the reduction length, the chunk
+    the dataflow sums first, the fraction bits theory asks for and the variance retained
+    measured at those bits and one fewer."""
+    lines = [("phase", "layer", "records", "K", "chunk", "bits", "VRR at bits", "one fewer")]
+    for a in advice:
+        lines.append((a.phase, a.layer, str(a.records), str(a.k), str(a.chunk or "all"),
+                      str(a.bits), _maybe(a.measured, "{:.6f}"),
+                      _maybe(a.measured_fewer, "{:.6f}")))
+    head = (f"{trace.path.name} on {config.name} ({config.rows} x {config.cols} "
+            f"{config.dataflow.upper()}): floating-point accumulator e8m<bits> for both the "
+            f"column chain and the output buffer, fewest fraction bits losing at most "
+            f"{max_lost:.2f} product variances (Sakr et al. 2019; docs/vrr.md)")
+    body = [head, table(lines, right={2, 3, 4, 5, 6, 7})]
+    if any(a.measured is not None for a in advice):
+        body.append("VRR measured on the outputs, FP32 operands, median over the records")
+    if block is not None:
+        body.append(f"{block.format} block accumulator: {block.length} products per block "
+                    f"sum: fixed{block.worst_case} never overflows (A2Q worst case); "
+                    f"fixed{block.statistical} overflows with probability <= "
+                    f"{block.probability:g} on Gaussian data")
+    return "\n".join(body)
