@@ -49,3 +49,25 @@ def test_cost_doc_density_table_is_current(capsys):
     assert cli.main(["density"]) == 0
     table = capsys.readouterr().out.strip()
     assert len(table.splitlines()) > 17 and table in (README.parent / "docs" / "cost.md").read_text()
+
+
+def test_readme_quickstart_table_is_current(tmp_path, monkeypatch, capsys):
+    """The README's first command prints the table the README shows (all but the last
+    line, which holds the wall time)."""
+    from hbfpsim import cli
+
+    monkeypatch.chdir(README.parent)
+    assert cli.main(["run", "configs/quickstart.toml", "--out", str(tmp_path / "qs"),
+                     "--quiet", "--no-plots"]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert len(printed) >= 50 and printed[-1].startswith("28 summary rows in")
+    assert "\n".join(printed[:-1]) in README.read_text()
+
+
+def test_schedule_and_accuracy_docstring_examples():
+    import hbfpsim.accuracy
+    import hbfpsim.schedule
+
+    for module in (hbfpsim.accuracy, hbfpsim.schedule):
+        result = run_examples(module.__doc__, module.__name__)
+        assert result.attempted >= 2 and result.failed == 0, module.__name__
