@@ -2,9 +2,10 @@
 
 ``metrics``: relative Frobenius error, SQNR, max error, Wasserstein-1 distance and variance
 retained, on all outputs or a seeded sample of rows x columns with bootstrap standard errors.
-``vrr``: the variance retention ratio of floating-point accumulation in theory (Sakr et al.,
-ICLR 2019) and measured with the MAC engine, and the fixed-point analogue for block
-accumulators. This layer knows no cycles.
+``hbfpsim.accuracy.vrr`` (import it by that name): the variance retention ratio of
+floating-point accumulation in theory (from the premises of Sakr et al., ICLR 2019) and
+measured with the MAC engine, and the fixed-point analogue for block accumulators
+(worst-case width after A2Q, overflow probability). This layer knows no cycles.
 
 >>> import numpy as np
 >>> from hbfpsim.accuracy import metrics
