@@ -677,3 +677,16 @@ def test_quickstart_loads():
     assert [v.name for v in spec.variants] == ["fp32", "bf16", "mxfp6_e2m3", "hbfp8", "hbfp6",
                                                "hbfp4", "booster"]
     assert spec.traces[0].resolve() == (TRACES / "cnn_digits").resolve()
+
+
+def test_rows_convert_to_a_dataframe():
+    pd = pytest.importorskip("pandas")
+    report = replay.Report(replay.load(ROOT / "configs" / "quickstart.toml"))
+    rows = [replay.Row(*(["v", "a", "t", 1, 0, 0, "l", "fwd"] + [1] * 5
+                         + ["fp32", "fp32", "fp32"] + [2, 0, 0.5, 1e-9, 1.0, 1.0, 0.0, 0.0,
+                                                       10.0, 1.0, 1, ""]))]
+    report.rows.extend(rows)
+    frame = report.dataframe()
+    assert isinstance(frame, pd.DataFrame)
+    assert list(frame.columns) == list(replay.COLUMNS) and frame["cycles"].tolist() == [2]
+    assert frame["sqnr_db"].isna().all()        # not evaluated: missing, not zero
