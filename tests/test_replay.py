@@ -690,3 +690,35 @@ def test_rows_convert_to_a_dataframe():
     assert isinstance(frame, pd.DataFrame)
     assert list(frame.columns) == list(replay.COLUMNS) and frame["cycles"].tolist() == [2]
     assert frame["sqnr_db"].isna().all()        # not evaluated: missing, not zero
+
+
+def test_a_record_whose_one_output_is_over_the_mac_budget_is_not_evaluated(tmp_path):
+    rng = np.random.default_rng(0)
+    with TraceWriter(tmp_path / "trace", "long") as w:
+        w.add("fc", "bwd_weight", 4, 3, 64, a=rng.standard_normal((4, 64), np.float32),
+              b=rng.standard_normal((64, 3), np.float32))
+        w.add("fc", "fwd", 4, 3, 16, a=rng.standard_normal((4, 16), np.float32),
+              b=rng.standard_normal((16, 3), np.float32))
+    path = run_file(tmp_path / "run.toml", [tmp_path / "trace"], ["fp32"], max_macs=32)
+    long, short = replay.run(path, progress=False).rows
+    assert long.sampled is None and long.sqnr_db is None and long.cycles > 0
+    assert short.sampled == 2 and short.sqnr_db is not None      # 32 // 16 = 2 outputs
+
+
+def test_a_failed_replacement_puts_the_previous_results_back(small_report, tmp_path,
+                                                               monkeypatch):
+    out = tmp_path / "out"
+    replay.write(small_report, out, figures=False)
+    (out / "marker").write_text("old")
+    real_rename = Path.rename
+
+    def rename(self, target):
+        if self.name.startswith(".out.tmp"):
+            raise OSError("disk full")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", rename)
+    with pytest.raises(OSError, match="disk full"):
+        replay.write(small_report, out, force=True, figures=False)
+    assert (out / "marker").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

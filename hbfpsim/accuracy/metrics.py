@@ -196,15 +196,15 @@ def resampled_metrics(hw: np.ndarray, exact: np.ndarray, row_counts: np.ndarray,
              * col_counts[first:first + step, None, :]).reshape(-1, size).astype(np.float64)
         total = w.sum(axis=1)
         noise, signal = w @ (err * err), w @ (x * x)
-        out["rel_error"].append(np.sqrt(noise / signal))
-        with np.errstate(divide="ignore"):
-            out["sqnr_db"].append(np.where(noise == 0, np.inf, 10 * np.log10(signal / noise)))
-        out["max_abs_error"].append(np.max(np.where(w > 0, np.abs(err), 0.0), axis=1))
         cdf = np.cumsum(w[:, where] * sign, axis=1)[:, :-1]
-        out["w1"].append(np.abs(cdf) @ gaps / total)
         var_h = w @ (h0 * h0) / total - (w @ h0 / total) ** 2
         var_x = w @ (x0 * x0) / total - (w @ x0 / total) ** 2
-        out["vrr"].append(var_h / var_x)
+        with np.errstate(divide="ignore", invalid="ignore"):   # degenerate resamples: nan
+            out["rel_error"].append(np.sqrt(noise / signal))
+            out["sqnr_db"].append(np.where(noise == 0, np.inf, 10 * np.log10(signal / noise)))
+            out["vrr"].append(var_h / var_x)
+        out["max_abs_error"].append(np.max(np.where(w > 0, np.abs(err), 0.0), axis=1))
+        out["w1"].append(np.abs(cdf) @ gaps / total)
     return {name: np.concatenate(v) for name, v in out.items()}
 
 

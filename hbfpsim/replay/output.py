@@ -51,7 +51,11 @@ def write(report: Report, out: str | Path, force: bool = False, figures: bool = 
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             out.rename(old)
-            tmp.rename(out)
+            try:
+                tmp.rename(out)
+            except BaseException:
+                old.rename(out)          # put the previous results back
+                raise
             shutil.rmtree(old)
         else:
             tmp.rename(out)

@@ -123,8 +123,8 @@ def replay(gemm: Gemm, config: ArrayConfig, schedule: Schedule, where: Where, tr
               report.utilization, r.count * report.seconds, energy["total"], energy["compute"],
               energy["sram"], energy["dram"], area, _fp32_area() / area, epochs,
               "" if gemm.a is not None or synthetic is None else synthetic.label)
-    if gemm.a is None and synthetic is None:
-        return row
+    if (gemm.a is None and synthetic is None) or r.k > max_macs:
+        return row                 # not evaluated: no operands, or one output is over budget
     sample = choose(r.m, r.n, r.k, r.count, max_outputs=max_outputs, max_macs=max_macs,
                     seed=seed, key=r.id)
     acc = accuracy(gemm, numerics, report.plan, sample, seed, synthetic)

@@ -55,7 +55,8 @@ else:  # pragma: no cover
 
 SYNTHETIC = ("none", "gaussian", "fitted")
 RUN_KEYS = ("traces", "arrays", "out", "seed", "max_outputs", "max_macs", "synthetic", "fit")
-MAX_BUDGET = 2**40          # outputs or MACs per record: far beyond any machine
+MAX_OUTPUTS = 2**26         # outputs evaluated per record: 512 MiB per float64 copy
+MAX_MACS = 2**40            # MACs per record: hours of MAC-engine time
 
 
 @dataclass(frozen=True)
@@ -131,8 +132,9 @@ def parse(data: dict, *, source: str = "<dict>", base: Path = Path("."),
     out = out if out is not None else run.get("out", f"runs/{Path(source).stem}")
     if not isinstance(out, (str, Path)) or not str(out).strip():
         raise ConfigError(f"{where} out: expected a folder path, got {out!r}")
-    sampling = Sampling(_integer(run, "max_outputs", where, Sampling.max_outputs, 1),
-                        _integer(run, "max_macs", where, Sampling.max_macs, 1),
+    sampling = Sampling(_integer(run, "max_outputs", where, Sampling.max_outputs, 1,
+                                 MAX_OUTPUTS),
+                        _integer(run, "max_macs", where, Sampling.max_macs, 1, MAX_MACS),
                         _integer(run, "seed", where, 0, 0, 2**63 - 1))
     raw = data.get("variant")
     if not isinstance(raw, list) or not raw:
@@ -163,8 +165,7 @@ def _names(run: dict, key: str, where: str) -> list[str]:
     return value
 
 
-def _integer(table: dict, key: str, where: str, default: int, low: int,
-             high: int = MAX_BUDGET) -> int:
+def _integer(table: dict, key: str, where: str, default: int, low: int, high: int) -> int:
     value = table.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise ConfigError(f"{where} {key}: expected an integer in [{low}, {high}], "
