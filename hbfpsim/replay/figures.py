@@ -192,6 +192,7 @@ def time_energy(summary: Sequence[dict]) -> Figure | None:
 def _save(fig: Figure, folder: Path, name: str) -> list[Path]:
     paths = [folder / f"{name}.png", folder / f"{name}.svg"]
     fig.savefig(paths[0], dpi=150)
+    fig.set_layout_engine("none")      # keep the layout the PNG computed: lay out once
     fig.savefig(paths[1], metadata={"Date": None})          # no date: reproducible SVG
     return paths
 
