@@ -57,7 +57,7 @@ def int_to_pair(v):
     return two_sum(np.float64(high), np.float64(v - high))
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def round_float(hi, lo, man_bits, emin, maxval, mode, ftz, sat, seed, index):
     """Round the exact finite value ``hi + lo`` (``hi = RN64(hi + lo)``) once into the binary
     float with ``man_bits`` fraction bits and minimum normal exponent ``emin``.
