@@ -95,7 +95,7 @@ def test_ctrl_c_exits_130_with_one_line_and_leaves_nothing(tmp_path):
     time.sleep(4)
     assert proc.poll() is None, proc.communicate()
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    printed, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and printed == ""
     assert err.strip() == "hbfpsim: interrupted"
     assert sorted(os.listdir(tmp_path)) == ["run.toml"]

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hbfpsim import trace as traces
+from hbfpsim.replay import warm
 from hbfpsim.replay.record import Row, replay
 from hbfpsim.replay.runfile import RunSpec, load
 from hbfpsim.replay.summary import summarize
@@ -81,6 +82,8 @@ def run(spec: RunSpec | str | Path, progress: bool | None = None,
         spec = load(spec)
     start = time.perf_counter()
     opened = [traces.open(path) for path in spec.traces]
+    kinds = {n.block_accumulator is None for v in spec.variants for n in v.numerics}
+    warm.start(needed=len(kinds) == 2)     # a cold cache compiles on both cores
     synthetic = _synthetic(spec)
     report = Report(spec, arrays={a.name: (a.rows, a.cols) for a in spec.arrays})
     jobs = len(spec.arrays) * len(spec.variants)
