@@ -99,3 +99,11 @@ def test_ctrl_c_exits_130_with_one_line_and_leaves_nothing(tmp_path):
     assert proc.returncode == 130 and printed == ""
     assert err.strip() == "hbfpsim: interrupted"
     assert sorted(os.listdir(tmp_path)) == ["run.toml"]
+
+
+def test_an_output_under_a_file_is_refused_before_any_work(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    run = str(write_run(tmp_path))
+    assert main(["run", run, "--out", str(tmp_path / "file" / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a folder" in err[0] and "file" in err[0]

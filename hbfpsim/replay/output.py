@@ -28,6 +28,9 @@ def check_free(out: Path, force: bool) -> None:
         raise FileExistsError(f"{out}: already exists (use --force to replace it)")
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out}: exists and is not a folder")
+    existing = next(p for p in out.absolute().parents if p.exists())
+    if not existing.is_dir():
+        raise NotADirectoryError(f"{out}: {existing} is not a folder")
 
 
 def write(report: Report, out: str | Path, force: bool = False, figures: bool = True

@@ -29,17 +29,11 @@ def summarize(rows: Sequence[Row], arrays: dict[str, tuple[int, int]]) -> list[d
         for phase in (row.phase, ALL):
             groups.setdefault((row.variant, row.array, row.trace, phase), []).append(row)
     order = {p: i for i, p in enumerate(("fwd", "bwd_data", "bwd_weight", ALL))}
-    keys = sorted(groups, key=lambda key: (_first(rows, key), order[key[3]]))
+    first = {}                      # run order of variant, array, trace: tables keep it
+    for row in rows:
+        first.setdefault((row.variant, row.array, row.trace), len(first))
+    keys = sorted(groups, key=lambda key: (first[key[:3]], order[key[3]]))
     return [_summary(key, groups[key], arrays[key[1]]) for key in keys]
-
-
-def _first(rows: Sequence[Row], key: tuple) -> int:
-    """Position of the group's variant/array/trace in the run, so tables keep run order."""
-    variants = list(dict.fromkeys(r.variant for r in rows))
-    arrays = list(dict.fromkeys(r.array for r in rows))
-    traces = list(dict.fromkeys(r.trace for r in rows))
-    return (variants.index(key[0]) * len(arrays) + arrays.index(key[1])) * len(traces) \
-        + traces.index(key[2])
 
 
 def _summary(key: tuple, rows: list[Row], shape: tuple[int, int]) -> dict:
