@@ -93,8 +93,10 @@ def with_numerics(config: ArrayConfig, numerics: Numerics) -> ArrayConfig:
 
 
 @lru_cache(maxsize=4096)
-def _timing(config: ArrayConfig, m: int, n: int, k: int) -> GemmReport:
-    return simulate(config, m, n, k)
+def _timing(config: ArrayConfig, m: int, n: int, k: int) -> tuple[GemmReport, dict]:
+    """One GEMM's report and its energy by part (pJ), once per configuration and shape."""
+    report = simulate(config, m, n, k)
+    return report, gemm_energy(config, report)
 
 
 @lru_cache(maxsize=256)
@@ -114,8 +116,8 @@ def replay(gemm: Gemm, config: ArrayConfig, schedule: Schedule, where: Where, tr
     r = gemm.record
     numerics = schedule.numerics_for(r.layer, r.phase, r.epoch, where)
     hw = with_numerics(config, numerics)
-    report = _timing(hw, r.m, r.n, r.k)
-    energy = {part: pj * r.count for part, pj in gemm_energy(hw, report).items()}
+    report, one = _timing(hw, r.m, r.n, r.k)
+    energy = {part: pj * r.count for part, pj in one.items()}
     area = _area(hw)
     row = Row(schedule.name, config.name, trace, r.id, r.step, r.epoch, r.layer, r.phase,
               r.m, r.n, r.k, r.count, r.macs, numerics.input.name, numerics.weight.name,
