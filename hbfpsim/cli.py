@@ -1,4 +1,5 @@
-"""The ``hbfpsim`` command line. Errors print one line and exit with status 2.
+"""The ``hbfpsim`` command line. Errors print one line and exit with status 2; Ctrl-C prints
+one line and exits 130, SIGTERM 143, after the output in progress is removed.
 
 Each command imports what it needs when it runs, so ``hbfpsim --help`` (and a typo) costs
 no more than Python and argparse; the text it prints comes from ``hbfpsim.text``."""
@@ -8,11 +9,14 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from hbfpsim import __version__
+from hbfpsim.staging import check_free, staged_file
 
 
 def _formats(args) -> str:
@@ -35,31 +39,40 @@ def _trace(args) -> str:
         return text.trace_info(trace.open(args.path))
     from hbfpsim.trace.scalesim import import_topology
     rounding = "scalesim" if args.scalesim_rounding else "pytorch"
-    out = import_topology(args.topology, args.out, batch=args.batch, rounding=rounding)
+    out = import_topology(args.topology, args.out, batch=args.batch, rounding=rounding,
+                          force=args.force)
     return text.trace_info(trace.open(out))
 
 
 def _capture(args) -> str:
     options = {}
     if args.max_mb is not None:
+        if not 0 <= args.max_mb <= 1e12:                  # NaN fails too
+            raise ValueError(f"--max-mb must be a number of MB from 0 to 1e12, got {args.max_mb}")
         options["max_bytes"] = args.max_mb * 1e6
-    if args.steps:
-        try:
-            options["steps"] = [int(s) for s in args.steps.split(",")]
-        except ValueError:
-            raise ValueError(f"--steps must be comma-separated integers, got {args.steps!r}") \
-                from None
-    if args.layers:
-        options["layers"] = args.layers.split(",")
+    if args.steps is not None:
+        steps = [s.strip() for s in args.steps.split(",")]
+        if not all(s.isascii() and s.isdigit() for s in steps):
+            raise ValueError(f"--steps must be comma-separated integers >= 0, got "
+                             f"{args.steps!r}")
+        options["steps"] = [int(s) for s in steps]
+    if args.layers is not None:
+        options["layers"] = [p.strip() for p in args.layers.split(",")]
     try:
         from hbfpsim.trace import examples, pytorch
     except ImportError as err:
         raise ValueError(f"capture needs PyTorch (pip install 'hbfpsim[examples]'): {err}") from None
     source, out = args.source, args.out
     if source in examples.EXAMPLES:
-        result = examples.train_and_capture(
-            source, out, **({"epochs": args.epochs} if args.epochs else {}),
-            max_bytes=options.get("max_bytes"))
+        if "steps" in options or "layers" in options:
+            raise ValueError("--steps and --layers apply to capture scripts (the built-in "
+                             "examples capture the first step of three epochs)")
+        try:
+            result = examples.train_and_capture(
+                source, out, **({"epochs": args.epochs} if args.epochs is not None else {}),
+                max_bytes=options.get("max_bytes"), force=args.force)
+        except ImportError as err:                  # scikit-learn
+            raise ValueError(f"{source}: {err}") from None
         return (f"{out}: {source}, captured epochs {result['epochs']}, test accuracy "
                 f"{result['test_accuracy']:.2%}")
     import runpy
@@ -67,11 +80,41 @@ def _capture(args) -> str:
     if not script.is_file():
         raise ValueError(f"{source}: not a built-in example ({', '.join(examples.EXAMPLES)}) "
                          "and no such script")
-    main = runpy.run_path(str(script), run_name="__hbfpsim_capture__").get("main")
-    if not callable(main):
-        raise ValueError(f"{script}: a capture script must define main(capture)")
-    main(lambda model, **kw: pytorch.Capture(out, model, **{**options, **kw}))
+    if args.epochs is not None:
+        raise ValueError(f"--epochs applies to the built-in examples "
+                         f"({', '.join(examples.EXAMPLES)}); a script runs its own training")
+    check_free(out, args.force)
+    made = []
+
+    def capture(model, *positional, **kw):
+        if positional:
+            raise ValueError("capture(model, **options): options are keywords (steps=, "
+                             "layers=, max_bytes=, ...)")
+        made.append(pytorch.Capture(out, model, **{**options, "force": args.force, **kw}))
+        return made[-1]
+
+    try:
+        main = runpy.run_path(str(script), run_name="__hbfpsim_capture__").get("main")
+        if not callable(main):
+            raise ValueError(f"{script}: a capture script must define main(capture)")
+        main(capture)
+    except (ValueError, OSError, KeyboardInterrupt):
+        raise
+    except Exception as err:                     # the script's own failure: where and what
+        raise ValueError(f"{script}{_script_line(err, script)}: {type(err).__name__}: "
+                         f"{err}") from None
+    if not any(c.writer is not None and c.writer.written for c in made):
+        raise ValueError(f"{script}: main(capture) wrote no trace (run the training inside "
+                         "`with capture(model) as cap:`)")
     return f"{out}: written by {script}"
+
+
+def _script_line(err: BaseException, script: Path) -> str:
+    """", line N" of the last frame of ``err``'s traceback inside ``script``, or ""."""
+    import traceback
+    lines = [f.lineno for f in traceback.extract_tb(err.__traceback__)
+             if Path(f.filename).resolve() == script.resolve()]
+    return f", line {lines[-1]}" if lines else ""
 
 
 def _accumulator_options(pairs: Sequence[str]) -> dict:
@@ -101,7 +144,8 @@ def _density(args) -> str:
 
 
 def _plot(args) -> str:
-    from hbfpsim.plots import plot_density
+    from hbfpsim.plots import check_figure_path, plot_density
+    check_free(check_figure_path(args.out), force=True, file=True)
     return f"wrote {plot_density(args.out)}"
 
 
@@ -120,19 +164,22 @@ def _cost(args) -> str:
         from hbfpsim.formats import get
         from hbfpsim.mac import parse_accumulator
         fmt, acc = get(args.format), parse_accumulator(args.acc)
+        if args.verilog:
+            check_free(args.verilog, force=True, file=True)
         result = calibrate.synthesize_pe(fmt, acc)
         if args.verilog:
-            Path(args.verilog).write_text(result["verilog"])
+            with staged_file(args.verilog) as tmp:
+                tmp.write_text(result["verilog"])
         return text.synth_report(fmt, acc, result, args.verilog)
-    result = calibrate.calibrate(args.out or calibrate.FITTED,
-                                 progress=lambda s: print(s, file=sys.stderr))
-    return calibrate.summary(result)
+    check_free(args.out, force=True, file=True)
+    result = calibrate.calibrate(args.out, progress=lambda s: print(s, file=sys.stderr))
+    return f"{calibrate.summary(result)}\nwrote {args.out}"
 
 
 def _run(args) -> str:
     from hbfpsim import replay, text
     spec = replay.load(args.runfile, out=args.out)
-    replay.check_free(spec.out, args.force)
+    check_free(spec.out, args.force)
     report = replay.run(spec, progress=None if not args.quiet else False)
     replay.write(report, spec.out, force=args.force, figures=not args.no_plots)
     return text.run_report(report.summary(), report.wall_seconds, str(spec.out))
@@ -205,6 +252,7 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("topology", help="SCALE-Sim topology file (conv or GEMM format)")
     imp.add_argument("out", help="trace directory to write")
     imp.add_argument("--batch", type=int, default=1, help="batch size (multiplies M)")
+    imp.add_argument("--force", action="store_true", help="replace an existing trace directory")
     imp.add_argument("--scalesim-rounding", action="store_true",
                      help="output sizes as SCALE-Sim computes them: ceil((in - k + s) / s)")
     c = sub.add_parser("capture", help="capture the GEMMs of a PyTorch training run",
@@ -214,6 +262,7 @@ def _parser() -> argparse.ArgumentParser:
     c.set_defaults(run=_capture)
     c.add_argument("source", help="mlp-digits | cnn-digits | path/to/script.py")
     c.add_argument("--out", required=True, help="trace directory to write")
+    c.add_argument("--force", action="store_true", help="replace an existing trace directory")
     c.add_argument("--epochs", type=int, help="training epochs (built-in examples)")
     c.add_argument("--max-mb", type=float, help="operand storage budget in MB")
     c.add_argument("--steps", help="step numbers to record, e.g. 0,100,200 (scripts)")
@@ -245,16 +294,41 @@ def _parser() -> argparse.ArgumentParser:
     cs.add_argument("--acc", required=True, help="fixed-point accumulator, e.g. fixed16")
     cs.add_argument("--verilog", help="also write the generated Verilog to this file")
     cc = cosub.add_parser("calibrate", help="fit the model to Yosys synthesis (hw extra)")
-    cc.add_argument("--out", default=None,
-                    help="where to write the fitted constants (default: the shipped file)")
+    cc.add_argument("--out", default="fitted.json",
+                    help="where to write the fitted constants (default: fitted.json here; the "
+                         "shipped file is hbfpsim/cost/data/fitted.json)")
     return parser
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is so that outputs in progress are cleaned up."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated
+
+
+def _run_command(args) -> str:
+    """The command's output; each warning it raised is printed as one line on stderr (when
+    it ends, however it ends)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        try:
+            return args.run(args)
+        finally:
+            for message in dict.fromkeys(str(w.message) for w in caught):
+                print(f"hbfpsim: warning: {message}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        print(args.run(args))
+        print(_run_command(args))
         sys.stdout.flush()
+    except Terminated:
+        print("hbfpsim: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("hbfpsim: interrupted", file=sys.stderr)
         return 130
@@ -264,4 +338,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as err:     # ConfigError, TraceError, SynthesisError among them
         print(f"hbfpsim: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0

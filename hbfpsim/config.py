@@ -37,30 +37,37 @@ class ConfigError(ValueError):
     """A configuration value is missing, unknown or out of range."""
 
 
-def _positive_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+def _int_in(low: int, high: int):
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
 
 
-def _nonneg_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-
-
-def _positive_number(v: Any) -> bool:
-    return _nonneg_number(v) and v > 0
+def _number_in(low: float, high: float, zero: bool = False):
+    """A finite number in [low, high] (or exactly 0 with ``zero``)."""
+    return lambda v: (isinstance(v, (int, float)) and not isinstance(v, bool)
+                      and math.isfinite(v) and (low <= v <= high or (zero and v == 0)))
 
 
 def _text(v: Any) -> bool:
     return isinstance(v, str) and bool(v.strip())
 
 
+# Ranges keep every timing quantity far inside int64 (array/simulate.py checks the totals)
+# and refuse values no hardware has: a typo fails here, not as a 200 GiB allocation.
+MAX_SIDE = 2**16                  # PEs per array row or column
+MAX_KIB = 2.0**40                 # a buffer of 1 PiB ("ideal memory" uses this)
+MIN_BANDWIDTH, MAX_BANDWIDTH = 2.0**-10, 2.0**40   # bytes/cycle
+MAX_LATENCY = 2**32               # cycles
+MAX_CLOCK_GHZ = 100.0
+
 # section -> key -> (check, expected, default or REQUIRED)
 REQUIRED = object()
 SCHEMA: dict[str, dict[str, tuple]] = {
     "array": {
-        "rows": (_positive_int, "a positive integer", REQUIRED),
-        "cols": (_positive_int, "a positive integer", REQUIRED),
+        "rows": (_int_in(1, MAX_SIDE), f"an integer in [1, {MAX_SIDE}]", REQUIRED),
+        "cols": (_int_in(1, MAX_SIDE), f"an integer in [1, {MAX_SIDE}]", REQUIRED),
         "dataflow": (lambda v: v in DATAFLOWS, "one of 'ws', 'os', 'is'", REQUIRED),
-        "clock_ghz": (_positive_number, "a positive number (GHz)", 1.0),
+        "clock_ghz": (_number_in(1e-6, MAX_CLOCK_GHZ), f"a number in (0, {MAX_CLOCK_GHZ:g}] "
+                      "(GHz)", 1.0),
     },
     "numerics": {
         "input": (_text, "a format name such as 'hbfp4'", "fp32"),
@@ -71,16 +78,20 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "output": (_text, "an accumulator such as 'fp32'", "fp32"),
     },
     "buffers": {
-        "input_kib": (_positive_number, "a positive number (KiB)", REQUIRED),
-        "weight_kib": (_positive_number, "a positive number (KiB)", REQUIRED),
-        "output_kib": (_positive_number, "a positive number (KiB)", REQUIRED),
+        "input_kib": (_number_in(2.0**-10, MAX_KIB), "a positive number up to 2^40 (KiB)",
+                      REQUIRED),
+        "weight_kib": (_number_in(2.0**-10, MAX_KIB), "a positive number up to 2^40 (KiB)",
+                       REQUIRED),
+        "output_kib": (_number_in(2.0**-10, MAX_KIB), "a positive number up to 2^40 (KiB)",
+                       REQUIRED),
         "double_buffered": (lambda v: isinstance(v, bool), "true or false", True),
-        "sram_bytes_per_cycle": (_nonneg_number, "a number >= 0 (bytes/cycle; 0 = unlimited)", 0),
+        "sram_bytes_per_cycle": (_number_in(MIN_BANDWIDTH, MAX_BANDWIDTH, zero=True),
+                                 "0 (unlimited) or a number in [2^-10, 2^40] (bytes/cycle)", 0),
     },
     "dram": {
-        "bytes_per_cycle": (_positive_number, "a positive number (bytes/cycle)", REQUIRED),
-        "latency_cycles": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-                           "an integer >= 0 (cycles)", 0),
+        "bytes_per_cycle": (_number_in(MIN_BANDWIDTH, MAX_BANDWIDTH),
+                            "a number in [2^-10, 2^40] (bytes/cycle)", REQUIRED),
+        "latency_cycles": (_int_in(0, MAX_LATENCY), "an integer in [0, 2^32] (cycles)", 0),
     },
 }
 
@@ -149,15 +160,32 @@ def load(spec: str | Path, base: str | Path | None = None) -> ArrayConfig:
     elif not path.exists():
         hint = f" nor a preset ({', '.join(presets())})" if "/" not in str(spec) else ""
         raise ConfigError(f"{path}: no such configuration file{hint}")
+    return from_dict(read_toml(path, "configuration file")[0], source=str(path),
+                     name=path.stem)
+
+
+MAX_TOML_BYTES = 2**20     # configuration and run files are a few KiB
+
+
+def read_toml(path: Path, what: str) -> tuple[dict, str]:
+    """(data, text) of the TOML file ``path``: a regular file of at most 1 MiB, UTF-8, valid
+    TOML; anything else is a ConfigError naming the file (``what`` says what it should be)."""
+    if not path.exists():
+        raise ConfigError(f"{path}: no such {what}")
     if not path.is_file():
         raise ConfigError(f"{path}: not a regular file")
     try:
-        data = tomllib.loads(path.read_text())
+        if path.stat().st_size > MAX_TOML_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size:,} bytes, more than a {what} "
+                              f"holds (at most {MAX_TOML_BYTES:,})")
+        text = path.read_text(encoding="utf-8")
+        return tomllib.loads(text), text
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: cannot read: {err}") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from None
-    return from_dict(data, source=str(path), name=path.stem)
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
 
 
 def from_scalesim(path: str | Path, **overrides: Any) -> ArrayConfig:
@@ -171,9 +199,14 @@ def from_scalesim(path: str | Path, **overrides: Any) -> ArrayConfig:
 
     path = Path(path)
     parser = configparser.ConfigParser()
+    if not path.exists():
+        raise ConfigError(f"{path}: no such SCALE-Sim configuration file")
+    if not path.is_file() or path.stat().st_size > MAX_TOML_BYTES:
+        raise ConfigError(f"{path}: not a regular file of at most {MAX_TOML_BYTES:,} bytes")
     try:
-        if not parser.read(path):
-            raise ConfigError(f"{path}: no such SCALE-Sim configuration file")
+        parser.read_string(path.read_text(encoding="utf-8"), str(path))
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read: {err}") from None
     except configparser.Error as err:
         raise ConfigError(f"{path}: not a valid SCALE-Sim .cfg: {err}") from None
 

@@ -71,6 +71,17 @@ class Numerics:
                 not isinstance(values["block_accumulator"], FixedAccumulator):
             raise ConfigError(f"{source}: [numerics] block_accumulator: expected a fixed-point "
                               f"accumulator such as 'fixed16', got {block_accumulator!r}")
+        if values["output"].kind == "fixed" and values["accumulator"].kind != "fixed":
+            raise ConfigError(f"{source}: [numerics] output: a fixed-point output buffer "
+                              f"({values['output']}) cannot sum the floating-point results of "
+                              f"accumulator {values['accumulator']}")
+        floating = [k for k in ("input", "weight")
+                    if values["block_accumulator"] is not None and values[k].family == "fp"]
+        if floating:
+            raise ConfigError(f"{source}: [numerics] block_accumulator: sums products in fixed "
+                              f"point under a shared exponent, which needs block or integer "
+                              f"operands (hbfp, mx, int8); {floating[0]} is "
+                              f"{values[floating[0]].name}: remove block_accumulator")
         return cls(**values)
 
     @classmethod

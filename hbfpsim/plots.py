@@ -9,6 +9,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from hbfpsim.cost import density as dens
+from hbfpsim.staging import staged_file
 
 
 def plot_density(path: str | Path, rows: list[dens.DensityRow] | None = None,
@@ -51,6 +52,25 @@ def plot_density(path: str | Path, rows: list[dens.DensityRow] | None = None,
     lines.set_title("Accumulator width as an axis (o: default width)")
     lines.grid(alpha=0.3)
     lines.legend(fontsize=8)
+    return save(fig, path)
+
+
+SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def check_figure_path(path: str | Path) -> Path:
+    """``path`` if it names a figure file (.png, .pdf or .svg); a ValueError otherwise, before
+    any drawing."""
     path = Path(path)
-    fig.savefig(path, dpi=150)
+    if path.suffix.lower() not in SUFFIXES or not path.stem or path.stem.startswith("."):
+        raise ValueError(f"{str(path)!r}: a figure file is a name ending in .png, .pdf or .svg")
+    return path
+
+
+def save(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` to ``path`` (format by suffix) atomically, replacing an older file;
+    returns the path."""
+    path = check_figure_path(path)
+    with staged_file(path) as tmp:
+        fig.savefig(tmp, dpi=150, metadata={"Date": None} if path.suffix == ".svg" else None)
     return path

@@ -52,7 +52,11 @@ def test_plot_density_writes_an_image(tmp_path, capsys):
     assert cli.main(["plot", "density", "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
     assert str(out) in capsys.readouterr().out
-    assert cli.main(["plot", "density", "--out", str(tmp_path / "nowhere" / "d.png")]) == 2
+    assert cli.main(["plot", "density", "--out", str(out.with_suffix(".svg"))]) == 0
+    assert out.with_suffix(".svg").read_text().startswith("<?xml")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["density.png", "density.svg"]
+    assert cli.main(["plot", "density", "--out", str(out / "d.png")]) == 2     # under a file
+    assert "is not a folder" in capsys.readouterr().err
 
 
 def test_cost_mac_lists_the_parts(capsys):

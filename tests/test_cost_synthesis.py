@@ -113,7 +113,23 @@ def test_integer_pe_rtl_accumulates_and_wraps(tmp_path):
     a, b = rng.integers(-7, 8, 20), rng.integers(-7, 8, 20)
     a[:4], b[:4] = 7, 7                                         # 4 x 49 = 196 > 127: wraps
     expected = [int(s) % 2**8 for s in np.cumsum(a * b)]
-    assert run_pe(rtl.pe_for(get("hbfp4"), FixedAccumulator(8)), a % 16, b % 16, 8, tmp_path) == expected
+    verilog = rtl.pe_for(get("hbfp4"), FixedAccumulator(8, wrap=True))
+    assert run_pe(verilog, a % 16, b % 16, 8, tmp_path) == expected
+
+
+@yosys
+def test_integer_pe_rtl_saturates_as_the_accumulator_does(tmp_path):
+    """fixed8 (saturating, the default) clamps at 127 and -128 and goes on from there: the
+    oracle is the running sum clamped by hand, step by step."""
+    a = np.array([7, 7, 7, 1, -7, -7, -7, -7, -7, -7, -7, 3])
+    b = np.array([7, 7, 7, 1, 7, 7, 7, 7, 7, 7, 7, 3])
+    expected, acc = [], 0
+    for x, y in zip(a, b):
+        acc = min(127, max(-128, acc + int(x * y)))
+        expected.append(acc % 2**8)
+    assert 127 in expected and 128 in expected                  # both clamps reached
+    verilog = rtl.pe_for(get("hbfp4"), FixedAccumulator(8))
+    assert run_pe(verilog, a % 16, b % 16, 8, tmp_path) == expected
 
 
 def test_pe_for_rejects_what_it_cannot_build():
@@ -131,7 +147,7 @@ def test_cost_synth_prints_cells_and_the_model(tmp_path, capsys):
     assert cli.main(["cost", "synth", "hbfp4", "--acc", "fixed12", "--verilog", str(verilog)]) == 0
     out = capsys.readouterr().out
     assert "flip-flops   20" in out and "analytic" in out
-    assert verilog.read_text() == rtl.pe(4, 12)
+    assert verilog.read_text() == rtl.pe(4, 12, saturate=True)
     assert cli.main(["cost", "synth", "mxfp4", "--acc", "fixed14"]) == 0
     out = capsys.readouterr().out
     assert "flip-flops   22" in out and "analytic" not in out       # 4 + 4 + 14

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from hbfpsim import formats
@@ -21,8 +21,6 @@ scaled = st.tuples(hnp.arrays(np.float32, st.tuples(st.integers(1, 3), st.intege
                    st.integers(-140, 120)).map(lambda t: (t[0] * np.float32(2.0**t[1] / 8)
                                                           if t[1] < 127 else t[0]))
 inputs = st.one_of(arrays, scaled)
-settings.register_profile("formats", max_examples=40, deadline=None)
-settings.load_profile("formats")
 
 
 def grid_step(fmt, x, enc):

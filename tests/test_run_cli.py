@@ -85,7 +85,11 @@ def test_bad_variant_is_one_line_naming_file_and_key(tmp_path, capsys, line, wor
     assert not (tmp_path / "out").exists()
 
 
-def test_ctrl_c_exits_130_with_one_line_and_leaves_nothing(tmp_path):
+@pytest.mark.parametrize("how,status,message", [
+    (signal.SIGINT, 130, "hbfpsim: interrupted"),      # Ctrl-C
+    (signal.SIGTERM, 143, "hbfpsim: terminated"),      # kill, a batch scheduler's time limit
+])
+def test_a_signal_exits_with_one_line_and_leaves_nothing(tmp_path, how, status, message):
     slow = RUN.replace("mlp_digits", "resnet50_step") + '\n'
     slow = slow.replace("max_outputs = 512", 'max_outputs = 4096\nsynthetic = "gaussian"')
     run = write_run(tmp_path, slow)
@@ -94,10 +98,10 @@ def test_ctrl_c_exits_130_with_one_line_and_leaves_nothing(tmp_path):
                             cwd=tmp_path)
     time.sleep(4)
     assert proc.poll() is None, proc.communicate()
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(how)
     printed, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and printed == ""
-    assert err.strip() == "hbfpsim: interrupted"
+    assert proc.returncode == status and printed == ""
+    assert err.strip() == message
     assert sorted(os.listdir(tmp_path)) == ["run.toml"]
 
 

@@ -135,6 +135,25 @@ def test_steps_layers_and_budget(tmp_path):
     t = trace.open(tmp_path / "cut")
     assert t.capture["truncated"] is True and t.records[0].a is not None
     assert all(r.a is None for r in t.records[1:]) and len(t) == 5
+    assert t.capture["budget_rule"] == "prefix"
+
+
+def test_budget_is_a_prefix(tmp_path):
+    """Once one record's operands do not fit, every later record is shape-only, even one
+    small enough for what is left (first-fit would keep layer 2's bwd_data, 80 bytes)."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 2))
+    sizes = {("0", "fwd"): 4 * (4 * 6 + 6 * 6), ("2", "fwd"): 4 * (4 * 6 + 6 * 2),
+             ("2", "bwd_data"): 4 * (4 * 2 + 2 * 6)}
+    budget = sizes["0", "fwd"] + 100              # layer 2's fwd (144) does not fit, 80 would
+    with trace.capture(tmp_path / "cut", model, max_bytes=budget) as cap:
+        cap.start_step()
+        model(torch.randn(4, 6)).sum().backward()
+    t = trace.open(tmp_path / "cut")
+    kept = [(r.layer, r.phase) for r in t.records if r.a is not None]
+    assert [(r.layer, r.phase) for r in t.records][:3] == list(sizes)
+    assert kept == [("0", "fwd")] and t.capture["truncated"] is True
+    assert t.summary()["operand_bytes"] == sizes["0", "fwd"] + 2 * 128       # two .npy headers
 
 
 def test_capture_rejects_non_modules(tmp_path):

@@ -47,13 +47,27 @@ def test_round_trip(tmp_path):
 
 def test_writer_refuses_to_overwrite_and_checks_shapes(tmp_path):
     small_trace(tmp_path / "t")
-    with pytest.raises(TraceError, match="a trace is already here"):
+    with pytest.raises(FileExistsError, match="t: already exists .use --force to replace it"):
         TraceWriter(tmp_path / "t", "again")
     w = TraceWriter(tmp_path / "u", "x")
     with pytest.raises(ValueError, match=r"operand a of record 0 has shape \(3, 3\), expected \(2, 3\)"):
         w.add("l", "fwd", 2, 4, 3, a=np.zeros((3, 3)), b=np.zeros((3, 4)))
-    with pytest.raises(ValueError, match="phase must be one of"):
+    with pytest.raises(ValueError, match="record 0 .'l' 'backward'.: 'phase' must be one of"):
         w.add("l", "backward", 2, 4, 3)
+    w.abort()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t"]        # nothing of u is left
+
+
+def test_writer_force_replaces_only_when_complete(tmp_path):
+    small_trace(tmp_path / "t")
+    with pytest.raises(RuntimeError), TraceWriter(tmp_path / "t", "new", force=True) as w:
+        w.add("fc9", "fwd", 1, 1, 1)
+        raise RuntimeError("the producer failed")
+    assert trace.open(tmp_path / "t").model == "toy"                  # the old one, intact
+    with TraceWriter(tmp_path / "t", "new", force=True) as w:
+        w.add("fc9", "fwd", 1, 1, 1)
+    assert trace.open(tmp_path / "t").model == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t"]
 
 
 def corrupt(path, how):
@@ -107,7 +121,7 @@ def corrupt(path, how):
     ("bad json", "manifest.json: not valid JSON"),
     ("schema", "unknown schema 'hbfpsim-trace/99'"),
     ("phase", "record 1: 'phase' must be one of fwd, bwd_data, bwd_weight, got 'bwd'"),
-    ("negative m", "record 2: 'm' must be an integer >= 1, got -1"),
+    ("negative m", r"record 2: 'm' must be an integer from 1 to 2\*\*40, got -1"),
     ("escape", "record 0: 'a' must be a relative .npy path inside the trace"),
     ("unknown field", "record 0: unknown field 'color'"),
     ("one operand", "record 0: give both operand files or neither"),

@@ -65,7 +65,7 @@ def test_output_size_rules(size, k, s, pytorch, scalesim):
 
 
 CONV = """\
-Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,
+Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides, Sparsity,
 Conv1, 230, 230, 7, 7, 3, 64, 2,
 Conv2, 58, 58, 3, 3, 64, 64, 1,
 CB2a_DP, 58, 58, 3, 3, 32, 1, 1,
@@ -75,13 +75,16 @@ FC, 1, 1, 1, 1, 2048, 1000, 1, 2:4,
 
 def test_scalesim_conv_topology(tmp_path):
     (tmp_path / "net.csv").write_text(CONV)
-    t = trace.open(import_topology(tmp_path / "net.csv", tmp_path / "t", batch=4))
+    with pytest.warns(trace.TraceWarning, match="net.csv: ignored column 'Sparsity'"):
+        t = trace.open(import_topology(tmp_path / "net.csv", tmp_path / "t", batch=4))
+    assert t.capture["ignored_columns"] == ["Sparsity"]
     got = [(r.layer, r.m, r.n, r.k, r.count) for r in t.records]
     assert got == [("Conv1", 4 * 112 * 112, 64, 147, 1), ("Conv2", 4 * 56 * 56, 64, 576, 1),
                    ("CB2a_DP", 4 * 56 * 56, 1, 9, 32), ("FC", 4, 1000, 2048, 1)]
     assert t.model == "net" and all(r.phase == "fwd" for r in t.records)
-    scalesim = trace.open(import_topology(tmp_path / "net.csv", tmp_path / "s",
-                                          rounding="scalesim"))
+    with pytest.warns(trace.TraceWarning):
+        scalesim = trace.open(import_topology(tmp_path / "net.csv", tmp_path / "s",
+                                              rounding="scalesim"))
     assert scalesim.records[0].m == 113 * 113          # ceil((230 - 7 + 2) / 2) = 113
 
 
@@ -92,15 +95,18 @@ def test_scalesim_gemm_topology(tmp_path):
 
 
 @pytest.mark.parametrize("row,message", [
-    ("Conv1, 230, 230, 7, 7, 3, 64,", r"line 2: expected 7 numbers"),
-    ("Conv1, 230, 230, 7, x, 3, 64, 2,", r"line 2: expected integers"),
+    ("Conv1, 230, 230, 7, 7, 3, 64,", r"line 2: no value in column 'Strides'"),
+    ("Conv1, 230, 230, 7, x, 3, 64, 2,", (r"line 2: Filter Width must be an integer from 1 to "
+                                          r"2\*\*31, got 'x'")),
     ("Conv1, 5, 5, 7, 7, 3, 64, 2,", r"line 2: filter 7x7 is larger than the ifmap 5x5"),
-    ("Conv1, 230, 230, 7, 7, 0, 64, 2,", r"line 2: .* must be positive"),
+    ("Conv1, 230, 230, 7, 7, 0, 64, 2,", (r"line 2: Channels must be an integer from 1 to "
+                                          r"2\*\*31, got '0'")),
 ])
 def test_bad_topology_rows(tmp_path, row, message):
     (tmp_path / "bad.csv").write_text(CONV.splitlines()[0] + "\n" + row + "\n")
     with pytest.raises(TraceError, match="bad.csv, " + message):
         import_topology(tmp_path / "bad.csv", tmp_path / "t")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"]
 
 
 CFG = """\
@@ -142,7 +148,9 @@ def test_trace_cli(tmp_path, capsys):
     (tmp_path / "net.csv").write_text(CONV)
     assert cli.main(["trace", "import-scalesim", str(tmp_path / "net.csv"), str(tmp_path / "t"),
                      "--batch", "2", "--scalesim-rounding"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert err == f"hbfpsim: warning: {tmp_path / 'net.csv'}: ignored column 'Sparsity' (not part " \
+                  "of a layer's GEMM shape)\n"
     assert "model net, 4 records" in out and "shape-only" in out
     fwd = next(line for line in out.splitlines() if line.startswith("fwd"))
     assert fwd.split()[1:3] == ["4", "35"]                          # 4 records, 3 + 32 GEMMs

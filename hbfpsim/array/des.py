@@ -16,6 +16,8 @@ import simpy
 
 from hbfpsim.array.timing import Schedule
 
+MAX_FOLDS = 2**20     # about 20 s of event processing; the fast engine has no such limit
+
 
 def run(compute: np.ndarray, loads: np.ndarray, store: np.ndarray, latency: int,
         double_buffered: bool) -> Schedule:

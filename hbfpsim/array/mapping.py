@@ -26,6 +26,10 @@ from hbfpsim.mac import AccumulationPlan, Level
 from hbfpsim.numerics import Numerics
 
 
+MAX_DIM = 2**40          # largest M, N or K: products of three stay exact in Python ints
+MAX_FOLDS = 2**22        # per-fold arrays: 4 Mi folds take about 0.7 GB and 4 s
+
+
 @dataclass(frozen=True)
 class Mapping:
     """One GEMM on one array shape and dataflow."""
@@ -40,9 +44,15 @@ class Mapping:
     def __post_init__(self) -> None:
         for name in ("m", "n", "k"):
             v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"GEMM dimension {name.upper()} must be a positive integer, "
-                                 f"got {v!r}")
+            integer = isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+            if not integer or not 1 <= v <= MAX_DIM:
+                raise ValueError(f"GEMM dimension {name.upper()} must be an integer in "
+                                 f"[1, 2^40], got {v!r}")
+            object.__setattr__(self, name, int(v))      # Python ints: M N K cannot wrap
+        if self.folds > MAX_FOLDS:
+            raise ValueError(f"GEMM {self.m} x {self.n} x {self.k} takes {self.folds:,} folds "
+                             f"on a {self.rows} x {self.cols} array; the timing model handles "
+                             f"at most {MAX_FOLDS:,} per GEMM")
 
     @classmethod
     def of(cls, m: int, n: int, k: int, config: ArrayConfig) -> Mapping:

@@ -17,6 +17,12 @@ used a different one (consecutive folds share it). An output tile whose partial 
 output buffer stays on chip across the folds that accumulate it and is written once, after
 its last fold; otherwise every fold writes its partial sums and every fold but the first of
 its tile reads them back first.
+
+Each buffer must hold at least one R x C tile of its data (operand elements at their storage
+width, partial sums at the chain's): the stationary tile a WS or IS fold loads, the R x C
+outputs an OS fold drains, the tile's worth of rows a streamed operand needs to keep every
+PE busy. A smaller buffer cannot feed the array at all, so ``check_buffers`` rejects it
+rather than timing it as if it were large enough.
 """
 
 from __future__ import annotations
@@ -54,6 +60,18 @@ class FoldDemand:
     def dram(self) -> dict[str, int]:
         return {"reads": int(self.load_a.sum() + self.load_b.sum() + self.load_out.sum()),
                 "writes": int(self.store.sum())}
+
+
+def check_buffers(sizes_kib: dict[str, float], rows: int, cols: int,
+                  bits: dict[str, float], source: str) -> None:
+    """Refuse a buffer (``sizes_kib``: input, weight, output in KiB) smaller than one
+    ``rows`` x ``cols`` tile at ``bits`` per element; the message names ``source``."""
+    for name, kib in sizes_kib.items():
+        tile = rows * cols * bits[name] / 8
+        if kib * KIB < tile:
+            raise ValueError(f"{source}: [buffers] {name}_kib = {kib:g} holds less than one "
+                             f"{rows} x {cols} tile ({tile:g} bytes at {bits[name]:g} bits "
+                             "per element): the array could not be fed")
 
 
 def _bytes(elements: np.ndarray, bits: float) -> np.ndarray:

@@ -10,7 +10,7 @@ import numpy as np
 from hbfpsim import config as cfg
 from hbfpsim.array import des, timing
 from hbfpsim.array.mapping import Mapping, plan_for
-from hbfpsim.array.memory import demand
+from hbfpsim.array.memory import check_buffers, demand
 from hbfpsim.mac import AccumulationPlan
 from hbfpsim.numerics import Numerics
 
@@ -75,6 +75,10 @@ def simulate(config: cfg.ArrayConfig, m: int, n: int, k: int, *, engine: str = "
     if engine not in ENGINES:
         raise ValueError(f"engine={engine!r} is not one of {ENGINES}")
     numerics = Numerics.of(config)
+    check_buffers({"input": config.input_kib, "weight": config.weight_kib,
+                   "output": config.output_kib}, config.rows, config.cols,
+                  {"input": numerics.input.storage_bits, "weight": numerics.weight.storage_bits,
+                   "output": numerics.psum_bits}, config.source)
     mapping = Mapping.of(m, n, k, config)
     need = demand(mapping, numerics.input.storage_bits, numerics.weight.storage_bits,
                   numerics.psum_bits, numerics.psum_bits, config.input_kib, config.weight_kib,
@@ -85,9 +89,13 @@ def simulate(config: cfg.ArrayConfig, m: int, n: int, k: int, *, engine: str = "
     compute, sram_stalls = timing.fold_compute(
         mapping.fold_cycles, np.stack([need.read_a, need.read_b, need.psum_write + need.psum_read]),
         config.sram_bytes_per_cycle)
+    store = timing.transfer_cycles(need.store, bandwidth)
+    timing.check_total(compute, loads, store, config.dram_latency_cycles)
+    if engine == "simpy" and mapping.folds > des.MAX_FOLDS:
+        raise ValueError(f"the simpy engine times at most {des.MAX_FOLDS:,} folds (this GEMM "
+                         f"has {mapping.folds:,}); the fast engine gives the same results")
     run = timing.fold_schedule if engine == "fast" else des.run
-    s = run(compute, loads, timing.transfer_cycles(need.store, bandwidth),
-            config.dram_latency_cycles, config.double_buffered)
+    s = run(compute, loads, store, config.dram_latency_cycles, config.double_buffered)
     stall_by = {b: int(c) for b, c in zip(timing.BUFFERS, s.stalls)}
     stall_by.update({f"sram_{b}": int(c) for b, c in zip(timing.BUFFERS, sram_stalls.sum(axis=1))})
     fold_events = None

@@ -45,11 +45,22 @@ class Schedule:
     stalls: np.ndarray        # int64 (3,): cycles waiting on DRAM data, per buffer
 
 
+MAX_CYCLES = 2**61    # any schedule's total stays below this, far inside int64
+
+
+def cycles(x: np.ndarray, what: str) -> np.ndarray:
+    """``x`` (whole numbers as floats) as int64 cycles; a ValueError beyond MAX_CYCLES."""
+    if x.size and x.max() > MAX_CYCLES:
+        raise ValueError(f"{what} takes {x.max():.3g} cycles, beyond the 2^61 the timing "
+                         "model counts: check the bandwidths and the GEMM's size")
+    return x.astype(np.int64)
+
+
 def transfer_cycles(nbytes: np.ndarray, bandwidth: float) -> np.ndarray:
     """Channel cycles per transfer: ceil(bytes / bandwidth), 0 for no bytes."""
     if math.isinf(bandwidth):
         return np.zeros_like(nbytes)
-    return np.ceil(nbytes / bandwidth).astype(np.int64)
+    return cycles(np.ceil(nbytes / bandwidth), "a DRAM transfer")
 
 
 def fold_compute(fold_cycles: int, buffer_bytes: np.ndarray, sram_bandwidth: float):
@@ -58,7 +69,7 @@ def fold_compute(fold_cycles: int, buffer_bytes: np.ndarray, sram_bandwidth: flo
     folds = buffer_bytes.shape[1]
     if sram_bandwidth <= 0:
         return np.full(folds, fold_cycles, np.int64), np.zeros((3, folds), np.int64)
-    need = np.ceil(buffer_bytes / sram_bandwidth).astype(np.int64)
+    need = cycles(np.ceil(buffer_bytes / sram_bandwidth), "an SRAM transfer")
     compute = np.maximum(need.max(axis=0), fold_cycles)
     pacer = need.argmax(axis=0)
     stalls = np.zeros((3, folds), np.int64)
@@ -75,6 +86,17 @@ def fold_schedule(compute: np.ndarray, loads: np.ndarray, store: np.ndarray, lat
     start, end, waited_on, total, prefetch, drain, stalls = _recurrence(
         compute, loads, store, latency, double_buffered)
     return Schedule(start, end, waited_on, int(total), int(prefetch), int(drain), stalls)
+
+
+def check_total(compute: np.ndarray, loads: np.ndarray, store: np.ndarray, latency: int
+                ) -> None:
+    """Refuse a schedule that could pass MAX_CYCLES: the fold ends are bounded by all the
+    compute and channel cycles plus one latency per fold (summed in floats: no wrap)."""
+    bound = sum(float(x.sum(dtype=np.float64)) for x in (compute, loads, store))
+    bound += (compute.size + 1) * float(latency)
+    if bound > MAX_CYCLES:
+        raise ValueError(f"this GEMM could take up to {bound:.3g} cycles, beyond the 2^61 the "
+                         "timing model counts: check the bandwidths, latency and GEMM size")
 
 
 @njit(cache=True)

@@ -35,6 +35,7 @@ import numpy as np
 from hbfpsim.cost import components, rtl
 from hbfpsim.formats import Format
 from hbfpsim.mac import FixedAccumulator
+from hbfpsim.staging import staged_file
 
 PE_VARIANTS = [(4, 12), (4, 16), (4, 24), (6, 16), (6, 20), (8, 24), (8, 32)]
 COMPONENT_BITS = [2, 4, 6, 8, 10, 12, 16]
@@ -94,8 +95,10 @@ def synthesize_pe(fmt: Format, accumulator: FixedAccumulator) -> dict:
     return result
 
 
-def calibrate(out: Path | None = FITTED, progress=print) -> dict:
-    """Run the calibration; write and return the fitted constants."""
+def calibrate(out: str | Path | None = None, progress=print) -> dict:
+    """Run the calibration and return the fitted constants; with ``out``, also write them
+    there (JSON, atomically). The shipped constants are ``FITTED``; a maintainer replaces
+    that file in a source checkout to change what ``components.fitted`` reads."""
     yosys()                                     # fail before any work if it is missing
     t = lambda v: synthesize(v)["transistors"]  # noqa: E731
     progress("synthesizing components")
@@ -144,8 +147,8 @@ def calibrate(out: Path | None = FITTED, progress=print) -> dict:
         "max_abs_error": max(abs(v["error"]) for v in variants),
     }
     if out is not None:
-        Path(out).write_text(json.dumps(result, indent=1) + "\n")
-        components.fitted.cache_clear()
+        with staged_file(out) as tmp:
+            tmp.write_text(json.dumps(result, indent=1) + "\n")
     return result
 
 

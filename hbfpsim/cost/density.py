@@ -43,12 +43,18 @@ def density_table(formats: Iterable[str] = FORMATS,
     """A row per format (accumulator from ``accumulators`` by format name, else the default),
     then, unless ``booster`` is None, the Accuracy Booster mix of ``booster``'s formats
     weighted by their share of the MACs."""
-    accumulators = dict(accumulators or {})
-    base = mac_cost(BASELINE, accumulators.get(BASELINE)).area
+    formats = list(formats)
+    accumulators = {get(name).name: acc for name, acc in (accumulators or {}).items()}
+    shown = {get(name).name for name in [BASELINE, *formats, *(booster or {})]}
+    unused = sorted(set(accumulators) - shown)
+    if unused:
+        raise ValueError(f"an accumulator is given for {unused[0]}, which is not in the table "
+                         f"(formats: {', '.join(sorted(shown))})")
+    base = mac_cost(BASELINE, accumulators.get(get(BASELINE).name)).area
 
     def row(name: str) -> DensityRow:
         fmt = get(name)
-        mac = mac_cost(fmt, accumulators.get(name, accumulators.get(fmt.name)))
+        mac = mac_cost(fmt, accumulators.get(fmt.name))
         return DensityRow(fmt.name, str(mac.accumulator), mac.area, mac.energy,
                           fmt.storage_bits, base / mac.area)
 

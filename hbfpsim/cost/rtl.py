@@ -35,28 +35,44 @@ def xor(bits: int) -> str:
             f"  assign y = a ^ b;\nendmodule\n")
 
 
-def pe(mantissa_bits: int, acc_bits: int) -> str:
+def _accumulate(w: int, term: str, saturate: bool) -> list[str]:
+    """Verilog adding the w-bit two's complement ``term`` to the w-bit register ``acc`` every
+    cycle: wrapping (keep the low w bits) or saturating (a w+1-bit sum; when its top two bits
+    differ the true sum left the range, and acc clamps to 2^(w-1) - 1 or -2^(w-1) by the
+    sign), as ``FixedAccumulator`` does."""
+    if not saturate:
+        return [f"  wire [{w - 1}:0] t = {term};", "  always @(posedge clk) begin",
+                "    a <= a_in;\n    b <= b_in;", "    acc <= acc + t;", "  end"]
+    return [f"  wire [{w - 1}:0] t = {term};",
+            f"  wire [{w}:0] s = {{acc[{w - 1}], acc}} + {{t[{w - 1}], t}};",
+            "  always @(posedge clk) begin", "    a <= a_in;\n    b <= b_in;",
+            f"    acc <= (s[{w}] == s[{w - 1}]) ? s[{w - 1}:0]"
+            f" : {{s[{w}], {{{w - 1}{{~s[{w}]}}}}}};",
+            "  end"]
+
+
+def pe(mantissa_bits: int, acc_bits: int, saturate: bool = False) -> str:
     """An integer systolic PE: operand registers a and b (``mantissa_bits`` each, forwarded
     to the neighbours) and an ``acc_bits`` accumulator register adding their product every
-    cycle (wrapping), module ``top``. The datapath of an HBFP (or INT) PE inside a block."""
+    cycle (wrapping, or saturating with ``saturate``), module ``top``. The datapath of an HBFP
+    (or INT) PE inside a block."""
     m, w = mantissa_bits, acc_bits
     if w < 2 * m:
         raise ValueError(f"a {w}-bit accumulator cannot hold a {m} x {m}-bit product")
     extend = f"{{{{{w - 2 * m}{{p[{2 * m - 1}]}}}}, p}}" if w > 2 * m else "p"
-    return (f"module top(input clk, input signed [{m - 1}:0] a_in, b_in,\n"
-            f"           output reg signed [{m - 1}:0] a, b, output reg signed [{w - 1}:0] acc);\n"
-            f"  wire signed [{2 * m - 1}:0] p = a * b;\n"
-            f"  always @(posedge clk) begin\n"
-            f"    a <= a_in;\n    b <= b_in;\n"
-            f"    acc <= acc + {extend};\n"
-            f"  end\nendmodule\n")
+    return "\n".join([f"module top(input clk, input signed [{m - 1}:0] a_in, b_in,",
+                      f"           output reg signed [{m - 1}:0] a, b, output reg signed "
+                      f"[{w - 1}:0] acc);",
+                      f"  wire signed [{2 * m - 1}:0] p = a * b;",
+                      *_accumulate(w, extend, saturate), "endmodule", ""])
 
 
-def mx_pe(exp_bits: int, man_bits: int, acc_bits: int) -> str:
+def mx_pe(exp_bits: int, man_bits: int, acc_bits: int, saturate: bool = False) -> str:
     """A systolic PE for MX floating-point elements (sign, ``exp_bits`` exponent, ``man_bits``
     fraction, subnormals; NaN/Inf codes not special-cased): registers a and b, the
     significand product shifted left by the exponent sum into the block's fixed point, the
-    sign applied, and an ``acc_bits`` accumulator (wrapping). An accumulator narrower than
+    sign applied, and an ``acc_bits`` accumulator (wrapping, or saturating with ``saturate``).
+    An accumulator narrower than
     the aligned product keeps its top bits. Module ``top``."""
     e, m, w = exp_bits, man_bits, acc_bits
     n, sig = 1 + e + m, m + 1
@@ -74,11 +90,9 @@ def mx_pe(exp_bits: int, man_bits: int, acc_bits: int) -> str:
               f"  wire [{aligned - 1}:0] p = {{{{{span}{{1'b0}}}}, product}} << shift;",
               f"  wire [{keep}:0] mag = {{1'b0, p[{aligned - 1}:{aligned - keep}]}};",
               f"  wire signed [{keep}:0] term = (a[{n - 1}] ^ b[{n - 1}]) ? -mag : mag;",
-              "  always @(posedge clk) begin",
-              "    a <= a_in;\n    b <= b_in;",
-              f"    acc <= acc + {{{{{w - keep - 1}{{term[{keep}]}}}}, term}};" if w > keep + 1
-              else "    acc <= acc + term;",
-              "  end", "endmodule", ""]
+              *_accumulate(w, f"{{{{{w - keep - 1}{{term[{keep}]}}}}, term}}" if w > keep + 1
+                           else "term", saturate),
+              "endmodule", ""]
     return "\n".join(lines)
 
 
@@ -91,5 +105,5 @@ def pe_for(fmt: Format, acc: Accumulator) -> str:
         raise ValueError(f"{fmt.name}: Verilog is generated for integer and block formats "
                          "(hbfp*, int8, mx*); floating-point MACs are costed from the 28 nm table")
     if fmt.family == "mx" and fmt.element is not None:
-        return mx_pe(fmt.element.exp_bits, fmt.element.man_bits, acc.width)
-    return pe(fmt.mantissa_bits if fmt.family == "hbfp" else 8, acc.width)
+        return mx_pe(fmt.element.exp_bits, fmt.element.man_bits, acc.width, not acc.wrap)
+    return pe(fmt.mantissa_bits if fmt.family == "hbfp" else 8, acc.width, not acc.wrap)

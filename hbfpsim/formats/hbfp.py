@@ -35,6 +35,9 @@ COMPAT_MODES = ("hbfpemulator",)
 MANTISSA_RANGE = (2, 24)  # float32 holds every HBFP value exactly up to m = 24
 
 
+MAX_BLOCK = 2**20      # elements per shared exponent: past any reduction a trace holds
+
+
 @dataclass(frozen=True)
 class HBFPFormat(Format):
     mantissa_bits: int           # m, sign included
@@ -50,8 +53,9 @@ class HBFPFormat(Format):
         if not lo <= mantissa_bits <= hi:
             raise ValueError(f"hbfp{mantissa_bits}: mantissa bits (sign included) must be "
                              f"in [{lo}, {hi}]")
-        if block < 1:
-            raise ValueError(f"hbfp{mantissa_bits}@{block}: block size must be at least 1")
+        if not 1 <= block <= MAX_BLOCK:
+            raise ValueError(f"hbfp{mantissa_bits}@{block}: block size must be in "
+                             f"[1, {MAX_BLOCK}] elements")
         if compat is not None and compat not in COMPAT_MODES:
             raise ValueError(f"hbfp: compat={compat!r} is not one of {COMPAT_MODES}")
         return cls(mantissa_bits, block, compat)

@@ -47,7 +47,11 @@ class Int8Format(Format):
     def _round(self, x, mode, seed):
         finite = np.isfinite(x)
         bad = ~finite.all(axis=1)
-        amax = np.abs(np.where(finite, x, 0)).max(axis=1, initial=0.0).astype(np.float32)
+        amax = np.abs(np.where(finite, x, 0)).max(axis=1, initial=0.0)
+        if amax.max(initial=0.0) > np.finfo(np.float32).max:
+            raise ValueError(f"int8: max|x| = {amax.max():.4g} is beyond float32's range, so "
+                             f"no float32 scale per {self.per} can hold it")
+        amax = amax.astype(np.float32)
         if self.per == "tensor":
             amax = np.full_like(amax, amax.max(initial=0.0))
         scale = amax / np.float32(KMAX)

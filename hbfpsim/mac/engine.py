@@ -198,7 +198,7 @@ def _run(a: Operand, b: Operand, plan: AccumulationPlan, seed: int, per_element:
     elem_stats = np.zeros((m if per_element else 0, nlev, kernels.NSTATS, n), np.int64)
     safe = _safe_fixed_prefix(plan, a, b) if fast_path and k > 0 else 0
     with threads_for(m * n * k, PARALLEL_MACS):
-        if k == 0:
+        if k == 0 or m * n == 0:                 # an empty sum is 0; no outputs, no work
             out = np.zeros((m, n))
         elif safe:
             out = _fast(a, b, plan, safe - 1, table, maxval, seed, stride, row_stats,

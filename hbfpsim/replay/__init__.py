@@ -7,10 +7,10 @@ under every variant, one record at a time, and returns a ``Report`` (a ``Row`` p
 figures in an output folder, atomically. ``hbfpsim run RUN.toml`` does both.
 """
 
-from hbfpsim.replay.output import check_free, write
+from hbfpsim.replay.output import write
 from hbfpsim.replay.record import COLUMNS, Row, replay, with_numerics
 from hbfpsim.replay.run import Report, run, where_for
 from hbfpsim.replay.runfile import RunSpec, Sampling, load
 
-__all__ = ["COLUMNS", "Report", "Row", "RunSpec", "Sampling", "check_free", "load", "replay",
+__all__ = ["COLUMNS", "Report", "Row", "RunSpec", "Sampling", "load", "replay",
            "run", "where_for", "with_numerics", "write"]

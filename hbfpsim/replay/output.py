@@ -1,48 +1,31 @@
 """A run's output folder: ``gemms.csv``, ``summary.csv``, ``run.json`` and the figures.
 
-Everything is written into a temporary sibling folder, which is renamed to the output folder
-only when complete: a failed or interrupted run leaves no half-written results. An existing
-output folder is replaced only with ``force``.
+Everything is written into a temporary sibling folder (``hbfpsim.staging``), which is renamed
+to the output folder only when complete: a failed or interrupted run leaves no half-written
+results. An existing output folder is replaced only with ``force``.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 import platform
-import shutil
 from dataclasses import astuple
 from importlib import metadata
 from pathlib import Path
 
 from hbfpsim.replay.record import COLUMNS
 from hbfpsim.replay.run import Report
+from hbfpsim.staging import staged_dir
 
 PACKAGES = ("hbfpsim", "numpy", "numba", "scipy", "ml_dtypes", "matplotlib")
-
-
-def check_free(out: Path, force: bool) -> None:
-    """Refuse, before any work, to overwrite an existing output folder without ``force``."""
-    if out.exists() and not force:
-        raise FileExistsError(f"{out}: already exists (use --force to replace it)")
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out}: exists and is not a folder")
-    existing = next(p for p in out.absolute().parents if p.exists())
-    if not existing.is_dir():
-        raise NotADirectoryError(f"{out}: {existing} is not a folder")
 
 
 def write(report: Report, out: str | Path, force: bool = False, figures: bool = True
           ) -> list[Path]:
     """Write the report's files into ``out`` (atomically); returns the files written."""
     out = Path(out)
-    check_free(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with staged_dir(out, force) as tmp:
         _csv(tmp / "gemms.csv", COLUMNS, (astuple(r) for r in report.rows))
         summary = report.summary()
         if summary:
@@ -51,19 +34,6 @@ def write(report: Report, out: str | Path, force: bool = False, figures: bool = 
         if figures:
             from hbfpsim.replay.figures import draw
             draw(report, tmp)
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-            try:
-                tmp.rename(out)
-            except BaseException:
-                old.rename(out)          # put the previous results back
-                raise
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return sorted(out.iterdir())
 
 

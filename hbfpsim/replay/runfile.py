@@ -37,21 +37,15 @@ is checked here; an error names the file, the table and the key.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hbfpsim.array import load as load_array
-from hbfpsim.config import ArrayConfig, ConfigError
+from hbfpsim.config import ArrayConfig, ConfigError, read_toml
 from hbfpsim.numerics import KEYS, Numerics
 from hbfpsim.schedule import PRESETS, Rule, Schedule
 from hbfpsim.trace import PHASES
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 SYNTHETIC = ("none", "gaussian", "fitted")
 RUN_KEYS = ("traces", "arrays", "out", "seed", "max_outputs", "max_macs", "synthetic", "fit")
@@ -87,16 +81,7 @@ class RunSpec:
 def load(path: str | Path, out: str | Path | None = None) -> RunSpec:
     """Read and validate a run file; ``out`` overrides its ``[run] out``."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such run file" if not path.exists() else
-                          f"{path}: not a regular file")
-    try:
-        text = path.read_text()
-        data = tomllib.loads(text)
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read: {err}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    data, text = read_toml(path, "run file")
     return parse(data, source=str(path), base=path.resolve().parent, out=out, text=text)
 
 

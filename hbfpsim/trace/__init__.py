@@ -8,13 +8,17 @@ operands, streamed), shape-only traces of well-known networks, capture from PyTo
 ('resnet50', 161, 54)
 """
 
+from pathlib import Path
+from typing import Any
+
 from hbfpsim.trace.format import (PHASES, SCHEMA, Gemm, GemmRecord, Trace, TraceError,
-                                  TraceWriter, open_trace as open)
+                                  TraceWarning, TraceWriter, open_trace as open)
 from hbfpsim.trace.models import MODELS, shape_trace
 
 
-def capture(path, model, **options):
-    """Record the GEMMs of PyTorch training steps (see hbfpsim.trace.pytorch); needs torch."""
+def capture(path: str | Path, model: Any, **options: Any) -> Any:
+    """Record the GEMMs of PyTorch training steps (see hbfpsim.trace.pytorch); needs torch.
+    Options: steps, layers, max_bytes, name, description, force (others are refused)."""
     try:
         from hbfpsim.trace.pytorch import Capture
     except ImportError as err:  # pragma: no cover
@@ -23,5 +27,5 @@ def capture(path, model, **options):
     return Capture(path, model, **options)
 
 
-__all__ = ["Gemm", "GemmRecord", "MODELS", "PHASES", "SCHEMA", "Trace", "TraceError",
-           "TraceWriter", "capture", "open", "shape_trace"]
+__all__ = ["MODELS", "PHASES", "SCHEMA", "Gemm", "GemmRecord", "Trace", "TraceError",
+           "TraceWarning", "TraceWriter", "capture", "open", "shape_trace"]

@@ -9,15 +9,18 @@ captured, and the manifest records the final test accuracy.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from hbfpsim.staging import check_free
 from hbfpsim.trace.pytorch import Capture
 
 EXAMPLES = ("mlp-digits", "cnn-digits")
+MAX_EPOCHS = 10_000
 NETWORKS = {"mlp-digits": "An MLP 64-128-64-10 (ReLU)",
             "cnn-digits": "A CNN (3x3 convolutions 1 -> 8 and 8 -> 16 with ReLU, 2x2 max pool, "
                           "linear 256 -> 10)"}
@@ -25,7 +28,11 @@ NETWORKS = {"mlp-digits": "An MLP 64-128-64-10 (ReLU)",
 
 def digits(seed: int = 0):
     """(x_train, y_train, x_test, y_test): 1437 / 360 images, pixels scaled to [0, 1]."""
-    from sklearn.datasets import load_digits
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise ImportError("the built-in examples need scikit-learn: pip install "
+                          "'hbfpsim[examples]'") from None
 
     data = load_digits()
     x = torch.tensor(data.images / 16.0, dtype=torch.float32).unsqueeze(1)   # (N, 1, 8, 8)
@@ -37,6 +44,7 @@ def digits(seed: int = 0):
 
 
 def build(kind: str) -> nn.Module:
+    """The untrained network of example ``kind`` (one of EXAMPLES)."""
     if kind == "mlp-digits":
         return nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64),
                              nn.ReLU(), nn.Linear(64, 10))
@@ -48,12 +56,22 @@ def build(kind: str) -> nn.Module:
 
 
 def train_and_capture(kind: str, out: str | Path, *, epochs: int = 30, batch: int = 32,
-                      lr: float = 0.05, seed: int = 0, max_bytes: float | None = None) -> dict:
-    """Train ``kind`` on digits with SGD (momentum 0.9) and write the capture to ``out``.
-    Returns the captured epochs, steps and the final test accuracy."""
+                      lr: float = 0.05, seed: int = 0, max_bytes: float | None = None,
+                      force: bool = False) -> dict:
+    """Train ``kind`` on digits with SGD (momentum 0.9) and write the capture to ``out`` (an
+    existing one only with ``force``). Returns the captured epochs, steps and the final test
+    accuracy."""
+    model = build(kind)
+    for name, value, high in (("epochs", epochs, MAX_EPOCHS), ("batch", batch, 1437),
+                              ("seed", seed, 2**32 - 1)):
+        low = 0 if name == "seed" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf:
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    check_free(out, force)
     torch.manual_seed(seed)
     x_train, y_train, x_test, y_test = digits(seed)
-    model = build(kind)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     per_epoch = len(y_train) // batch
     capture_epochs = sorted({0, epochs // 2, epochs - 1})
@@ -64,7 +82,7 @@ def train_and_capture(kind: str, out: str | Path, *, epochs: int = 30, batch: in
                    f"epochs; the first step of epochs {', '.join(map(str, capture_epochs))} "
                    "captured.")
     with Capture(out, model, steps=steps, max_bytes=max_bytes, name=kind,
-                 description=description) as cap:
+                 description=description, force=force) as cap:
         for epoch in range(epochs):
             order = torch.from_numpy(rng.permutation(len(y_train)))
             for i in range(per_epoch):

@@ -14,32 +14,37 @@ grouped convolutions): A is M x K, B is K x N, stored as float32 ``.npy`` of sha
 (K, N), or (count, M, K) and (count, K, N). ``a``/``b`` are null for shape-only records.
 Phases: ``fwd``, ``bwd_data`` (gradient with respect to activations), ``bwd_weight``.
 
-Reading validates the whole manifest and every operand file's header and size before the
-first record is returned, so a bad trace fails at once with an error naming the file and
-record, and nothing is half loaded. Operands are memory-mapped and released record by
-record, so a trace larger than RAM replays. ``.npy`` files are never unpickled.
+Reading (``open_trace``, checks in ``hbfpsim.trace.manifest``) validates the whole manifest and
+every operand file's header and size before the first record is returned, so a bad trace
+fails at once with an error naming the file and record, and nothing is half loaded. Operands
+are memory-mapped and released record by record, so a trace larger than RAM replays. ``.npy``
+files are never unpickled. Writing (``TraceWriter``) builds the trace in a hidden temporary
+folder and renames it into place when complete, so a failed or interrupted write leaves
+nothing behind.
 """
 
 from __future__ import annotations
 
 import json
+import numbers
 import os
+import shutil
+import weakref
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.lib import format as npy
 
-SCHEMA = "hbfpsim-trace/1"
-PHASES = ("fwd", "bwd_data", "bwd_weight")
-MANIFEST = "manifest.json"
-_INT_FIELDS = ("id", "step", "epoch", "m", "n", "k", "count")
+from hbfpsim.staging import staged_dir
+from hbfpsim.trace.manifest import (MANIFEST, PHASES, SCHEMA, TraceError, check_operand,
+                                    check_record, check_values, read_manifest, show)
 
 
-class TraceError(ValueError):
-    """A trace is malformed: the message names the file and the record."""
+class TraceWarning(UserWarning):
+    """Something in a trace's making the user should know about (the command line prints it
+    as one line)."""
 
 
 @dataclass(frozen=True)
@@ -123,114 +128,92 @@ class Trace:
 
 
 def open_trace(path: str | Path) -> Trace:
-    """Open and validate the trace in directory ``path``."""
+    """Open and validate the trace in directory ``path`` (raises TraceError)."""
     path = Path(path)
-    manifest = path / MANIFEST
-    if not manifest.is_file():
-        raise TraceError(f"{manifest}: no trace manifest here")
-    try:
-        data = json.loads(manifest.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise TraceError(f"{manifest}: not valid JSON: {err}") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise TraceError(f"{manifest}: unknown schema {found!r} (expected {SCHEMA!r})")
-    for key, kind in (("model", str), ("records", list)):
-        if not isinstance(data.get(key), kind):
-            raise TraceError(f"{manifest}: '{key}' must be a {kind.__name__}")
-    records = tuple(_record(manifest, i, raw) for i, raw in enumerate(data["records"]))
+    data = read_manifest(path)
+    where = path / MANIFEST
+    records = tuple(GemmRecord(**check_record(f"{where}: record {i}", raw))
+                    for i, raw in enumerate(data["records"]))
     ids = [r.id for r in records]
     if len(set(ids)) != len(ids):
-        raise TraceError(f"{manifest}: record ids must be unique")
-    for record in records:
-        for name, shape in zip((record.a, record.b), record.operand_shapes):
+        raise TraceError(f"{where}: record ids must be unique")
+    for r in records:
+        for name, shape in zip((r.a, r.b), r.operand_shapes):
             if name is not None:
-                _check_operand(path, name, shape, record)
-    return Trace(path, data["model"], str(data.get("description", "")),
-                 dict(data.get("capture") or {}), records)
+                check_operand(path, name, shape, f"record {r.id}, {r.layer} {r.phase}")
+    return Trace(path, data["model"], data.get("description", ""), data.get("capture", {}),
+                 records)
 
 
-def _record(manifest: Path, index: int, raw: Any) -> GemmRecord:
-    where = f"{manifest}: record {index}"
-    if not isinstance(raw, dict):
-        raise TraceError(f"{where}: must be an object")
-    unknown = sorted(set(raw) - {f for f in GemmRecord.__dataclass_fields__})
-    if unknown:
-        raise TraceError(f"{where}: unknown field '{unknown[0]}'")
-    values = {"count": 1, "a": None, "b": None, **raw}
-    for key in _INT_FIELDS:
-        v = values.get(key)
-        low = 1 if key in ("m", "n", "k", "count") else 0
-        if not isinstance(v, int) or isinstance(v, bool) or v < low:
-            raise TraceError(f"{where}: '{key}' must be an integer >= {low}, got {v!r}")
-    if not isinstance(values.get("layer"), str):
-        raise TraceError(f"{where}: 'layer' must be a string")
-    if values.get("phase") not in PHASES:
-        raise TraceError(f"{where}: 'phase' must be one of {', '.join(PHASES)}, "
-                         f"got {values.get('phase')!r}")
-    if (values["a"] is None) != (values["b"] is None):
-        raise TraceError(f"{where}: give both operand files or neither")
-    for key in ("a", "b"):
-        name = values[key]
-        if name is not None and (not isinstance(name, str) or Path(name).is_absolute()
-                                 or ".." in Path(name).parts or not name.endswith(".npy")):
-            raise TraceError(f"{where}: '{key}' must be a relative .npy path inside the trace, "
-                             f"got {name!r}")
-    return GemmRecord(**values)
+_WRITING: set[Path] = set()     # outputs the open writers of this process are building
 
 
-def _check_operand(root: Path, name: str, shape: tuple[int, ...], record: GemmRecord) -> None:
-    """Header and size of one operand file, without reading its data."""
-    path = root / name
-    where = f"{path} (record {record.id}, {record.layer} {record.phase})"
+def _as_int(value: Any) -> Any:
+    """NumPy and other integers as int; anything else (bool, float) left for the check."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _to_json(data: dict, what: str) -> str:
     try:
-        with open(path, "rb") as f:
-            version = npy.read_magic(f)
-            header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
-            found_shape, fortran, dtype = header(f)
-            offset = f.tell()
-    except FileNotFoundError:
-        raise TraceError(f"{where}: missing operand file") from None
-    except (OSError, ValueError) as err:
-        raise TraceError(f"{where}: not a valid .npy file: {err}") from None
-    if dtype != np.float32:
-        raise TraceError(f"{where}: dtype {dtype} (expected float32; objects are never "
-                         "unpickled)")
-    if fortran:
-        raise TraceError(f"{where}: Fortran order (expected C order)")
-    if tuple(found_shape) != shape:
-        raise TraceError(f"{where}: shape {tuple(found_shape)}, the manifest says {shape}")
-    expected = offset + 4 * int(np.prod(shape))
-    actual = os.path.getsize(path)
-    if actual != expected:
-        raise TraceError(f"{where}: {actual} bytes, expected {expected} (truncated or padded)")
+        return json.dumps(data, indent=1, allow_nan=False) + "\n"
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{what} must be plain JSON (strings, finite numbers, lists, "
+                         f"objects): {err}") from None
+
+
+def _discard(tmp: Path, key: Path) -> None:
+    shutil.rmtree(tmp, ignore_errors=True)
+    _WRITING.discard(key)
 
 
 class TraceWriter:
     """Write a trace: ``add`` records (with or without operands), then ``close`` (or use it
-    as a context manager), which writes the manifest last so a crash leaves no manifest."""
+    as a context manager). Everything goes into a hidden temporary folder beside ``path``
+    (``hbfpsim.staging``), the manifest last, renamed to ``path`` by ``close``: an exception
+    in the ``with`` block, ``abort()``, or a writer dropped unclosed leaves nothing. An
+    existing ``path`` is refused unless ``force``, and then replaced only by ``close``."""
 
     def __init__(self, path: str | Path, model: str, description: str = "",
-                 capture: dict | None = None):
-        self.path = Path(path)
-        if (self.path / MANIFEST).exists():
-            raise TraceError(f"{self.path / MANIFEST}: a trace is already here")
-        self.path.mkdir(parents=True, exist_ok=True)
+                 capture: dict | None = None, *, force: bool = False):
+        for name, value, kind in (("model", model, str), ("description", description, str),
+                                  ("capture", capture or {}, dict)):
+            if not isinstance(value, kind):
+                raise ValueError(f"{name} must be a {kind.__name__}, got {show(value)}")  # noqa: TRY004
         self.model, self.description = model, description
         self.capture = dict(capture or {})
+        _to_json(self.capture, "capture settings")
+        self.path = Path(path)
+        self._key = self.path.absolute()
+        if self._key in _WRITING:
+            raise ValueError(f"{self.path}: another writer of this process is writing it")
+        self._stage = staged_dir(self.path, force)
+        self._dir = self._stage.__enter__()
+        _WRITING.add(self._key)
+        self._cleanup = weakref.finalize(self, _discard, self._dir, self._key)
         self.records: list[GemmRecord] = []
+        self.closed = False             # by close or abort
+        self.written = False            # by close: the trace is at ``path``
 
     def add(self, layer: str, phase: str, m: int, n: int, k: int, *, step: int = 0,
             epoch: int = 0, count: int = 1, a: np.ndarray | None = None,
             b: np.ndarray | None = None) -> GemmRecord:
         """Append a record; with ``a`` and ``b`` (float32 of the record's shapes) it stores
         the operands too."""
+        if self.closed:
+            raise ValueError(f"{self.path}: the trace writer is closed")
         index = len(self.records)
-        record = GemmRecord(index, step, epoch, layer, phase, int(m), int(n), int(k), int(count))
-        if phase not in PHASES:
-            raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
+        values = {"id": index, "step": step, "epoch": epoch, "layer": layer, "phase": phase,
+                  "m": m, "n": n, "k": k, "count": count, "a": None, "b": None}
+        values = {key: _as_int(v) for key, v in values.items()}
+        try:
+            check_values(values)
+        except ValueError as err:
+            raise ValueError(f"record {index} ({show(layer)} {show(phase)}): {err}") from None
+        record = GemmRecord(**values)
         if (a is None) != (b is None):
-            raise ValueError("give both operands or neither")
+            raise ValueError(f"record {index}: give both operands or neither")
         if a is not None:
             names = []
             for tag, array, shape in zip("ab", (a, b), record.operand_shapes):
@@ -239,23 +222,44 @@ class TraceWriter:
                     raise ValueError(f"operand {tag} of record {index} has shape {array.shape}, "
                                      f"expected {shape}")
                 name = f"operands/{index:06d}_{tag}.npy"
-                (self.path / "operands").mkdir(exist_ok=True)
-                np.save(self.path / name, array, allow_pickle=False)
+                (self._dir / "operands").mkdir(exist_ok=True)
+                np.save(self._dir / name, array, allow_pickle=False)
                 names.append(name)
             record = GemmRecord(**{**asdict(record), "a": names[0], "b": names[1]})
         self.records.append(record)
         return record
 
     def close(self) -> Path:
-        manifest = {"schema": SCHEMA, "model": self.model, "description": self.description,
-                    "capture": self.capture,
-                    "records": [{k: v for k, v in asdict(r).items()
-                                 if not (k in ("a", "b") and v is None)
-                                 and not (k == "count" and v == 1)} for r in self.records]}
-        tmp = self.path / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(manifest, indent=1) + "\n")
-        tmp.replace(self.path / MANIFEST)
+        """Write the manifest and move the finished trace to ``path``."""
+        if self.closed:
+            raise ValueError(f"{self.path}: the trace writer is already closed")
+        try:
+            manifest = {"schema": SCHEMA, "model": self.model, "description": self.description,
+                        "capture": self.capture,
+                        "records": [{k: v for k, v in asdict(r).items()
+                                     if not (k in ("a", "b") and v is None)
+                                     and not (k == "count" and v == 1)} for r in self.records]}
+            (self._dir / MANIFEST).write_text(_to_json(manifest, "capture settings"))
+        except BaseException:
+            self.abort()
+            raise
+        self._finish(None)
+        self.written = True
         return self.path
+
+    def abort(self) -> None:
+        """Drop everything written so far (nothing appears at ``path``)."""
+        if not self.closed:
+            self._finish(TraceError(f"{self.path}: writing abandoned"))
+
+    def _finish(self, error: BaseException | None) -> None:
+        self.closed = True
+        self._cleanup.detach()
+        _WRITING.discard(self._key)
+        if error is None:
+            self._stage.__exit__(None, None, None)      # the rename; on failure, removal
+        else:
+            self._stage.__exit__(type(error), error, None)
 
     def __enter__(self) -> TraceWriter:
         return self
@@ -263,3 +267,5 @@ class TraceWriter:
     def __exit__(self, kind, value, tb) -> None:
         if kind is None:
             self.close()
+        else:
+            self.abort()

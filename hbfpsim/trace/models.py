@@ -15,6 +15,7 @@ O = C_out. The first layer computes no input gradient. A batched matmul of activ
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from hbfpsim.trace.format import TraceWriter
@@ -102,14 +103,24 @@ MODELS = {"resnet50": (resnet50_training_step, _resnet50_description),
           "bert-base": (bert_base_training_step, _bert_description)}
 
 
-def shape_trace(path: str | Path, model: str, **settings) -> Path:
-    """Write the shape-only trace of one training step of ``model`` (a key of MODELS)."""
+def shape_trace(path: str | Path, model: str, *, force: bool = False, **settings: int) -> Path:
+    """Write the shape-only trace of one training step of ``model`` (a key of MODELS) to
+    ``path`` (an existing one only with ``force``). ``settings``: the generator's keywords
+    (resnet50: batch, image; bert-base: batch, seq, vocab), positive integers."""
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
     generator, describe = MODELS[model]
-    with TraceWriter(path, model, description=describe(**settings),
+    accepted = list(inspect.signature(generator).parameters)
+    for key, value in settings.items():
+        if key not in accepted:
+            raise ValueError(f"{model}: unknown setting {key!r} (the settings are "
+                             f"{', '.join(accepted)})")
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**20:
+            raise ValueError(f"{model}: {key} must be an integer from 1 to 2**20, got {value!r}")
+    gemms = generator(**settings)         # a size too small for the network fails in add
+    with TraceWriter(path, model, description=describe(**settings), force=force,
                      capture={"kind": "shape-only", "generator": f"hbfpsim.trace.models."
                               f"{generator.__name__}", **settings}) as writer:
-        for layer, phase, m, n, k, count in generator(**settings):
+        for layer, phase, m, n, k, count in gemms:
             writer.add(layer, phase, m, n, k, count=count)
     return Path(path)

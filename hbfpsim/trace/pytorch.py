@@ -21,13 +21,17 @@ A ``TorchDispatchMode`` sees every ATen GEMM the step runs, forward and backward
   (``bwd_weight``); products of two activations (attention) give ``bwd_data`` twice.
 
 Controls: ``steps`` (global step numbers to record, None: all), ``layers`` (fnmatch
-patterns of module names), ``max_bytes`` (operand storage budget: later records keep their
-shapes only, and the manifest says ``truncated``).
+patterns of module names; each must match a module), ``max_bytes`` (operand storage budget,
+filled in order: from the first record whose operands do not fit, every record keeps its
+shape only, and the manifest says ``truncated``), ``force`` (replace an existing trace).
+The trace appears at ``path`` only when the ``with`` block ends normally.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import math
+import numbers
 import re
 import warnings
 from importlib.metadata import version
@@ -38,7 +42,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from hbfpsim.trace.format import TraceWriter
+from hbfpsim.staging import check_free
+from hbfpsim.trace.format import TraceWarning, TraceWriter
+from hbfpsim.trace.manifest import MAX_INDEX, show
 
 TAG = "hbfpsim_layer"
 FUNCTIONAL = "<functional>"
@@ -48,58 +54,112 @@ _VIEWS = re.compile(r"(T|Transpose|Permute|View|UnsafeView|Reshape\w*|Expand|Squ
                     r"AsStrided|Alias|Slice|Select|Clone|ToCopy)Backward\d*")
 
 
+OPTIONS = ("steps", "layers", "max_bytes", "name", "description", "force")
+
+
 class Capture:
-    """The capture context (see the module docstring)."""
+    """The capture context (see the module docstring). Options: see ``OPTIONS``."""
 
     def __init__(self, path: str | Path, model: torch.nn.Module, *, steps=None, layers=None,
                  max_bytes: float | None = None, name: str | None = None,
-                 description: str = ""):
+                 description: str = "", force: bool = False, **unknown):
+        if unknown:
+            raise ValueError(f"capture: unknown option {min(unknown)!r} (the options are "
+                             f"{', '.join(OPTIONS)})")
         if not isinstance(model, torch.nn.Module):
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
-        self.steps = None if steps is None else {int(s) for s in steps}
-        self.layers = list(layers) if layers is not None else None
+        self._names = {module: name or model.__class__.__name__
+                       for name, module in model.named_modules()}
+        self.steps = _steps(steps)
+        self.layers = _layers(layers, set(self._names.values()))
+        if max_bytes is not None:
+            if isinstance(max_bytes, bool) or not isinstance(max_bytes, numbers.Real) or \
+                    not math.isfinite(max_bytes) or max_bytes < 0:
+                raise ValueError(f"capture: max_bytes must be a finite number >= 0 (or None "
+                                 f"for no limit), got {show(max_bytes)}")
+            max_bytes = int(max_bytes) if isinstance(max_bytes, numbers.Integral) \
+                else float(max_bytes)
         self.max_bytes = max_bytes
-        self.writer = TraceWriter(path, name or type(model).__name__, description, capture={
+        for key, value in (("name", name or ""), ("description", description)):
+            if not isinstance(value, str):
+                raise ValueError(f"capture: {key} must be a string, got {show(value)}")  # noqa: TRY004
+        self.path, self.force = check_free(path, force), force
+        self.settings = (name or type(model).__name__, description, {
             "tool": f"hbfpsim {version('hbfpsim')}", "torch": torch.__version__,
             "steps": sorted(self.steps) if self.steps is not None else "all",
-            "layers": self.layers or "all", "max_bytes": max_bytes})
+            "layers": self.layers or "all", "max_bytes": max_bytes, "budget_rule": "prefix"})
+        self.writer: TraceWriter | None = None        # opened by ``with``
         self.step, self.epoch = -1, 0
         self.bytes = 0
         self.truncated = False
         self._stack: list[tuple[str, set]] = []   # (module name, its inputs' autograd nodes)
         self._handles: list = []
         self._mode = _Spy(self)
-        self._names = {module: name or model.__class__.__name__
-                       for name, module in model.named_modules()}
         self._params = {p.data_ptr() for p in model.parameters()}
 
     # --- the user's side ---------------------------------------------------------------
     def start_step(self, epoch: int | None = None) -> None:
         """Call at the start of each training step (steps are numbered from 0)."""
-        self.step += 1
         if epoch is not None:
+            if _integer(epoch, MAX_INDEX) is None:
+                raise ValueError(f"start_step: epoch must be an integer >= 0, got {show(epoch)}")
             self.epoch = int(epoch)
+        self.step += 1
 
     @property
     def recording(self) -> bool:
         return self.step >= 0 and (self.steps is None or self.step in self.steps)
 
     def __enter__(self) -> Capture:
-        for module in self.model.modules():
-            self._handles.append(module.register_forward_pre_hook(self._enter_module))
-            self._handles.append(module.register_forward_hook(self._leave_module))
-        self._mode.__enter__()
+        if self.writer is not None:
+            raise ValueError(f"{self.path}: this capture has already run")
+        name, description, settings = self.settings
+        self.writer = TraceWriter(self.path, name, description, settings, force=self.force)
+        try:
+            for module in self.model.modules():
+                self._handles.append(module.register_forward_pre_hook(self._enter_module))
+                self._handles.append(module.register_forward_hook(self._leave_module))
+            self._mode.__enter__()
+        except BaseException:
+            self._unhook()
+            self.writer.abort()
+            raise
         return self
 
     def __exit__(self, kind, value, tb) -> None:
-        self._mode.__exit__(kind, value, tb)
+        try:
+            try:
+                self._mode.__exit__(kind, value, tb)
+            finally:
+                self._unhook()
+        except BaseException:
+            self.writer.abort()
+            raise
+        if kind is not None:
+            self.writer.abort()         # an exception or Ctrl-C in the block: nothing is left
+            return
+        self.writer.capture["truncated"] = self.truncated
+        self.writer.close()
+        self._warn_if_little()
+
+    def _unhook(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        if kind is None:
-            self.writer.capture["truncated"] = self.truncated
-            self.writer.close()
+
+    def _warn_if_little(self) -> None:
+        """Say so when the trace is empty or steps asked for were never reached."""
+        missed = sorted(s for s in self.steps or () if s > self.step)
+        if missed:
+            more = f" ... ({len(missed)} in all)" if len(missed) > 5 else ""
+            warnings.warn(f"{self.path}: steps {', '.join(map(str, missed[:5]))}{more} were "
+                          f"never reached (the last step was {self.step})", TraceWarning,
+                          stacklevel=3)
+        if not self.writer.records:
+            warnings.warn(f"{self.path}: the trace has 0 records (no GEMM ran in a recorded "
+                          "step; call cap.start_step() at the start of each step)",
+                          TraceWarning, stacklevel=3)
 
     # --- labelling -----------------------------------------------------------------------
     def _enter_module(self, module, args):
@@ -145,8 +205,10 @@ class Capture:
         count = a.shape[0] if a.dim() == 3 else 1
         m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
         size = 4 * (a.numel() + b.numel())
-        keep = self.max_bytes is None or self.bytes + size <= self.max_bytes
-        self.truncated |= not keep
+        # the budget is a prefix: once one record's operands do not fit, none are kept
+        keep = not self.truncated and (self.max_bytes is None
+                                       or self.bytes + size <= self.max_bytes)
+        self.truncated = not keep
         operands = {}
         if keep:
             self.bytes += size
@@ -201,7 +263,7 @@ def _addmm(cap, layer, node, args, kwargs):          # addmm / baddbmm: input, a
 def _conv_setup(x, w, stride, padding, dilation, groups):
     if x.dim() != 4:
         warnings.warn(f"hbfpsim capture: only 2-D convolutions are lowered to GEMMs; a "
-                      f"{x.dim() - 2}-D one was skipped", stacklevel=3)
+                      f"{x.dim() - 2}-D one was skipped", TraceWarning, stacklevel=3)
         return None
     cols = F.unfold(x, w.shape[2:], dilation=dilation, padding=padding, stride=stride)
     batch, taps, pixels = cols.shape
@@ -214,7 +276,7 @@ def _conv(cap, layer, node, args, kwargs):
     x, w, _bias, stride, padding, dilation, transposed, _out_pad, groups = args[:9]
     if transposed:
         warnings.warn("hbfpsim capture: transposed convolutions are not lowered; skipped",
-                      stacklevel=2)
+                      TraceWarning, stacklevel=2)
         return
     cols = _conv_setup(x, w, stride, padding, dilation, groups)
     if cols is not None:
@@ -249,3 +311,42 @@ _HANDLERS = {"mm": _mm, "bmm": _mm, "addmm": _addmm, "baddbmm": _addmm,
 def capture(path: str | Path, model: torch.nn.Module, **options) -> Capture:
     """A Capture context writing the trace at ``path`` (see the module docstring)."""
     return Capture(path, model, **options)
+
+
+def _integer(value, high: int) -> int | None:
+    """``value`` as an int if it is an integer (not a bool) from 0 to ``high``, else None."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and \
+            0 <= value <= high:
+        return int(value)
+    return None
+
+
+def _steps(steps) -> set[int] | None:
+    if steps is None:
+        return None
+    if not isinstance(steps, (str, bytes)) and hasattr(steps, "__iter__"):
+        steps = list(steps)
+        values = [_integer(s, MAX_INDEX) for s in steps]
+        if None not in values:
+            return set(values)
+    raise ValueError(f"capture: steps must be a list of integers >= 0 (or None for all), "
+                     f"got {show(steps)}")
+
+
+def _layers(layers, names: set[str]) -> list[str] | None:
+    """The patterns, each matching at least one of the model's module names."""
+    if layers is None:
+        return None
+    if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__") or \
+            not all(isinstance(p, str) for p in layers):
+        raise ValueError(f"capture: layers must be a list of module name patterns (strings), "
+                         f"got {show(layers)}")
+    layers = list(layers)
+    names = names | {FUNCTIONAL}
+    for pattern in layers:
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+            shown = sorted(names)
+            more = f", ... ({len(shown)} in all)" if len(shown) > 8 else ""
+            raise ValueError(f"capture: layers pattern {pattern!r} matches no module of the "
+                             f"model (its modules: {', '.join(shown[:8])}{more})")
+    return layers

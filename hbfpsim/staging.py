@@ -1,0 +1,102 @@
+"""Outputs appear whole or not at all: every file and folder hbfpsim writes is built under a
+temporary sibling name and renamed into place when complete.
+
+A failed or interrupted command (an exception, Ctrl-C, SIGTERM turned into an exception)
+leaves the previous output untouched and removes its temporary sibling. A process killed
+outright (SIGKILL, power loss) can leave a hidden ``.NAME.tmp-PID`` sibling, never a
+half-written output under the real name. This module imports nothing from hbfpsim, so every
+layer may use it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def check_free(out: str | Path, force: bool = False, file: bool = False) -> Path:
+    """Refuse, before any work, an output that exists (unless ``force``), a folder where a
+    ``file`` goes or anything else where a folder goes, or one whose nearest existing parent
+    is not a folder. Returns ``out``."""
+    out = Path(out)
+    if out.name in ("", ".", ".."):
+        raise ValueError(f"{str(out)!r}: not a file or folder name to write")
+    if out.is_symlink() or out.exists():
+        if file and out.is_dir():
+            raise IsADirectoryError(f"{out}: is a folder, not a file to replace")
+        if not file and not out.is_dir():
+            raise FileExistsError(f"{out}: exists and is not a folder")
+        if not force:
+            raise FileExistsError(f"{out}: already exists (use --force to replace it)")
+    existing = next(p for p in out.absolute().parents if p.exists())
+    if not existing.is_dir():
+        raise NotADirectoryError(f"{out}: {existing} is not a folder")
+    return out
+
+
+def _tmp_sibling(out: Path, tag: str) -> Path:
+    """``.NAME.TAG-PID`` beside ``out``, keeping its suffix (writers pick a format by it)."""
+    return out.parent / f".{out.stem}.{tag}-{os.getpid()}{out.suffix}"
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.is_symlink() or path.exists():
+        path.unlink(missing_ok=True)
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    """Move ``tmp`` to ``out``; an existing ``out`` is set aside and put back on failure."""
+    if not (out.is_symlink() or out.exists()):
+        tmp.rename(out)
+        return
+    old = _tmp_sibling(out, "old")
+    out.rename(old)
+    try:
+        tmp.rename(out)
+    except BaseException:
+        old.rename(out)
+        raise
+    _remove(old)
+
+
+@contextmanager
+def staged_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``out``; when the block ends normally it
+    becomes ``out`` (replacing an existing one only with ``force``), otherwise it is
+    removed."""
+    out = check_free(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_sibling(out, "tmp")
+    _remove(tmp)
+    tmp.mkdir()
+    try:
+        yield tmp
+        _replace(tmp, out)
+    finally:
+        _remove(tmp)
+
+
+@contextmanager
+def staged_file(out: str | Path, force: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside the file ``out``; when the block ends normally the file
+    written there replaces ``out``, otherwise it is removed. Files are replaced by default
+    (as a plot or an export is); pass ``force=False`` to refuse an existing one."""
+    out = check_free(out, force, file=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_sibling(out, "tmp")
+    _remove(tmp)
+    try:
+        yield tmp
+        if not tmp.is_file():
+            raise FileNotFoundError(f"{out}: nothing was written")
+        _replace(tmp, out)
+    finally:
+        _remove(tmp)
+
+
+__all__ = ["check_free", "staged_dir", "staged_file"]

@@ -1,0 +1,214 @@
+"""Bad input, as a hostile new user would give it: every case through the real command line
+(in-process ``cli.main``, or a subprocess where signals and pipes matter) or the API. Each
+gives one line naming what was wrong, the documented exit status, and leaves no file behind.
+The trace layer's cases are in test_bad_trace.py."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import hbfpsim
+from hbfpsim import cli
+from hbfpsim.cost import calibrate, rtl
+from hbfpsim.formats import get
+from hbfpsim.mac import parse_accumulator
+
+ARRAY = """
+[array]
+rows = 32
+cols = 32
+dataflow = "ws"
+[numerics]
+input = "hbfp4"
+weight = "hbfp4"
+block_accumulator = "fixed16"
+[buffers]
+input_kib = 64
+weight_kib = 64
+output_kib = 64
+[dram]
+bytes_per_cycle = 32
+latency_cycles = 100
+"""
+
+
+def array_file(tmp_path, *edits: tuple[str, str]) -> str:
+    text = ARRAY
+    for old, new in edits:
+        assert old in text
+        text = text.replace(old, new, 1)
+    path = tmp_path / "a.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def rejected(argv: list[str], capsys, *words: str) -> str:
+    """Run the CLI; assert status 2, nothing on stdout, one line on stderr holding ``words``."""
+    assert cli.main(argv) == 2, argv
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("hbfpsim: error: "), err
+    for word in words:
+        assert word in err, (word, err)
+    return err
+
+
+@pytest.fixture
+def here(tmp_path, monkeypatch):
+    """Run in an empty folder; after the test it holds nothing but what the test put there."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+# --- gemm: dimensions and every timing quantity stay inside int64 ---------------------------
+
+@pytest.mark.parametrize("dims,words", [
+    (("1", "1", "1000000000000"), ["31,250,000,000 folds", "at most 4,194,304"]),       # 233 GiB
+    (("10000000000",) * 3, ["folds on a 32 x 32 array"]),                                 # 694 PiB
+    (("9223372036854775808", "1", "1"), ["dimension M", "[1, 2^40]"]),                   # > int64
+    (("1" + "0" * 30, "1", "1"), ["dimension M", "[1, 2^40]"]),                          # 31 digits
+    (("0", "1", "1"), ["dimension M", "got 0"]),
+    (("1", "-5", "1"), ["dimension N", "got -5"]),
+])
+def test_gemm_dimensions(here, capsys, dims, words):
+    rejected(["gemm", "array32", *dims], capsys, *words)
+    assert list(here.iterdir()) == []
+
+
+@pytest.mark.parametrize("edit,words", [
+    (("bytes_per_cycle = 32", "bytes_per_cycle = 1e-300"),
+     ["[dram] bytes_per_cycle", "[2^-10, 2^40]", "1e-300"]),
+    (("latency_cycles = 100", "latency_cycles = 9223372036854775807"),
+     ["[dram] latency_cycles", "[0, 2^32]"]),
+    (("input_kib = 64", "input_kib = 64\nsram_bytes_per_cycle = 1e-300"),
+     ["[buffers] sram_bytes_per_cycle", "0 (unlimited)"]),
+])
+def test_gemm_memory_configs(tmp_path, capsys, edit, words):
+    path = array_file(tmp_path, edit)
+    rejected(["gemm", path, "64", "64", "64"], capsys, path, *words)
+
+
+@pytest.mark.parametrize("edit,words", [
+    (("rows = 32", "rows = 1000000000"), ["[array] rows", "[1, 65536]"]),
+    (("input_kib = 64", "input_kib = 0.0009765625"),      # 1 byte: not one 32 x 32 HBFP4 tile
+     ["[buffers] input_kib = 0.000976562 holds less than one 32 x 32 tile", "528 bytes"]),
+    (("output_kib = 64", "output_kib = 1"),               # 32 x 32 fp32 partial sums: 4 KiB
+     ["[buffers] output_kib = 1 holds less than one 32 x 32 tile (4096 bytes at 32 bits"]),
+])
+def test_gemm_impossible_hardware(tmp_path, capsys, edit, words):
+    path = array_file(tmp_path, edit)
+    rejected(["gemm", path, "64", "64", "64"], capsys, *words)
+
+
+def test_slow_dram_gives_honest_large_counts(tmp_path, capsys):
+    """The slowest DRAM and longest latency allowed: cycle counts are huge, exact and never
+    negative (no int64 wrap); a GEMM whose cycles could pass 2^61 is refused instead."""
+    path = array_file(tmp_path, ("bytes_per_cycle = 32", "bytes_per_cycle = 0.0009765625"),
+                      ("latency_cycles = 100", "latency_cycles = 4294967296"))
+    report = hbfpsim.array.simulate(hbfpsim.array.load(path), 4096, 64, 64)
+    # every fold's A tile (4096 x 32 HBFP4: 67584 bytes) passes the 2^-10 byte/cycle channel
+    assert report.prefetch_cycles == (67584 + 528) * 1024 + 4294967296
+    assert report.total_cycles == report.compute_cycles + report.stall_cycles
+    assert min(report.stalls.values()) >= 0 and report.drain_cycles >= 0
+    assert report.stall_cycles > 3 * 2**32                 # three later folds wait a latency each
+    assert report.utilization == 4096 * 64 * 64 / (report.total_cycles * 32 * 32)
+    rejected(["gemm", path, "1099511627776", "4096", "64"], capsys, "beyond the 2^61")
+
+
+def test_block_accumulator_needs_block_operands(tmp_path, capsys):
+    """A fixed-point block accumulator with FP32 operands is refused, by gemm and by cost
+    array alike (they used to disagree on the plan)."""
+    path = array_file(tmp_path, ('input = "hbfp4"', 'input = "fp32"'),
+                      ('weight = "hbfp4"', 'weight = "fp32"'))
+    for argv in (["gemm", path, "8", "8", "8"], ["cost", "array", path]):
+        rejected(argv, capsys, path, "[numerics] block_accumulator", "input is fp32",
+                 "remove block_accumulator")
+
+
+def test_simpy_engine_has_a_fold_limit(capsys):
+    rejected(["gemm", "array32", "1", "1", str(32 * 2**20 + 1), "--engine", "simpy"], capsys,
+             "simpy engine times at most 1,048,576 folds", "the fast engine")
+
+
+# --- formats, quantize, matmul ----------------------------------------------------------------
+
+def test_block_sizes_are_bounded(capsys):
+    rejected(["formats", "hbfp4@100000000000000000000"], capsys, "block size must be in")
+    with pytest.raises(ValueError, match=r"block size must be in \[1, 1048576\]"):
+        hbfpsim.quantize(np.ones(4), "hbfp4@100000000000000000000")
+
+
+def test_int8_of_values_beyond_float32_is_an_error_not_nans():
+    with pytest.raises(ValueError, match=r"int8: max\|x\| = 1e\+300 is beyond float32's range"):
+        hbfpsim.quantize(np.float64([1e300, 1.0]), "int8")
+    q = hbfpsim.quantize(np.float64([3e38, 1.0]), "int8")          # within range: quantized
+    assert np.isfinite(q).all() and q[1] == 0.0 and q[0] == pytest.approx(3e38, rel=1e-6)
+
+
+@pytest.mark.parametrize("m,k,n", [(0, 64, 5), (3, 64, 0), (0, 0, 0), (3, 0, 5)])
+@pytest.mark.parametrize("fmt,plan", [("hbfp4", "fixed16*64 > fp32"), ("fp8_e4m3", "fp32"),
+                                      ("int8", "fixed32")])
+def test_empty_products_are_empty_or_zero(m, k, n, fmt, plan):
+    out, stats = hbfpsim.matmul(np.zeros((m, k), np.float32), np.ones((k, n), np.float32),
+                                fmt, plan=plan)
+    assert out.shape == (m, n) and out.dtype == np.float64 and not out.any()
+    assert stats.shape == (m, n, k)
+    assert all(lv.overflows == 0 for lv in stats.levels)
+
+
+# --- figures, density, synthesis, calibration ---------------------------------------------------
+
+@pytest.mark.parametrize("out", ["noext", "", ".png", "density.txt", "dir/.svg"])
+def test_plot_needs_a_figure_file_name(here, capsys, out):
+    rejected(["plot", "density", "--out", out], capsys, "a figure file is a name ending in .png")
+    assert list(here.iterdir()) == []
+
+
+def test_plot_onto_a_folder_is_refused_before_drawing(here, capsys):
+    (here / "d.png").mkdir()
+    rejected(["plot", "density", "--out", "d.png"], capsys, "d.png: is a folder")
+    assert [p.name for p in here.iterdir()] == ["d.png"] and not any((here / "d.png").iterdir())
+
+
+def test_density_accumulator_for_a_format_not_shown(capsys):
+    rejected(["density", "hbfp4", "--acc", "mxfp4=fixed16"], capsys,
+             "accumulator is given for mxfp4, which is not in the table")
+    assert cli.main(["density", "hbfp4", "--acc", "hbfp4=fixed14", "--no-booster"]) == 0
+    assert "fixed14" in capsys.readouterr().out
+
+
+def test_saturating_and_wrapping_accumulators_synthesize_differently():
+    sat, wrap = (rtl.pe_for(get("hbfp4"), parse_accumulator(a))
+                 for a in ("fixed16:sat", "fixed16:wrap"))
+    assert sat != wrap and "acc + t" in wrap and "s[16] == s[15]" in sat
+    assert rtl.pe_for(get("hbfp4"), parse_accumulator("fixed16")) == sat     # sat: the default
+
+
+def test_calibrate_writes_to_the_working_folder_not_the_package(here, capsys, monkeypatch):
+    shipped = calibrate.FITTED.read_bytes()
+    seen = {}
+
+    def fake(out, progress):
+        seen["out"] = out
+        with open(out, "w") as f:
+            f.write("{}\n")
+        return {}
+    monkeypatch.setattr(calibrate, "calibrate", fake)
+    monkeypatch.setattr(calibrate, "summary", lambda result: "fitted")
+    assert cli.main(["cost", "calibrate"]) == 0
+    assert seen["out"] == "fitted.json" and (here / "fitted.json").read_text() == "{}\n"
+    assert calibrate.FITTED.read_bytes() == shipped
+    assert "wrote fitted.json" in capsys.readouterr().out
+
+
+# --- pipes (a subprocess: the real process; signals: test_run_cli.py, test_bad_trace.py) ------
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    """``hbfpsim gemm ... --events | head -1``: the reader leaves early; no message, status 0."""
+    script = (f"{sys.executable} -m hbfpsim gemm array32 3136 64 576 --events | head -1; "
+              "echo status=${PIPESTATUS[0]}")
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=120)
+    assert done.stdout.splitlines()[0].startswith("array32: 32 x 32 WS")
+    assert done.stdout.splitlines()[-1] == "status=0" and done.stderr == ""
