@@ -39,6 +39,7 @@ def _trace(args) -> str:
         return text.trace_info(trace.open(args.path))
     from hbfpsim.trace.scalesim import import_topology
     rounding = "scalesim" if args.scalesim_rounding else "pytorch"
+    check_free(args.out, args.force, inputs=[args.topology])
     out = import_topology(args.topology, args.out, batch=args.batch, rounding=rounding,
                           force=args.force)
     return text.trace_info(trace.open(out))
@@ -59,7 +60,7 @@ def _capture(args) -> str:
     if args.layers is not None:
         options["layers"] = [p.strip() for p in args.layers.split(",")]
     try:
-        from hbfpsim.trace import examples, pytorch
+        from hbfpsim.trace import examples
     except ImportError as err:
         raise ValueError(f"capture needs PyTorch (pip install 'hbfpsim[examples]'): {err}") from None
     source, out = args.source, args.out
@@ -75,7 +76,6 @@ def _capture(args) -> str:
             raise ValueError(f"{source}: {err}") from None
         return (f"{out}: {source}, captured epochs {result['epochs']}, test accuracy "
                 f"{result['test_accuracy']:.2%}")
-    import runpy
     script = Path(source)
     if not script.is_file():
         raise ValueError(f"{source}: not a built-in example ({', '.join(examples.EXAMPLES)}) "
@@ -83,38 +83,9 @@ def _capture(args) -> str:
     if args.epochs is not None:
         raise ValueError(f"--epochs applies to the built-in examples "
                          f"({', '.join(examples.EXAMPLES)}); a script runs its own training")
-    check_free(out, args.force)
-    made = []
-
-    def capture(model, *positional, **kw):
-        if positional:
-            raise ValueError("capture(model, **options): options are keywords (steps=, "
-                             "layers=, max_bytes=, ...)")
-        made.append(pytorch.Capture(out, model, **{**options, "force": args.force, **kw}))
-        return made[-1]
-
-    try:
-        main = runpy.run_path(str(script), run_name="__hbfpsim_capture__").get("main")
-        if not callable(main):
-            raise ValueError(f"{script}: a capture script must define main(capture)")
-        main(capture)
-    except (ValueError, OSError, KeyboardInterrupt):
-        raise
-    except Exception as err:                     # the script's own failure: where and what
-        raise ValueError(f"{script}{_script_line(err, script)}: {type(err).__name__}: "
-                         f"{err}") from None
-    if not any(c.writer is not None and c.writer.written for c in made):
-        raise ValueError(f"{script}: main(capture) wrote no trace (run the training inside "
-                         "`with capture(model) as cap:`)")
+    from hbfpsim.trace.script import run_capture_script
+    run_capture_script(script, out, options, force=args.force)
     return f"{out}: written by {script}"
-
-
-def _script_line(err: BaseException, script: Path) -> str:
-    """", line N" of the last frame of ``err``'s traceback inside ``script``, or ""."""
-    import traceback
-    lines = [f.lineno for f in traceback.extract_tb(err.__traceback__)
-             if Path(f.filename).resolve() == script.resolve()]
-    return f", line {lines[-1]}" if lines else ""
 
 
 def _accumulator_options(pairs: Sequence[str]) -> dict:
@@ -164,10 +135,10 @@ def _cost(args) -> str:
         from hbfpsim.formats import get
         from hbfpsim.mac import parse_accumulator
         fmt, acc = get(args.format), parse_accumulator(args.acc)
-        if args.verilog:
+        if args.verilog is not None:
             check_free(args.verilog, force=True, file=True)
         result = calibrate.synthesize_pe(fmt, acc)
-        if args.verilog:
+        if args.verilog is not None:
             with staged_file(args.verilog) as tmp:
                 tmp.write_text(result["verilog"])
         return text.synth_report(fmt, acc, result, args.verilog)
@@ -179,7 +150,7 @@ def _cost(args) -> str:
 def _run(args) -> str:
     from hbfpsim import replay, text
     spec = replay.load(args.runfile, out=args.out)
-    check_free(spec.out, args.force)
+    check_free(spec.out, args.force, inputs=spec.inputs)
     report = replay.run(spec, progress=None if not args.quiet else False)
     replay.write(report, spec.out, force=args.force, figures=not args.no_plots)
     return text.run_report(report.summary(), report.wall_seconds, str(spec.out))
@@ -197,8 +168,15 @@ def _advise(args) -> str:
     return text.advice_report(config, t, advice, block, args.max_lost)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line like every other error (status 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"hbfpsim: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hbfpsim", description=(
+    parser = _Parser(prog="hbfpsim", description=(
         "Time, cost and accuracy of HBFP / MX / FP systolic-array training accelerators."))
     parser.add_argument("--version", action="version", version=f"hbfpsim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -321,7 +299,10 @@ def _run_command(args) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as done:                   # --help, --version, a usage error
+        return done.code if isinstance(done.code, int) else 2
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         print(_run_command(args))

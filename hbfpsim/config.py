@@ -13,16 +13,19 @@ A configuration file has four sections (see the shipped presets, ``hbfpsim/prese
 Every value is checked for type and range; an error names the file, the section and key, and
 what was expected. Format and accumulator names are strings here; ``hbfpsim.numerics``
 resolves them, once (and reports errors with the same file and key). This module imports
-nothing else from hbfpsim and no numba, so every layer may read it cheaply.
+nothing from hbfpsim but ``staging`` and no numba, so every layer may read it cheaply.
 """
 
 from __future__ import annotations
 
 import math
+import reprlib
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from hbfpsim.staging import as_path
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -131,7 +134,7 @@ class ArrayConfig:
                     continue
                 if not check(value):
                     raise ConfigError(f"{self.source}: [{section}] {key}: expected {expected}, "
-                                      f"got {value!r}")
+                                      f"got {reprlib.repr(value)}")
 
     def ideal(self) -> ArrayConfig:
         """The same array with ideal memory: no DRAM or SRAM bandwidth limit, no latency,
@@ -154,7 +157,7 @@ def presets() -> list[str]:
 def load(spec: str | Path, base: str | Path | None = None) -> ArrayConfig:
     """Read and validate an array configuration: a TOML file (relative paths from ``base``,
     default the current directory) or the name of a shipped preset (``array32``)."""
-    path = Path(base or ".") / spec
+    path = as_path("." if base is None else base, "load: base") / as_path(spec, "load: spec")
     if not path.exists() and isinstance(spec, str) and spec in presets():
         path = PRESETS / f"{spec}.toml"
     elif not path.exists():
@@ -235,6 +238,9 @@ def from_scalesim(path: str | Path, **overrides: Any) -> ArrayConfig:
 
 def from_dict(data: dict, source: str = "<dict>", name: str = "custom") -> ArrayConfig:
     """Validate a configuration given as nested dicts (the TOML structure)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a configuration is a table of sections ([array], "
+                          f"[buffers], ...), got {type(data).__name__}")
     unknown = sorted(set(data) - set(SCHEMA))
     if unknown:
         raise ConfigError(f"{source}: unknown section [{unknown[0]}] (expected "

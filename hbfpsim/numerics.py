@@ -88,6 +88,9 @@ class Numerics:
     def of(cls, config: ArrayConfig) -> Numerics:
         """The numerics a configuration names, resolved once per distinct set of names (and
         source file, which errors name)."""
+        if not isinstance(config, ArrayConfig):
+            raise TypeError(f"expected an ArrayConfig (hbfpsim.array.load(...)), got "
+                            f"{config!r:.80}")
         return _resolved(*(getattr(config, key) for key in KEYS), config.source)
 
     @property

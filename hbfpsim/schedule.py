@@ -54,11 +54,20 @@ class Rule:
     epochs: tuple[int | str | None, int | str | None] = (None, None)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.numerics, Numerics):
+            raise TypeError(f"rule numerics: expected a Numerics (Numerics.create(...)), got "
+                            f"{self.numerics!r}")
+        for key in ("layers", "phases"):
+            value = getattr(self, key)
+            if not isinstance(value, tuple) or not value or \
+                    not all(isinstance(v, str) and v for v in value):
+                raise ValueError(f"rule {key}: expected a non-empty tuple of names, got "
+                                 f"{value!r}")
         bad = [p for p in self.phases if p not in PHASES]
         if bad:
             raise ValueError(f"rule phases: {bad[0]!r} is not one of {', '.join(PHASES)}")
-        if len(self.epochs) != 2 or not all(e is None or e == "last" or _epoch(e)
-                                            for e in self.epochs):
+        if not isinstance(self.epochs, tuple) or len(self.epochs) != 2 or \
+                not all(e is None or e == "last" or _epoch(e) for e in self.epochs):
             raise ValueError(f"rule epochs: expected [first, last] with integers >= 0 or "
                              f"'last', got {self.epochs!r}")
 
@@ -90,6 +99,10 @@ class Schedule:
 
     def numerics_for(self, layer: str, phase: str, epoch: int, where: Where = Where()
                      ) -> Numerics:
+        if not isinstance(layer, str) or phase not in PHASES or not _epoch(epoch):
+            raise ValueError(f"numerics_for: expected a layer name, a phase in "
+                             f"{', '.join(PHASES)} and an epoch >= 0, got {layer!r}, "
+                             f"{phase!r}, {epoch!r}")
         for rule in self.rules:
             if rule.matches(layer, phase, epoch, where):
                 return rule.numerics

@@ -12,18 +12,38 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 
-def check_free(out: str | Path, force: bool = False, file: bool = False) -> Path:
+def as_path(value: object, what: str) -> Path:
+    """``value`` (a str or os.PathLike naming a file or folder) as a Path; anything else is
+    a TypeError naming ``what``."""
+    if isinstance(value, (str, os.PathLike)) and not isinstance(value, bytes):
+        path = Path(value)
+        if isinstance(os.fspath(path), str):
+            return path
+    raise TypeError(f"{what} must be a path (str or os.PathLike), got {value!r:.80}")
+
+
+def check_free(out: str | Path, force: bool = False, file: bool = False,
+               inputs: Iterable[str | Path] = ()) -> Path:
     """Refuse, before any work, an output that exists (unless ``force``), a folder where a
-    ``file`` goes or anything else where a folder goes, or one whose nearest existing parent
-    is not a folder. Returns ``out``."""
-    out = Path(out)
+    ``file`` goes or anything else where a folder goes, one whose nearest existing parent is
+    not a folder, and one that is or holds the working folder or any of ``inputs`` (what
+    the command reads: replacing it would destroy it). Returns ``out``."""
+    out = as_path(out, "output")
     if out.name in ("", ".", ".."):
         raise ValueError(f"{str(out)!r}: not a file or folder name to write")
+    target, here = _resolved(out), Path.cwd()
+    for keep in (here, *map(Path, inputs)):
+        folder = keep.is_dir() and _resolved(keep) != here   # inside the working folder: fine
+        keep = _resolved(keep)
+        inside = folder and target.exists() and keep in target.parents
+        if target == keep or target in keep.parents or inside:
+            raise ValueError(f"{out}: would replace {keep} or part of it, which this command "
+                             "reads (or the working folder); choose another output")
     if out.is_symlink() or out.exists():
         if file and out.is_dir():
             raise IsADirectoryError(f"{out}: is a folder, not a file to replace")
@@ -35,6 +55,14 @@ def check_free(out: str | Path, force: bool = False, file: bool = False) -> Path
     if not existing.is_dir():
         raise NotADirectoryError(f"{out}: {existing} is not a folder")
     return out
+
+
+def _resolved(path: Path) -> Path:
+    """``path`` with links resolved; a link loop resolves as far as it can."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path.absolute()
 
 
 def _tmp_sibling(out: Path, tag: str) -> Path:
@@ -99,4 +127,4 @@ def staged_file(out: str | Path, force: bool = True) -> Iterator[Path]:
         _remove(tmp)
 
 
-__all__ = ["check_free", "staged_dir", "staged_file"]
+__all__ = ["as_path", "check_free", "staged_dir", "staged_file"]

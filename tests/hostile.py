@@ -26,7 +26,9 @@ Outcomes (the first that applies, in this order):
 ``clean``      a wrong input refused as documented: exit status 2, nothing on stdout, stderr
                exactly one line starting "hbfpsim: error:" (signals: 130 for SIGINT, 143 for
                SIGTERM, one line); API: a ValueError or OSError (subclasses included: the
-               ConfigError and TraceError of hbfpsim) with a one-line message. Or a legal but
+               ConfigError and TraceError of hbfpsim) with a one-line message, or a
+               TypeError whose message says what the argument "must be" or what was
+               "expected" (docs/architecture.md: the answer to a wrong type). Or a legal but
                extreme input whose check passed (for some, a clean refusal is accepted too:
                ``refusal_ok``).
 
@@ -65,7 +67,6 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 TRACES = REPO / "traces"
 QUICKSTART = REPO / "configs" / "quickstart.toml"
-SCALESIM_CSV = REPO / "tests" / "data" / "scalesim_compute.csv"
 MARKER = "@@hostile-result@@"
 OUTCOMES = ("clean", "traceback", "hang", "silent", "debris", "messy")
 MISSING = None                      # a key left out of a file (see config_text & co.)
@@ -225,7 +226,8 @@ def _messy_cli(rc: int, out: str, err: str) -> str:
     if out.strip():
         why.append(f"stdout {short(out.strip().splitlines()[0], 60)!r}")
     if len(lines) != 1:
-        why.append(f"{len(lines)} stderr lines")
+        why.append(f"{len(lines)} stderr lines" + (f" (first: {short(lines[0], 100)!r})"
+                                                     if len(lines) > 1 else ""))
     elif not lines[0].startswith("hbfpsim: error: "):
         why.append("stderr does not start with 'hbfpsim: error: '")
     return "; ".join(why) + (": " + lines[-1] if lines else "")
@@ -249,11 +251,16 @@ def _judge_cli(case: Case, rc: int | None, out: str, err: str, early: bool, work
         signum = case.signal[0]
         if early:
             return "silent", f"finished (status {rc}) before the signal was sent", rc != 0
-        if _one_line_error(rc, out, err, 128 + signum, "hbfpsim: "):
+        # progress lines before the last are fine (cost calibrate prints its steps there)
+        wanted = "hbfpsim: interrupted" if signum == signal.SIGINT else "hbfpsim: terminated"
+        if rc == 128 + signum and not out.strip() and last == wanted:
             return "clean", last, True
         if rc == 0:
             return "silent", f"exit status 0 after signal {signum}", False
-        return "messy", f"status {rc} after signal {signum} (want {128 + signum}): {last}", True
+        why = [f"status {rc} (want {128 + signum})"] if rc != 128 + signum else []
+        why += ["output on stdout"] if out.strip() else []
+        why += [f"last stderr line is not {wanted!r}"] if last != wanted else []
+        return "messy", f"after signal {signum}: {'; '.join(why)}: {last}", True
     if case.expect == "error":
         if rc == 0:
             return "silent", "accepted (exit status 0): " + short(out.strip()[-120:], 120), False
@@ -295,7 +302,9 @@ def _judge_api(case: Case, rc: int | None, out: str, err: str) -> tuple[str, str
         message = result["message"]
         first = message.strip().splitlines()[0] if message.strip() else ""
         detail = f"{result['raised']}: {short(first, 240)}"
-        if not set(result["mro"]) & set(case.errors):
+        documented_type_error = "TypeError" in result["mro"] and re.search(
+            r"\b(must be|expected)\b", message) and "Traceback" not in message
+        if not set(result["mro"]) & set(case.errors) and not documented_type_error:
             where = result.get("where", "")
             return "traceback", detail + (f" (at {where})" if where else ""), True
         one_line = bool(message.strip()) and "\n" not in message.strip()
@@ -687,19 +696,21 @@ BAD_SCRIPTS = {
 NEGATIVE = re.compile(r"(?<![\w.\-])-\d")
 
 
-def sane(text: str, allow_inf: bool = False) -> bool:
-    """No NaN, no negative number, and no infinity unless ``allow_inf``."""
-    if re.search(r"\bnan\b", text, re.IGNORECASE) or NEGATIVE.search(text):
+def sane(text: str, allow_inf: bool = False, signed: bool = False) -> bool:
+    """No NaN, no infinity unless ``allow_inf``, no negative number unless ``signed``."""
+    if re.search(r"\bnan\b", text, re.IGNORECASE) or (not signed and NEGATIVE.search(text)):
         return False
     return allow_inf or not re.search(r"\binf(inity)?\b", text, re.IGNORECASE)
 
 
-def ok(*words: str, allow_inf: bool = False, files: Iterable[str] = ()) -> Callable:
-    """A check: exit 0, sane output holding ``words``, and ``files`` written."""
+def ok(*words: str, allow_inf: bool = False, signed: bool = False,
+       files: Iterable[str] = ()) -> Callable:
+    """A check: exit 0, sane output holding ``words``, and ``files`` written (``signed``:
+    negative numbers are fine, e.g. the relative errors of synthesis reports)."""
     files = tuple(files)
 
     def check(r: Result) -> bool:
-        return (r.rc == 0 and bool(r.out.strip()) and sane(r.out, allow_inf)
+        return (r.rc == 0 and bool(r.out.strip()) and sane(r.out, allow_inf, signed)
                 and all(w in r.out for w in words)
                 and all((r.dir / f).exists() for f in files))
     return check
@@ -712,7 +723,7 @@ def gemm_ok(r: Result) -> bool:
     cycles = re.search(r"cycles\s+(\d+) = (\d+) compute \+ (\d+) stall", r.out)
     util = re.search(r"utilization\s+([\d.]+)%", r.out)
     return bool(cycles and util) and int(cycles[1]) == int(cycles[2]) + int(cycles[3]) \
-        and 0 < float(util[1]) <= 100
+        and 0 <= float(util[1]) <= 100
 
 
 def run_ok(*words: str, files: Iterable[str] = ()) -> Callable:
@@ -1075,7 +1086,7 @@ def trace_info_command() -> Iterator[Case]:
     for label, setup in special:
         yield cli(g, f"file={label}", ["trace", "info", "t"], steps(mkdir("t", False), setup))
     contents = [("empty", ""), ("binary", GARBAGE), ("non-utf8", b'{"model": "caf\xe9"}'),
-                ("bom", "\ufeff" + manifest_text()), ("null", "null"), ("list", "[]"),
+                ("null", "null"), ("list", "[]"),
                 ("number", "1"), ("string", '"x"'), ("deep-nesting", DEEP_JSON),
                 ("deep-objects", '{"a":' * 50000 + "1" + "}" * 50000),
                 ("NaN-literal", manifest_text(top={"description": "NaN"})),
@@ -1086,6 +1097,9 @@ def trace_info_command() -> Iterator[Case]:
                 ("truncated-json", manifest_text()[:-10])]
     for label, content in contents:
         yield cli(g, f"manifest={label}", ["trace", "info", "t"], manifest_dir("t", content))
+    yield cli(g, "manifest=bom", ["trace", "info", "t"],      # JSON parsers MAY ignore a BOM
+              manifest_dir("t", "\ufeff" + manifest_text()), expect=ok("records"),
+              refusal_ok=True)
     top = {"schema": [("missing", MISSING), ("version-2", '"hbfpsim-trace/2"'),
                       ("upper-case", '"HBFPSIM-TRACE/1"'), ("int", "1"), ("null", "null"),
                       ("empty", '""'), ("list", '["hbfpsim-trace/1"]')],
@@ -1138,7 +1152,7 @@ def trace_info_command() -> Iterator[Case]:
         "t", manifest_text(records="[" + ", ".join([manifest_text().split('"records": [')[1]
                                                      .rsplit("]", 1)[0]] * 2) + "]")))
     yield cli(g, "record elements>2^40", ["trace", "info", "t"], manifest_dir(
-        "t", manifest_text(record={"m": str(2**20), "n": str(2**20), "k": str(2**20)})))
+        "t", manifest_text(record={"m": str(2**21), "n": "1", "k": str(2**20)})))
     legal_records = [("index=2^62", {"id": str(2**62), "step": str(2**62), "epoch": str(2**62)}),
                      ("m=2^40", {"m": str(2**40), "k": "1", "n": "1"}),
                      ("layer=empty", {"layer": '""'}),
@@ -1198,7 +1212,6 @@ def import_scalesim_command() -> Iterator[Case]:
                 ("conv-huge-depthwise", conv_head + f"DP1, 65536, 65536, 1, 1, {2**31}, 1, 1,\n"),
                 ("gemm-zero", gemm_head + "fc1, 0, 32, 16,\n"),
                 ("gemm-elements>2^40", gemm_head + f"fc1, {2**31}, {2**31}, 1,\n"),
-                ("gemm-nul", gemm_head + "fc\0, 64, 32, 16,\n"),
                 ("gemm-no-name", gemm_head + ", 64, 32, 16,\n"),
                 ("binary-after-header", gemm_head.encode() + GARBAGE),
                 ("non-utf8-row", gemm_head.encode() + b"fc\xe9, 64, 32, 16,\n")]
@@ -1208,13 +1221,12 @@ def import_scalesim_command() -> Iterator[Case]:
     legal = [("gemm", good, "fc1"), ("crlf", good.replace("\n", "\r\n"), "fc1"),
              ("bom", "\ufeff" + good, "fc1"), ("unterminated-quote", good + '"fc2, 1, 2, 3\n', ""),
              ("many-rows", gemm_head + "".join(f"l{i}, 8, 8, 8,\n" for i in range(20000)), ""),
-             ("unicode-name", gemm_head + "\u5c42, 64, 32, 16,\n", "")]
+             ("unicode-name", gemm_head + "\u5c42, 64, 32, 16,\n", ""),
+             ("nul-in-name", gemm_head + "fc\0, 64, 32, 16,\n", "")]
     for label, content, word in legal:
         yield cli(g, f"topology={label}", ["trace", "import-scalesim", "t.csv", "out"],
                   write("t.csv", content), expect=trace_written("out"),
-                  refusal_ok=label == "unterminated-quote")
-    yield cli(g, "topology=shipped-test-data", ["trace", "import-scalesim", str(SCALESIM_CSV),
-                                                "out"], expect=trace_written("out"))
+                  refusal_ok=label in ("unterminated-quote", "nul-in-name"))
     for label, value, setup in OUTPUT_DIRS:
         yield cli(g, f"out={label}", ["trace", "import-scalesim", "t.csv", value],
                   steps(write("t.csv", good), setup) if setup else write("t.csv", good))
@@ -1362,8 +1374,10 @@ def cost_command() -> Iterator[Case]:
                ("very-long", "fixed" + "9" * 5000), ("non-utf8", NON_UTF8_ARG)]
     for label, value in bad_acc:
         yield cli(g, f"acc={label}", ["cost", "mac", "hbfp4", "--acc", value])
-    legal_acc = [("fixed64", "hbfp4", "fixed64", LEGAL), ("fixed8-for-hbfp8", "hbfp8", "fixed8", LEGAL),
-                 ("padded", "hbfp4", " fixed16 ", LEGAL), ("float-for-hbfp", "hbfp4", "e11m52", EITHER),
+    legal_acc = [("fixed64", "hbfp4", "fixed64", LEGAL),
+                 ("fixed8-for-hbfp8", "hbfp8", "fixed8", LEGAL),
+                 ("padded", "hbfp4", " fixed16 ", LEGAL),
+                 ("float-for-hbfp", "hbfp4", "e11m52", EITHER),
                  ("fixed-for-fp32", "fp32", "fixed16", EITHER),
                  ("stochastic-for-fp8", "fp8_e4m3", "fp16:stochastic", LEGAL)]
     for label, fmt, acc, verdict in legal_acc:
@@ -1384,15 +1398,20 @@ def cost_command() -> Iterator[Case]:
     for label, value, setup, expect, refusal in output_files(".v"):
         if label in ("existing-file", "fifo", "link-to-outside-file", "non-utf8-name"):
             continue                         # each synthesizes: one legal run is enough
+        if expect != "error":
+            expect = ok("transistors", signed=True, files=[value])
         yield cli(g, f"verilog={label}", ["cost", "synth", "hbfp4", "--acc", "fixed16",
                                           "--verilog", value], setup, expect=expect,
                   refusal_ok=refusal, **synth)
-    yield cli(g, "widest", ["cost", "synth", "hbfp8", "--acc", "fixed64"], expect=ok("transistors"),
+    yield cli(g, "widest", ["cost", "synth", "hbfp8", "--acc", "fixed64"],
+              expect=ok("transistors", signed=True),
               refusal_ok=True, **synth)
     g = "cost calibrate"
     for label, value, setup, expect, refusal in output_files(".json"):
         if label in ("fifo", "link-to-outside-file", "non-utf8-name", "existing-file"):
             continue                         # each runs the whole calibration
+        if expect != "error":
+            expect = ok("wrote", signed=True, files=[value])
         yield cli(g, f"out={label}", ["cost", "calibrate", "--out", value], setup, expect=expect,
                   refusal_ok=refusal, timeout=400)
 
@@ -1405,7 +1424,8 @@ def run_command() -> Iterator[Case]:
     for label, value, setup in INPUT_PATHS:
         yield cli(g, f"runfile={label}", ["run", value, *fast], setup)
     contents = [("empty-content", ""), ("binary-content", GARBAGE),
-                ("non-utf8-content", NON_UTF8), ("deep-nesting", DEEP_TOML), ("json", '{"run": {}}'),
+                ("non-utf8-content", NON_UTF8), ("deep-nesting", DEEP_TOML),
+                ("json", '{"run": {}}'),
                 ("array-config", config_text()), ("nul-byte", runfile_text() + "\0")]
     for label, content in contents:
         yield cli(g, f"runfile={label}", ["run", "r.toml", *fast], run_setup(content))
@@ -1481,7 +1501,8 @@ def runfile_keys() -> Iterator[Case]:
                      ("one", "1", LEGAL), ("2^40", str(2**40), LEGAL)],
         "synthetic": [("upper-case", '"GAUSSIAN"', "error"), ("empty", '""', "error"),
                       ("int", "1", "error"), ("bool", "true", "error"),
-                      ("list", '["gaussian"]', "error"), ("fitted-without-fit", '"fitted"', "error")],
+                      ("list", '["gaussian"]', "error"),
+                      ("fitted-without-fit", '"fitted"', "error")],
         "bogus": [("unknown-key", "1", "error")],
     }
     extra = (write("bad.toml", "[array]\nrows = 0\n"), fifo(), write("afile", "keep\n"),
@@ -1516,7 +1537,7 @@ def runfile_keys() -> Iterator[Case]:
                  ("slash", '"a/b"', "error"), ("dotdot", '".."', "error"),
                  ("parent-path", '"../x"', "error"), ("colon", '"a:b"', "error"),
                  ("bool", "true", "error"), ("nul", '"a\\u0000"', "error"),
-                 ("unicode-letter", '"\\u00e9t\\u00e9"', LEGAL)],
+                 ("unicode-letter", '"\\u00e9t\\u00e9"', EITHER)],   # ASCII: documented
         "schedule": [("upper-case", '"BOOSTER"', "error"), ("empty", '""', "error"),
                      ("int", "1", "error")],
         "input": [("empty", '""', "error"), ("int", "1", "error"), ("unknown", '"nope"', "error"),
@@ -1607,13 +1628,15 @@ def run_data() -> Iterator[Case]:
                                              tiny_trace(records=[])), expect=run_ok(),
               refusal_ok=True)
     yield cli(g, "shape-only big", argv, steps(write("r.toml", runfile_text(
-        {"traces": '["big"]', "synthetic": '"gaussian"'})), tiny_trace("big", [rec(id=0, step=0, epoch=0, layer="a", phase="fwd", m=2**20, n=2**20, k=2**20)],
+        {"traces": '["big"]', "synthetic": '"gaussian"'})), tiny_trace("big", [
+            rec(id=0, step=0, epoch=0, layer="a", phase="fwd", m=2**14, n=2**14, k=2**14)],
             operands=False)), expect=run_ok(), timeout=120)
     yield cli(g, "zeros with figures", ["run", "r.toml", "--quiet"],
               steps(write("r.toml", text), tiny_trace(fill=0.0)),
               expect=run_ok(files=["out/run.json"]), timeout=120)
     yield cli(g, "one-record with figures", ["run", "r.toml", "--quiet"],
-              steps(write("r.toml", text), tiny_trace(records=[rec(id=0, step=0, epoch=0, layer="a", phase="fwd", m=4, n=4, k=64)])),
+              steps(write("r.toml", text), tiny_trace(records=[
+                  rec(id=0, step=0, epoch=0, layer="a", phase="fwd", m=4, n=4, k=64)])),
               expect=run_ok(files=["out/run.json"]), timeout=120)
     yield cli(g, "operand-swapped-after-check", argv, steps(
         write("r.toml", text), tiny_trace(), npy("tiny/operands/000000_a.npy", "truncated",
@@ -1633,9 +1656,14 @@ def advise_command() -> Iterator[Case]:
               expect=ok("tiny on tpu128"))
     yield cli(g, "array=os-dataflow", ["advise", "tiny", "--array", "a.toml"],
               steps(tiny_trace(), write("a.toml", config_text({("array", "dataflow"): '"os"'}))),
-              expect=ok("a on"))
+              expect=ok("tiny on a"))
     for option in ("--max-lost", "--probability"):
         for label, value in FLOAT_WORDS:
+            if option == "--max-lost" and label in ("inf", "1e400", "2^63"):
+                # any loss allowed: a clean refusal or the narrowest accumulators both fit
+                yield cli(g, f"max-lost={label}", ["advise", "tiny", option, value],
+                          tiny_trace(), expect=ok("bits", allow_inf=True), refusal_ok=True)
+                continue
             yield cli(g, f"{option[2:]}={label}", ["advise", "tiny", option, value], tiny_trace())
     for label, value in (("zero", "0"), ("minus-zero", "-0.0"), ("1e-400", "1e-400")):
         yield cli(g, f"max-lost={label}", ["advise", "tiny", "--max-lost", value], tiny_trace())
@@ -1653,8 +1681,10 @@ def advise_command() -> Iterator[Case]:
     yield cli(g, "data=shape-only", ["advise", "shape"], shape_only(), expect=ok("bits"))
     yield cli(g, "data=no-records", ["advise", "tiny"], tiny_trace(records=[]), expect=ok(),
               refusal_ok=True)
-    yield cli(g, "data=k=1", ["advise", "tiny"], tiny_trace(records=[rec(id=0, step=0, epoch=0, layer="a", phase="fwd", m=8, n=8, k=1)]), expect=ok("bits"))
-    yield cli(g, "data=k=2^40", ["advise", "shape", "--no-check"], tiny_trace("shape", [rec(id=0, step=0, epoch=0, layer="a", phase="fwd", m=1, n=1, k=2**40)], operands=False),
+    yield cli(g, "data=k=1", ["advise", "tiny"], tiny_trace(records=[
+        rec(id=0, step=0, epoch=0, layer="a", phase="fwd", m=8, n=8, k=1)]), expect=ok("bits"))
+    yield cli(g, "data=k=2^40", ["advise", "shape", "--no-check"], tiny_trace("shape", [
+        rec(id=0, step=0, epoch=0, layer="a", phase="fwd", m=1, n=1, k=2**40)], operands=False),
         expect=ok("bits"), refusal_ok=True)
 
 
@@ -1679,8 +1709,9 @@ def signal_cases() -> Iterator[Case]:
                                         "simpy"], signal=(signal.SIGTERM, 4.0), timeout=60)
     yield cli(g, "advise SIGTERM", ["advise", str(TRACES / "cnn_digits")],
               signal=(signal.SIGTERM, 3.0), timeout=60)
-    yield cli(g, "plot SIGTERM", ["plot", "density", "--out", "d.png"],
-              signal=(signal.SIGTERM, 2.5), timeout=60)
+    endless = GOOD_SCRIPT.replace("range(3)", "range(10**9)")
+    yield cli(g, "capture-script SIGTERM", ["capture", "s.py", "--out", "t", "--steps", "0,1"],
+              write("s.py", endless), signal=(signal.SIGTERM, 8.0), timeout=60)
 
 
 # --- the public API -----------------------------------------------------------------------------
@@ -1747,7 +1778,8 @@ def api_quantize() -> Iterator[Case]:
                       ("seed=true", {"rounding": "stochastic", "seed": True}),
                       ("seed=1.5", {"rounding": "stochastic", "seed": 1.5}),
                       ("seed=string", {"rounding": "stochastic", "seed": "1"}),
-                      ("nonfinite-empty", {"nonfinite": ""}), ("nonfinite-none", {"nonfinite": None}),
+                      ("nonfinite-empty", {"nonfinite": ""}),
+                      ("nonfinite-none", {"nonfinite": None}),
                       ("nonfinite-upper", {"nonfinite": "PROPAGATE"}),
                       ("option-compat", {"compat": "x"}), ("option-unknown", {"bogus": 1}),
                       ("option-saturate-on-hbfp", {"saturate": True})):
@@ -1908,11 +1940,11 @@ def api_matmul() -> Iterator[Case]:
                     ("A-ragged", lambda np: [[1.0, 2.0], [3.0]], b64)]
     for label, make_a, make_b in bad_operands:
         yield api(g, label, _mm(make_a, make_b), f"matmul(<{label}>, 'hbfp4')")
-    legal = [("empty-M", lambda np: np.zeros((0, 64), np.float32), b64, (0, 5)),
-             ("K=0", lambda np: np.zeros((4, 0), np.float32), lambda np: np.zeros((0, 5),
-                                                                                 np.float32), (4, 5)),
-             ("1x1x1", lambda np: np.ones((1, 1), np.float32), lambda np: np.ones((1, 1),
-                                                                                np.float32), (1, 1)),
+    zeros = lambda shape: (lambda np: np.zeros(shape, np.float32))
+    ones = lambda shape: (lambda np: np.ones(shape, np.float32))
+    legal = [("empty-M", zeros((0, 64)), b64, (0, 5)),
+             ("K=0", zeros((4, 0)), zeros((0, 5)), (4, 5)),
+             ("1x1x1", ones((1, 1)), ones((1, 1)), (1, 1)),
              ("float16", lambda np: np.ones((4, 64), np.float16), b64, (4, 5)),
              ("bool", lambda np: np.ones((4, 64), bool), b64, (4, 5)),
              ("int64-2^62", lambda np: np.full((4, 64), 2**62, np.int64), b64, (4, 5)),
@@ -1926,7 +1958,8 @@ def api_matmul() -> Iterator[Case]:
                                       lambda np: np.full((64, 2), 3e38, np.float32), "fp32"),
               "matmul(3e38s, 3e38s, 'fp32'): Inf, counted as overflows",
               expect=lambda r: r[1].levels[0].overflows > 0)
-    for label, how in (("strided", "strided"), ("fortran", "fortran"), ("big-endian", "big-endian")):
+    for label, how in (("strided", "strided"), ("fortran", "fortran"),
+                       ("big-endian", "big-endian")):
         yield api(g, f"layout={label}", lambda _w, how=how: _mm_layouts(how),
                   f"matmul(<{how} A>, B) == matmul(copy, B)", expect=same_pair)
     for label, fmt_b in (("int", 7), ("unknown", "nope"), ("none-a", None)):
@@ -1936,7 +1969,7 @@ def api_matmul() -> Iterator[Case]:
             yield api(g, f"fmt_b={label}", _mm(a64, b64, "hbfp4", fmt_b),
                       f"matmul(A, B, 'hbfp4', {fmt_b!r})")
     plans = [("empty", ""), ("gt", ">"), ("chunk-0", "fp32*0 > fp32"),
-             ("straddles-blocks", "fixed16*3 > fp32"), ("last-has-chunk", "fp32*64"),
+             ("last-has-chunk", "fp32*64"),
              ("fixed-after-float", "fp32*4 > fixed16"), ("none", None), ("int", 5),
              ("list-last-chunk", [(64, "fixed16")]),
              ("list-numpy-chunk", "numpy"), ("fixed-for-fp32", "fixed16*64 > fp32 fp32")]
@@ -1952,9 +1985,13 @@ def api_matmul() -> Iterator[Case]:
         else:
             yield api(g, f"plan={label}", _mm(a64, b64, plan=value),
                       f"matmul(A, B, 'hbfp4', plan={value!r})")
+    yield api(g, "plan=straddles-blocks", _mm(lambda np: np.ones((4, 128), np.float32),
+                                              lambda np: np.ones((128, 5), np.float32),
+                                              plan="fixed16*3 > fp32"),
+              "matmul(ones(4, 128), ones(128, 5), 'hbfp4', plan='fixed16*3 > fp32')")
     yield api(g, "plan=huge-chunk", _mm(a64, b64, plan="fp32*" + "9" * 30 + " > fp32"),
               "matmul(A, B, 'hbfp4', plan='fp32*999...(30 digits) > fp32')",
-              expect=mm_finite((4, 5)))
+              expect=mm_finite((4, 5)), refusal_ok=True)      # chunks are bounded: 2^40
     for label, kw in (("stochastic-no-seed", {"operand_rounding": "stochastic"}),
                       ("seed=-1", {"operand_rounding": "stochastic", "seed": -1}),
                       ("seed=true", {"operand_rounding": "stochastic", "seed": True}),
@@ -2002,7 +2039,8 @@ def api_array() -> Iterator[Case]:
         yield api(g, f"load({label})", lambda _w, spec=spec: load(spec), f"array.load({spec!r})")
     yield api(g, "load(fifo)", lambda _w: load("fifo"), "array.load('fifo')", fifo())
     yield api(g, "load(folder)", lambda _w: load("adir"), "array.load('adir')", mkdir("adir"))
-    yield api(g, "load(base=int)", lambda _w: load("array32", base=5), "array.load('array32', base=5)")
+    yield api(g, "load(base=int)", lambda _w: load("array32", base=5),
+              "array.load('array32', base=5)")
     yield api(g, "load(nul)", lambda _w: load("a\x00b"), "array.load('a\\x00b')")
     yield api(g, "load(preset)", lambda _w: load("array32").rows, "array.load('array32').rows",
               expect=lambda v: v == 32)
@@ -2141,7 +2179,8 @@ def api_trace() -> Iterator[Case]:
                   values.pop("k"), **values)
         return sorted(p.name for p in Path("w").iterdir())
 
-    for label, kw in (("model=int", {"model": 5}), ("capture=nan", {"capture": {"x": float("nan")}}),
+    for label, kw in (("model=int", {"model": 5}),
+                      ("capture=nan", {"capture": {"x": float("nan")}}),
                       ("capture=object", {"capture": {"x": object()}}),
                       ("capture=list", {"capture": [1]}), ("description=int", {"description": 1}),
                       ("path=empty", {"path": ""}), ("path=none", {"path": None})):
@@ -2170,10 +2209,13 @@ def api_trace() -> Iterator[Case]:
                             ("batch=0", ("s", "resnet50"), {"batch": 0}),
                             ("batch=true", ("s", "resnet50"), {"batch": True}),
                             ("unknown-setting", ("s", "resnet50"), {"bogus": 1}),
-                            ("image=1", ("s", "resnet50"), {"image": 1}),
+                            ("image=2^20+1", ("s", "resnet50"), {"image": 2**20 + 1}),
                             ("model=none", ("s", None), {})):
         yield api(g, f"shape_trace({label})", lambda _w, args=args, kw=kw: shape_trace(*args, **kw),
                   f"trace.shape_trace(*{args!r}, **{kw!r})")
+    yield api(g, "shape_trace(resnet50 image=1)", lambda _w: str(shape_trace(
+        "s", "resnet50", image=1)), "trace.shape_trace('s', 'resnet50', image=1)",
+        expect=lambda v: v == "s", refusal_ok=True)
     yield api(g, "shape_trace(bert seq=1)", lambda _w: str(shape_trace("s", "bert-base", seq=1)),
               "trace.shape_trace('s', 'bert-base', seq=1)", expect=lambda v: v == "s",
               refusal_ok=True)
@@ -2445,8 +2487,8 @@ def main(argv: list[str] | None = None) -> int:
     me = resource.getrusage(resource.RUSAGE_SELF)
     print(report(outcomes))
     children = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
-    print(f"CPU time     {children:.1f} s in the case processes (+{me.ru_utime + me.ru_stime:.1f} s "
-          f"here), {time.monotonic() - start:.0f} s wall, {args.jobs} jobs")
+    print(f"CPU time     {children:.1f} s in the case processes (+{me.ru_utime + me.ru_stime:.1f}"
+          f" s here), {time.monotonic() - start:.0f} s wall, {args.jobs} jobs")
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(o) for o in outcomes], indent=1))
     return 0 if all(o.outcome == "clean" for o in outcomes) else 1

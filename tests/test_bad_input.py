@@ -6,6 +6,8 @@ The trace layer's cases are in test_bad_trace.py."""
 import subprocess
 import sys
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -212,3 +214,104 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
                           timeout=120)
     assert done.stdout.splitlines()[0].startswith("array32: 32 x 32 WS")
     assert done.stdout.splitlines()[-1] == "status=0" and done.stderr == ""
+
+
+# --- found by the hostile-input catalogue (tests/hostile.py) ------------------------------------
+
+@pytest.mark.parametrize("argv,words", [
+    (["gemm", "array32", "1", "1"], ["hbfpsim gemm: the following arguments are required: K",
+                                     "(see hbfpsim gemm --help)"]),
+    (["cost", "nonsense"], ["hbfpsim cost: argument ACTION: invalid choice: 'nonsense'"]),
+    (["trace", "import-scalesim", "t.csv", "out", "--batch", "nan"],
+     ["argument --batch: invalid int value: 'nan'"]),
+    (["formats", "hbfp\u0664"], ["unknown format 'hbfp\u0664'"]),          # an Arabic-Indic 4
+    (["cost", "mac", "hbfp4", "--acc", "fixed\u0661\u0666"], ["unknown accumulator"]),
+    (["density", "hbfp\uff14"], ["unknown format"]),                         # a full-width 4
+])
+def test_usage_errors_and_lookalike_digits_are_one_line(here, capsys, argv, words):
+    rejected(argv, capsys, *words)
+    assert list(here.iterdir()) == []
+
+
+def test_help_still_exits_0(capsys):
+    assert cli.main(["--help"]) == 0 and "usage: hbfpsim" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fmt", ["hbfp4", "mxfp4", "int8", "fp8_e4m3"])
+def test_big_endian_arrays_are_the_same_numbers(fmt):
+    x = np.random.default_rng(0).standard_normal((4, 64)).astype(np.float32)
+    assert np.array_equal(hbfpsim.quantize(x.astype(">f4"), fmt), hbfpsim.quantize(x, fmt))
+    b = np.ones((64, 3), np.float32)
+    assert np.array_equal(hbfpsim.matmul(x.astype(">f4"), b, fmt).out,
+                          hbfpsim.matmul(x, b, fmt).out)
+
+
+def quickstart(here) -> str:
+    """The quickstart run file with absolute trace paths, in the test's folder."""
+    text = (Path(__file__).parents[1] / "configs" / "quickstart.toml").read_text()
+    traces = Path(__file__).parents[1] / "traces"
+    (here / "q.toml").write_text(text.replace('"../traces/', f'"{traces}/'))
+    return "q.toml"
+
+
+@pytest.mark.parametrize("out,words", [
+    ("TRACE", "would replace"), ("TRACE/operands", "would replace"), ("HERE", "would replace"),
+    (".", "not a file or folder name"), ("..", "not a file or folder name")])
+def test_a_run_never_replaces_what_it_reads(here, capsys, out, words):
+    """Not even with --force: the trace, a folder inside it, the working folder."""
+    run = quickstart(here)
+    trace = Path(__file__).parents[1] / "traces" / "cnn_digits"
+    before = sorted(p.name for p in (trace / "operands").iterdir())
+    out = out.replace("TRACE", str(trace)).replace("HERE", str(here))
+    rejected(["run", run, "--out", out, "--force", "--quiet"], capsys, words)
+    assert sorted(p.name for p in (trace / "operands").iterdir()) == before
+    assert [p.name for p in here.iterdir()] == ["q.toml"]
+
+
+def test_variant_names_fit_in_a_file_name(here, capsys):
+    run = quickstart(here)
+    (here / run).write_text((here / run).read_text().replace('name = "fp32"',
+                                                             f'name = "{"x" * 65}"', 1))
+    rejected(["run", run, "--quiet"], capsys, "[[variant]]", "name: expected 1 to 64 ASCII")
+
+
+def test_a_capture_script_that_exits_is_an_error(here, capsys):
+    pytest.importorskip("torch")
+    (here / "s.py").write_text("import sys\n\ndef main(capture):\n    sys.exit(0)\n")
+    rejected(["capture", "s.py", "--out", "t"], capsys, "s.py: exited (sys.exit(0))")
+    assert [p.name for p in here.iterdir()] == ["s.py"]
+
+
+def test_an_empty_verilog_name_is_refused(capsys):
+    rejected(["cost", "synth", "hbfp4", "--acc", "fixed16", "--verilog", ""], capsys,
+             "not a file or folder name")
+
+
+@pytest.mark.parametrize("parts", [[(float("inf"), 1.0)], [(2.0, float("nan"))],
+                                   [(float("nan"), 1.0)], [(2.0, 0.0)], [(-1.0, 1.0)]])
+def test_mixed_density_needs_finite_positive_parts(parts):
+    from hbfpsim.cost.density import mixed_density
+    with pytest.raises(ValueError, match="finite positive densities"):
+        mixed_density(parts)
+    assert mixed_density([(2.0, 1), (4.0, 1)]) == pytest.approx(8 / 3)   # by hand: 2 / (1/2 + 1/4)
+
+
+@pytest.mark.parametrize("kwargs,error", [
+    ({"layers": "fc"}, ValueError), ({"layers": ()}, ValueError), ({"layers": (1,)}, ValueError),
+    ({"epochs": None}, ValueError), ({"phases": ("FWD",)}, ValueError)])
+def test_rules_check_their_fields(kwargs, error):
+    from hbfpsim.numerics import Numerics
+    from hbfpsim.schedule import Rule
+    with pytest.raises(error, match="rule"):
+        Rule(Numerics.create("hbfp6"), **kwargs)
+    with pytest.raises(TypeError, match="expected a Numerics"):
+        Rule("hbfp6")
+
+
+@pytest.mark.parametrize("call", [
+    lambda: hbfpsim.array.load(None), lambda: hbfpsim.array.load(5),
+    lambda: hbfpsim.trace.open(None), lambda: hbfpsim.replay.load(5),
+    lambda: hbfpsim.array.simulate("array32", 8, 8, 8)])
+def test_wrong_argument_types_say_what_was_expected(call):
+    with pytest.raises(TypeError, match="must be a path|expected an ArrayConfig"):
+        call()

@@ -9,6 +9,8 @@ harmonic mean of theirs.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -60,7 +62,7 @@ def density_table(formats: Iterable[str] = FORMATS,
 
     rows = [row(name) for name in formats]
     if booster:
-        if abs(sum(booster.values()) - 1) > 1e-9 or min(booster.values()) < 0:
+        if not all(0 <= v <= 1 for v in booster.values()) or abs(sum(booster.values()) - 1) > 1e-9:
             raise ValueError(f"booster shares must be >= 0 and sum to 1, got {dict(booster)}")
         parts = [(row(name), share) for name, share in booster.items()]
         density = mixed_density((r.density, s) for r, s in parts)
@@ -76,9 +78,12 @@ def mixed_density(parts: Iterable[tuple[float, float]]) -> float:
     """Density of a mix of MACs run on different units, from (density, MACs or share) pairs:
     the area-time per MAC is the MAC-weighted mean of the units', so the density is the
     MAC-weighted harmonic mean of theirs."""
+    parts = list(parts)
+    good = all(math.isfinite(d) and d > 0 and math.isfinite(w) and w >= 0 for d, w in parts)
     parts = [(d, w) for d, w in parts if w]
-    if not parts or min(d for d, _ in parts) <= 0 or min(w for _, w in parts) < 0:
-        raise ValueError(f"mixed_density needs positive densities and weights, got {parts}")
+    if not good or not parts:
+        raise ValueError(f"mixed_density needs finite positive densities and weights >= 0, "
+                         f"not all 0, got {parts}")
     return sum(w for _, w in parts) / sum(w / d for d, w in parts)
 
 

@@ -26,7 +26,7 @@ __all__ = ["Encoded", "FloatSpec", "Format", "NONFINITE_POLICIES", "Rounding", "
 
 STANDARD = ("fp32", "bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "int8", "hbfp8", "hbfp6", "hbfp4",
             "mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e3m2", "mxfp6_e2m3", "mxfp4", "mxint8")
-_HBFP = re.compile(r"hbfp(\d+)(?:@(\d+))?")
+_HBFP = re.compile(r"hbfp([0-9]+)(?:@([0-9]+))?")
 _OPTIONS = {"fp": ("saturate",), "int8": ("per",), "hbfp": ("compat",), "mx": ()}
 
 

@@ -32,6 +32,8 @@ def as_float_array(x: Any) -> np.ndarray:
     """``x`` as float32 (float32 and narrower float inputs, converted exactly) or float64
     (float64, integer and bool inputs); anything else is a ValueError."""
     a = np.asarray(x)
+    if not a.dtype.isnative:                     # big-endian data: the same numbers
+        a = a.astype(a.dtype.newbyteorder("="))
     if a.dtype in (np.float32, np.float64):
         return a
     if a.dtype in _NARROW_FLOATS:

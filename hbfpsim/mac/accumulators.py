@@ -26,8 +26,8 @@ from hbfpsim.formats.floating import FloatSpec
 from hbfpsim.formats.rounding import SPELLINGS, Rounding
 
 FLOAT_NAMES = {"fp32": (8, 23), "bf16": (8, 7), "fp16": (5, 10)}
-_FIXED = re.compile(r"fixed(\d+)")
-_FLOAT = re.compile(r"e(\d+)m(\d+)")
+_FIXED = re.compile(r"fixed([0-9]+)")
+_FLOAT = re.compile(r"e([0-9]+)m([0-9]+)")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,9 @@ from typing import Any
 from hbfpsim.mac.accumulators import Accumulator, parse_accumulator
 
 
+MAX_CHUNK = 2**40      # inputs per chunk: beyond any reduction a GEMM has
+
+
 @dataclass(frozen=True)
 class Level:
     accumulator: Accumulator
@@ -47,8 +50,9 @@ class AccumulationPlan:
             if last and level.length is not None:
                 raise ValueError(f"plan {self}: the last level sums everything it receives; "
                                  f"drop '*{level.length}'")
-            if not last and (level.length is None or level.length < 1):
-                raise ValueError(f"plan {self}: level {i + 1} needs a chunk length >= 1")
+            if not last and (level.length is None or not 1 <= level.length <= MAX_CHUNK):
+                raise ValueError(f"plan {self}: level {i + 1} needs a chunk length in "
+                                 f"[1, 2^40]")
         kinds = [level.accumulator.kind for level in self.levels]
         if "fixed" in kinds[kinds.index("float") if "float" in kinds else len(kinds):]:
             raise ValueError(f"plan {self}: fixed-point levels must come before floating-point "
@@ -65,7 +69,7 @@ class AccumulationPlan:
         levels = []
         for part in text.split(">"):
             acc, _, length = part.strip().partition("*")
-            if length and not length.strip().isdigit():
+            if length and not (length.strip().isascii() and length.strip().isdigit()):
                 raise ValueError(f"plan {text!r}: chunk length {length.strip()!r} is not a "
                                  "positive integer")
             levels.append(Level(parse_accumulator(acc), int(length) if length else None))

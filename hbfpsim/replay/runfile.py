@@ -37,6 +37,8 @@ is checked here; an error names the file, the table and the key.
 
 from __future__ import annotations
 
+import re
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,7 @@ from hbfpsim.array import load as load_array
 from hbfpsim.config import ArrayConfig, ConfigError, read_toml
 from hbfpsim.numerics import KEYS, Numerics
 from hbfpsim.schedule import PRESETS, Rule, Schedule
+from hbfpsim.staging import as_path
 from hbfpsim.trace import PHASES
 
 SYNTHETIC = ("none", "gaussian", "fitted")
@@ -77,10 +80,17 @@ class RunSpec:
     source: str = "<code>"
     text: str = ""              # the run file as written, kept in run.json
 
+    @property
+    def inputs(self) -> list[Path]:
+        """Every file and folder the run reads: run file, traces, fit, array files."""
+        files = [Path(self.source), *self.traces, *([self.fit] if self.fit else []),
+                 *(Path(a.source) for a in self.arrays)]
+        return [f for f in files if f.exists()]
+
 
 def load(path: str | Path, out: str | Path | None = None) -> RunSpec:
     """Read and validate a run file; ``out`` overrides its ``[run] out``."""
-    path = Path(path)
+    path = as_path(path, "replay.load: path")
     data, text = read_toml(path, "run file")
     return parse(data, source=str(path), base=path.resolve().parent, out=out, text=text)
 
@@ -88,6 +98,9 @@ def load(path: str | Path, out: str | Path | None = None) -> RunSpec:
 def parse(data: dict, *, source: str = "<dict>", base: Path = Path("."),
           out: str | Path | None = None, text: str = "") -> RunSpec:
     """Validate a run given as nested dicts (the TOML structure)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a run is a table of tables ([run], [[variant]]), got "
+                          f"{type(data).__name__}")
     extra = sorted(set(data) - {"run", "variant"})
     if extra:
         raise ConfigError(f"{source}: unknown table [{extra[0]}] (expected [run] and "
@@ -178,10 +191,10 @@ def _variant(raw: Any, where: str) -> Schedule:
         raise ConfigError(f"{where}: must be a table")
     _known(raw, ("name", "schedule", "rule", *KEYS), where)
     name = raw.get("name")
-    if not (isinstance(name, str) and name.strip() and name.replace("-", "").replace(
-            "_", "").replace(".", "").isalnum()):
-        raise ConfigError(f"{where} name: expected a name of letters, digits, '-', '_', '.', "
-                          f"got {name!r}")
+    if not (isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name)):
+        raise ConfigError(f"{where} name: expected 1 to 64 ASCII letters, digits, '-', '_', "
+                          f"'.', starting with a letter or digit (it names figure files), "
+                          f"got {reprlib.repr(name)}")
     if "schedule" in raw:
         extra = sorted(set(raw) - {"name", "schedule"})
         if extra:

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from hbfpsim.staging import staged_dir
+from hbfpsim.staging import as_path, staged_dir
 from hbfpsim.trace.manifest import (MANIFEST, PHASES, SCHEMA, TraceError, check_operand,
                                     check_record, check_values, read_manifest, show)
 
@@ -129,7 +129,7 @@ class Trace:
 
 def open_trace(path: str | Path) -> Trace:
     """Open and validate the trace in directory ``path`` (raises TraceError)."""
-    path = Path(path)
+    path = as_path(path, "trace.open: path")
     data = read_manifest(path)
     where = path / MANIFEST
     records = tuple(GemmRecord(**check_record(f"{where}: record {i}", raw))
@@ -184,7 +184,7 @@ class TraceWriter:
         self.model, self.description = model, description
         self.capture = dict(capture or {})
         _to_json(self.capture, "capture settings")
-        self.path = Path(path)
+        self.path = as_path(path, "TraceWriter: path")
         self._key = self.path.absolute()
         if self._key in _WRITING:
             raise ValueError(f"{self.path}: another writer of this process is writing it")
