@@ -65,7 +65,9 @@ def test_plan_text_and_list_forms():
     ("fp32*4 > fixed16", "fixed-point levels must come before"),
     ("fixed16*x > fp32", "chunk length 'x' is not a positive integer"),
     ("", "non-empty string"),
-    ("fixed16*0 > fp32", "needs a chunk length >= 1"),
+    ("fixed16*0 > fp32", r"needs a chunk length in \[1, 2\^40\]"),
+    ("fp32*" + "9" * 30 + " > fp32", r"needs a chunk length in \[1, 2\^40\]"),
+    ("fp32*\u0663 > fp32", "is not a positive integer"),          # an Arabic-Indic 3
 ])
 def test_bad_plans(text, message):
     with pytest.raises(ValueError, match=message):
