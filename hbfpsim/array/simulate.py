@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from hbfpsim import config as cfg
-from hbfpsim.array import des, timing
-from hbfpsim.array.mapping import Mapping, plan_for
+from hbfpsim.array import des, grouped, timing
+from hbfpsim.array.mapping import MAX_FOLDS, Mapping, plan_for
 from hbfpsim.array.memory import check_buffers, demand
 from hbfpsim.mac import AccumulationPlan
 from hbfpsim.numerics import Numerics
@@ -74,12 +74,23 @@ def simulate(config: cfg.ArrayConfig, m: int, n: int, k: int, *, engine: str = "
     the per-fold schedule."""
     if engine not in ENGINES:
         raise ValueError(f"engine={engine!r} is not one of {ENGINES}")
+    if engine == "fast" and not events:          # O(1) in the fold count: identical folds grouped
+        g = grouped.grouped_report(config, m, n, k)
+        return GemmReport(m, n, k, config.name, config.dataflow, g.folds, g.total_cycles,
+                          g.compute_cycles, g.total_cycles - g.compute_cycles, g.stalls,
+                          g.prefetch_cycles, g.drain_cycles, g.utilization,
+                          g.mapping_efficiency, g.sram, g.dram, g.plan,
+                          g.total_cycles / (config.clock_ghz * 1e9))
     numerics = Numerics.of(config)
     check_buffers({"input": config.input_kib, "weight": config.weight_kib,
                    "output": config.output_kib}, config.rows, config.cols,
                   {"input": numerics.input.storage_bits, "weight": numerics.weight.storage_bits,
                    "output": numerics.psum_bits}, config.source)
     mapping = Mapping.of(m, n, k, config)
+    if mapping.folds > MAX_FOLDS:
+        raise ValueError(f"GEMM {m} x {n} x {k} takes {mapping.folds:,} folds on a "
+                         f"{config.rows} x {config.cols} array; per-fold events (events=True, "
+                         f"engine='simpy') take at most {MAX_FOLDS:,}: drop events for any size")
     need = demand(mapping, numerics.input.storage_bits, numerics.weight.storage_bits,
                   numerics.psum_bits, numerics.psum_bits, config.input_kib, config.weight_kib,
                   config.output_kib)

@@ -1,0 +1,309 @@
+"""The grouped timing model (hbfpsim.array.grouped) against the per-fold one: the same runs,
+the same schedule, the same report, on random shapes and memories; and a 400000^3 GEMM in
+constant time and memory."""
+
+import math
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from hbfpsim.array import Mapping, grouped, load, simulate, timing
+from hbfpsim.array.memory import demand
+from hbfpsim.config import ArrayConfig
+from hbfpsim.numerics import Numerics
+
+DATAFLOWS = ("ws", "os", "is")
+
+
+def spatial_to_gemm(df, sr, sc, t):
+    """(M, N, K) whose (Sr, Sc, T) on ``df`` are the given ones."""
+    return {"ws": (t, sc, sr), "os": (sr, sc, t), "is": (sc, t, sr)}[df]
+
+
+def random_shape(rng, config):
+    """M, N, K with row and column folds often 1, 2 or 3, sometimes more."""
+    def extent(side):
+        folds = int(rng.choice([1, 2, 3, 4, int(rng.integers(5, 30))]))
+        return (folds - 1) * side + int(rng.integers(1, side + 1))
+    return spatial_to_gemm(config.dataflow, extent(config.rows), extent(config.cols),
+                           int(rng.integers(1, 60)))
+
+
+def random_config(rng, df):
+    """As test_array_timing.random_memory_config, wider: buffers that fit or not, ideal or
+    slow DRAM, no to long latency, SRAM limits, single and double buffering."""
+    return ArrayConfig(
+        rows=int(rng.integers(1, 9)), cols=int(rng.integers(1, 9)), dataflow=df,
+        input=str(rng.choice(["fp32", "bf16", "hbfp4", "mxfp6_e3m2", "int8"])),
+        weight=str(rng.choice(["fp32", "fp8_e4m3", "hbfp6"])),
+        output=str(rng.choice(["fp32", "fp16"])),
+        input_kib=float(rng.choice([0.25, 0.5, 2, 64])),
+        weight_kib=float(rng.choice([0.25, 0.5, 2, 64])),
+        output_kib=float(rng.choice([0.25, 0.5, 2, 64])),
+        double_buffered=bool(rng.integers(2)),
+        sram_bytes_per_cycle=float(rng.choice([0, 0, 1, 4, 32])),
+        dram_bytes_per_cycle=float(rng.choice([0.5, 1, 3.5, 16, 100, math.inf])),
+        dram_latency_cycles=int(rng.choice([0, 0, 7, 60, 5000])))
+
+
+def expand(per_kind, runs):
+    """Per-fold values (last axis) of a per-kind array, in execution order."""
+    nr = len(runs.row_counts)
+    passes = [np.repeat(per_kind[..., c * nr:(c + 1) * nr], runs.row_counts, axis=-1)
+              for c in range(len(runs.col_counts))]
+    return np.concatenate([np.concatenate([p] * n, axis=-1)
+                           for p, n in zip(passes, runs.col_counts)], axis=-1)
+
+
+# --- the runs are the per-fold arrays ----------------------------------------------------------
+
+def test_classes():
+    assert grouped.classes(1) == [(0, 1)]
+    assert grouped.classes(2) == [(0, 1), (1, 1)]
+    assert grouped.classes(3) == [(0, 1), (1, 1), (2, 1)]
+    assert grouped.classes(7) == [(0, 1), (1, 5), (6, 1)]
+
+
+def test_runs_expand_to_the_per_fold_demand_and_cycles():
+    """Every per-fold quantity depends only on the fold's row and column class: memory.demand
+    and the timing functions on all folds equal the runs expanded (RF, CF in 1, 2, 3, more)."""
+    rng = np.random.default_rng(10)
+    for trial in range(150):
+        config = random_config(rng, DATAFLOWS[trial % 3])
+        m, n, k = random_shape(rng, config)
+        runs, _ = grouped.fold_runs(config, m, n, k)
+        mapping = Mapping.of(m, n, k, config)
+        assert sum(runs.weights) == mapping.folds
+        assert (runs.row_counts, runs.col_counts) == (
+            tuple(c for _, c in grouped.classes(mapping.row_folds)),
+            tuple(c for _, c in grouped.classes(mapping.col_folds)))
+        numerics = Numerics.of(config)
+        need = demand(mapping, numerics.input.storage_bits, numerics.weight.storage_bits,
+                      numerics.psum_bits, numerics.psum_bits, config.input_kib,
+                      config.weight_kib, config.output_kib)
+        for field in ("load_a", "load_b", "load_out", "store", "read_a", "read_b",
+                      "psum_write", "psum_read"):
+            assert np.array_equal(expand(getattr(runs.traffic, field), runs),
+                                  getattr(need, field)), (field, config, m, n, k)
+        bandwidth = config.dram_bytes_per_cycle
+        loads = np.stack([timing.transfer_cycles(x, bandwidth)
+                          for x in (need.load_a, need.load_b, need.load_out)])
+        compute, sram = timing.fold_compute(
+            mapping.fold_cycles, np.stack([need.read_a, need.read_b,
+                                           need.psum_write + need.psum_read]),
+            config.sram_bytes_per_cycle)
+        assert np.array_equal(expand(runs.loads, runs), loads)
+        assert np.array_equal(expand(runs.compute, runs), compute)
+        assert np.array_equal(expand(runs.sram_stalls, runs), sram)
+        assert np.array_equal(expand(runs.store, runs),
+                              timing.transfer_cycles(need.store, bandwidth))
+
+
+# --- the schedule over runs is the per-fold schedule --------------------------------------------
+
+def random_counts(rng):
+    folds = int(rng.choice([1, 2, 3, 4, int(rng.integers(5, 80))]))
+    return tuple(c for _, c in grouped.classes(folds))
+
+
+def test_run_schedule_equals_the_recurrence_on_random_values():
+    """Arbitrary per-kind cycles (not only what the memory model yields): loads and stores
+    that are zero, far below or far above the compute, long latencies; so the state drifts,
+    backlogs build and drain, and the branches change inside runs."""
+    rng = np.random.default_rng(11)
+    for trial in range(400):
+        rows, cols = random_counts(rng), random_counts(rng)
+        kinds = len(rows) * len(cols)
+        scale = int(rng.choice([1, 10, 1000]))
+        compute = rng.integers(1, 50, kinds) * scale
+        loads = rng.integers(0, 60, (3, kinds)) * rng.choice([0, 1, scale], (3, kinds))
+        store = rng.integers(0, 60, kinds) * rng.choice([0, 1, scale], kinds)
+        latency = int(rng.choice([0, 3, 100, 10**5]))
+        double = bool(rng.integers(2))
+        got = grouped.run_schedule(compute, loads, store, rows, cols, latency, double)
+        runs = grouped.FoldRuns(rows, cols, compute, loads, store, None, None)
+        want = timing.fold_schedule(expand(compute, runs), expand(loads, runs),
+                                    expand(store, runs), latency, double)
+        assert got == (want.total_cycles, want.prefetch_cycles, want.drain_cycles,
+                       tuple(int(s) for s in want.stalls)), (trial, rows, cols)
+
+
+def test_run_schedule_on_long_runs_with_drifting_backlogs():
+    """Runs of thousands of folds: a channel backlog that builds or drains by a few cycles
+    per fold changes the branches after hundreds of folds, not at once."""
+    rng = np.random.default_rng(13)
+    for trial in range(40):
+        rows = tuple(c for _, c in grouped.classes(int(rng.integers(500, 3000))))
+        cols = tuple(c for _, c in grouped.classes(int(rng.integers(1, 5))))
+        kinds = len(rows) * len(cols)
+        compute = rng.integers(900, 1100, kinds)
+        loads = rng.integers(0, 400, (3, kinds)) * rng.integers(0, 2, (3, kinds))
+        store = rng.integers(0, 1100, kinds)
+        latency, double = int(rng.choice([0, 50, 10**4])), bool(rng.integers(2))
+        got = grouped.run_schedule(compute, loads, store, rows, cols, latency, double)
+        runs = grouped.FoldRuns(rows, cols, compute, loads, store, None, None)
+        want = timing.fold_schedule(expand(compute, runs), expand(loads, runs),
+                                    expand(store, runs), latency, double)
+        assert got == (want.total_cycles, want.prefetch_cycles, want.drain_cycles,
+                       tuple(int(s) for s in want.stalls)), trial
+
+
+def test_alternating_folds_are_jumped_in_pairs(monkeypatch):
+    """A schedule that settles into a period of two folds (every other fold waits 3 cycles
+    on the weight buffer): exact, and jumped two folds at a time rather than stepped."""
+    calls = []
+    fold = grouped._fold
+    monkeypatch.setattr(grouped, "_fold", lambda *a: calls.append(1) or fold(*a))
+    compute = np.array([12000, 23000, 33000])
+    loads = np.array([[56000, 0, 21], [56000, 16000, 0], [6000, 0, 45000]])
+    store = np.array([0, 7000, 0])
+    runs = grouped.FoldRuns((1, 5000, 1), (1,), compute, loads, store, None, None)
+    got = grouped.run_schedule(compute, loads, store, runs.row_counts, runs.col_counts, 3, True)
+    want = timing.fold_schedule(expand(compute, runs), expand(loads, runs),
+                                expand(store, runs), 3, True)
+    assert set(want.waited_on[1:5000].tolist()) == {-1, 1}                 # it alternates
+    assert got == (want.total_cycles, want.prefetch_cycles, want.drain_cycles,
+                   tuple(int(s) for s in want.stalls))
+    assert len(calls) < 30
+
+
+def test_the_overflow_guard_agrees_with_timing_check_total():
+    """Around the 2^61 bound (slow DRAM, huge M): both refuse, or both give the same."""
+    slow = ArrayConfig(rows=4, cols=4, dataflow="ws", input_kib=0.25, weight_kib=0.25,
+                       output_kib=0.25, dram_bytes_per_cycle=2.0**-10)
+    for k in (4, 4 * 2**5, 4 * 2**7, 4 * 2**9):
+        try:
+            want = simulate(slow, 2**40, 4, k)
+        except ValueError as err:
+            with pytest.raises(ValueError, match="beyond the 2\\^61") as got:
+                grouped.grouped_report(slow, 2**40, 4, k)
+            assert str(got.value) == str(err)
+        else:
+            assert grouped.grouped_report(slow, 2**40, 4, k).total_cycles == want.total_cycles
+
+
+# --- grouped_report is simulate --------------------------------------------------------------
+
+def compare(config, m, n, k):
+    want = simulate(config, m, n, k)
+    got = grouped.grouped_report(config, m, n, k)
+    context = (config, m, n, k)
+    assert (got.folds, got.total_cycles, got.compute_cycles, got.prefetch_cycles,
+            got.drain_cycles) == (want.folds, want.total_cycles, want.compute_cycles,
+                                  want.prefetch_cycles, want.drain_cycles), context
+    assert got.stalls == want.stalls, context
+    assert got.sram == want.sram and got.dram == want.dram, context
+    assert got.mapping_efficiency == want.mapping_efficiency and got.plan == want.plan, context
+    assert got.utilization == want.utilization, context
+    assert got.total_cycles - got.compute_cycles == sum(got.stalls.values())
+
+
+@pytest.fixture(params=["runs", "default"])
+def path(request, monkeypatch):
+    """"runs": the recurrence over runs for every GEMM; "default": small GEMMs (up to
+    EXPAND_BELOW folds) on the per-fold recurrence, as grouped_report does."""
+    if request.param == "runs":
+        monkeypatch.setattr(grouped, "EXPAND_BELOW", 0)
+    return request.param
+
+
+def test_grouped_report_equals_simulate_on_random_cases(path):
+    rng = np.random.default_rng(12)
+    for trial in range(300):
+        config = random_config(rng, DATAFLOWS[trial % 3])
+        compare(config, *random_shape(rng, config))
+
+
+def test_grouped_report_equals_simulate_on_a_resnet50_step(path):
+    from hbfpsim.trace.models import resnet50_training_step
+    config = load("array32")
+    for _, _, m, n, k, _ in resnet50_training_step():
+        compare(config, m, n, k)
+
+
+@pytest.mark.parametrize("preset", ["small16", "array32", "tpu128", "array256"])
+def test_grouped_report_equals_simulate_on_presets(preset, path):
+    config = load(preset)
+    for m, n, k in [(3136, 64, 576), (1, 1, 1), (512, 3072, 768), (100352, 256, 64),
+                    (64, 2048, 100352), (4097, 33, 129)]:
+        compare(config, m, n, k)
+        compare(config.ideal(), m, n, k)
+
+
+def test_the_same_errors():
+    config = ArrayConfig(rows=4, cols=4, dataflow="ws")
+    with pytest.raises(ValueError, match=r"GEMM dimension K must be an integer in \[1, 2\^40\]"):
+        grouped.grouped_report(config, 3, 3, 0)
+    small = ArrayConfig(rows=64, cols=64, dataflow="ws", input_kib=1)
+    with pytest.raises(ValueError, match="holds less than one 64 x 64 tile"):
+        grouped.grouped_report(small, 3, 3, 3)
+    slow = ArrayConfig(rows=4, cols=4, dataflow="ws", input_kib=0.25, weight_kib=0.25,
+                       output_kib=0.25, dram_bytes_per_cycle=2.0**-10)
+    with pytest.raises(ValueError, match="beyond the 2\\^61"):
+        grouped.grouped_report(slow, 2**40, 2**40, 2**40)
+
+
+# --- any fold count -------------------------------------------------------------------------
+
+HUGE = 400_000
+
+
+def test_a_400000_cubed_gemm_in_well_under_a_second():
+    config = load("array32")
+    t0 = time.perf_counter()
+    report = grouped.grouped_report(config, HUGE, HUGE, HUGE)
+    assert time.perf_counter() - t0 < 1
+    assert report.folds == math.ceil(HUGE / 32) ** 2
+    assert report.total_cycles == report.compute_cycles + sum(report.stalls.values())
+    assert report.compute_cycles == report.folds * (2 * 32 + 32 + HUGE - 2)
+    assert 0 < report.utilization == HUGE**3 / (report.total_cycles * 32 * 32) <= 1
+    assert report.mapping_efficiency == 1 and report.prefetch_cycles > 0
+    assert report.dram["reads"] == report.sram["input"]["writes"] + \
+        report.sram["weight"]["writes"] + report.sram["output"]["writes"] - \
+        report.folds * 32 * HUGE * 4            # minus the partial sums written by the array
+
+
+def test_steps_do_not_grow_with_the_fold_count(monkeypatch):
+    """The recurrence steps a bounded number of folds, whatever the GEMM's size."""
+    calls = []
+    fold = grouped._fold
+    monkeypatch.setattr(grouped, "_fold", lambda *a: calls.append(1) or fold(*a))
+    config = load("array32")
+    for side in (4_000, 40_000, HUGE):
+        calls.clear()
+        grouped.grouped_report(config, side, side, side)
+        assert len(calls) < 100, (side, len(calls))
+    rng = np.random.default_rng(14)
+    for trial in range(100):            # up to 10^5 x 10^5 folds on random memories
+        config = random_config(rng, DATAFLOWS[trial % 3])
+        sr, sc = (int(rng.integers(1, 10**5)) * side for side in (config.rows, config.cols))
+        calls.clear()
+        grouped.grouped_report(config, *spatial_to_gemm(config.dataflow, sr, sc, 1000))
+        assert len(calls) < 100, (config, sr, sc, len(calls))
+
+
+# ru_maxrss survives fork and exec on Linux: a child of this (large) pytest process would
+# report the parent's peak. A small launcher runs the measured process and reads its
+# children's ru_maxrss, whose floor is then the launcher's own ~12 MB.
+LAUNCHER = ("import resource, subprocess, sys; "
+            "subprocess.run([sys.executable, '-c', sys.argv[1]], check=True); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+
+
+def peak_rss_mib(script):
+    """Peak resident set of a fresh interpreter running ``script``, in MiB."""
+    done = subprocess.run([sys.executable, "-c", LAUNCHER, script], capture_output=True,
+                          text=True, check=True)
+    peak = int(done.stdout.split()[-1])
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10   # bytes / KiB
+
+
+def test_a_400000_cubed_gemm_in_little_memory():
+    imports = "from hbfpsim.array import load, grouped; config = load('array32')"
+    baseline = peak_rss_mib(imports)
+    peak = peak_rss_mib(f"{imports}; grouped.grouped_report(config, {HUGE}, {HUGE}, {HUGE})")
+    assert peak < 200, (peak, baseline)
+    assert peak - baseline < 10, (peak, baseline)    # beyond the imports: next to nothing
