@@ -81,15 +81,21 @@ class FoldRuns:
         return sum(w * x for w, x in zip(self.weights, per_kind.tolist()))
 
 
-def fold_runs(config: ArrayConfig, m: int, n: int, k: int) -> tuple[FoldRuns, Mapping]:
-    """The runs of C[M, N] = A[M, K] B[K, N] on ``config`` and their mapping, after
-    simulate's checks (buffers, GEMM dimensions) and computed as simulate does."""
+def checked_bits(config: ArrayConfig) -> dict[str, float]:
+    """Storage bits per element of what each buffer holds (input, weight, output: partial
+    sums), after checking that each buffer holds one array tile."""
     numerics = Numerics.of(config)
     bits = {"input": numerics.input.storage_bits, "weight": numerics.weight.storage_bits,
             "output": numerics.psum_bits}
     check_buffers({"input": config.input_kib, "weight": config.weight_kib,
                    "output": config.output_kib}, config.rows, config.cols, bits, config.source)
-    mapping = Representatives.of(m, n, k, config)
+    return bits
+
+
+def fold_costs(mapping: Mapping, config: ArrayConfig, bits: dict[str, float]
+               ) -> tuple[FoldDemand, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per fold of ``mapping`` (every fold, or one per kind): (demand in bytes, compute
+    cycles, SRAM stall cycles (3, F), load channel cycles (3, F), store channel cycles)."""
     need = demand(mapping, bits["input"], bits["weight"], bits["output"], bits["output"],
                   config.input_kib, config.weight_kib, config.output_kib)
     bandwidth = config.dram_bytes_per_cycle
@@ -98,9 +104,17 @@ def fold_runs(config: ArrayConfig, m: int, n: int, k: int) -> tuple[FoldRuns, Ma
     compute, sram_stalls = timing.fold_compute(
         mapping.fold_cycles, np.stack([need.read_a, need.read_b, need.psum_write + need.psum_read]),
         config.sram_bytes_per_cycle)
+    return need, compute, sram_stalls, loads, timing.transfer_cycles(need.store, bandwidth)
+
+
+def fold_runs(config: ArrayConfig, m: int, n: int, k: int) -> tuple[FoldRuns, Mapping]:
+    """The runs of C[M, N] = A[M, K] B[K, N] on ``config`` and their mapping, after
+    simulate's checks (buffers, GEMM dimensions) and computed as simulate does."""
+    bits = checked_bits(config)
+    mapping = Representatives.of(m, n, k, config)
+    need, compute, sram_stalls, loads, store = fold_costs(mapping, config, bits)
     counts = [tuple(c for _, c in classes(f)) for f in (mapping.row_folds, mapping.col_folds)]
-    return FoldRuns(*counts, compute, loads, timing.transfer_cycles(need.store, bandwidth),
-                    sram_stalls, need), mapping
+    return FoldRuns(*counts, compute, loads, store, sram_stalls, need), mapping
 
 
 def check_total(runs: FoldRuns, latency: int) -> None:

@@ -10,7 +10,6 @@ import numpy as np
 from hbfpsim import config as cfg
 from hbfpsim.array import des, grouped, timing
 from hbfpsim.array.mapping import MAX_FOLDS, Mapping, plan_for
-from hbfpsim.array.memory import check_buffers, demand
 from hbfpsim.mac import AccumulationPlan
 from hbfpsim.numerics import Numerics
 
@@ -81,26 +80,13 @@ def simulate(config: cfg.ArrayConfig, m: int, n: int, k: int, *, engine: str = "
                           g.prefetch_cycles, g.drain_cycles, g.utilization,
                           g.mapping_efficiency, g.sram, g.dram, g.plan,
                           g.total_cycles / (config.clock_ghz * 1e9))
-    numerics = Numerics.of(config)
-    check_buffers({"input": config.input_kib, "weight": config.weight_kib,
-                   "output": config.output_kib}, config.rows, config.cols,
-                  {"input": numerics.input.storage_bits, "weight": numerics.weight.storage_bits,
-                   "output": numerics.psum_bits}, config.source)
+    bits = grouped.checked_bits(config)
     mapping = Mapping.of(m, n, k, config)
     if mapping.folds > MAX_FOLDS:
         raise ValueError(f"GEMM {m} x {n} x {k} takes {mapping.folds:,} folds on a "
                          f"{config.rows} x {config.cols} array; per-fold events (events=True, "
                          f"engine='simpy') take at most {MAX_FOLDS:,}: drop events for any size")
-    need = demand(mapping, numerics.input.storage_bits, numerics.weight.storage_bits,
-                  numerics.psum_bits, numerics.psum_bits, config.input_kib, config.weight_kib,
-                  config.output_kib)
-    bandwidth = config.dram_bytes_per_cycle
-    loads = np.stack([timing.transfer_cycles(x, bandwidth)
-                      for x in (need.load_a, need.load_b, need.load_out)])
-    compute, sram_stalls = timing.fold_compute(
-        mapping.fold_cycles, np.stack([need.read_a, need.read_b, need.psum_write + need.psum_read]),
-        config.sram_bytes_per_cycle)
-    store = timing.transfer_cycles(need.store, bandwidth)
+    need, compute, sram_stalls, loads, store = grouped.fold_costs(mapping, config, bits)
     timing.check_total(compute, loads, store, config.dram_latency_cycles)
     if engine == "simpy" and mapping.folds > des.MAX_FOLDS:
         raise ValueError(f"the simpy engine times at most {des.MAX_FOLDS:,} folds (this GEMM "
@@ -119,7 +105,7 @@ def simulate(config: cfg.ArrayConfig, m: int, n: int, k: int, *, engine: str = "
         m, n, k, config.name, config.dataflow, mapping.folds, total, mapping.compute_cycles,
         total - mapping.compute_cycles, stall_by, s.prefetch_cycles, s.drain_cycles,
         mapping.macs / (total * config.rows * config.cols), mapping.mapping_efficiency,
-        need.sram(), need.dram(), plan_for(mapping, numerics),
+        need.sram(), need.dram(), plan_for(mapping, Numerics.of(config)),
         total / (config.clock_ghz * 1e9), fold_events)
 
 
