@@ -1,9 +1,10 @@
-"""Time and memory of the timing model: per fold (``simulate``: arrays over every fold) against
+"""Time and memory of the timing model: per fold (``simulate(..., events=True)``, the path
+that keeps arrays over every fold, which ``simulate`` took for every GEMM before) against
 grouped (``hbfpsim.array.grouped``: at most 3 x 3 fold kinds and a recurrence that jumps over
 repeating stretches), on the array32 preset (32 x 32 WS, HBFP4, 64 KiB buffers, 32 B/cycle
 of DRAM with 100 cycles of latency).
 
-    (a) square GEMMs from 4 Ki folds up to 2^22 folds (the most ``simulate`` takes today),
+    (a) square GEMMs from 4 Ki folds up to 2^22 folds (the most the per-fold path takes),
         both engines, each in a fresh interpreter: wall time (best of --repeats after a
         warm-up) and peak resident set (ru_maxrss), and whether their cycles agree
     (b) a 400000^3 GEMM (1.56e8 folds): grouped only
@@ -32,7 +33,8 @@ engine, m, n, k, repeats = json.loads(sys.argv[1])
 config = load("array32")
 simulate(config, 64, 64, 64), grouped.grouped_report(config, 64, 64, 64)   # numba caches
 baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-run = {"per-fold": simulate, "grouped": grouped.grouped_report}[engine]
+run = {"per-fold": lambda *gemm: simulate(*gemm, events=True),
+       "grouped": grouped.grouped_report}[engine]
 best = float("inf")
 for _ in range(repeats):
     t0 = time.perf_counter()
@@ -99,7 +101,7 @@ def main() -> None:
     gemms = [(m, n, k) for _, _, m, n, k, _ in resnet50_training_step()]
 
     def per_fold() -> list[int]:
-        return [simulate(config, *g).total_cycles for g in gemms]
+        return [simulate(config, *g, events=True).total_cycles for g in gemms]
 
     def fast() -> list[int]:
         return [grouped.grouped_report(config, *g).total_cycles for g in gemms]

@@ -73,15 +73,15 @@ def simulate(config: cfg.ArrayConfig, m: int, n: int, k: int, *, engine: str = "
     the per-fold schedule."""
     if engine not in ENGINES:
         raise ValueError(f"engine={engine!r} is not one of {ENGINES}")
-    if engine == "fast" and not events:          # O(1) in the fold count: identical folds grouped
-        g = grouped.grouped_report(config, m, n, k)
+    bits = grouped.checked_bits(config)
+    mapping = Mapping.of(m, n, k, config)
+    if engine == "fast" and not events and mapping.folds > grouped.EXPAND_BELOW:
+        g = grouped.grouped_report(config, m, n, k)     # identical folds grouped: O(1) in folds
         return GemmReport(m, n, k, config.name, config.dataflow, g.folds, g.total_cycles,
                           g.compute_cycles, g.total_cycles - g.compute_cycles, g.stalls,
                           g.prefetch_cycles, g.drain_cycles, g.utilization,
                           g.mapping_efficiency, g.sram, g.dram, g.plan,
                           g.total_cycles / (config.clock_ghz * 1e9))
-    bits = grouped.checked_bits(config)
-    mapping = Mapping.of(m, n, k, config)
     if mapping.folds > MAX_FOLDS:
         raise ValueError(f"GEMM {m} x {n} x {k} takes {mapping.folds:,} folds on a "
                          f"{config.rows} x {config.cols} array; per-fold events (events=True, "
