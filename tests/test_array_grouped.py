@@ -1,6 +1,7 @@
-"""The grouped timing model (hbfpsim.array.grouped) against the per-fold one: the same runs,
-the same schedule, the same report, on random shapes and memories; and a 400000^3 GEMM in
-constant time and memory."""
+"""The grouped timing model (hbfpsim.array.grouped, what ``simulate`` runs unless per-fold
+events are asked for) against the per-fold one (``events=True``): the same runs, the same
+schedule (jumped or stepped fold by fold), the same report, on random shapes and memories;
+and a 400000^3 GEMM in constant time and memory."""
 
 import math
 import subprocess
@@ -51,7 +52,7 @@ def random_config(rng, df):
 
 def expand(per_kind, runs):
     """Per-fold values (last axis) of a per-kind array, in execution order."""
-    nr = len(runs.row_counts)
+    nr, per_kind = len(runs.row_counts), np.asarray(per_kind)
     passes = [np.repeat(per_kind[..., c * nr:(c + 1) * nr], runs.row_counts, axis=-1)
               for c in range(len(runs.col_counts))]
     return np.concatenate([np.concatenate([p] * n, axis=-1)
@@ -86,7 +87,7 @@ def test_runs_expand_to_the_per_fold_demand_and_cycles():
                       config.weight_kib, config.output_kib)
         for field in ("load_a", "load_b", "load_out", "store", "read_a", "read_b",
                       "psum_write", "psum_read"):
-            assert np.array_equal(expand(getattr(runs.traffic, field), runs),
+            assert np.array_equal(expand(runs.traffic[field], runs),
                                   getattr(need, field)), (field, config, m, n, k)
         bandwidth = config.dram_bytes_per_cycle
         loads = np.stack([timing.transfer_cycles(x, bandwidth)
@@ -102,6 +103,29 @@ def test_runs_expand_to_the_per_fold_demand_and_cycles():
                               timing.transfer_cycles(need.store, bandwidth))
 
 
+@pytest.mark.parametrize("df", DATAFLOWS)
+def test_kinds_at_the_extremes_of_the_ranges(df):
+    """Tiles of 2^56 elements (bytes far past 2^53, where floats round), T near 2^40, slow
+    and fast memories: the Python-int kinds give the per-fold path's report, or the same
+    refusal (a transfer, or the whole GEMM, past 2^61 cycles)."""
+    m, n, k = spatial_to_gemm(df, 2 * 2**16 + 5, 3, 2**40 - 7)
+    for bandwidth, sram, latency in [(2.0**40, 0, 0), (3.0, 5.5, 2**32), (0.05, 0, 0),
+                                     (2.0**-10, 0, 7), (1000.0, 2.0**-10, 60)]:
+        config = ArrayConfig(rows=2**16, cols=2, dataflow=df, input="hbfp4", weight="fp32",
+                             output="fp16", input_kib=2.0**40, weight_kib=2.0**40,
+                             output_kib=2.0**40, dram_bytes_per_cycle=bandwidth,
+                             sram_bytes_per_cycle=sram, dram_latency_cycles=latency)
+        try:
+            want = simulate(config, m, n, k, events=True)
+        except ValueError as err:
+            with pytest.raises(ValueError) as got:
+                simulate(config, m, n, k)
+            assert str(got.value) == str(err)
+        else:
+            assert {**vars(simulate(config, m, n, k)), "events": None} == \
+                {**vars(want), "events": None}
+
+
 # --- the schedule over runs is the per-fold schedule --------------------------------------------
 
 def random_counts(rng):
@@ -109,7 +133,8 @@ def random_counts(rng):
     return tuple(c for _, c in grouped.classes(folds))
 
 
-def test_run_schedule_equals_the_recurrence_on_random_values():
+@pytest.mark.parametrize("step_budget", [0, 40, 10**9], ids=["jumped", "gave-up", "stepped"])
+def test_run_schedule_equals_the_recurrence_on_random_values(step_budget):
     """Arbitrary per-kind cycles (not only what the memory model yields): loads and stores
     that are zero, far below or far above the compute, long latencies; so the state drifts,
     backlogs build and drain, and the branches change inside runs."""
@@ -123,7 +148,8 @@ def test_run_schedule_equals_the_recurrence_on_random_values():
         store = rng.integers(0, 60, kinds) * rng.choice([0, 1, scale], kinds)
         latency = int(rng.choice([0, 3, 100, 10**5]))
         double = bool(rng.integers(2))
-        got = grouped.run_schedule(compute, loads, store, rows, cols, latency, double)
+        got = grouped.run_schedule(compute.tolist(), loads.tolist(), store.tolist(), rows, cols,
+                                   latency, double, step_budget)
         runs = grouped.FoldRuns(rows, cols, compute, loads, store, None, None)
         want = timing.fold_schedule(expand(compute, runs), expand(loads, runs),
                                     expand(store, runs), latency, double)
@@ -131,7 +157,8 @@ def test_run_schedule_equals_the_recurrence_on_random_values():
                        tuple(int(s) for s in want.stalls)), (trial, rows, cols)
 
 
-def test_run_schedule_on_long_runs_with_drifting_backlogs():
+@pytest.mark.parametrize("step_budget", [0, 10**9], ids=["jumped", "stepped"])
+def test_run_schedule_on_long_runs_with_drifting_backlogs(step_budget):
     """Runs of thousands of folds: a channel backlog that builds or drains by a few cycles
     per fold changes the branches after hundreds of folds, not at once."""
     rng = np.random.default_rng(13)
@@ -143,7 +170,8 @@ def test_run_schedule_on_long_runs_with_drifting_backlogs():
         loads = rng.integers(0, 400, (3, kinds)) * rng.integers(0, 2, (3, kinds))
         store = rng.integers(0, 1100, kinds)
         latency, double = int(rng.choice([0, 50, 10**4])), bool(rng.integers(2))
-        got = grouped.run_schedule(compute, loads, store, rows, cols, latency, double)
+        got = grouped.run_schedule(compute.tolist(), loads.tolist(), store.tolist(), rows, cols,
+                                   latency, double, step_budget)
         runs = grouped.FoldRuns(rows, cols, compute, loads, store, None, None)
         want = timing.fold_schedule(expand(compute, runs), expand(loads, runs),
                                     expand(store, runs), latency, double)
@@ -161,7 +189,8 @@ def test_alternating_folds_are_jumped_in_pairs(monkeypatch):
     loads = np.array([[56000, 0, 21], [56000, 16000, 0], [6000, 0, 45000]])
     store = np.array([0, 7000, 0])
     runs = grouped.FoldRuns((1, 5000, 1), (1,), compute, loads, store, None, None)
-    got = grouped.run_schedule(compute, loads, store, runs.row_counts, runs.col_counts, 3, True)
+    got = grouped.run_schedule(compute.tolist(), loads.tolist(), store.tolist(), runs.row_counts,
+                               runs.col_counts, 3, True)
     want = timing.fold_schedule(expand(compute, runs), expand(loads, runs),
                                 expand(store, runs), 3, True)
     assert set(want.waited_on[1:5000].tolist()) == {-1, 1}                 # it alternates
@@ -170,13 +199,30 @@ def test_alternating_folds_are_jumped_in_pairs(monkeypatch):
     assert len(calls) < 30
 
 
+def test_kind_schedule_jumps_settled_runs_and_gives_up_past_its_budget():
+    """Numba's stepping jumps a run of alike folds once it settles (10^6 folds within a
+    budget of 20 stepped); the alternating schedule above never settles into single folds,
+    so past its budget it gives up (None) and grouped.py's jumps take over."""
+    settled = ([100, 100, 100], [[50, 50, 50], [0, 0, 0], [0, 0, 0]], [0, 0, 30])
+    got = timing.kind_schedule(*settled, (1, 10**6, 1), (1,), 7, True, 20)
+    runs = grouped.FoldRuns((1, 10**6, 1), (1,), *map(np.array, settled), None, None)
+    want = timing.fold_schedule(*(expand(np.array(x), runs) for x in settled), 7, True)
+    assert got == (want.total_cycles, want.prefetch_cycles, want.drain_cycles,
+                   tuple(int(s) for s in want.stalls))
+    alternating = ([12000, 23000, 33000], [[56000, 0, 21], [56000, 16000, 0], [6000, 0, 45000]],
+                   [0, 7000, 0])
+    assert timing.kind_schedule(*alternating, (1, 5000, 1), (1,), 3, True, 1000) is None
+    assert timing.kind_schedule(*alternating, (1, 5000, 1), (1,), 3, True, 10**4) == \
+        grouped.run_schedule(*alternating, (1, 5000, 1), (1,), 3, True)
+
+
 def test_the_overflow_guard_agrees_with_timing_check_total():
     """Around the 2^61 bound (slow DRAM, huge M): both refuse, or both give the same."""
     slow = ArrayConfig(rows=4, cols=4, dataflow="ws", input_kib=0.25, weight_kib=0.25,
                        output_kib=0.25, dram_bytes_per_cycle=2.0**-10)
     for k in (4, 4 * 2**5, 4 * 2**7, 4 * 2**9):
         try:
-            want = simulate(slow, 2**40, 4, k)
+            want = simulate(slow, 2**40, 4, k, events=True)
         except ValueError as err:
             with pytest.raises(ValueError, match="beyond the 2\\^61") as got:
                 grouped.grouped_report(slow, 2**40, 4, k)
@@ -185,28 +231,27 @@ def test_the_overflow_guard_agrees_with_timing_check_total():
             assert grouped.grouped_report(slow, 2**40, 4, k).total_cycles == want.total_cycles
 
 
-# --- grouped_report is simulate --------------------------------------------------------------
+# --- simulate (grouped) is the per-fold path -----------------------------------------------
 
 def compare(config, m, n, k):
-    want = simulate(config, m, n, k)
-    got = grouped.grouped_report(config, m, n, k)
-    context = (config, m, n, k)
-    assert (got.folds, got.total_cycles, got.compute_cycles, got.prefetch_cycles,
-            got.drain_cycles) == (want.folds, want.total_cycles, want.compute_cycles,
-                                  want.prefetch_cycles, want.drain_cycles), context
-    assert got.stalls == want.stalls, context
-    assert got.sram == want.sram and got.dram == want.dram, context
-    assert got.mapping_efficiency == want.mapping_efficiency and got.plan == want.plan, context
-    assert got.utilization == want.utilization, context
+    """Every field of simulate's report equals the per-fold path's (``events=True``)."""
+    want = simulate(config, m, n, k, events=True)
+    got = simulate(config, m, n, k)
+    assert got.events is None
+    assert {**vars(got), "events": None} == {**vars(want), "events": None}, (config, m, n, k)
     assert got.total_cycles - got.compute_cycles == sum(got.stalls.values())
+    g = grouped.grouped_report(config, m, n, k)
+    assert (g.folds, g.total_cycles, g.stalls, g.sram, g.dram, g.utilization) == (
+        got.folds, got.total_cycles, got.stalls, got.sram, got.dram, got.utilization)
 
 
-@pytest.fixture(params=["runs", "default"])
+@pytest.fixture(params=["jumped", "default"])
 def path(request, monkeypatch):
-    """"runs": the recurrence over runs for every GEMM; "default": small GEMMs (up to
-    EXPAND_BELOW folds) on the per-fold recurrence, as grouped_report does."""
-    if request.param == "runs":
-        monkeypatch.setattr(grouped, "EXPAND_BELOW", 0)
+    """"jumped": the recurrence over runs in Python, with jumps, for every GEMM; "default":
+    first in numba (timing.kind_schedule) within STEP_BUDGET folds stepped, as simulate
+    does."""
+    if request.param == "jumped":
+        monkeypatch.setattr(grouped, "STEP_BUDGET", 0)
     return request.param
 
 
@@ -267,10 +312,12 @@ def test_a_400000_cubed_gemm_in_well_under_a_second():
 
 
 def test_steps_do_not_grow_with_the_fold_count(monkeypatch):
-    """The recurrence steps a bounded number of folds, whatever the GEMM's size."""
+    """The recurrence in Python steps a bounded number of folds, whatever the GEMM's size
+    (numba's, tried first, gives up past its budget: test_kind_schedule_jumps...)."""
     calls = []
     fold = grouped._fold
     monkeypatch.setattr(grouped, "_fold", lambda *a: calls.append(1) or fold(*a))
+    monkeypatch.setattr(grouped, "STEP_BUDGET", 0)
     config = load("array32")
     for side in (4_000, 40_000, HUGE):
         calls.clear()

@@ -64,6 +64,10 @@ CASES = [
     ("int8", "fixed16", False),                                 # saturates
     ("int8", "fixed16:wrap", False),
     ("int8", "fixed32", True),                                  # all exact: one BLAS call
+    ("int8", "fixed60*32 > fp32", True),            # sequential: level 1 too wide for float64
+    ("hbfp6@16", "fixed10:wrap*8 > fixed14*2 > e5m10:stochastic", False),  # wrap, fixed > sr
+    ("fp8_e4m3", "e5m10:rna*8 > fp32:rna", None),               # the deterministic fast loop
+    ("fp8_e4m3", "e5m10:rtz*8 > bf16:rtz", None),
     ("fp32", "fp32", None),
     ("bf16", "e4m3:sat*8 > e5m2", None),                        # tiny formats saturate
     ("fp16", "e11m52", None),
@@ -155,3 +159,21 @@ def test_fixed_overflow_matches_oracle_on_short_rows():
     a[1, :4] = 127.0
     check(a, np.full((40, 3), 90.0), "int8", "fixed16")
     check(a, np.full((40, 3), 90.0), "int8", "fixed16:wrap")
+
+
+@pytest.mark.parametrize("fmt,plan,exact", [
+    # FP8 E4M3 products: multiples of 2^-18 below 448^2 < 2^18; e5m10 registers: multiples of
+    # 2^-24 below 2^16. Sums: below 2^19, multiples of 2^-24: 43 bits, exact in float64.
+    ("fp8_e4m3", "e5m10", True),
+    ("fp8_e4m3", "fp32", False),        # fp32 registers span 2^-149 .. 2^128
+    ("fp8_e4m3", "e8m10", False),       # e8: subnormals down to 2^-136
+    ("int8", "fixed52", True),          # products <= 127^2, register <= 2^51
+    ("int8", "fixed53", False),         # the register no longer fits below 2^52
+])
+def test_which_level_one_sums_are_exact_in_float64(fmt, plan, exact):
+    """The condition that lets the sequential kernel skip TwoSum (float) or hold the register
+    in float64 (fixed), worked by hand; the oracle tests above check both kernels' results."""
+    from hbfpsim.mac.engine import _exact_in_float64
+    x = gaussian((4, 64), 7, (0, 1))
+    op_a, op_b = prepare(x, formats.get(fmt), 1), prepare(x.T, formats.get(fmt), 0)
+    assert _exact_in_float64(AccumulationPlan.parse(plan), op_a, op_b) == exact

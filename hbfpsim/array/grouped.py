@@ -1,30 +1,37 @@
-"""The fold-level timing model in time and memory independent of the fold count.
+"""The fold-level timing model in time and memory independent of the fold count: what
+``simulate`` runs unless per-fold events are asked for.
 
 All a fold moves or takes (memory.py, timing.py) depends only on whether its row fold is
 the first, the last or in between, and likewise its column fold. So the folds are at most
-3 x 3 *kinds* (a representative fold each, with real indices: ``memory.demand`` and
-timing.py's functions give its bytes and cycles), run as ``for c in (first, middle x
-(CF - 2), last): for r in (first, middle x (RF - 2), last)`` for RF row, CF column folds.
+3 x 3 *kinds* (a representative fold each, with real indices: ``memory.kind_demand`` gives
+its bytes as ``memory.demand`` would, and this module's ``_transfer_cycles`` and
+``_fold_compute`` its cycles as timing.py's functions would, all in Python ints), run as
+``for c in (first, middle x (CF - 2), last): for r in (first, middle x (RF - 2), last)``
+for RF row, CF column folds.
 
 ``timing.fold_schedule``'s recurrence is maxima and sums: with the branches it takes (which
 side wins each maximum) fixed, a fold is an affine map of the state. Once two consecutive
 repetitions of a step (a fold, a column pass, a block of up to PERIOD of them) take the same
 branches and advance the state alike, later ones do too while the branches hold: each
 compares quantities moving linearly, so how long is a division. ``_repeat`` jumps that
-far, then steps on. Nothing is approximated: results are the per-fold recurrence's.
+far, then steps on. ``timing.kind_schedule`` does the same in numba for single folds only
+(every column pass is stepped through): faster, unless the runs do not settle or the
+passes are many, so it is tried first and given up after STEP_BUDGET folds stepped.
+Nothing is approximated: results are the per-fold recurrence's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, fields
-from functools import cached_property
-
-import numpy as np
+import math
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from operator import add, mul
+from typing import NamedTuple
 
 from hbfpsim.array import timing
 from hbfpsim.array.mapping import Mapping, plan_for
-from hbfpsim.array.memory import FoldDemand, check_buffers, demand
+from hbfpsim.array.memory import check_buffers, dram_traffic, kind_demand, sram_traffic
+from hbfpsim.array.report import GemmReport
 from hbfpsim.config import ArrayConfig
 from hbfpsim.mac import AccumulationPlan
 from hbfpsim.numerics import Numerics
@@ -33,7 +40,8 @@ State = list[int]     # previous_end, channel, ready A, B, partial sums, store_d
 Apply = Callable[[State, "_Trace"], State]      # one repetition of a step, noting branches
 PERIOD = 8            # longest block of repetitions tried as a repeating unit
 TRACE_CAP = 4096      # comparisons kept per repetition: a longer one is stepped, not jumped
-EXPAND_BELOW = 4096   # up to this many folds, the per-fold (numba) recurrence is faster
+STEP_BUDGET = 2**15   # folds stepped in numba (~0.3 ms) before jumping in Python instead
+STALLS = (*timing.BUFFERS, *(f"sram_{b}" for b in timing.BUFFERS))   # GemmReport.stalls keys
 
 
 def classes(folds: int) -> list[tuple[int, int]]:
@@ -41,86 +49,95 @@ def classes(folds: int) -> list[tuple[int, int]]:
     return [(0, 1), (1, folds - 2), (folds - 1, 1)] if folds > 2 else [(0, 1), (1, 1)][:folds]
 
 
-class Representatives(Mapping):
-    """A GEMM's mapping whose folds are its kinds' representatives, in execution order, for
-    ``memory.demand``. ``folds`` counts them (Mapping's fold limit cannot apply); the other
-    properties (``row_folds``, ``fold_cycles``, ``mapping_efficiency``...) are the GEMM's."""
+class FoldRuns(NamedTuple):
+    """The folds as kinds (kind c * len(row_counts) + r) and multiplicities; per-kind values
+    in Python ints."""
+
+    row_counts: tuple[int, ...]       # folds per row class: (1,), (1, 1) or (1, RF - 2, 1)
+    col_counts: tuple[int, ...]       # column passes per column class, likewise
+    compute: Sequence[int]            # (K,): cycles of a fold of each kind
+    loads: Sequence[Sequence[int]]    # (3, K): channel cycles of its A, B, partial-sum loads
+    store: Sequence[int]              # (K,): channel cycles of its store
+    sram_stalls: Sequence[Sequence[int]]    # (3, K): its SRAM stretch per buffer, cycles
+    traffic: dict[str, Sequence[int]] | None  # memory.FoldDemand's fields: its bytes moved
 
     @property
-    def folds(self) -> int:
-        return len(classes(self.row_folds)) * len(classes(self.col_folds))
-
-    def fold_extents(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        sr, sc, _ = self.spatial
-        rows = np.array([i for i, _ in classes(self.row_folds)], np.int64)
-        cols = np.array([i for i, _ in classes(self.col_folds)], np.int64)
-        fr, fc = np.tile(rows, cols.size), np.repeat(cols, rows.size)
-        return fr, fc, np.minimum(self.rows, sr - fr * self.rows), \
-            np.minimum(self.cols, sc - fc * self.cols)
-
-
-@dataclass(frozen=True)
-class FoldRuns:
-    """The folds as kinds (kind c * len(row_counts) + r) and multiplicities."""
-
-    row_counts: tuple[int, ...]   # folds per row class: (1,), (1, 1) or (1, RF - 2, 1)
-    col_counts: tuple[int, ...]   # column passes per column class, likewise
-    compute: np.ndarray           # int64 (K,): cycles of a fold of each kind
-    loads: np.ndarray             # int64 (3, K): channel cycles of its A, B, partial-sum loads
-    store: np.ndarray             # int64 (K,): channel cycles of its store
-    sram_stalls: np.ndarray       # int64 (3, K): its SRAM stretch per buffer, cycles
-    traffic: FoldDemand | None    # its bytes moved (None: timing only)
-
-    @cached_property
     def weights(self) -> list[int]:
-        """Folds of each kind."""
+        """(K,): folds of each kind."""
         return [c * r for c in self.col_counts for r in self.row_counts]
 
-    def total(self, per_kind: np.ndarray) -> int:
-        """A per-kind quantity summed over all folds, exactly."""
-        return sum(w * x for w, x in zip(self.weights, per_kind.tolist()))
 
-
-def checked_bits(config: ArrayConfig) -> dict[str, float]:
+def checked_bits(config: ArrayConfig) -> tuple[float, float, float]:
     """Storage bits per element of what each buffer holds (input, weight, output: partial
-    sums), after checking that each buffer holds one array tile."""
+    sums), after checking the numerics and that each buffer holds one array tile (once per
+    distinct configuration)."""
+    if not isinstance(config, ArrayConfig):
+        Numerics.of(config)                 # the TypeError naming what it must be
+    return _checked_bits(config)
+
+
+@lru_cache(maxsize=1024)
+def _checked_bits(config: ArrayConfig) -> tuple[float, float, float]:
     numerics = Numerics.of(config)
     bits = {"input": numerics.input.storage_bits, "weight": numerics.weight.storage_bits,
             "output": numerics.psum_bits}
     check_buffers({"input": config.input_kib, "weight": config.weight_kib,
                    "output": config.output_kib}, config.rows, config.cols, bits, config.source)
-    return bits
-
-
-def fold_costs(mapping: Mapping, config: ArrayConfig, bits: dict[str, float]
-               ) -> tuple[FoldDemand, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per fold of ``mapping`` (every fold, or one per kind): (demand in bytes, compute
-    cycles, SRAM stall cycles (3, F), load channel cycles (3, F), store channel cycles)."""
-    need = demand(mapping, bits["input"], bits["weight"], bits["output"], bits["output"],
-                  config.input_kib, config.weight_kib, config.output_kib)
-    bandwidth = config.dram_bytes_per_cycle
-    loads = np.stack([timing.transfer_cycles(x, bandwidth)
-                      for x in (need.load_a, need.load_b, need.load_out)])
-    compute, sram_stalls = timing.fold_compute(
-        mapping.fold_cycles, np.stack([need.read_a, need.read_b, need.psum_write + need.psum_read]),
-        config.sram_bytes_per_cycle)
-    return need, compute, sram_stalls, loads, timing.transfer_cycles(need.store, bandwidth)
+    return bits["input"], bits["weight"], bits["output"]
 
 
 def fold_runs(config: ArrayConfig, m: int, n: int, k: int) -> tuple[FoldRuns, Mapping]:
     """The runs of C[M, N] = A[M, K] B[K, N] on ``config`` and their mapping, after
-    simulate's checks (buffers, GEMM dimensions) and computed as simulate does."""
-    bits = checked_bits(config)
-    mapping = Representatives.of(m, n, k, config)
-    need, compute, sram_stalls, loads, store = fold_costs(mapping, config, bits)
-    counts = [tuple(c for _, c in classes(f)) for f in (mapping.row_folds, mapping.col_folds)]
-    return FoldRuns(*counts, compute, loads, store, sram_stalls, need), mapping
+    simulate's checks (buffers, GEMM dimensions), from one representative fold of each kind
+    (``memory.kind_demand``) with timing.py's arithmetic on Python ints."""
+    bits_a, bits_b, bits_psum = checked_bits(config)
+    mapping = Mapping.of(m, n, k, config)
+    row_kinds, row_counts = zip(*classes(mapping.row_folds))
+    col_kinds, col_counts = zip(*classes(mapping.col_folds))
+    need = kind_demand(mapping, row_kinds, col_kinds, bits_a, bits_b, bits_psum, bits_psum,
+                       config.input_kib, config.weight_kib, config.output_kib)
+    bandwidth = config.dram_bytes_per_cycle
+    loads = [_transfer_cycles(need["load_a"], bandwidth),
+             _transfer_cycles(need["load_b"], bandwidth),
+             _transfer_cycles(need["load_out"], bandwidth)]
+    compute, sram_stalls = _fold_compute(mapping.fold_cycles, need,
+                                         config.sram_bytes_per_cycle)
+    return FoldRuns(row_counts, col_counts, compute, loads,
+                    _transfer_cycles(need["store"], bandwidth), sram_stalls, need), mapping
+
+
+def _transfer_cycles(nbytes: Sequence[int], bandwidth: float) -> list[int]:
+    """``timing.transfer_cycles`` on Python ints."""
+    if bandwidth == math.inf:
+        return [0] * len(nbytes)
+    need = [math.ceil(x / bandwidth) for x in nbytes]
+    timing.check_cycles(max(need), "a DRAM transfer")
+    return need
+
+
+def _fold_compute(fold_cycles: int, need: dict[str, Sequence[int]], sram_bandwidth: float
+                  ) -> tuple[list[int], list[list[int]]]:
+    """``timing.fold_compute`` on ``memory.kind_demand``'s bytes ``need``, in Python ints:
+    (P per kind, SRAM stall per buffer and kind)."""
+    kinds = len(need["read_a"])
+    if sram_bandwidth <= 0:
+        return [fold_cycles] * kinds, [[0] * kinds] * 3
+    per_buffer = (need["read_a"], need["read_b"], map(add, need["psum_write"], need["psum_read"]))
+    cycles = [[math.ceil(x / sram_bandwidth) for x in per_kind] for per_kind in per_buffer]
+    timing.check_cycles(max(map(max, cycles)), "an SRAM transfer")
+    compute, stalls = [], [[0] * kinds for _ in range(3)]
+    for j, trio in enumerate(zip(*cycles)):
+        longest = max(trio)
+        compute.append(max(longest, fold_cycles))
+        stalls[trio.index(longest)][j] = compute[j] - fold_cycles
+    return compute, stalls
 
 
 def check_total(runs: FoldRuns, latency: int) -> None:
     """``timing.check_total`` on the runs: the same bound, summed in exact integers."""
-    bound = sum(runs.total(x) for x in (runs.compute, *runs.loads, runs.store))
-    bound += (sum(runs.weights) + 1) * latency
+    weights = runs.weights
+    bound = sum(sum(map(mul, weights, x)) for x in (runs.compute, *runs.loads, runs.store))
+    bound += (sum(weights) + 1) * latency
     if bound > timing.MAX_CYCLES:
         raise ValueError(f"this GEMM could take up to {float(bound):.3g} cycles, beyond the 2^61 "
                          "the timing model counts: check the bandwidths, latency and GEMM size")
@@ -234,26 +251,25 @@ def _fold(x: State, trace: _Trace, compute: int, store: int, loads: tuple[int, .
     return [end, channel, *ready, store_done, *stalls]
 
 
-def run_schedule(compute: np.ndarray, loads: np.ndarray, store: np.ndarray,
+def run_schedule(compute: Sequence[int], loads: Sequence[Sequence[int]], store: Sequence[int],
                  row_counts: tuple[int, ...], col_counts: tuple[int, ...], latency: int,
-                 double_buffered: bool, expand_below: int = 0
+                 double_buffered: bool, step_budget: int = 0
                  ) -> tuple[int, int, int, tuple[int, int, int]]:
-    """``timing.fold_schedule`` over the folds of FoldRuns-like runs: (total, prefetch,
-    drain, stalls per buffer), in cycles. Runs of at most ``expand_below`` folds are
-    expanded and run through the per-fold recurrence instead."""
+    """``timing.fold_schedule`` over the folds of FoldRuns-like runs (per-kind values in
+    Python ints): (total, prefetch, drain, stalls per buffer), in cycles. First in numba
+    (``timing.kind_schedule``) unless that would step more than ``step_budget`` folds, else
+    here, jumping over repeating blocks of folds and column passes too."""
+    if sum(col_counts) * len(row_counts) <= step_budget:      # each run takes a step
+        done = timing.kind_schedule(compute, loads, store, row_counts, col_counts, latency,
+                                    double_buffered, step_budget)
+        if done is not None:
+            return done
     nr = len(row_counts)
-    if sum(row_counts) * sum(col_counts) <= expand_below:
-        kinds = np.concatenate([np.tile(np.repeat(np.arange(c * nr, c * nr + nr), row_counts), n)
-                                for c, n in enumerate(col_counts)])
-        s = timing.fold_schedule(compute[kinds], loads.take(kinds, axis=1), store[kinds],
-                                 latency, double_buffered)     # C order: numba's cached build
-        return s.total_cycles, s.prefetch_cycles, s.drain_cycles, tuple(map(int, s.stalls))
-    kind_loads = [tuple(column) for column in loads.T.tolist()]
-    cycles, stores = compute.tolist(), store.tolist()
+    kind_loads = list(zip(*loads))
 
     def fold(kind: int, following: int | None) -> Apply:
         nxt = None if following is None else kind_loads[following]
-        return lambda x, t: _fold(x, t, cycles[kind], stores[kind], nxt, latency,
+        return lambda x, t: _fold(x, t, compute[kind], store[kind], nxt, latency,
                                   double_buffered)
 
     def column_pass(c: int, following: int | None) -> Apply:
@@ -276,37 +292,28 @@ def _runs(x: State, trace: _Trace, runs: list[tuple[int, int]], after: int | Non
     return x
 
 
-@dataclass(frozen=True)
-class GroupedTiming:
-    """``simulate``'s numbers for one GEMM but the per-fold events; cycles and bytes."""
-
-    folds: int
-    total_cycles: int
-    compute_cycles: int                 # folds x ideal cycles per fold
-    stalls: dict[str, int]              # input / weight / output (DRAM), sram_* (SRAM)
-    prefetch_cycles: int
-    drain_cycles: int
-    mapping_efficiency: float
-    utilization: float                  # MACs / (total cycles x R x C)
-    sram: dict[str, dict[str, int]]     # per buffer: reads, writes (bytes)
-    dram: dict[str, int]                # reads, writes (bytes)
-    plan: AccumulationPlan
-
-
-def grouped_report(config: ArrayConfig, m: int, n: int, k: int) -> GroupedTiming:
-    """``simulate(config, m, n, k)`` without per-fold arrays, for any number of folds."""
+def grouped_report(config: ArrayConfig, m: int, n: int, k: int) -> GemmReport:
+    """``simulate(config, m, n, k)``: its report (without per-fold events), for any number
+    of folds, in time and memory independent of it."""
     runs, mapping = fold_runs(config, m, n, k)
-    check_total(runs, config.dram_latency_cycles)
+    latency, weights = config.dram_latency_cycles, runs.weights
+    check_total(runs, latency)
     total, prefetch, drain, stalls = run_schedule(
-        runs.compute, runs.loads, runs.store, runs.row_counts, runs.col_counts,
-        config.dram_latency_cycles, config.double_buffered, EXPAND_BELOW)
-    stall_by = dict(zip(timing.BUFFERS, stalls)) | {
-        f"sram_{b}": runs.total(s) for b, s in zip(timing.BUFFERS, runs.sram_stalls)}
-    weights = np.array(runs.weights, dtype=object)     # Python ints: exact totals
-    totals = FoldDemand(*(weights * getattr(runs.traffic, f.name).astype(object)
-                          for f in fields(FoldDemand)))
+        runs.compute, runs.loads, runs.store, runs.row_counts, runs.col_counts, latency,
+        config.double_buffered, STEP_BUDGET)
+    sram = [sum(map(mul, weights, s)) for s in runs.sram_stalls] \
+        if config.sram_bytes_per_cycle > 0 else [0, 0, 0]
+    totals = {name: sum(map(mul, weights, per_kind)) for name, per_kind in runs.traffic.items()}
     folds = mapping.row_folds * mapping.col_folds
-    return GroupedTiming(folds, total, folds * mapping.fold_cycles, stall_by, prefetch, drain,
-                         mapping.mapping_efficiency,
-                         mapping.macs / (total * config.rows * config.cols),
-                         totals.sram(), totals.dram(), plan_for(mapping, Numerics.of(config)))
+    compute = folds * mapping.fold_cycles
+    return GemmReport(m, n, k, config.name, config.dataflow, folds, total, compute,
+                      total - compute, dict(zip(STALLS, (*stalls, *sram))), prefetch, drain,
+                      mapping.macs / (total * config.rows * config.cols),
+                      mapping.mapping_efficiency, sram_traffic(totals), dram_traffic(totals),
+                      _plan(config, mapping), total / (config.clock_ghz * 1e9))
+
+
+@lru_cache(maxsize=4096)
+def _plan(config: ArrayConfig, mapping: Mapping) -> AccumulationPlan:
+    """``plan_for`` once per configuration and GEMM."""
+    return plan_for(mapping, Numerics.of(config))

@@ -17,14 +17,13 @@ tile, then R + C + T - 2 to stream and drain) or T + R + C - 2 (OS).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from hbfpsim.config import ArrayConfig
 from hbfpsim.mac import AccumulationPlan, Level
 from hbfpsim.numerics import Numerics
-
 
 MAX_DIM = 2**40          # largest M, N or K: products of three stay exact in Python ints
 MAX_FOLDS = 2**22        # per-fold events (events=True, simpy): 4 Mi folds, about 0.7 GB, 4 s
@@ -40,33 +39,30 @@ class Mapping:
     rows: int
     cols: int
     dataflow: str
+    spatial: tuple[int, int, int] = field(init=False, repr=False, compare=False)  # Sr, Sc, T
+    row_folds: int = field(init=False, repr=False, compare=False)   # ceil(Sr / R)
+    col_folds: int = field(init=False, repr=False, compare=False)   # ceil(Sc / C)
 
     def __post_init__(self) -> None:
-        for name in ("m", "n", "k"):
-            v = getattr(self, name)
-            integer = isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-            if not integer or not 1 <= v <= MAX_DIM:
-                raise ValueError(f"GEMM dimension {name.upper()} must be an integer in "
-                                 f"[1, 2^40], got {v!r}")
-            object.__setattr__(self, name, int(v))      # Python ints: M N K cannot wrap
+        m, n, k = self.m, self.n, self.k
+        if not (type(m) is type(n) is type(k) is int and 0 < m <= MAX_DIM and
+                0 < n <= MAX_DIM and 0 < k <= MAX_DIM):         # checked fast when valid
+            for name in ("m", "n", "k"):
+                v = getattr(self, name)
+                integer = isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                if not integer or not 1 <= v <= MAX_DIM:
+                    raise ValueError(f"GEMM dimension {name.upper()} must be an integer in "
+                                     f"[1, 2^40], got {v!r}")
+                object.__setattr__(self, name, int(v))  # Python ints: M N K cannot wrap
+            m, n, k = self.m, self.n, self.k
+        sr, sc, t = {"ws": (k, n, m), "os": (m, n, k), "is": (k, m, n)}[self.dataflow]
+        object.__setattr__(self, "spatial", (sr, sc, t))
+        object.__setattr__(self, "row_folds", -(-sr // self.rows))
+        object.__setattr__(self, "col_folds", -(-sc // self.cols))
 
     @classmethod
     def of(cls, m: int, n: int, k: int, config: ArrayConfig) -> Mapping:
         return cls(m, n, k, config.rows, config.cols, config.dataflow)
-
-    @property
-    def spatial(self) -> tuple[int, int, int]:
-        """(Sr, Sc, T)."""
-        return {"ws": (self.k, self.n, self.m), "os": (self.m, self.n, self.k),
-                "is": (self.k, self.m, self.n)}[self.dataflow]
-
-    @property
-    def row_folds(self) -> int:
-        return math.ceil(self.spatial[0] / self.rows)
-
-    @property
-    def col_folds(self) -> int:
-        return math.ceil(self.spatial[1] / self.cols)
 
     @property
     def folds(self) -> int:

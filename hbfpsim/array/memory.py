@@ -18,6 +18,9 @@ output buffer stays on chip across the folds that accumulate it and is written o
 its last fold; otherwise every fold writes its partial sums and every fold but the first of
 its tile reads them back first.
 
+``demand`` gives arrays over every fold; ``kind_demand`` the same numbers for a few folds
+(one per kind, grouped.py) in Python ints.
+
 Each buffer must hold at least one R x C tile of its data (operand elements at their storage
 width, partial sums at the chain's): the stationary tile a WS or IS fold loads, the R x C
 outputs an OS fold drains, the tile's worth of rows a streamed operand needs to keep every
@@ -27,7 +30,9 @@ rather than timing it as if it were large enough.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -49,17 +54,26 @@ class FoldDemand:
     psum_write: np.ndarray  # array -> output buffer, during the fold
     psum_read: np.ndarray   # output buffer -> accumulator (folds after a tile's first)
 
-    def sram(self) -> dict[str, dict[str, int]]:
-        """Total bytes read from and written to each buffer (both sides: array and DRAM)."""
-        total = lambda *xs: int(sum(int(x.sum()) for x in xs))  # noqa: E731
-        return {"input": {"reads": total(self.read_a), "writes": total(self.load_a)},
-                "weight": {"reads": total(self.read_b), "writes": total(self.load_b)},
-                "output": {"reads": total(self.psum_read, self.store),
-                           "writes": total(self.psum_write, self.load_out)}}
+    def totals(self) -> dict[str, int]:
+        """Each field summed over the folds, in bytes."""
+        return {f.name: int(getattr(self, f.name).sum()) for f in fields(self)}
 
-    def dram(self) -> dict[str, int]:
-        return {"reads": int(self.load_a.sum() + self.load_b.sum() + self.load_out.sum()),
-                "writes": int(self.store.sum())}
+
+def sram_traffic(t: dict[str, int]) -> dict[str, dict[str, int]]:
+    """Total bytes read from and written to each buffer (both sides: array and DRAM), from
+    the FoldDemand ``totals`` ``t``."""
+    return {"input": {"reads": t["read_a"], "writes": t["load_a"]},
+            "weight": {"reads": t["read_b"], "writes": t["load_b"]},
+            "output": {"reads": t["psum_read"] + t["store"],
+                       "writes": t["psum_write"] + t["load_out"]}}
+
+
+def dram_traffic(t: dict[str, int]) -> dict[str, int]:
+    """Total bytes read from and written to DRAM, from the FoldDemand ``totals`` ``t``."""
+    return {"reads": t["load_a"] + t["load_b"] + t["load_out"], "writes": t["store"]}
+
+
+FIELDS = tuple(f.name for f in fields(FoldDemand))
 
 
 def check_buffers(sizes_kib: dict[str, float], rows: int, cols: int,
@@ -122,3 +136,42 @@ def demand(mapping: Mapping, bits_a: float, bits_b: float, bits_psum: float,
     load_out = np.where(~first & ~fits, psum, 0)
     return FoldDemand(load_a.astype(np.int64), load_b.astype(np.int64), load_out, store,
                       a_bytes, b_bytes, psum, np.where(first, 0, psum))
+
+
+def kind_demand(mapping: Mapping, row_kinds: Sequence[int], col_kinds: Sequence[int],
+                bits_a: float, bits_b: float, bits_psum: float, bits_out: float, kib_a: float,
+                kib_b: float, kib_out: float) -> dict[str, tuple[int, ...]]:
+    """``demand``'s fields (name: bytes per fold, in Python ints) for only the folds of the
+    given row and column fold indices (column outer: ``demand`` on that sequence of folds).
+    ``mapping`` is the whole GEMM's; the other arguments are ``demand``'s. The bytes are
+    demand's exactly: Python rounds ``e * bits / 8`` as NumPy does on int64 elements (all
+    below 2^57, so none wraps there)."""
+    m, n, k, rows, cols, rf = (mapping.m, mapping.n, mapping.k, mapping.rows, mapping.cols,
+                               mapping.row_folds)
+    df, (sr, sc, _) = mapping.dataflow, mapping.spatial
+    tiles = []      # per fold: elements and id of its A tile, B tile, output tile
+    for fc in col_kinds:
+        cu = min(cols, sc - fc * cols)
+        for fr in row_kinds:
+            ru = min(rows, sr - fr * rows)
+            tiles.append((m * ru, fr, ru * cu, fc * rf + fr, m * cu, fc) if df == "ws" else
+                         (ru * k, fr, k * cu, fc, ru * cu, fc * rf + fr) if df == "os" else
+                         (ru * cu, fc * rf + fr, ru * n, fr, cu * n, fc))
+    once_a = math.ceil(m * k * bits_a / 8) <= kib_a * KIB     # fetched once, on first use
+    once_b = math.ceil(k * n * bits_b / 8) <= kib_b * KIB
+    room, following = kib_out * KIB, [t[5] for t in tiles[1:]] + [None]
+    per_fold = []   # FoldDemand's fields, in order
+    seen_a, seen_b, last_a, last_b, last_out = set(), set(), None, None, None
+    for (ea, ia, eb, ib, eo, io), next_out in zip(tiles, following):
+        a, b, psum = math.ceil(ea * bits_a / 8), math.ceil(eb * bits_b / 8), \
+            math.ceil(eo * bits_psum / 8)
+        first, fits = io != last_out, psum <= room
+        per_fold.append((a if (ia not in seen_a if once_a else ia != last_a) else 0,
+                         b if (ib not in seen_b if once_b else ib != last_b) else 0,
+                         0 if first or fits else psum,
+                         math.ceil(eo * bits_out / 8) if io != next_out else 0 if fits else psum,
+                         a, b, psum, 0 if first else psum))
+        seen_a.add(ia)
+        seen_b.add(ib)
+        last_a, last_b, last_out = ia, ib, io
+    return dict(zip(FIELDS, zip(*per_fold)))

@@ -1,7 +1,9 @@
 """Fold-level timing: when each fold starts and ends, and which buffer made it wait.
 
 The model (des.py runs it as a simpy discrete-event simulation; ``fold_schedule`` below
-computes the same schedule directly and is what ``simulate`` uses by default):
+computes the same schedule directly, fold by fold, with per-fold events, and
+``kind_schedule`` steps it over runs of identical folds without per-fold arrays, as
+``simulate`` does by default through grouped.py):
 
 - Fold f computes for P[f] cycles: its ideal fill/stream/drain cycles, stretched if a
   buffer cannot feed the array (``ceil(bytes / sram_bytes_per_cycle)`` for the bytes that
@@ -24,6 +26,7 @@ for partial sums and stores), SRAM stretches to the buffer that set the pace.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,11 +51,18 @@ class Schedule:
 MAX_CYCLES = 2**61    # any schedule's total stays below this, far inside int64
 
 
+def check_cycles(longest: float, what: str) -> None:
+    """A ValueError if ``longest`` (cycles of the longest of some transfers) passes
+    MAX_CYCLES; ``what`` names the kind of transfer."""
+    if longest > MAX_CYCLES:
+        raise ValueError(f"{what} takes {longest:.3g} cycles, beyond the 2^61 the timing "
+                         "model counts: check the bandwidths and the GEMM's size")
+
+
 def cycles(x: np.ndarray, what: str) -> np.ndarray:
     """``x`` (whole numbers as floats) as int64 cycles; a ValueError beyond MAX_CYCLES."""
-    if x.size and x.max() > MAX_CYCLES:
-        raise ValueError(f"{what} takes {x.max():.3g} cycles, beyond the 2^61 the timing "
-                         "model counts: check the bandwidths and the GEMM's size")
+    if x.size:
+        check_cycles(x.max(), what)
     return x.astype(np.int64)
 
 
@@ -99,6 +109,25 @@ def check_total(compute: np.ndarray, loads: np.ndarray, store: np.ndarray, laten
                          "timing model counts: check the bandwidths, latency and GEMM size")
 
 
+def kind_schedule(compute: Sequence[int], loads: Sequence[Sequence[int]],
+                  store: Sequence[int], row_counts: tuple[int, ...],
+                  col_counts: tuple[int, ...], latency: int, double_buffered: bool,
+                  budget: int) -> tuple[int, int, int, tuple[int, int, int]] | None:
+    """``fold_schedule`` over folds given as kinds, without per-fold arrays: (total,
+    prefetch, drain, stalls per buffer), in cycles, or None if that takes more than
+    ``budget`` folds stepped. Per kind (kind c * len(row_counts) + r): ``compute`` cycles,
+    ``loads`` (3, K) and ``store`` channel cycles; the folds run as ``for c, n in
+    enumerate(col_counts): n x (for r, n' in enumerate(row_counts): n' folds of kind
+    c * len(row_counts) + r)``. Folds are stepped (about 10 ns each), but a run of alike
+    folds that settles (two in a row take the same branches and advance the state alike)
+    is jumped over as far as its branches hold."""
+    flat = np.array([*compute, *loads[0], *loads[1], *loads[2], *store, *row_counts,
+                     *col_counts], np.int64)      # one array: the cheapest to pass to numba
+    done, total, prefetch, drain, s0, s1, s2 = _kind_recurrence(
+        flat, len(row_counts), len(col_counts), latency, double_buffered, budget)
+    return (total, prefetch, drain, (s0, s1, s2)) if done else None
+
+
 @njit(cache=True)
 def _recurrence(compute, loads, store, latency, double_buffered):
     """``fold_schedule``'s loop: (start, end, waited_on, total, prefetch, drain, stalls)."""
@@ -106,49 +135,162 @@ def _recurrence(compute, loads, store, latency, double_buffered):
     start = np.zeros(n, np.int64)
     end = np.zeros(n, np.int64)
     waited_on = np.full(n, -1, np.int8)
-    stalls = np.zeros(3, np.int64)
-    prefetch = 0
-    if loads[:, 0].sum() > 0:
-        prefetch = loads[:, 0].sum() + latency
-    channel = 0                      # cycle the channel becomes free
-    ready = np.zeros(3, np.int64)    # when fold f's A, B, partial sums are usable
-    store_done = 0                   # when the previous fold's store finished
-    previous_end = 0
+    x = (0, 0, 0, 0, 0, 0, 0, 0, 0)
     for f in range(n):
-        begin = previous_end
-        culprit = -1
-        for b in range(3):
-            if ready[b] > begin:
-                begin = ready[b]
-                culprit = b
-        if not double_buffered and store_done > begin:
-            begin = store_done
-            culprit = 2
-        if culprit >= 0:
-            stalls[culprit] += begin - previous_end
-            waited_on[f] = culprit
-        start[f] = begin
-        end[f] = begin + compute[f]
-        if double_buffered and f + 1 < n:
-            channel = _issue_loads(loads, f + 1, begin, channel, latency, ready)
-        if store[f] > 0:
-            channel = max(channel, end[f]) + store[f]
-            store_done = channel
-        if not double_buffered and f + 1 < n:
-            channel = _issue_loads(loads, f + 1, end[f], channel, latency, ready)
-        previous_end = end[f]
-    return start, end, waited_on, previous_end, prefetch, max(store_done - previous_end, 0), \
-        stalls
+        x, start[f], waited_on[f], _ = _step(x, compute[f], store[f], loads,
+                                             f + 1 if f + 1 < n else -1, latency,
+                                             double_buffered)
+        end[f] = x[0]
+    return start, end, waited_on, x[0], _prefetch(loads, latency), max(x[5] - x[0], 0), \
+        np.array([x[6], x[7], x[8]])
+
+
+@njit(cache=True)
+def _kind_recurrence(flat, nr, nc, latency, double_buffered, budget):
+    """``kind_schedule``'s loop: (done, total, prefetch, drain, stalls per buffer); done is
+    False (and the rest 0) past ``budget`` folds stepped. ``flat``: its compute, loads,
+    store, row_counts (nr) and col_counts (nc), concatenated."""
+    kinds = nr * nc
+    compute, loads, store = flat[:kinds], flat[kinds:4 * kinds].reshape(3, kinds), \
+        flat[4 * kinds:5 * kinds]
+    row_counts, col_counts = flat[5 * kinds:5 * kinds + nr], flat[5 * kinds + nr:]
+    x = (0, 0, 0, 0, 0, 0, 0, 0, 0)
+    steps = 0
+    for c in range(nc):
+        for rep in range(col_counts[c]):
+            for r in range(nr):
+                kind = c * nr + r
+                if r + 1 < nr:                  # the kind after this run of folds
+                    following = kind + 1
+                elif rep + 1 < col_counts[c]:
+                    following = c * nr
+                elif c + 1 < nc:
+                    following = (c + 1) * nr
+                else:
+                    following = -1
+                x, stepped = _run(x, row_counts[r] - 1, compute[kind], store[kind], loads,
+                                  kind, latency, double_buffered)
+                x, _, _, _ = _step(x, compute[kind], store[kind], loads, following, latency,
+                                   double_buffered)
+                steps += stepped + 1
+                if steps > budget:
+                    return False, 0, 0, 0, 0, 0, 0
+    return True, x[0], _prefetch(loads, latency), max(x[5] - x[0], 0), x[6], x[7], x[8]
 
 
 @njit(inline="always", cache=True)
-def _issue_loads(loads, f, issued, channel, latency, ready):
-    """Fold f's loads take the channel back to back from ``issued``; fills ``ready``."""
-    at = max(channel, issued) if loads[:, f].sum() > 0 else channel
-    for b in range(3):
-        if loads[b, f] > 0:
-            at += loads[b, f]
-            ready[b] = at + latency
-        else:
-            ready[b] = issued
-    return at
+def _run(x, count, compute, store, loads, following, latency, double_buffered):
+    """``count`` folds in a row, alike (``_step``'s arguments), from state ``x``: (the state
+    after them, how many were stepped). Stepped, but once two consecutive folds take the
+    same branches and advance the state alike, the next ones do too while every margin of a
+    maximum (moving linearly) keeps its sign: those are one jump (grouped.py's, for blocks
+    of one fold). Exact."""
+    done, stepped, alike = 0, 0, False
+    last_step, last_margins = x, (0, 0, 0, 0, 0, 0)
+    while done < count:
+        y, _, _, margins = _step(x, compute, store, loads, following, latency,
+                                 double_buffered)
+        step = _difference(y, x)
+        done += 1
+        stepped += 1
+        if alike and step == last_step and _same_branches(margins, last_margins):
+            jump = count - done
+            for j in range(6):
+                m, slope = margins[j], margins[j] - last_margins[j]
+                if m > 0 and slope < 0:
+                    jump = min(jump, (m - 1) // -slope)
+                elif m <= 0 and slope > 0:
+                    jump = min(jump, -m // slope)
+            y = _advance(y, step, jump)
+            done += jump
+        alike, last_step, last_margins, x = True, step, margins, y
+    return x, stepped
+
+
+@njit(inline="always", cache=True)
+def _same_branches(a, b):
+    """Whether margins ``a`` and ``b`` took the same branches (> 0: the left side won)."""
+    for j in range(6):
+        if (a[j] > 0) != (b[j] > 0):
+            return False
+    return True
+
+
+@njit(inline="always", cache=True)
+def _difference(y, x):
+    return (y[0] - x[0], y[1] - x[1], y[2] - x[2], y[3] - x[3], y[4] - x[4], y[5] - x[5],
+            y[6] - x[6], y[7] - x[7], y[8] - x[8])
+
+
+@njit(inline="always", cache=True)
+def _advance(x, step, times):
+    return (x[0] + times * step[0], x[1] + times * step[1], x[2] + times * step[2],
+            x[3] + times * step[3], x[4] + times * step[4], x[5] + times * step[5],
+            x[6] + times * step[6], x[7] + times * step[7], x[8] + times * step[8])
+
+
+@njit(inline="always", cache=True)
+def _prefetch(loads, latency):
+    """Cycles loading fold 0's tiles (column 0 of ``loads``) before cycle 0."""
+    first = loads[0, 0] + loads[1, 0] + loads[2, 0]
+    return first + latency if first > 0 else 0
+
+
+@njit(inline="always", cache=True)
+def _step(x, compute, store, loads, following, latency, double_buffered):
+    """One fold: it computes ``compute`` cycles and stores for ``store``; the loads of fold
+    ``following`` (a column of ``loads``; -1: none) are issued. ``x``: the state (previous
+    fold's end, channel free, A, B, partial sums ready, last store done, stalls per buffer).
+    Returns (the next state, the fold's start, the buffer it waited on or -1, the margins
+    (left minus right) of the maxima it took, 0 for those it did not)."""
+    previous_end, channel, ra, rb, ro, store_done, s0, s1, s2 = x
+    begin, culprit = previous_end, -1
+    m0 = ra - begin
+    if ra > begin:
+        begin, culprit = ra, 0
+    m1 = rb - begin
+    if rb > begin:
+        begin, culprit = rb, 1
+    m2 = ro - begin
+    if ro > begin:
+        begin, culprit = ro, 2
+    m3 = store_done - begin if not double_buffered else 0
+    if not double_buffered and store_done > begin:
+        begin, culprit = store_done, 2
+    if culprit == 0:
+        s0 += begin - previous_end
+    elif culprit == 1:
+        s1 += begin - previous_end
+    elif culprit == 2:
+        s2 += begin - previous_end
+    end = begin + compute
+    m4 = m5 = 0
+    if double_buffered and following >= 0:
+        channel, ra, rb, ro, m4 = _issue_loads(loads, following, begin, channel, latency)
+    if store > 0:
+        m5 = channel - end
+        channel = max(channel, end) + store
+        store_done = channel
+    if not double_buffered and following >= 0:
+        channel, ra, rb, ro, m4 = _issue_loads(loads, following, end, channel, latency)
+    return (end, channel, ra, rb, ro, store_done, s0, s1, s2), begin, culprit, \
+        (m0, m1, m2, m3, m4, m5)
+
+
+@njit(inline="always", cache=True)
+def _issue_loads(loads, f, issued, channel, latency):
+    """Fold f's loads take the channel back to back from ``issued``: (channel free after
+    them, when A, B and partial sums are usable, the margin channel - issued if any)."""
+    la, lb, lo = loads[0, f], loads[1, f], loads[2, f]
+    any_load = la + lb + lo > 0
+    at = max(channel, issued) if any_load else channel
+    at, ra = _loaded(la, at, issued, latency)
+    at, rb = _loaded(lb, at, issued, latency)
+    at, ro = _loaded(lo, at, issued, latency)
+    return at, ra, rb, ro, channel - issued if any_load else 0
+
+
+@njit(inline="always", cache=True)
+def _loaded(load, at, issued, latency):
+    """One load of ``load`` channel cycles from ``at``: (channel free, data usable)."""
+    return (at + load, at + load + latency) if load > 0 else (at, issued)

@@ -26,7 +26,7 @@ import math
 import numpy as np
 from numba import njit
 
-from hbfpsim.formats.bits import bits_float, draw53, float_bits, pow2, uniform
+from hbfpsim.formats.bits import bits_float, draw53_keyed, float_bits, pow2, uniform
 from hbfpsim.formats.rounding import Rounding
 
 RNE, RNA, RTZ = int(Rounding.RNE), int(Rounding.RNA), int(Rounding.RTZ)
@@ -109,32 +109,42 @@ def round_float(hi, lo, man_bits, emin, maxval, mode, ftz, sat, seed, index):
     return math.copysign(r, hi), over
 
 
+@njit(cache=True)
+def fast_rounder(mode, man_bits, emin, maxval, key):
+    """The constants ``round_fast`` needs for a format with ``man_bits`` fraction bits:
+    ``(drop, tiny, maxval, base, tie, key)``. Deterministic modes add ``base`` plus, when
+    ``tie`` is 1, the kept LSB (RNE: half an ulp minus one, plus the tie bit; RNA: half an
+    ulp; RTZ: nothing) and truncate. ``key``: ``stream_key(seed)`` for stochastic rounding."""
+    drop = 52 - man_bits
+    base, tie = 0, 0
+    if drop > 0 and mode == RNE:
+        base, tie = ((1 << drop) - 1) >> 1, 1
+    elif drop > 0 and mode == RNA:
+        base = 1 << (drop - 1)
+    return drop, pow2(emin), maxval, np.int64(base), np.int64(tie), key
+
+
 @njit(inline="always", cache=True)
-def round_fast(x, drop, emin, emax, maxval, mode, seed, index):
-    """``x`` (an exact float64) rounded into a format with ``52 - drop`` fraction bits, by
-    integer operations on its bits: RNE adds half an ulp minus one plus the tie bit, RNA
-    half an ulp, RTZ truncates, stochastic rounds up iff the top ``drop`` bits of the 53-bit
-    draw are below the discarded bits (the same decision ``round_float`` makes). Returns
-    (result, valid); valid only for zero or a normal magnitude in [2^emin, 2^(emax+1))
-    rounding to at most maxval."""
+def round_fast(x, rounder, stochastic, step):
+    """``x`` (an exact float64) rounded by integer operations on its bits into the format
+    ``rounder = fast_rounder(...)`` describes: deterministic modes add a constant (and the
+    tie bit) and truncate, branch-free; ``stochastic`` rounds up iff the top ``drop`` bits of
+    the 53-bit draw ``draw53_keyed(key, step)`` are below the discarded bits (the decision
+    ``round_float`` makes; ``step = event_step(index)``). ``stochastic`` is a constant at
+    every call site, so a loop carries the draw only when it rounds stochastically. Returns
+    (result, valid); valid only for zero or a magnitude of at least ``tiny`` (the smallest
+    normal) rounding to at most ``maxval`` (which also excludes Inf and NaN; the exponent is
+    never read, so the loop stays in float compares, which AVX2 has for 64-bit lanes)."""
+    drop, tiny, maxval, base, tie, key = rounder
     bits = float_bits(abs(x))
-    e = (bits >> 52) - 1023
     mask = (np.int64(1) << drop) - 1
-    if mode == RNE:
-        if drop > 0:
-            bits = bits + (mask >> 1) + ((bits >> drop) & 1)
-        rounded = bits & ~mask
-    elif mode == RNA:
-        if drop > 0:
-            bits = bits + (np.int64(1) << (drop - 1))
-        rounded = bits & ~mask
-    elif mode == RTZ:
-        rounded = bits & ~mask
-    else:
-        up = (draw53(seed, index) >> (53 - drop)) < (bits & mask)
+    if stochastic:
+        up = (draw53_keyed(key, step) >> (53 - drop)) < (bits & mask)
         rounded = (bits & ~mask) + (np.int64(up) << drop)
+    else:
+        rounded = (bits + base + ((bits >> drop) & tie)) & ~mask
     r = bits_float(rounded)
-    valid = (((e >= emin) & (e <= emax)) | (x == 0.0)) & (r <= maxval)
+    valid = ((abs(x) >= tiny) | (x == 0.0)) & (r <= maxval)
     return math.copysign(r, x), valid
 
 

@@ -10,6 +10,7 @@ levels took that fast path.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -167,9 +168,8 @@ def _level_table(plan: AccumulationPlan, k: int) -> tuple[np.ndarray, np.ndarray
                 acc.width, acc.wrap, acc.max, acc.min)
         else:
             row[kernels.KIND] = kernels.FLOAT
-            row[[kernels.MAN, kernels.EMIN, kernels.EMAX, kernels.MODE, kernels.FTZ,
-                 kernels.SAT]] = (acc.man_bits, acc.emin, acc.emax, int(acc.rounding),
-                                  not acc.subnormals, acc.saturate)
+            row[[kernels.MAN, kernels.EMIN, kernels.MODE, kernels.FTZ, kernels.SAT]] = (
+                acc.man_bits, acc.emin, int(acc.rounding), not acc.subnormals, acc.saturate)
             maxval[i] = acc.max
     return table, maxval, 2 * offset
 
@@ -206,12 +206,31 @@ def _run(a: Operand, b: Operand, plan: AccumulationPlan, seed: int, per_element:
         else:
             out = np.empty((m, n))
             passes, totals = kernels.carries(table, 0, k)
-            kernels.gemm_sequential(a.values, b.values, a.lsb_exp, b.lsb_exp, a.block,
-                                    b.block, table, maxval, plan.fused, seed, stride, passes,
-                                    totals, out, row_stats, elem_stats)
+            fixed = isinstance(plan.levels[0].accumulator, FixedAccumulator)
+            kernels.gemm_sequential(*((a.integers, b.integers) if fixed else (a.values, b.values)),
+                                    a.lsb_exp, b.lsb_exp, a.block, b.block, table, maxval,
+                                    plan.fused, _exact_in_float64(plan, a, b), seed, stride,
+                                    passes, totals, out, row_stats, elem_stats)
     if a.scale is not None or b.scale is not None:
         out = out * _scale(a, m)[:, None] * _scale(b, n)[None, :]
     return MatmulResult(out, _stats(plan, (m, n, k), safe, row_stats, elem_stats, per_element))
+
+
+def _exact_in_float64(plan: AccumulationPlan, a: Operand, b: Operand) -> bool:
+    """Whether every level-1 addition (register + product) is exact in float64 on this data.
+    Fixed point: the register (at most 2^51 in magnitude, width <= 52) plus a product of at
+    most 2^52 LSBs. Float: register values are multiples of the format's smallest subnormal
+    below 2^(emax+1), products multiples of 2^(min qa + min qb) below peak_a peak_b
+    2^(max qa + max qb); their sum then spans at most 53 bits when the exponents allow."""
+    first = plan.levels[0].accumulator
+    peak = a.int_peak * b.int_peak
+    if isinstance(first, FixedAccumulator):
+        return first.width <= 52 and peak <= 2.0**52
+    if not plan.fused or peak == 0.0:
+        return False
+    top = max(first.emax + 1, math.frexp(peak)[1] + int(a.lsb_exp.max()) + int(b.lsb_exp.max()))
+    low = min(first.emin - first.man_bits, int(a.lsb_exp.min()) + int(b.lsb_exp.min()))
+    return top + 1 - low <= 53
 
 
 def _scale(op: Operand, size: int) -> np.ndarray:
@@ -237,6 +256,7 @@ def _fast(a, b, plan, level, table, maxval, seed, stride, row_stats, elem_stats)
     passes, totals = kernels.carries(table, level + 1, chunks)
     ival = np.zeros((m, nlev, n), np.int64)
     fval = np.zeros((m, nlev, n))
+    out = np.empty((m, n))
     per_batch = max(1, min(chunks, BATCH_BYTES // (m * n * np.dtype(dtype).itemsize)))
     sums = np.empty((per_batch, m, n), dtype)
     for first in range(0, chunks, per_batch):
@@ -249,8 +269,8 @@ def _fast(a, b, plan, level, table, maxval, seed, stride, row_stats, elem_stats)
                              totals[first:first + count],
                              np.ascontiguousarray(a.lsb_exp[:, starts // a.block]),
                              np.ascontiguousarray(b.lsb_exp[starts // b.block]), table, maxval,
-                             seed, stride, ival, fval, row_stats, elem_stats)
-    return fval[:, nlev - 1, :].copy()
+                             seed, stride, ival, fval, out, row_stats, elem_stats)
+    return out
 
 
 def _stats(plan, shape, safe, row_stats, elem_stats, per_element) -> MatmulStats:

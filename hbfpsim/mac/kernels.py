@@ -11,6 +11,18 @@ columns STAT_*; a level's events (additions into it, and the conversion of each 
 it) get fixed stochastic-rounding indices, so the fast and the sequential paths draw the same
 bits: event ``2 (offset[l] + t) + c`` of element ``i N + j``, for the t-th input of level l,
 c = 0 for its conversion and 1 for its addition.
+
+Speed on AVX2 (no 64-bit integer multiply or int64 <-> float64 conversion in vector form):
+the common-case loops come in two copies, stochastic or not (the deterministic modes differ
+only in constants, ``arith.fast_rounder``), so only stochastic rounding pays for draws; they
+reuse a per-row ``steps[j] = event_step(ids[j])`` (the counter term is linear in the index);
+a level-1 fixed-point register whose sums are exact in float64 (``f0``) is kept as float64,
+so products enter it by vector float adds and clamps; when it passes up into a float level it
+goes as its exact value (``_hand_over``), never through int64; a float level 1 whose sums are
+provably exact in float64 skips TwoSum. Each loop counts the lanes it declined, and the exact
+redo runs only when there are some. The sequential kernel works on tiles of rows and runs of
+K, so B is read from cache by all but the first row of a tile (two threads otherwise share
+the memory bandwidth that streaming B needs).
 """
 
 import math
@@ -18,15 +30,19 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from hbfpsim.formats.bits import pow2
-from hbfpsim.mac.arith import (fixed_add, float_add, int_to_pair, round_fast, round_float,
-                               scale2, two_sum)
+from hbfpsim.formats.bits import GOLDEN, event_step, pow2, stream_key
+from hbfpsim.formats.rounding import Rounding
+from hbfpsim.mac.arith import (fast_rounder, fixed_add, float_add, int_to_pair, round_fast,
+                               round_float, scale2, two_sum)
 
 FIXED, FLOAT = 0, 1
-KIND, LENGTH, WIDTH, WRAP, HI, LO, MAN, EMIN, EMAX, MODE, FTZ, SAT, OFFSET = range(13)
-NCOLUMNS = 13
+KIND, LENGTH, WIDTH, WRAP, HI, LO, MAN, EMIN, MODE, FTZ, SAT, OFFSET = range(12)
+NCOLUMNS = 12
 STAT_INEXACT, STAT_PARTIAL, STAT_FULL, STAT_OVERFLOW, STAT_CONVERSION = range(5)
 NSTATS = 5
+TILE_ROWS = 4             # rows of A per parallel work item of the sequential kernel
+RUN_BYTES = 2**17         # bytes of B per run of K (stays in L2 while a tile's rows use it)
+STOCHASTIC = int(Rounding.STOCHASTIC)
 
 
 @njit(inline="always", cache=True)
@@ -42,58 +58,114 @@ def _add_into(l, j, s_val, x, lvl, maxval, seed, index, fval, st):
     st[l, STAT_FULL, j] += full
 
 
-@njit(cache=True)
-def _products(a, brow, qa_k, qb_k, ival, fval, st, lvl, maxval, fused, seed, ids, event, slow):
-    """Level 1 absorbs the products a * brow[j] for every column j."""
-    n = brow.size
-    if lvl[0, KIND] == FIXED:
-        width, wrap, hi_lim, lo_lim = lvl[0, WIDTH], lvl[0, WRAP] != 0, lvl[0, HI], lvl[0, LO]
-        for j in range(n):
-            count = np.int64(scale2(a * brow[j], -(qa_k + qb_k[j])))
-            ival[0, j], over = fixed_add(ival[0, j], count, width, wrap, hi_lim, lo_lim)
-            st[0, STAT_OVERFLOW, j] += over
-        return
-    man, emin, emax, mode = lvl[0, MAN], lvl[0, EMIN], lvl[0, EMAX], lvl[0, MODE]
-    ftz, sat, top = lvl[0, FTZ] != 0, lvl[0, SAT] != 0, maxval[0]
-    if not fused:
-        for j in range(n):
-            exact = a * brow[j]
-            index = ids[j] + event
-            p, over = round_float(exact, 0.0, man, emin, top, mode, ftz, sat, seed, index)
-            st[0, STAT_CONVERSION, j] += p != exact
-            st[0, STAT_OVERFLOW, j] += over
-            _add_into(0, j, fval[0, j], p, lvl, maxval, seed, index + 1, fval, st)
-        return
-    drop = 52 - man
-    for j in range(n):          # common case, branch-free: vectorizes
+@njit(inline="always", cache=True)
+def _fused_loop(args, stochastic, exact):
+    """The common case of level 1 (float, fused) absorbing a * brow[j], branch-free: marks
+    and counts the lanes the exact path must redo. ``exact``: every s + p is exact in
+    float64 (the caller checked the exponent span), so no TwoSum is needed to check it.
+    ``args = (a, brow, fval, st, slow, steps, ctr, rounder)``."""
+    a, brow, fval, st, slow, steps, ctr, rounder = args
+    declined = 0
+    for j in range(brow.size):
         s = fval[0, j]
         p = a * brow[j]
-        hi, lo = two_sum(s, p)
-        r, valid = round_fast(hi, drop, emin, emax, top, mode, seed, ids[j] + event + 1)
+        if exact:
+            hi, lo = s + p, 0.0
+        else:
+            hi, lo = two_sum(s, p)
+        r, valid = round_fast(hi, rounder, stochastic, steps[j] + ctr)
         valid &= lo == 0.0
         slow[j] = not valid
+        declined += not valid
         fval[0, j] = r if valid else s
         inexact = r != hi
         full = (p != 0.0) & (r == s)
         st[0, STAT_INEXACT, j] += valid & inexact
         st[0, STAT_FULL, j] += valid & full
         st[0, STAT_PARTIAL, j] += valid & inexact & (not full) & (abs(p) <= abs(s))
-    for j in range(n):          # the rare rest, exactly
-        if slow[j]:
-            _add_into(0, j, fval[0, j], a * brow[j], lvl, maxval, seed, ids[j] + event + 1,
-                      fval, st)
+    return declined
 
 
 @njit(inline="always", cache=True)
-def _enter(t, j, source, exact, drop, emin, emax, top, mode, seed, index, fval, st, slow):
+def _fixed_float_loop(a, brow, f0, st, hi_lim, lo_lim, span, wrap):
+    """Level 1 fixed point held as exact float64 integers (|register| <= 2^51, products <=
+    2^52: every sum is exact): add, then clamp or wrap into [lo_lim, hi_lim] (span = 2^w)."""
+    for j in range(brow.size):
+        t = f0[j] + a * brow[j]
+        over = (t > hi_lim) | (t < lo_lim)
+        if wrap:
+            t -= span * np.floor((t - lo_lim) / span)
+        else:
+            t = min(max(t, lo_lim), hi_lim)
+        f0[j] = t
+        st[0, STAT_OVERFLOW, j] += over
+
+
+@njit(cache=True)
+def _products(arow, B, k0, k1, ival, fval, f0, st, lvl, maxval, fused, exact, seed, key, ids,
+              steps, slow):
+    """Level 1 absorbs the products arow[k] * B[k, j] for k in [k0, k1) (a run in which no
+    level passes up) and every column j. A fixed level 1 gets the operands' integers
+    (products in LSB units): into ``f0`` when that is in use (non-empty), else into the int64
+    registers. ``exact``: level 1's sums are exact in float64 (``gemm_sequential``). One call
+    per run, not per k: a call costs about as much as a short row."""
+    n = B.shape[1]
+    if lvl[0, KIND] == FIXED:
+        width, wrap, hi_lim, lo_lim = lvl[0, WIDTH], lvl[0, WRAP] != 0, lvl[0, HI], lvl[0, LO]
+        span = np.float64(2.0) ** width
+        for k in range(k0, k1):
+            a, brow = arow[k], B[k]
+            if f0.size and wrap:
+                _fixed_float_loop(a, brow, f0, st, float(hi_lim), float(lo_lim), span, True)
+            elif f0.size:
+                _fixed_float_loop(a, brow, f0, st, float(hi_lim), float(lo_lim), span, False)
+            else:
+                for j in range(n):
+                    ival[0, j], over = fixed_add(ival[0, j], np.int64(a * brow[j]), width, wrap,
+                                                 hi_lim, lo_lim)
+                    st[0, STAT_OVERFLOW, j] += over
+        return
+    man, emin, mode = lvl[0, MAN], lvl[0, EMIN], lvl[0, MODE]
+    ftz, sat, top = lvl[0, FTZ] != 0, lvl[0, SAT] != 0, maxval[0]
+    rounder = fast_rounder(mode, man, emin, top, key)
+    for k in range(k0, k1):
+        a, brow, event = arow[k], B[k], 2 * (lvl[0, OFFSET] + k)
+        if not fused:
+            for j in range(n):
+                prod = a * brow[j]
+                index = ids[j] + event
+                p, over = round_float(prod, 0.0, man, emin, top, mode, ftz, sat, seed, index)
+                st[0, STAT_CONVERSION, j] += p != prod
+                st[0, STAT_OVERFLOW, j] += over
+                _add_into(0, j, fval[0, j], p, lvl, maxval, seed, index + 1, fval, st)
+            continue
+        args = (a, brow, fval, st, slow, steps, event_step(event + 1), rounder)
+        if mode == STOCHASTIC and exact:    # constants in each copy: the draw and the
+            declined = _fused_loop(args, True, True)   # TwoSum only where they are needed
+        elif mode == STOCHASTIC:
+            declined = _fused_loop(args, True, False)
+        elif exact:
+            declined = _fused_loop(args, False, True)
+        else:
+            declined = _fused_loop(args, False, False)
+        if declined:
+            for j in range(n):      # the rare rest, exactly
+                if slow[j]:
+                    _add_into(0, j, fval[0, j], a * brow[j], lvl, maxval, seed,
+                              ids[j] + event + 1, fval, st)
+
+
+@njit(inline="always", cache=True)
+def _enter(t, j, source, rounder, stochastic, step, fval, st, slow):
     """Common case of one input entering float level t: convert (round_fast), add
     (two_sum + round_fast), count. Returns False, marking slow[j], when the exact path must
-    redo it (then nothing was changed)."""
-    x, valid_x = round_fast(source, drop, emin, emax, top, mode, seed, index)
+    redo it (then nothing was changed). ``step``: the conversion's event step; the
+    addition's is one golden increment further (``event_step(1) - event_step(0)``)."""
+    x, valid_x = round_fast(source, rounder, stochastic, step)
     s = fval[t, j]
     hi, lo = two_sum(s, x)
-    r, valid = round_fast(hi, drop, emin, emax, top, mode, seed, index + 1)
-    valid &= exact & valid_x & (lo == 0.0)
+    r, valid = round_fast(hi, rounder, stochastic, step + GOLDEN)
+    valid &= valid_x & (lo == 0.0)
     slow[j] = not valid
     fval[t, j] = r if valid else s
     inexact = r != hi
@@ -105,10 +177,27 @@ def _enter(t, j, source, exact, drop, emin, emax, top, mode, seed, index, fval, 
     return valid
 
 
+@njit(inline="always", cache=True)
+def _enter_loop(args, stochastic):
+    """Float level l's registers enter float level l + 1, common case; returns the lanes
+    declined. ``args = (l, fval, st, slow, steps, ctr, rounder)``."""
+    l, fval, st, slow, steps, ctr, rounder = args
+    declined = 0
+    for j in range(fval.shape[1]):
+        source = fval[l, j]
+        valid = _enter(l + 1, j, source, rounder, stochastic, steps[j] + ctr, fval, st, slow)
+        fval[l, j] = 0.0 if valid else source
+        declined += not valid
+    return declined
+
+
 @njit(cache=True)
-def _pass_up(l, qa_k, qb_k, ival, fval, st, lvl, maxval, seed, ids, event, slow):
+def _pass_up(l, qa_k, qb_k, ival, fval, st, lvl, maxval, seed, key, ids, steps, event, slow,
+             float_source):
     """Level l's chunk result enters level l + 1 (conversion, then addition); level l
-    restarts from zero. ``qa_k + qb_k[j]`` is the products' LSB exponent in that chunk."""
+    restarts from zero. ``qa_k + qb_k[j]`` is the products' LSB exponent in that chunk.
+    ``float_source``: fixed level l's result is already in fval[l] as its exact value
+    (``_hand_over``), so no int64 conversion is needed (level l + 1 must be float)."""
     t = l + 1
     n = ival.shape[1]
     if lvl[t, KIND] == FIXED:
@@ -118,22 +207,18 @@ def _pass_up(l, qa_k, qb_k, ival, fval, st, lvl, maxval, seed, ids, event, slow)
             st[t, STAT_OVERFLOW, j] += over
             ival[l, j] = 0
         return
-    man, emin, emax, mode = lvl[t, MAN], lvl[t, EMIN], lvl[t, EMAX], lvl[t, MODE]
-    ftz, sat, top, drop = lvl[t, FTZ] != 0, lvl[t, SAT] != 0, maxval[t], 52 - lvl[t, MAN]
-    from_fixed = lvl[l, KIND] == FIXED
-    if from_fixed:              # common case, branch-free: vectorizes
-        for j in range(n):
-            v = ival[l, j]
-            source = np.float64(v) * pow2(qa_k + qb_k[j])   # |LSB exponents| < 1022
-            valid = _enter(t, j, source, abs(v) <= 9007199254740992, drop, emin, emax, top,
-                           mode, seed, ids[j] + event, fval, st, slow)
-            ival[l, j] = 0 if valid else v
+    man, emin, mode = lvl[t, MAN], lvl[t, EMIN], lvl[t, MODE]
+    ftz, sat, top = lvl[t, FTZ] != 0, lvl[t, SAT] != 0, maxval[t]
+    from_fixed = lvl[l, KIND] == FIXED and not float_source
+    if from_fixed:      # int64 registers (wide or multi-level fixed plans): all exactly
+        declined = n
+        slow[:] = 1
     else:
-        for j in range(n):
-            source = fval[l, j]
-            valid = _enter(t, j, source, True, drop, emin, emax, top, mode, seed,
-                           ids[j] + event, fval, st, slow)
-            fval[l, j] = 0.0 if valid else source
+        args = (l, fval, st, slow, steps, event_step(event),
+                fast_rounder(mode, man, emin, top, key))
+        declined = _enter_loop(args, True) if mode == STOCHASTIC else _enter_loop(args, False)
+    if not declined:
+        return
     for j in range(n):          # the rare rest, exactly
         if slow[j]:
             if from_fixed:
@@ -165,11 +250,21 @@ def _finish_row(i, ival, fval, st, lvl, qa_k, qb_k, out, row_stats, elem_stats):
             out[i, j] = scale2(hi, qa_k + qb_k[j])   # |value| >= 2^53 rounds once here
         else:
             out[i, j] = fval[top, j]
-    for l in range(st.shape[0]):
+    _add_stats(i, st, row_stats, elem_stats)
+
+
+@njit(cache=True)
+def _add_stats(i, st, row_stats, elem_stats):
+    """Row i's statistics into the totals (and the per-element counts, when kept)."""
+    keep = elem_stats.shape[0] > 0
+    for l in range(st.shape[0]):     # explicit loops: array expressions cost compile time
         for c in range(NSTATS):
-            row_stats[i, l, c] += st[l, c].sum()
-    if elem_stats.shape[0] > 0:
-        elem_stats[i] += st
+            total = 0
+            for j in range(st.shape[2]):
+                total += st[l, c, j]
+                if keep:
+                    elem_stats[i, l, c, j] += st[l, c, j]
+            row_stats[i, l, c] += total
 
 
 @njit(cache=True)
@@ -186,7 +281,8 @@ def carries(lvl, first, n):
     passes = np.zeros(n, np.int64)
     totals = np.zeros((n, nlev), np.int64)
     for i in range(n):
-        totals[i] = total
+        for l in range(nlev):
+            totals[i, l] = total[l]
         count[first] += 1
         total[first] += 1
         l = first
@@ -199,60 +295,133 @@ def carries(lvl, first, n):
     return passes, totals
 
 
-@njit(parallel=True, cache=True)
-def gemm_sequential(A, B, qa, qb, block_a, block_b, lvl, maxval, fused, seed, stride,
-                    passes, totals, out, row_stats, elem_stats):
-    """out = A @ B through every level of the plan, one product at a time.
-    A (M, K), B (K, N) float64 exact values; qa (M, K/block_a), qb (K/block_b, N) LSB
-    exponents; passes, totals: ``carries(lvl, 0, K)``; row_stats (M, levels, NSTATS) and
-    elem_stats (M, levels, NSTATS, N) or empty."""
-    m, k_len = A.shape
+@njit(cache=True)
+def _hand_over(l, counts, qa_k, qb_k, ival, fval, lvl):
+    """Fixed level l's result, exact integers ``counts`` (float64, in LSB units), is put
+    where ``_pass_up`` reads it: into fval[l] as its value when level l + 1 is float (vector
+    work only; returns True: pass up with float_source), else into ival[l] (int64, a scalar
+    conversion AVX2 lacks a vector form of). ``counts`` restarts from zero."""
+    to_float = lvl[l + 1, KIND] == FLOAT
+    for j in range(counts.size):
+        if to_float:
+            fval[l, j] = counts[j] * pow2(qa_k + qb_k[j])
+        else:
+            ival[l, j] = np.int64(counts[j])
+        counts[j] = 0.0
+    return to_float
+
+
+@njit(cache=True)
+def _tile_state(r0, rows, n, nlev, stride):
+    """Rows r0 .. r0 + rows - 1: statistics, event ids and their stochastic-draw steps, and
+    one row of slow-lane marks (scratch, reused row after row)."""
+    ids = np.empty((rows, n), np.int64)
+    for r in range(rows):
+        for j in range(n):
+            ids[r, j] = ((r0 + r) * n + j) * stride
+    return (np.zeros((rows, nlev, NSTATS, n), np.int64), np.zeros(n, np.int64), ids,
+            ids.astype(np.uint64) * GOLDEN)
+
+
+@njit(cache=True)
+def _sequential_tile(r0, r1, A, B, qa, qb, block_a, block_b, lvl, maxval, fused, exact,
+                     seed, key, stride, passes, totals, out, row_stats, elem_stats):
+    """Rows r0 .. r1 - 1 of ``gemm_sequential``. K is walked in runs that end where a level
+    passes up, cut to ``RUN_BYTES`` of B; each run is applied to every row of the tile in
+    turn, so those rows of B are read from the cache, not memory, after the first row (the
+    fastest loops are otherwise bound by streaming B). A function of its own: the parallel
+    loop around it stays small, which keeps numba's compile time down."""
+    k_len = A.shape[1]
     n = B.shape[1]
     nlev = lvl.shape[0]
-    for i in prange(m):
-        ival = np.zeros((nlev, n), np.int64)
-        fval = np.zeros((nlev, n), np.float64)
-        st = np.zeros((nlev, NSTATS, n), np.int32)
-        slow = np.zeros(n, np.bool_)
-        ids = (i * n + np.arange(n)) * stride
-        for k in range(k_len):
-            qa_k = qa[i, k // block_a]
-            qb_k = qb[k // block_b]
-            _products(A[i, k], B[k], qa_k, qb_k, ival, fval, st, lvl, maxval, fused, seed, ids,
-                      2 * (lvl[0, OFFSET] + k), slow)
+    rows = r1 - r0
+    ival = np.zeros((rows, nlev, n), np.int64)
+    fval = np.zeros((rows, nlev, n), np.float64)
+    fixed_f0 = exact and lvl[0, KIND] == FIXED
+    f0 = np.zeros((rows, n if fixed_f0 else 0), np.float64)
+    st, slow, ids, steps = _tile_state(r0, rows, n, nlev, stride)
+    run = max(1, RUN_BYTES // (8 * n))
+    k0 = 0
+    for k in range(k_len):
+        if not passes[k] and k < k_len - 1 and k + 1 - k0 < run:
+            continue
+        for r in range(rows):
+            _products(A[r0 + r], B, k0, k + 1, ival[r], fval[r], f0[r], st[r], lvl, maxval,
+                      fused, exact, seed, key, ids[r], steps[r], slow)
+        k0 = k + 1
+        if not passes[k]:
+            continue
+        qb_k = qb[k // block_b]
+        for r in range(rows):
+            qa_k = qa[r0 + r, k // block_a]
             for l in range(passes[k]):
-                _pass_up(l, qa_k, qb_k, ival, fval, st, lvl, maxval, seed, ids,
-                         2 * (lvl[l + 1, OFFSET] + totals[k, l + 1]), slow)
-        last = max(k_len - 1, 0)
-        _finish_row(i, ival, fval, st, lvl, qa[i, last // block_a], qb[last // block_b], out,
-                    row_stats, elem_stats)
+                float_source = l == 0 and fixed_f0 and _hand_over(0, f0[r], qa_k, qb_k,
+                                                                     ival[r], fval[r], lvl)
+                _pass_up(l, qa_k, qb_k, ival[r], fval[r], st[r], lvl, maxval, seed, key, ids[r],
+                         steps[r], 2 * (lvl[l + 1, OFFSET] + totals[k, l + 1]), slow,
+                         float_source)
+    last = max(k_len - 1, 0)
+    for r in range(rows):
+        if fixed_f0 and nlev == 1:
+            for j in range(n):
+                ival[r, 0, j] = np.int64(f0[r, j])
+        _finish_row(r0 + r, ival[r], fval[r], st[r], lvl, qa[r0 + r, last // block_a],
+                    qb[last // block_b], out, row_stats, elem_stats)
+
+
+@njit(parallel=True, cache=True)
+def gemm_sequential(A, B, qa, qb, block_a, block_b, lvl, maxval, fused, exact, seed,
+                    stride, passes, totals, out, row_stats, elem_stats):
+    """out = A @ B through every level of the plan, one product at a time.
+    A (M, K), B (K, N) float64: the exact values, or for a fixed level 1 the integers (in
+    LSB units); qa (M, K/block_a), qb (K/block_b, N) LSB exponents; ``exact``: the caller
+    checked that level 1's sums are exact in float64, so a fixed level 1 is held in float64
+    and a float level 1 skips the TwoSum that checks each addition; passes,
+    totals: ``carries(lvl, 0, K)``; row_stats (M, levels, NSTATS) and elem_stats (M, levels,
+    NSTATS, N) or empty."""
+    key = stream_key(seed)
+    m = A.shape[0]
+    for t in prange(-(-m // TILE_ROWS)):
+        r0 = np.int64(t) * TILE_ROWS
+        _sequential_tile(r0, min(r0 + TILE_ROWS, m), A, B, qa, qb, block_a, block_b, lvl,
+                         maxval, fused, exact, seed, key, stride, passes, totals, out,
+                         row_stats, elem_stats)
+
+
+@njit(cache=True)
+def _cascade_row(i, sums, level, passes, totals, qa, qb, lvl, maxval, seed, key, stride, ival,
+                 fval, out, row_stats, elem_stats):
+    """Row i of ``gemm_cascade``."""
+    chunks, _, n = sums.shape
+    nlev = lvl.shape[0]
+    sts, slow, idss, stepss = _tile_state(i, 1, n, nlev, stride)
+    st, ids, steps = sts[0], idss[0], stepss[0]
+    iv, fv = ival[i], fval[i]
+    counts = np.empty(n)
+    for c in range(chunks):
+        for j in range(n):
+            counts[j] = sums[c, i, j]
+        for l in range(level, level + 1 + passes[c]):
+            float_source = l == level and _hand_over(l, counts, qa[i, c], qb[c], iv, fv, lvl)
+            _pass_up(l, qa[i, c], qb[c], iv, fv, st, lvl, maxval, seed, key, ids, steps,
+                     2 * (lvl[l + 1, OFFSET] + totals[c, l + 1]), slow, float_source)
+    for j in range(n):
+        out[i, j] = fv[nlev - 1, j]
+    _add_stats(i, st, row_stats, elem_stats)
 
 
 @njit(parallel=True, cache=True)
 def gemm_cascade(sums, level, passes, totals, qa, qb, lvl, maxval, seed, stride, ival, fval,
-                 row_stats, elem_stats):
+                 out, row_stats, elem_stats):
     """Fast path: ``sums[c]`` (M, N) are the exact integer results of consecutive chunks c of
     fixed level ``level`` (computed by BLAS). Each row takes each one as that level's
     register and passes it up into level + 1, then ``passes[c]`` levels further, as the
     sequential kernel would at that point; ``passes, totals = carries(lvl, level + 1, C)``
     (``totals[c, l]``: inputs level l had received before). qa (M, C),
     qb (C, N): the chunks' LSB exponents. ``ival``/``fval`` (M, levels, N) persist between
-    calls; statistics are added to row_stats / elem_stats."""
-    chunks, m, n = sums.shape
-    nlev = lvl.shape[0]
-    for i in prange(m):
-        st = np.zeros((nlev, NSTATS, n), np.int32)
-        slow = np.zeros(n, np.bool_)
-        iv, fv = ival[i], fval[i]
-        ids = (i * n + np.arange(n)) * stride
-        for c in range(chunks):
-            for j in range(n):
-                iv[level, j] = np.int64(sums[c, i, j])
-            for l in range(level, level + 1 + passes[c]):
-                _pass_up(l, qa[i, c], qb[c], iv, fv, st, lvl, maxval, seed, ids,
-                         2 * (lvl[l + 1, OFFSET] + totals[c, l + 1]), slow)
-        for l in range(nlev):
-            for c in range(NSTATS):
-                row_stats[i, l, c] += st[l, c].sum()
-        if elem_stats.shape[0] > 0:
-            elem_stats[i] += st
+    calls; ``out`` (M, N) receives the top (float) level's registers after each call;
+    statistics are added to row_stats / elem_stats."""
+    key = stream_key(seed)
+    for i in prange(sums.shape[1]):
+        _cascade_row(np.int64(i), sums, level, passes, totals, qa, qb, lvl, maxval, seed, key,
+                     stride, ival, fval, out, row_stats, elem_stats)

@@ -52,8 +52,8 @@ def prepare(x: np.ndarray, fmt: Format, axis: int) -> Operand:
     """Quantize ``x`` (A: axis=1, B: axis=0) and split it into integer mantissas, LSB
     exponents per block and (INT8) scales. B is worked on as B^T (K contiguous per row, the
     same blocks) and transposed once at the end."""
-    if axis == 0:
-        op = prepare(np.asarray(x).T, fmt, 1)
+    if axis == 0:   # one contiguous copy first: quantizing a strided view is slower
+        op = prepare(np.ascontiguousarray(np.asarray(x).T), fmt, 1)
         return Operand(fmt, 0, np.ascontiguousarray(op.integers.T), np.ascontiguousarray(
             op.lsb_exp.T), op.block, op.scale, op.int_max)
     enc = fmt.encode(x, axis=axis)
