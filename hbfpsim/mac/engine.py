@@ -170,8 +170,18 @@ def _level_table(plan: AccumulationPlan, k: int) -> tuple[np.ndarray, np.ndarray
             row[kernels.KIND] = kernels.FLOAT
             row[[kernels.MAN, kernels.EMIN, kernels.MODE, kernels.FTZ, kernels.SAT]] = (
                 acc.man_bits, acc.emin, int(acc.rounding), not acc.subnormals, acc.saturate)
+            row[kernels.EXACT_IN] = i > 0 and _holds(acc, plan.levels[i - 1].accumulator)
             maxval[i] = acc.max
     return table, maxval, 2 * offset
+
+
+def _holds(acc: FloatAccumulator, below: Accumulator) -> bool:
+    """Whether every value level ``below`` can pass up has no more significant bits than
+    ``acc`` holds (its range is still checked, value by value): a w-bit register's integers
+    (magnitude <= 2^(w-1)) when w <= M + 2, a float's when its fraction is no wider."""
+    if isinstance(below, FixedAccumulator):
+        return below.width <= acc.man_bits + 2
+    return below.man_bits <= acc.man_bits
 
 
 def _safe_fixed_prefix(plan: AccumulationPlan, a: Operand, b: Operand) -> int:
@@ -207,7 +217,9 @@ def _run(a: Operand, b: Operand, plan: AccumulationPlan, seed: int, per_element:
             out = np.empty((m, n))
             passes, totals = kernels.carries(table, 0, k)
             fixed = isinstance(plan.levels[0].accumulator, FixedAccumulator)
-            kernels.gemm_sequential(*((a.integers, b.integers) if fixed else (a.values, b.values)),
+            operands = ((a.contiguous_integers, b.contiguous_integers) if fixed
+                        else (a.values, b.values))
+            kernels.gemm_sequential(*operands,
                                     a.lsb_exp, b.lsb_exp, a.block, b.block, table, maxval,
                                     plan.fused, _exact_in_float64(plan, a, b), seed, stride,
                                     passes, totals, out, row_stats, elem_stats)
@@ -254,8 +266,8 @@ def _fast(a, b, plan, level, table, maxval, seed, stride, row_stats, elem_stats)
         return np.ldexp((ia @ ib).astype(np.float64), a.lsb_exp[:, :1] + b.lsb_exp[:1, :])
     chunks = -(-k // span)
     passes, totals = kernels.carries(table, level + 1, chunks)
-    ival = np.zeros((m, nlev, n), np.int64)
-    fval = np.zeros((m, nlev, n))
+    ival = np.zeros((m, nlev, n + kernels.PAD), np.int64)
+    fval = np.zeros((m, nlev, n + kernels.PAD))
     out = np.empty((m, n))
     per_batch = max(1, min(chunks, BATCH_BYTES // (m * n * np.dtype(dtype).itemsize)))
     sums = np.empty((per_batch, m, n), dtype)

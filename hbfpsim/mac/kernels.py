@@ -36,12 +36,14 @@ from hbfpsim.mac.arith import (fast_rounder, fixed_add, float_add, int_to_pair, 
                                round_float, scale2, two_sum)
 
 FIXED, FLOAT = 0, 1
-KIND, LENGTH, WIDTH, WRAP, HI, LO, MAN, EMIN, MODE, FTZ, SAT, OFFSET = range(12)
-NCOLUMNS = 12
+KIND, LENGTH, WIDTH, WRAP, HI, LO, MAN, EMIN, MODE, FTZ, SAT, OFFSET, EXACT_IN = range(13)
+NCOLUMNS = 13
 STAT_INEXACT, STAT_PARTIAL, STAT_FULL, STAT_OVERFLOW, STAT_CONVERSION = range(5)
 NSTATS = 5
 TILE_ROWS = 4             # rows of A per parallel work item of the sequential kernel
 RUN_BYTES = 2**17         # bytes of B per run of K (stays in L2 while a tile's rows use it)
+PAD = 8                   # elements after each row of registers and statistics: rows a
+#                           multiple of 4 KiB apart alias in the load/store unit (25% slower)
 STOCHASTIC = int(Rounding.STOCHASTIC)
 
 
@@ -156,12 +158,18 @@ def _products(arow, B, k0, k1, ival, fval, f0, st, lvl, maxval, fused, exact, se
 
 
 @njit(inline="always", cache=True)
-def _enter(t, j, source, rounder, stochastic, step, fval, st, slow):
+def _enter(t, j, source, rounder, stochastic, exact, step, fval, st, slow):
     """Common case of one input entering float level t: convert (round_fast), add
     (two_sum + round_fast), count. Returns False, marking slow[j], when the exact path must
     redo it (then nothing was changed). ``step``: the conversion's event step; the
-    addition's is one golden increment further (``event_step(1) - event_step(0)``)."""
-    x, valid_x = round_fast(source, rounder, stochastic, step)
+    addition's is one golden increment further (``event_step(1) - event_step(0)``).
+    ``exact``: every input of this level is representable in it (the LVL column EXACT_IN),
+    so the conversion needs no rounding and never counts as inexact."""
+    if exact:           # the input is on level t's grid: only its range is checked
+        x = source
+        valid_x = ((abs(x) >= rounder[1]) | (x == 0.0)) & (abs(x) <= rounder[2])
+    else:
+        x, valid_x = round_fast(source, rounder, stochastic, step)
     s = fval[t, j]
     hi, lo = two_sum(s, x)
     r, valid = round_fast(hi, rounder, stochastic, step + GOLDEN)
@@ -170,7 +178,8 @@ def _enter(t, j, source, rounder, stochastic, step, fval, st, slow):
     fval[t, j] = r if valid else s
     inexact = r != hi
     full = (x != 0.0) & (r == s)
-    st[t, STAT_CONVERSION, j] += valid & (x != source)
+    if not exact:
+        st[t, STAT_CONVERSION, j] += valid & (x != source)
     st[t, STAT_INEXACT, j] += valid & inexact
     st[t, STAT_FULL, j] += valid & full
     st[t, STAT_PARTIAL, j] += valid & inexact & (not full) & (abs(x) <= abs(s))
@@ -178,14 +187,15 @@ def _enter(t, j, source, rounder, stochastic, step, fval, st, slow):
 
 
 @njit(inline="always", cache=True)
-def _enter_loop(args, stochastic):
+def _enter_loop(args, stochastic, exact):
     """Float level l's registers enter float level l + 1, common case; returns the lanes
     declined. ``args = (l, fval, st, slow, steps, ctr, rounder)``."""
     l, fval, st, slow, steps, ctr, rounder = args
     declined = 0
-    for j in range(fval.shape[1]):
+    for j in range(steps.size):
         source = fval[l, j]
-        valid = _enter(l + 1, j, source, rounder, stochastic, steps[j] + ctr, fval, st, slow)
+        valid = _enter(l + 1, j, source, rounder, stochastic, exact, steps[j] + ctr, fval, st,
+                       slow)
         fval[l, j] = 0.0 if valid else source
         declined += not valid
     return declined
@@ -199,7 +209,7 @@ def _pass_up(l, qa_k, qb_k, ival, fval, st, lvl, maxval, seed, key, ids, steps, 
     ``float_source``: fixed level l's result is already in fval[l] as its exact value
     (``_hand_over``), so no int64 conversion is needed (level l + 1 must be float)."""
     t = l + 1
-    n = ival.shape[1]
+    n = ids.size
     if lvl[t, KIND] == FIXED:
         for j in range(n):
             ival[t, j], over = fixed_add(ival[t, j], ival[l, j], lvl[t, WIDTH], lvl[t, WRAP] != 0,
@@ -216,7 +226,15 @@ def _pass_up(l, qa_k, qb_k, ival, fval, st, lvl, maxval, seed, key, ids, steps, 
     else:
         args = (l, fval, st, slow, steps, event_step(event),
                 fast_rounder(mode, man, emin, top, key))
-        declined = _enter_loop(args, True) if mode == STOCHASTIC else _enter_loop(args, False)
+        exact = lvl[t, EXACT_IN] != 0
+        if mode == STOCHASTIC and exact:    # constants in each copy, as in _products
+            declined = _enter_loop(args, True, True)
+        elif mode == STOCHASTIC:
+            declined = _enter_loop(args, True, False)
+        elif exact:
+            declined = _enter_loop(args, False, True)
+        else:
+            declined = _enter_loop(args, False, False)
     if not declined:
         return
     for j in range(n):          # the rare rest, exactly
@@ -243,7 +261,7 @@ def _pass_up(l, qa_k, qb_k, ival, fval, st, lvl, maxval, seed, key, ids, steps, 
 def _finish_row(i, ival, fval, st, lvl, qa_k, qb_k, out, row_stats, elem_stats):
     """Write the top level's registers to out[i] and the row's statistics."""
     top = lvl.shape[0] - 1
-    n = ival.shape[1]
+    n = out.shape[1]
     for j in range(n):
         if lvl[top, KIND] == FIXED:
             hi, lo = int_to_pair(ival[top, j])
@@ -260,7 +278,7 @@ def _add_stats(i, st, row_stats, elem_stats):
     for l in range(st.shape[0]):     # explicit loops: array expressions cost compile time
         for c in range(NSTATS):
             total = 0
-            for j in range(st.shape[2]):
+            for j in range(elem_stats.shape[3]):
                 total += st[l, c, j]
                 if keep:
                     elem_stats[i, l, c, j] += st[l, c, j]
@@ -302,11 +320,13 @@ def _hand_over(l, counts, qa_k, qb_k, ival, fval, lvl):
     work only; returns True: pass up with float_source), else into ival[l] (int64, a scalar
     conversion AVX2 lacks a vector form of). ``counts`` restarts from zero."""
     to_float = lvl[l + 1, KIND] == FLOAT
-    for j in range(counts.size):
-        if to_float:
+    if to_float:            # separate loops: this one vectorizes
+        for j in range(qb_k.size):
             fval[l, j] = counts[j] * pow2(qa_k + qb_k[j])
-        else:
+    else:
+        for j in range(qb_k.size):
             ival[l, j] = np.int64(counts[j])
+    for j in range(qb_k.size):
         counts[j] = 0.0
     return to_float
 
@@ -319,7 +339,7 @@ def _tile_state(r0, rows, n, nlev, stride):
     for r in range(rows):
         for j in range(n):
             ids[r, j] = ((r0 + r) * n + j) * stride
-    return (np.zeros((rows, nlev, NSTATS, n), np.int64), np.zeros(n, np.int64), ids,
+    return (np.zeros((rows, nlev, NSTATS, n + PAD), np.int64), np.zeros(n, np.int64), ids,
             ids.astype(np.uint64) * GOLDEN)
 
 
@@ -335,10 +355,10 @@ def _sequential_tile(r0, r1, A, B, qa, qb, block_a, block_b, lvl, maxval, fused,
     n = B.shape[1]
     nlev = lvl.shape[0]
     rows = r1 - r0
-    ival = np.zeros((rows, nlev, n), np.int64)
-    fval = np.zeros((rows, nlev, n), np.float64)
+    ival = np.zeros((rows, nlev, n + PAD), np.int64)
+    fval = np.zeros((rows, nlev, n + PAD), np.float64)
     fixed_f0 = exact and lvl[0, KIND] == FIXED
-    f0 = np.zeros((rows, n if fixed_f0 else 0), np.float64)
+    f0 = np.zeros((rows, n + PAD if fixed_f0 else 0), np.float64)
     st, slow, ids, steps = _tile_state(r0, rows, n, nlev, stride)
     run = max(1, RUN_BYTES // (8 * n))
     k0 = 0

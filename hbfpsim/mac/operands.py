@@ -22,11 +22,13 @@ from hbfpsim.formats import Format
 
 @dataclass(frozen=True)
 class Operand:
-    """One side of a GEMM. ``axis`` is its reduction axis: 1 for A (M x K), 0 for B (K x N)."""
+    """One side of a GEMM. ``axis`` is its reduction axis: 1 for A (M x K), 0 for B (K x N).
+    ``values`` and ``contiguous_integers`` are C-ordered, as the numba kernels take them."""
 
     format: Format
     axis: int
-    integers: np.ndarray      # float64: each element in units of its block's LSB (exact)
+    integers: np.ndarray      # float64: each element in units of its block's LSB (exact);
+    #                           B's is a transposed view (BLAS takes it as it is)
     lsb_exp: np.ndarray       # int64 per block: A (M, nblocks), B (nblocks, N)
     block: int                # elements per block along K (all of K for scalar formats)
     scale: np.ndarray | None  # INT8: float64 per row of A / column of B, applied after
@@ -43,6 +45,10 @@ class Operand:
         return np.ascontiguousarray(np.ldexp(self.integers, self.lsb_per_element()))
 
     @cached_property
+    def contiguous_integers(self) -> np.ndarray:
+        return np.ascontiguousarray(self.integers)
+
+    @cached_property
     def int_peak(self) -> float:
         """Largest element magnitude in this data, in LSB units."""
         return float(np.abs(self.integers).max(initial=0.0))
@@ -54,8 +60,8 @@ def prepare(x: np.ndarray, fmt: Format, axis: int) -> Operand:
     same blocks) and transposed once at the end."""
     if axis == 0:   # one contiguous copy first: quantizing a strided view is slower
         op = prepare(np.ascontiguousarray(np.asarray(x).T), fmt, 1)
-        return Operand(fmt, 0, np.ascontiguousarray(op.integers.T), np.ascontiguousarray(
-            op.lsb_exp.T), op.block, op.scale, op.int_max)
+        return Operand(fmt, 0, op.integers.T, np.ascontiguousarray(op.lsb_exp.T), op.block,
+                       op.scale, op.int_max)
     enc = fmt.encode(x, axis=axis)
     k = max(x.shape[axis], 1)
     signed_code = ((1 - 2 * enc.sign.astype(np.int64)) * enc.code).astype(np.float64)
