@@ -177,3 +177,16 @@ def test_which_level_one_sums_are_exact_in_float64(fmt, plan, exact):
     x = gaussian((4, 64), 7, (0, 1))
     op_a, op_b = prepare(x, formats.get(fmt), 1), prepare(x.T, formats.get(fmt), 0)
     assert _exact_in_float64(AccumulationPlan.parse(plan), op_a, op_b) == exact
+
+
+@pytest.mark.parametrize("plan,want", [("fp32", 1 + 2.0**-23), ("fp32:rtz", 1.0),
+                                       ("fp32:rna", 1 + 2.0**-23)])
+def test_sum_inexact_in_float64_rounds_as_the_exact_value(plan, want):
+    """1 + (1 + 2^-23)(2^-24 + 2^-47) = 1 + 2^-24 + 2^-46 + 2^-70: float64 holds 1 + 2^-24 +
+    2^-46 (TwoSum's lo is 2^-70); past fp32's midpoint 1 + 2^-24 either way, so to nearest
+    rounds up and toward zero down, worked by hand (the kernels round float64's part only)."""
+    a = np.array([[1.0, 1 + 2.0**-23]], np.float32)
+    b = np.array([[1.0], [2.0**-24 + 2.0**-47]], np.float32)
+    for fast in (True, False):
+        out, stats = matmul(a, b, "fp32", plan=plan, fast_path=fast)
+        assert out[0, 0] == want and stats.levels[0].inexact == 1

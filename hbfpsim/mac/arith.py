@@ -112,39 +112,49 @@ def round_float(hi, lo, man_bits, emin, maxval, mode, ftz, sat, seed, index):
 @njit(cache=True)
 def fast_rounder(mode, man_bits, emin, maxval, key):
     """The constants ``round_fast`` needs for a format with ``man_bits`` fraction bits:
-    ``(drop, tiny, maxval, base, tie, key)``. Deterministic modes add ``base`` plus, when
-    ``tie`` is 1, the kept LSB (RNE: half an ulp minus one, plus the tie bit; RNA: half an
-    ulp; RTZ: nothing) and truncate. ``key``: ``stream_key(seed)`` for stochastic rounding."""
+    ``(drop, tiny, maxval, base, tie, half, key)``. Deterministic modes add ``base`` plus,
+    when ``tie`` is 1, the kept LSB (RNE: half an ulp minus one, plus the tie bit; RNA: half
+    an ulp; RTZ: nothing) and truncate; ``half`` is the discarded-bits pattern of a tie.
+    ``key``: ``stream_key(seed)`` for stochastic rounding."""
     drop = 52 - man_bits
-    base, tie = 0, 0
+    base, tie, half = 0, 0, 0
+    if drop > 0:
+        half = 1 << (drop - 1)
     if drop > 0 and mode == RNE:
-        base, tie = ((1 << drop) - 1) >> 1, 1
+        base, tie = half - 1, 1
     elif drop > 0 and mode == RNA:
-        base = 1 << (drop - 1)
-    return drop, pow2(emin), maxval, np.int64(base), np.int64(tie), key
+        base = half
+    return drop, pow2(emin), maxval, np.int64(base), np.int64(tie), np.int64(half), key
 
 
 @njit(inline="always", cache=True)
-def round_fast(x, rounder, stochastic, step):
-    """``x`` (an exact float64) rounded by integer operations on its bits into the format
-    ``rounder = fast_rounder(...)`` describes: deterministic modes add a constant (and the
-    tie bit) and truncate, branch-free; ``stochastic`` rounds up iff the top ``drop`` bits of
-    the 53-bit draw ``draw53_keyed(key, step)`` are below the discarded bits (the decision
-    ``round_float`` makes; ``step = event_step(index)``). ``stochastic`` is a constant at
-    every call site, so a loop carries the draw only when it rounds stochastically. Returns
-    (result, valid); valid only for zero or a magnitude of at least ``tiny`` (the smallest
-    normal) rounding to at most ``maxval`` (which also excludes Inf and NaN; the exponent is
-    never read, so the loop stays in float compares, which AVX2 has for 64-bit lanes)."""
-    drop, tiny, maxval, base, tie, key = rounder
+def round_fast(x, lo, rounder, stochastic, step):
+    """The exact value ``x + lo`` (``x = RN64(x + lo)``, as TwoSum gives) rounded by integer
+    operations on the bits of x into the format ``rounder = fast_rounder(...)`` describes:
+    deterministic modes add a constant (and the tie bit) and truncate, branch-free;
+    ``stochastic`` rounds up iff the top ``drop`` bits of the 53-bit draw
+    ``draw53_keyed(key, step)`` are below the discarded bits (the decision ``round_float``
+    makes; ``step = event_step(index)``). ``stochastic`` is a constant at every call site, so
+    a loop carries the draw only when it rounds stochastically. Returns (result, valid);
+    valid only for zero or a magnitude of at least ``tiny`` (the smallest normal) rounding to
+    at most ``maxval`` (which also excludes Inf and NaN; the exponent is never read, so the
+    loop stays in float compares, which AVX2 has for 64-bit lanes), and only if ``lo`` cannot
+    change the result: lo = 0, or (deterministic modes) x's discarded bits are neither zero
+    nor a tie, so x + lo lies strictly between the same two grid points and on the same side
+    of their midpoint as x (both are float64 numbers, and |lo| is at most half x's ulp)."""
+    drop, tiny, maxval, base, tie, half, key = rounder
     bits = float_bits(abs(x))
     mask = (np.int64(1) << drop) - 1
+    discarded = bits & mask
     if stochastic:
-        up = (draw53_keyed(key, step) >> (53 - drop)) < (bits & mask)
+        up = (draw53_keyed(key, step) >> (53 - drop)) < discarded
         rounded = (bits & ~mask) + (np.int64(up) << drop)
+        settled = lo == 0.0
     else:
         rounded = (bits + base + ((bits >> drop) & tie)) & ~mask
+        settled = (lo == 0.0) | ((discarded != 0) & (discarded != half))
     r = bits_float(rounded)
-    valid = ((abs(x) >= tiny) | (x == 0.0)) & (r <= maxval)
+    valid = ((abs(x) >= tiny) | (x == 0.0)) & (r <= maxval) & settled
     return math.copysign(r, x), valid
 
 

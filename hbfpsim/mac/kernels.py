@@ -75,8 +75,7 @@ def _fused_loop(args, stochastic, exact):
             hi, lo = s + p, 0.0
         else:
             hi, lo = two_sum(s, p)
-        r, valid = round_fast(hi, rounder, stochastic, steps[j] + ctr)
-        valid &= lo == 0.0
+        r, valid = round_fast(hi, lo, rounder, stochastic, steps[j] + ctr)
         slow[j] = not valid
         declined += not valid
         fval[0, j] = r if valid else s
@@ -169,11 +168,11 @@ def _enter(t, j, source, rounder, stochastic, exact, step, fval, st, slow):
         x = source
         valid_x = ((abs(x) >= rounder[1]) | (x == 0.0)) & (abs(x) <= rounder[2])
     else:
-        x, valid_x = round_fast(source, rounder, stochastic, step)
+        x, valid_x = round_fast(source, 0.0, rounder, stochastic, step)
     s = fval[t, j]
     hi, lo = two_sum(s, x)
-    r, valid = round_fast(hi, rounder, stochastic, step + GOLDEN)
-    valid &= valid_x & (lo == 0.0)
+    r, valid = round_fast(hi, lo, rounder, stochastic, step + GOLDEN)
+    valid &= valid_x
     slow[j] = not valid
     fval[t, j] = r if valid else s
     inexact = r != hi
