@@ -190,3 +190,13 @@ def test_sum_inexact_in_float64_rounds_as_the_exact_value(plan, want):
     for fast in (True, False):
         out, stats = matmul(a, b, "fp32", plan=plan, fast_path=fast)
         assert out[0, 0] == want and stats.levels[0].inexact == 1
+
+
+def test_fast_path_in_several_batches_matches_oracle(monkeypatch):
+    """Chunk sums handed to the cascade a few at a time (registers kept between calls) give
+    the oracle's bits, as one call does (registers kept per row inside it)."""
+    from hbfpsim.mac import engine
+    a, b = gaussian((3, 256), 8), gaussian((256, 4), 9, (-2, 2))
+    monkeypatch.setattr(engine, "BATCH_BYTES", 3 * 4 * 4 * 3)     # three chunks per call
+    _, stats = check(a, b, "hbfp4", "fixed16*8 > e5m10:stochastic*4 > fp32", expect_fast=True)
+    assert (stats.levels[1].inputs, stats.levels[2].inputs) == (32, 8)    # 11 calls

@@ -266,10 +266,13 @@ def _fast(a, b, plan, level, table, maxval, seed, stride, row_stats, elem_stats)
         return np.ldexp((ia @ ib).astype(np.float64), a.lsb_exp[:, :1] + b.lsb_exp[:1, :])
     chunks = -(-k // span)
     passes, totals = kernels.carries(table, level + 1, chunks)
-    ival = np.zeros((m, nlev, n + kernels.PAD), np.int64)
-    fval = np.zeros((m, nlev, n + kernels.PAD))
     out = np.empty((m, n))
     per_batch = max(1, min(chunks, BATCH_BYTES // (m * n * np.dtype(dtype).itemsize)))
+    # registers that persist between batches; one batch keeps them per row, in the kernel
+    # (megabytes of fresh zeroed pages cost more page faults than the cascade's arithmetic)
+    rows = m if per_batch < chunks else 0
+    ival = np.zeros((rows, nlev, n + kernels.PAD), np.int64)
+    fval = np.zeros((rows, nlev, n + kernels.PAD))
     sums = np.empty((per_batch, m, n), dtype)
     for first in range(0, chunks, per_batch):
         count = min(per_batch, chunks - first)

@@ -415,7 +415,10 @@ def _cascade_row(i, sums, level, passes, totals, qa, qb, lvl, maxval, seed, key,
     nlev = lvl.shape[0]
     sts, slow, idss, stepss = _tile_state(i, 1, n, nlev, stride)
     st, ids, steps = sts[0], idss[0], stepss[0]
-    iv, fv = ival[i], fval[i]
+    if ival.shape[0]:
+        iv, fv = ival[i], fval[i]
+    else:
+        iv, fv = np.zeros((nlev, n + PAD), np.int64), np.zeros((nlev, n + PAD))
     counts = np.empty(n)
     for c in range(chunks):
         for j in range(n):
@@ -437,8 +440,9 @@ def gemm_cascade(sums, level, passes, totals, qa, qb, lvl, maxval, seed, stride,
     register and passes it up into level + 1, then ``passes[c]`` levels further, as the
     sequential kernel would at that point; ``passes, totals = carries(lvl, level + 1, C)``
     (``totals[c, l]``: inputs level l had received before). qa (M, C),
-    qb (C, N): the chunks' LSB exponents. ``ival``/``fval`` (M, levels, N) persist between
-    calls; ``out`` (M, N) receives the top (float) level's registers after each call;
+    qb (C, N): the chunks' LSB exponents. ``ival``/``fval`` (M, levels, N + PAD) persist
+    between calls (empty: one call does all chunks, each row keeps its own); ``out`` (M, N)
+    receives the top (float) level's registers after each call;
     statistics are added to row_stats / elem_stats."""
     key = stream_key(seed)
     for i in prange(sums.shape[1]):
