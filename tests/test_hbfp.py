@@ -138,3 +138,21 @@ def test_compat_converts_float64_input_through_float32():
     # in float32, 1 + 2^-30 is 1.0: E = ceil(log2(1 + 1e-8)) = 0, step 1/8, and the emulator
     # clamps the maximum to 1 - 1/8; from float64 it would get E = 1, step 1/4, and 1.0
     assert got.tolist() == [0.875, 0.25]
+
+
+@pytest.mark.parametrize("name", ["hbfp4", "hbfp6@16", "hbfp8@32", "hbfp4@64:hbfpemulator"])
+def test_block_integers_are_the_quantized_values(name):
+    """The MAC engine's operands: integer x 2^lsb is exactly quantize(x), every integer
+    within the mantissa's magnitude, for rows and columns (axis 0 and 1)."""
+    fmt = formats.get(name) if ":" not in name else formats.get(name.split(":")[0],
+                                                                compat="hbfpemulator")
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal((5, 70)) * 2.0 ** rng.integers(-30, 30, (5, 1))).astype(np.float32)
+    x[1, :40] = 0.0
+    for axis in (0, 1):
+        integers, lsb = fmt.block_integers(x, axis=axis)
+        per_element = np.repeat(lsb, fmt.block, axis=axis).take(np.arange(x.shape[axis]),
+                                                                 axis=axis)
+        assert np.array_equal(np.ldexp(integers, per_element), fmt.quantize(x, axis=axis))
+        assert np.array_equal(integers, np.round(integers))
+        assert np.abs(integers).max() <= 2**fmt.frac_bits - 1

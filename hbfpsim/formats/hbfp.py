@@ -89,11 +89,25 @@ class HBFPFormat(Format):
                              self.compat is not None, mode, seed, q, exps, bad)
         return q.astype(x.dtype, copy=False), (exps, bad), bad
 
-    def _pack(self, q, side):
-        exps, bad = side
+    def block_integers(self, x: Any, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
+        """``quantize(x, axis)`` (round to nearest even; NaN and Inf refused) as signed
+        element integers (float64, exact) and each block's LSB exponent E - frac_bits (int64,
+        shape of ``x`` with ``axis`` shortened to one entry per block): element = integer x
+        2^lsb. One pass from the rounded values, without the packed fields ``encode`` builds
+        (the MAC engine's operands)."""
+        layout, q, (exps, bad) = self._run(x, axis, "even", None, "raise")
+        self._check_codable(exps, bad)
+        lsb = exps.astype(np.int64) - self.frac_bits
+        return layout.restore(scale_blocks(q, -lsb, self.block)), layout.restore(lsb)
+
+    def _check_codable(self, exps, bad):
         if self.compat and exps[bad == 0].max(initial=-127) > 127:
             raise ValueError(f"{self.name} (compat): a block with max|x| >= 2^127 gets the "
                              "emulator exponent 128, which 8 bits cannot encode")
+
+    def _pack(self, q, side):
+        exps, bad = side
+        self._check_codable(exps, bad)
         k = scale_blocks(q, self.frac_bits - exps, self.block, magnitude=True)
         sign = np.signbit(q)
         if bad.any():  # NaN blocks: fields zero, the exponent code says NaN

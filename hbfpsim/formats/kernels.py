@@ -115,9 +115,11 @@ def scale_blocks(rows, exps, block, magnitude, out):
     rows[r, i]: exact power-of-two scaling, one pass (out is float64)."""
     n_rows, n = rows.shape
     for r in prange(n_rows):
-        for i in range(n):
-            v = np.float64(rows[r, i])
-            out[r, i] = (abs(v) if magnitude else v) * pow2(exps[r, i // block])
+        for b in range(exps.shape[1]):      # block by block: no division per element
+            scale = pow2(exps[r, b])
+            for i in range(b * block, min(b * block + block, n)):
+                v = np.float64(rows[r, i])
+                out[r, i] = (abs(v) if magnitude else v) * scale
 
 
 @njit(parallel=True, cache=True)

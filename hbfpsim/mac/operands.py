@@ -62,6 +62,9 @@ def prepare(x: np.ndarray, fmt: Format, axis: int) -> Operand:
         op = prepare(np.ascontiguousarray(np.asarray(x).T), fmt, 1)
         return Operand(fmt, 0, op.integers.T, np.ascontiguousarray(op.lsb_exp.T), op.block,
                        op.scale, op.int_max)
+    if fmt.family == "hbfp":
+        integers, lsb = fmt.block_integers(x, axis=axis)
+        return _operand(fmt, axis, integers, lsb, fmt.block, None, 2.0**fmt.frac_bits - 1)
     enc = fmt.encode(x, axis=axis)
     k = max(x.shape[axis], 1)
     signed_code = ((1 - 2 * enc.sign.astype(np.int64)) * enc.code).astype(np.float64)
@@ -73,9 +76,6 @@ def prepare(x: np.ndarray, fmt: Format, axis: int) -> Operand:
         return _operand(fmt, axis, np.ldexp(enc.decode(), -lsb), lsb, k, None,
                         fmt.spec.max * 2.0**-lsb)
     shared = enc.shared_exp.astype(np.int64) - 127
-    if fmt.family == "hbfp":
-        return _operand(fmt, axis, signed_code, shared - fmt.frac_bits, fmt.block, None,
-                        2.0**fmt.frac_bits - 1)
     if fmt.element is None:  # MXINT8: k 2^(X - 6)
         return _operand(fmt, axis, signed_code, shared - 6, fmt.block, None, 127.0)
     offset = fmt.element.emin - fmt.element.man_bits
