@@ -148,13 +148,20 @@ def test_run_schedule_equals_the_recurrence_on_random_values(step_budget):
         store = rng.integers(0, 60, kinds) * rng.choice([0, 1, scale], kinds)
         latency = int(rng.choice([0, 3, 100, 10**5]))
         double = bool(rng.integers(2))
-        got = grouped.run_schedule(compute.tolist(), loads.tolist(), store.tolist(), rows, cols,
-                                   latency, double, step_budget)
-        runs = grouped.FoldRuns(rows, cols, compute, loads, store, None, None)
-        want = timing.fold_schedule(expand(compute, runs), expand(loads, runs),
-                                    expand(store, runs), latency, double)
-        assert got == (want.total_cycles, want.prefetch_cycles, want.drain_cycles,
-                       tuple(int(s) for s in want.stalls)), (trial, rows, cols)
+        assert_schedule_matches(rows, cols, compute, loads, store, latency, double, step_budget,
+                                (trial, rows, cols))
+
+
+def assert_schedule_matches(rows, cols, compute, loads, store, latency, double, step_budget,
+                            label):
+    """run_schedule over runs of identical folds == the per-fold recurrence, every field."""
+    got = grouped.run_schedule(compute.tolist(), loads.tolist(), store.tolist(), rows, cols,
+                               latency, double, step_budget)
+    runs = grouped.FoldRuns(rows, cols, compute, loads, store, None, None)
+    want = timing.fold_schedule(expand(compute, runs), expand(loads, runs),
+                                expand(store, runs), latency, double)
+    assert got == (want.total_cycles, want.prefetch_cycles, want.drain_cycles,
+                   tuple(int(s) for s in want.stalls)), label
 
 
 @pytest.mark.parametrize("step_budget", [0, 10**9], ids=["jumped", "stepped"])
@@ -170,13 +177,8 @@ def test_run_schedule_on_long_runs_with_drifting_backlogs(step_budget):
         loads = rng.integers(0, 400, (3, kinds)) * rng.integers(0, 2, (3, kinds))
         store = rng.integers(0, 1100, kinds)
         latency, double = int(rng.choice([0, 50, 10**4])), bool(rng.integers(2))
-        got = grouped.run_schedule(compute.tolist(), loads.tolist(), store.tolist(), rows, cols,
-                                   latency, double, step_budget)
-        runs = grouped.FoldRuns(rows, cols, compute, loads, store, None, None)
-        want = timing.fold_schedule(expand(compute, runs), expand(loads, runs),
-                                    expand(store, runs), latency, double)
-        assert got == (want.total_cycles, want.prefetch_cycles, want.drain_cycles,
-                       tuple(int(s) for s in want.stalls)), trial
+        assert_schedule_matches(rows, cols, compute, loads, store, latency, double, step_budget,
+                                trial)
 
 
 def test_alternating_folds_are_jumped_in_pairs(monkeypatch):
