@@ -153,3 +153,36 @@ def test_operand_stochastic_rounding_is_seeded():
     assert np.array_equal(one, matmul(a, b, "hbfp4", operand_rounding="stochastic", seed=5).out)
     assert not np.array_equal(one, matmul(a, b, "hbfp4", operand_rounding="stochastic",
                                           seed=6).out)
+
+
+@pytest.mark.parametrize("dtype, out", [("<f4", None), ("<f8", "<f4"), (">f4", None),
+                                        ("<i4", None), ("<f8", None)])
+@pytest.mark.parametrize("shape", [(1, 1), (37, 70), (70, 37)])
+def test_transposed_is_numpys_transpose(dtype, out, shape):
+    """The tiled, parallel copy gives x.T, C-ordered, with astype's values (tile edges
+    included: 37 and 70 are not multiples of 32); other dtypes go through NumPy."""
+    from hbfpsim.mac.transpose import transposed
+    x = np.random.default_rng(0).standard_normal(shape).astype(dtype) * 1000
+    got = transposed(x, out and np.dtype(out))
+    want = x.T.astype(out or x.dtype)
+    assert got.flags.c_contiguous and got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+    target = np.full((shape[1] + 2, shape[0]), -1.0, np.float32)
+    transposed(x.astype(np.float64), out=target[1:-1])       # into rows of a bigger array
+    np.testing.assert_array_equal(target[1:-1], x.T.astype(np.float32))
+    assert (target[0] == -1).all() and (target[-1] == -1).all()
+
+
+def test_one_blas_thread_limits_and_restores():
+    """Inside the block every BLAS library NumPy and numba use runs one thread; afterwards
+    each is back to its own setting."""
+    import threadpoolctl
+    from hbfpsim.formats.threads import one_blas_thread
+    before = {d["filepath"]: d["num_threads"] for d in threadpoolctl.threadpool_info()
+              if d["user_api"] == "blas"}
+    with one_blas_thread():
+        inside = [d for d in threadpoolctl.threadpool_info() if d["user_api"] == "blas"]
+        assert inside and all(d["num_threads"] == 1 for d in inside)
+    after = {d["filepath"]: d["num_threads"] for d in threadpoolctl.threadpool_info()
+             if d["user_api"] == "blas"}
+    assert {p: after[p] for p in before} == before

@@ -1,5 +1,6 @@
 """The MAC engine against the exact Fraction oracle: outputs and statistics, bit for bit."""
 
+import numba
 import numpy as np
 import pytest
 
@@ -192,11 +193,20 @@ def test_sum_inexact_in_float64_rounds_as_the_exact_value(plan, want):
         assert out[0, 0] == want and stats.levels[0].inexact == 1
 
 
-def test_fast_path_in_several_batches_matches_oracle(monkeypatch):
-    """Chunk sums handed to the cascade a few at a time (registers kept between calls) give
-    the oracle's bits, as one call does (registers kept per row inside it)."""
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fast_path_in_several_batches_matches_oracle(monkeypatch, threads):
+    """Chunk sums handed to the cascade a few at a time (registers kept between calls), in
+    bands of one row on one or two threads, give the oracle's bits, as one call does
+    (registers kept per row inside it)."""
     from hbfpsim.mac import engine
     a, b = gaussian((3, 256), 8), gaussian((256, 4), 9, (-2, 2))
-    monkeypatch.setattr(engine, "BATCH_BYTES", 3 * 4 * 4 * 3)     # three chunks per call
-    _, stats = check(a, b, "hbfp4", "fixed16*8 > e5m10:stochastic*4 > fp32", expect_fast=True)
-    assert (stats.levels[1].inputs, stats.levels[2].inputs) == (32, 8)    # 11 calls
+    monkeypatch.setattr(engine, "BAND_BYTES", 3 * 4 * 4)     # three float32 chunk rows
+    monkeypatch.setattr(engine, "PARALLEL_MACS", 0)          # threads even for 3 x 4 x 256
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        _, stats = check(a, b, "hbfp4", "fixed16*8 > e5m10:stochastic*4 > fp32",
+                         expect_fast=True)
+    finally:
+        numba.set_num_threads(before)
+    assert (stats.levels[1].inputs, stats.levels[2].inputs) == (32, 8)    # 11 calls a band

@@ -1,10 +1,11 @@
-"""Small work runs on the calling thread.
+"""Threads: small work runs on the calling thread; BLAS inside numba kernels on one each.
 
 The numba kernels are parallel (``prange``); waking the thread pool costs little on an idle
 machine but several milliseconds when the cores are busy, which is more than a small call's
 whole work (an HBFP4 quantization of 32 x 64 values: 8 ms with two threads on this project's
 loaded 2-core machine, 0.16 ms with one). ``threads_for(items)`` runs calls below a size
 threshold with one numba thread and restores the caller's setting afterwards.
+``one_blas_thread()`` keeps BLAS to one thread per call while numba threads call it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numba
+from threadpoolctl import ThreadpoolController
 
 PARALLEL_ELEMENTS = 2**16     # quantization: elements below which one thread is used
 PARALLEL_MACS = 2**20         # GEMM kernels: multiply-accumulates below which one is used
@@ -30,3 +32,20 @@ def threads_for(items: int, threshold: int = PARALLEL_ELEMENTS) -> Iterator[None
         yield
     finally:
         numba.set_num_threads(before)
+
+
+_BLAS: list[ThreadpoolController] = []
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """NumPy's and SciPy's BLAS (the one numba kernels call for ``np.dot``) run each call on
+    one thread inside the block (threadpoolctl; restored afterwards), for numba kernels that
+    call BLAS from each of their own threads: otherwise two thread pools fight over the
+    cores, and OpenBLAS runs concurrent multi-threaded calls one at a time. The limit is
+    process-wide while the block runs."""
+    if not _BLAS:
+        import scipy.linalg.cython_blas  # noqa: F401  (loads SciPy's BLAS, so the limit sees it)
+        _BLAS.append(ThreadpoolController())
+    with _BLAS[0].limit(limits=1, user_api="blas"):
+        yield

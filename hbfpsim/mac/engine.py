@@ -14,15 +14,17 @@ import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import numba
 import numpy as np
 
 from hbfpsim import formats
 from hbfpsim.mac import kernels
 from hbfpsim.mac.accumulators import Accumulator, FixedAccumulator, FloatAccumulator
 from hbfpsim.formats.rounding import Rounding
-from hbfpsim.formats.threads import PARALLEL_MACS, threads_for
+from hbfpsim.formats.threads import PARALLEL_MACS, one_blas_thread, threads_for
 from hbfpsim.mac.operands import Operand, prepare
 from hbfpsim.mac.plan import AccumulationPlan, as_plan
+from hbfpsim.mac.transpose import transposed
 
 STAT_NAMES = ("inexact", "partial_swamps", "full_swamps", "overflows", "inexact_conversions")
 
@@ -249,42 +251,51 @@ def _scale(op: Operand, size: int) -> np.ndarray:
     return np.ones(size) if op.scale is None else op.scale
 
 
-BATCH_BYTES = 64 * 2**20   # chunk sums handed to the cascade kernel per call
+BAND_BYTES = 2**20   # chunk sums of one band of rows (BLAS writes them, the cascade reads them)
 
 
 def _fast(a, b, plan, level, table, maxval, seed, stride, row_stats, elem_stats) -> np.ndarray:
     """Levels 1..level+1 are exact integer sums: BLAS computes each of their chunks, in
     float32 when every partial sum stays below 2^24 (exact in any summation order), else in
-    float64 (below 2^53, checked by the caller)."""
+    float64 (below 2^53, checked by the caller). ``gemm_fast`` calls it from every numba
+    thread, a band of rows at a time, with BLAS on one thread per call: one thread pool
+    (numba's, which waits for work spinning) instead of two that fight over the cores."""
     m, k = a.integers.shape
     n = b.integers.shape[1]
-    nlev = len(plan.levels)
     span = plan.spans(k)[level]
     dtype = np.float32 if span * a.int_peak * b.int_peak < 2.0**24 else np.float64
-    ia, ib = a.integers.astype(dtype), b.integers.astype(dtype)
-    if level == nlev - 1:  # the whole plan is exact: one chunk
+    if level == len(plan.levels) - 1:  # the whole plan is exact: one product
+        ia, ib = a.integers.astype(dtype), b.integers.astype(dtype)
         return np.ldexp((ia @ ib).astype(np.float64), a.lsb_exp[:, :1] + b.lsb_exp[:1, :])
     chunks = -(-k // span)
     passes, totals = kernels.carries(table, level + 1, chunks)
+    row_bytes = n * np.dtype(dtype).itemsize
+    per_batch = max(1, min(chunks, BAND_BYTES // row_bytes))
+    rows = max(1, min(BAND_BYTES // (per_batch * row_bytes),
+                      -(-m // (4 * numba.get_num_threads()))))   # a few bands per thread
+    starts = np.arange(chunks) * span
+    ib = np.zeros((chunks * span, n), dtype)   # B as (chunks, span, N), zeros after K
+    transposed(b.integers.T, out=ib[:k])
     out = np.empty((m, n))
-    per_batch = max(1, min(chunks, BATCH_BYTES // (m * n * np.dtype(dtype).itemsize)))
-    # registers that persist between batches; one batch keeps them per row, in the kernel
-    # (megabytes of fresh zeroed pages cost more page faults than the cascade's arithmetic)
-    rows = m if per_batch < chunks else 0
-    ival = np.zeros((rows, nlev, n + kernels.PAD), np.int64)
-    fval = np.zeros((rows, nlev, n + kernels.PAD))
-    sums = np.empty((per_batch, m, n), dtype)
-    for first in range(0, chunks, per_batch):
-        count = min(per_batch, chunks - first)
-        for c in range(count):          # strided chunk views go to BLAS as they are
-            start = (first + c) * span
-            np.matmul(ia[:, start:start + span], ib[start:start + span], out=sums[c])
-        starts = np.arange(first, first + count) * span
-        kernels.gemm_cascade(sums[:count], level, passes[first:first + count],
-                             totals[first:first + count],
-                             np.ascontiguousarray(a.lsb_exp[:, starts // a.block]),
-                             np.ascontiguousarray(b.lsb_exp[starts // b.block]), table, maxval,
-                             seed, stride, ival, fval, out, row_stats, elem_stats)
+    with one_blas_thread():
+        kernels.gemm_fast(_a_by_chunk(a.integers, span, chunks, dtype),
+                          ib.reshape(chunks, span, n), rows, per_batch, level, passes, totals,
+                          np.ascontiguousarray(a.lsb_exp[:, starts // a.block]),
+                          np.ascontiguousarray(b.lsb_exp[starts // b.block]), table, maxval,
+                          seed, stride, out, row_stats, elem_stats)
+    return out
+
+
+def _a_by_chunk(x: np.ndarray, span: int, chunks: int, dtype: type) -> np.ndarray:
+    """A (M, K) as (chunks, M, span) in ``dtype``, C-ordered, the last chunk padded with
+    zeros (which add nothing to an integer sum)."""
+    r, k = x.shape
+    out = np.empty((chunks, r, span), dtype)
+    full = k // span
+    out[:full] = x[:, :full * span].reshape(r, full, span).transpose(1, 0, 2)
+    if full < chunks:
+        out[full, :, k - full * span:] = 0
+        out[full, :, :k - full * span] = x[:, full * span:]
     return out
 
 

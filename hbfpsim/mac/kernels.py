@@ -408,21 +408,22 @@ def gemm_sequential(A, B, qa, qb, block_a, block_b, lvl, maxval, fused, exact, s
 
 
 @njit(cache=True)
-def _cascade_row(i, sums, level, passes, totals, qa, qb, lvl, maxval, seed, key, stride, ival,
-                 fval, out, row_stats, elem_stats):
-    """Row i of ``gemm_cascade``."""
-    chunks, _, n = sums.shape
+def _cascade_row(r, i, sums, first, level, passes, totals, qa, qb, lvl, maxval, seed, key,
+                 stride, ival, fval, out, row_stats, elem_stats):
+    """Row i of the GEMM, row r of its band in ``_fast_band``: ``sums[c, r]`` is chunk
+    first + c."""
+    count, _, n = sums.shape
     nlev = lvl.shape[0]
     sts, slow, idss, stepss = _tile_state(i, 1, n, nlev, stride)
     st, ids, steps = sts[0], idss[0], stepss[0]
     if ival.shape[0]:
-        iv, fv = ival[i], fval[i]
+        iv, fv = ival[r], fval[r]
     else:
         iv, fv = np.zeros((nlev, n + PAD), np.int64), np.zeros((nlev, n + PAD))
     counts = np.empty(n)
-    for c in range(chunks):
+    for c in range(first, first + count):
         for j in range(n):
-            counts[j] = sums[c, i, j]
+            counts[j] = sums[c - first, r, j]
         for l in range(level, level + 1 + passes[c]):
             float_source = l == level and _hand_over(l, counts, qa[i, c], qb[c], iv, fv, lvl)
             _pass_up(l, qa[i, c], qb[c], iv, fv, st, lvl, maxval, seed, key, ids, steps,
@@ -432,19 +433,45 @@ def _cascade_row(i, sums, level, passes, totals, qa, qb, lvl, maxval, seed, key,
     _add_stats(i, st, row_stats, elem_stats)
 
 
+@njit(cache=True)
+def _fast_band(r0, r1, ia, ib, per_batch, level, passes, totals, qa, qb, lvl, maxval, seed,
+               key, stride, out, row_stats, elem_stats):
+    """Rows r0 .. r1 - 1 of ``gemm_fast``, ``per_batch`` chunks at a time: BLAS writes their
+    sums into a buffer that stays in cache, then each row takes them up."""
+    chunks, _, _ = ia.shape
+    n = ib.shape[2]
+    nlev = lvl.shape[0]
+    rows = r1 - r0
+    persist = rows if per_batch < chunks else 0   # else each row keeps its own registers
+    ival = np.zeros((persist, nlev, n + PAD), np.int64)
+    fval = np.zeros((persist, nlev, n + PAD))
+    buffer = np.empty((per_batch, rows, n), ia.dtype)
+    for first in range(0, chunks, per_batch):
+        count = min(per_batch, chunks - first)
+        sums = buffer[:count]
+        for c in range(count):
+            np.dot(ia[first + c, r0:r1], ib[first + c], sums[c])
+        for r in range(rows):
+            _cascade_row(r, r0 + r, sums, first, level, passes, totals, qa, qb, lvl, maxval,
+                         seed, key, stride, ival, fval, out, row_stats, elem_stats)
+
+
 @njit(parallel=True, cache=True)
-def gemm_cascade(sums, level, passes, totals, qa, qb, lvl, maxval, seed, stride, ival, fval,
-                 out, row_stats, elem_stats):
-    """Fast path: ``sums[c]`` (M, N) are the exact integer results of consecutive chunks c of
-    fixed level ``level`` (computed by BLAS). Each row takes each one as that level's
-    register and passes it up into level + 1, then ``passes[c]`` levels further, as the
-    sequential kernel would at that point; ``passes, totals = carries(lvl, level + 1, C)``
-    (``totals[c, l]``: inputs level l had received before). qa (M, C),
-    qb (C, N): the chunks' LSB exponents. ``ival``/``fval`` (M, levels, N + PAD) persist
-    between calls (empty: one call does all chunks, each row keeps its own); ``out`` (M, N)
-    receives the top (float) level's registers after each call;
-    statistics are added to row_stats / elem_stats."""
+def gemm_fast(ia, ib, rows, per_batch, level, passes, totals, qa, qb, lvl, maxval, seed,
+              stride, out, row_stats, elem_stats):
+    """Fast path: fixed levels 1 .. level + 1 never overflow, so their chunk results are
+    exact integer products, computed by BLAS: ``ia`` (C, M, S) and ``ib`` (C, S, N) hold
+    the integer operands chunk by chunk (float32 or float64, exact; a short last chunk
+    padded with zeros). Each row takes each chunk's sum as level ``level``'s register and
+    passes it up into level + 1, then ``passes[c]`` levels further, as the sequential kernel
+    would at that point; ``passes, totals = carries(lvl, level + 1, C)`` (``totals[c, l]``:
+    inputs level l had received before). qa (M, C), qb (C, N): the chunks' LSB exponents.
+    Parallel over bands of ``rows`` rows; ``out`` (M, N) receives the top (float) level's
+    registers; statistics are added to row_stats / elem_stats. BLAS must run on one thread
+    per call here (the caller limits it)."""
     key = stream_key(seed)
-    for i in prange(sums.shape[1]):
-        _cascade_row(np.int64(i), sums, level, passes, totals, qa, qb, lvl, maxval, seed, key,
-                     stride, ival, fval, out, row_stats, elem_stats)
+    m = ia.shape[1]
+    for t in prange(-(-m // rows)):
+        r0 = np.int64(t) * rows
+        _fast_band(r0, min(r0 + rows, m), ia, ib, per_batch, level, passes, totals, qa, qb,
+                   lvl, maxval, seed, key, stride, out, row_stats, elem_stats)

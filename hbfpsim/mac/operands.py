@@ -18,6 +18,7 @@ from functools import cached_property
 import numpy as np
 
 from hbfpsim.formats import Format
+from hbfpsim.mac.transpose import transposed
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class Operand:
     block: int                # elements per block along K (all of K for scalar formats)
     scale: np.ndarray | None  # INT8: float64 per row of A / column of B, applied after
     int_max: float            # largest element magnitude the format allows, in LSB units
+    decoded: np.ndarray | None = None  # the element values, float64, K contiguous per row
+    #                                    (B: rows of B^T), where quantization gave them
+
 
     def lsb_per_element(self) -> np.ndarray:
         k = self.integers.shape[self.axis]
@@ -42,11 +46,13 @@ class Operand:
     @cached_property
     def values(self) -> np.ndarray:
         """The exact element values (INT8: the integer codes), float64."""
+        if self.decoded is not None:
+            return self.decoded if self.axis == 1 else transposed(self.decoded)
         return np.ascontiguousarray(np.ldexp(self.integers, self.lsb_per_element()))
 
     @cached_property
     def contiguous_integers(self) -> np.ndarray:
-        return np.ascontiguousarray(self.integers)
+        return self.integers if self.axis == 1 else transposed(self.integers.T)
 
     @cached_property
     def int_peak(self) -> float:
@@ -59,22 +65,23 @@ def prepare(x: np.ndarray, fmt: Format, axis: int) -> Operand:
     exponents per block and (INT8) scales. B is worked on as B^T (K contiguous per row, the
     same blocks) and transposed once at the end."""
     if axis == 0:   # one contiguous copy first: quantizing a strided view is slower
-        op = prepare(np.ascontiguousarray(np.asarray(x).T), fmt, 1)
+        op = prepare(transposed(np.asarray(x)), fmt, 1)
         return Operand(fmt, 0, op.integers.T, np.ascontiguousarray(op.lsb_exp.T), op.block,
-                       op.scale, op.int_max)
+                       op.scale, op.int_max, op.decoded)
     if fmt.family == "hbfp":
         integers, lsb = fmt.block_integers(x, axis=axis)
         return _operand(fmt, axis, integers, lsb, fmt.block, None, 2.0**fmt.frac_bits - 1)
-    enc = fmt.encode(x, axis=axis)
     k = max(x.shape[axis], 1)
+    if fmt.family == "fp":   # one LSB exponent for every element: integers = values / 2^lsb
+        lsb = fmt.spec.emin - fmt.spec.man_bits
+        values = np.asarray(fmt.quantize(x, axis=axis), np.float64)
+        return _operand(fmt, axis, values * 2.0**-lsb, lsb, k, None, fmt.spec.max * 2.0**-lsb,
+                        values)
+    enc = fmt.encode(x, axis=axis)
     signed_code = ((1 - 2 * enc.sign.astype(np.int64)) * enc.code).astype(np.float64)
     if fmt.family == "int":
         return _operand(fmt, axis, signed_code, 0, k, enc.scale.astype(np.float64).reshape(-1),
                         127.0)
-    if fmt.family == "fp":
-        lsb = fmt.spec.emin - fmt.spec.man_bits
-        return _operand(fmt, axis, np.ldexp(enc.decode(), -lsb), lsb, k, None,
-                        fmt.spec.max * 2.0**-lsb)
     shared = enc.shared_exp.astype(np.int64) - 127
     if fmt.element is None:  # MXINT8: k 2^(X - 6)
         return _operand(fmt, axis, signed_code, shared - 6, fmt.block, None, 127.0)
@@ -84,9 +91,9 @@ def prepare(x: np.ndarray, fmt: Format, axis: int) -> Operand:
                     fmt.element.max * 2.0**-offset)
 
 
-def _operand(fmt, axis, integers, lsb, block, scale, int_max) -> Operand:
+def _operand(fmt, axis, integers, lsb, block, scale, int_max, decoded=None) -> Operand:
     if np.ndim(lsb) == 0:  # one block spanning K
         shape = (integers.shape[0], 1) if axis == 1 else (1, integers.shape[1])
         lsb = np.full(shape, lsb, np.int64)
     return Operand(fmt, axis, np.ascontiguousarray(integers, np.float64),
-                   np.ascontiguousarray(lsb, np.int64), block, scale, int_max)
+                   np.ascontiguousarray(lsb, np.int64), block, scale, int_max, decoded)
