@@ -65,8 +65,8 @@ def replay_times(run_spec, repeats: int):
     report."""
     times = []
     for _ in range(repeats):
-        record._timing.cache_clear()
-        record._area.cache_clear()
+        record.costed.cache_clear()
+        record._array_cost.cache_clear()
         t0 = time.perf_counter()
         report = run(run_spec, progress=False)
         times.append(time.perf_counter() - t0)

@@ -168,6 +168,24 @@ def _advise(args) -> str:
     return text.advice_report(config, t, advice, block, args.max_lost)
 
 
+def _sweep(args) -> str:
+    from hbfpsim import sweep, text
+    from hbfpsim.sweep import execute
+    from hbfpsim.sweep.store import export, open_existing
+    if args.sweep_command == "run":
+        spec = sweep.load(args.spec)
+        outcome = execute.run(spec, args.store, scheduler=args.scheduler,
+                              workers=args.workers, batch=args.batch,
+                              progress=None if not args.quiet else False)
+        with open_existing(args.store) as db:
+            return text.sweep_outcome(spec.name, outcome, args.store, db.status())
+    with open_existing(args.store) as db:
+        if args.sweep_command == "status":
+            return text.sweep_status(args.store, db.status())
+        check_free(args.out, force=True, file=True, inputs=[args.store])
+        return f"wrote {export(db, args.out)}"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line like every other error (status 2)."""
 
@@ -191,6 +209,26 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true", help="replace an existing output folder")
     r.add_argument("--no-plots", action="store_true", help="write the tables only")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    sw = sub.add_parser("sweep", help="design-space sweeps into a resumable store",
+                        description="Expand a sweep spec (axes, constraints, traces) into runs "
+                                    "and compute them in batches on a process pool or a Dask "
+                                    "cluster into an SQLite store; a killed sweep resumes.")
+    sw.set_defaults(run=_sweep)
+    swsub = sw.add_subparsers(dest="sweep_command", required=True, metavar="ACTION")
+    swr = swsub.add_parser("run", help="run (or resume) a sweep")
+    swr.add_argument("spec", help="sweep spec (TOML), e.g. configs/sweep_demo.toml")
+    swr.add_argument("--store", required=True, help="SQLite store (created if missing)")
+    swr.add_argument("--scheduler", help="Dask: 'local' (a LocalCluster on loopback) or "
+                     "tcp://HOST:PORT (default: a local process pool)")
+    swr.add_argument("--workers", type=int, help="worker processes (default: every core)")
+    swr.add_argument("--batch", type=int, help="runs per task (default: about 1 s of work)")
+    swr.add_argument("--quiet", action="store_true", help="no progress bar")
+    sws = swsub.add_parser("status", help="runs done, failed and pending")
+    sws.add_argument("--store", required=True, help="SQLite store")
+    swe = swsub.add_parser("export", help="one row per run: swept keys, then totals")
+    swe.add_argument("--store", required=True, help="SQLite store")
+    swe.add_argument("--out", required=True, help="file to write (.csv, or .parquet with "
+                     "the parquet extra)")
     a = sub.add_parser("advise", help="the narrowest accumulators a trace needs on an array",
                        description="Per phase and layer of a trace: the reduction lengths the "
                                    "array's dataflow produces and the fewest accumulator "

@@ -191,3 +191,23 @@ def advice_report(config: ArrayConfig, trace: Trace, advice: Sequence, block, ma
                     f"fixed{block.statistical} overflows with probability <= "
                     f"{block.probability:g} on Gaussian data")
     return "\n".join(body)
+
+
+def sweep_status(store: str, status: dict) -> str:
+    """What ``hbfpsim sweep status`` prints: runs done, failed and pending per sweep, the
+    GEMM rows stored, and the commonest reasons runs failed."""
+    lines = [("sweep", "runs", "done", "failed", "pending")]
+    for name, counts in status["sweeps"].items():
+        lines.append((name, str(sum(counts.values())), str(counts["done"]),
+                      str(counts["failed"]), str(counts["pending"])))
+    out = [f"{store}: {status['gemm_rows']:,} GEMM rows", table(lines, right={1, 2, 3, 4})]
+    out += [f"failed ({count}): {reason}" for reason, count in status["errors"]]
+    return "\n".join(out)
+
+
+def sweep_outcome(name: str, outcome, store: str, status: dict) -> str:
+    """What ``hbfpsim sweep run`` prints when it ends."""
+    rate = outcome.computed / outcome.seconds if outcome.seconds > 0 else 0.0
+    return (f"sweep {name}: {outcome.runs:,} runs, {outcome.skipped:,} already in the store, "
+            f"{outcome.computed:,} computed in {outcome.seconds:.1f} s ({rate:.0f} runs/s)\n"
+            + sweep_status(store, status))

@@ -1643,6 +1643,112 @@ def run_data() -> Iterator[Case]:
                                                  (8, 64))))
 
 
+# --- sweeps: `hbfpsim sweep run | status | export` --------------------------------------------
+
+SWEEP = """[sweep]
+traces = ["tiny"]
+base = "small16"
+constraints = ["rows * cols <= 256"]
+[axes]
+rows = [8, 16]
+cols = [8, 16]
+dram_bytes_per_cycle = {start = 8, stop = 32, factor = 2}
+[[variant]]
+name = "fp32"
+input = "fp32"
+"""
+
+
+def sweep_setup(text: str = SWEEP, *more: Callable[[Path], None]) -> Callable[[Path], None]:
+    return steps(write("s.toml", text), tiny_trace(), *more)
+
+
+def empty_store(name: str = "s.sqlite") -> Callable[[Path], None]:
+    def fn(work: Path) -> None:
+        from hbfpsim.sweep.store import Store
+        Store(work / name).close()
+    return fn
+
+
+def sweep_ok(*words: str, files: Iterable[str] = ()) -> Callable:
+    return ok("runs", *words, files=files)
+
+
+def sweep_command() -> Iterator[Case]:
+    g = "sweep run"
+    store = ["--store", "s.sqlite", "--quiet"]
+    for label, value, setup in INPUT_PATHS:
+        yield cli(g, f"spec={label}", ["sweep", "run", value, *store], setup)
+    for label, content in [("empty-content", ""), ("binary-content", GARBAGE),
+                           ("non-utf8-content", NON_UTF8), ("deep-nesting", DEEP_TOML),
+                           ("run-file", runfile_text()), ("no-axes-no-trace", "[sweep]\n"),
+                           ("eval-in-constraint", SWEEP.replace(
+                               '"rows * cols <= 256"', '"__import__(\'os\').system(\'x\')"')),
+                           ("huge-product", SWEEP.replace(
+                               "rows = [8, 16]", "rows = {start = 1, stop = 999999, step = 1}"
+                           ).replace("cols = [8, 16]", "cols = {start = 1, stop = 99, step = 1}")),
+                           ("power-tower", SWEEP.replace(
+                               '"rows * cols <= 256"', '"((rows ** 64) ** 64) ** 64 > 1"')),
+                           ("refused-combination", SWEEP.replace(
+                               'input = "fp32"', 'input = "fp32"\nblock_accumulator = '
+                               '"fixed16"'))]:
+        yield cli(g, f"spec={label}", ["sweep", "run", "s.toml", *store], sweep_setup(content))
+    yield cli(g, "legal", ["sweep", "run", "s.toml", *store], sweep_setup(),
+              expect=sweep_ok("12 computed", files=["s.sqlite"]), timeout=120)
+    yield cli(g, "resume", ["sweep", "run", "s.toml", *store],
+              sweep_setup(SWEEP, empty_store()), expect=sweep_ok("12 computed"), timeout=120)
+    for label, value, setup in [("folder", "adir", mkdir("adir")), ("fifo", "fifo", fifo()),
+                                ("the-spec", "s.toml", None), ("empty-string", "", None),
+                                ("garbage-file", "g.bin", write("g.bin", GARBAGE)),
+                                ("parent-is-a-file", "afile/s.sqlite", write("afile", "x\n")),
+                                ("missing-parent", "no/such/s.sqlite", None),
+                                ("dev-null", "/dev/null", None),
+                                ("other-sqlite", "o.sqlite", sqlite_file("o.sqlite"))]:
+        yield cli(g, f"store={label}", ["sweep", "run", "s.toml", "--store", value, "--quiet"],
+                  steps(sweep_setup(), setup) if setup else sweep_setup())
+    for label, value in [("udp", "udp://127.0.0.1:1"), ("empty", ""), ("word", "cluster"),
+                         ("non-utf8", NON_UTF8_ARG)]:
+        yield cli(g, f"scheduler={label}", ["sweep", "run", "s.toml", *store, "--scheduler",
+                                            value], sweep_setup())
+    for label, value in [("zero", "0"), ("negative", "-1"), ("huge", HUGE), ("word", "two"),
+                         ("2000", "2000")]:
+        yield cli(g, f"workers={label}", ["sweep", "run", "s.toml", *store, "--workers", value],
+                  sweep_setup())
+        yield cli(g, f"batch={label}", ["sweep", "run", "s.toml", *store, "--batch", value],
+                  sweep_setup(), **({"expect": sweep_ok("12 computed"), "timeout": 120}
+                                    if label == "2000" else {}))
+    g = "sweep status"
+    for label, value, setup in INPUT_PATHS:
+        yield cli(g, f"store={label}", ["sweep", "status", "--store", value], setup)
+    yield cli(g, "store=empty-store", ["sweep", "status", "--store", "s.sqlite"],
+              empty_store(), expect=ok("GEMM rows"))
+    yield cli(g, "store=other-sqlite", ["sweep", "status", "--store", "o.sqlite"],
+              sqlite_file("o.sqlite"))
+    g = "sweep export"
+    for label, value, setup in INPUT_PATHS:
+        yield cli(g, f"store={label}", ["sweep", "export", "--store", value, "--out", "x.csv"],
+                  setup)
+    for label, value, setup, expect, refusal in output_files(".csv"):
+        if expect != "error":
+            expect = ok("wrote", files=[value] if label != "fifo" else [])
+        yield cli(g, f"out={label}", ["sweep", "export", "--store", "s.sqlite", "--out", value],
+                  steps(empty_store(), setup) if setup else empty_store(), expect=expect,
+                  refusal_ok=refusal)
+    for label, value in [("txt", "x.txt"), ("no-suffix", "x"), ("the-store", "s.sqlite")]:
+        yield cli(g, f"out={label}", ["sweep", "export", "--store", "s.sqlite", "--out", value],
+                  empty_store())
+
+
+def sqlite_file(name: str) -> Callable[[Path], None]:
+    """An SQLite database that is not a sweep store."""
+    def fn(work: Path) -> None:
+        import sqlite3
+        with sqlite3.connect(work / name) as db:
+            db.execute("CREATE TABLE t (x)")
+        db.close()
+    return fn
+
+
 def advise_command() -> Iterator[Case]:
     g = "advise"
     for label, value, setup in INPUT_PATHS:
@@ -2396,7 +2502,7 @@ def api_cost() -> Iterator[Case]:
 SECTIONS: tuple[Callable[[], Iterable[Case]], ...] = (
     top_level, formats_command, gemm_command, config_keys, trace_info_command,
     import_scalesim_command, capture_command, density_command, plot_command, cost_command,
-    run_command, advise_command, signal_cases, api_quantize, api_formats_get, api_accumulators,
+    run_command, sweep_command, advise_command, signal_cases, api_quantize, api_formats_get, api_accumulators,
     api_matmul, api_array, api_trace, api_replay_and_schedule, api_cost)
 
 

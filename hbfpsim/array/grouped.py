@@ -94,8 +94,8 @@ def fold_runs(config: ArrayConfig, m: int, n: int, k: int) -> tuple[FoldRuns, Ma
     mapping = Mapping.of(m, n, k, config)
     row_kinds, row_counts = zip(*classes(mapping.row_folds))
     col_kinds, col_counts = zip(*classes(mapping.col_folds))
-    need = kind_demand(mapping, row_kinds, col_kinds, bits_a, bits_b, bits_psum, bits_psum,
-                       config.input_kib, config.weight_kib, config.output_kib)
+    need = _demand(mapping, row_kinds, col_kinds, bits_a, bits_b, bits_psum,
+                   config.input_kib, config.weight_kib, config.output_kib)
     bandwidth = config.dram_bytes_per_cycle
     loads = [_transfer_cycles(need["load_a"], bandwidth),
              _transfer_cycles(need["load_b"], bandwidth),
@@ -104,6 +104,17 @@ def fold_runs(config: ArrayConfig, m: int, n: int, k: int) -> tuple[FoldRuns, Ma
                                          config.sram_bytes_per_cycle)
     return FoldRuns(row_counts, col_counts, compute, loads,
                     _transfer_cycles(need["store"], bandwidth), sram_stalls, need), mapping
+
+
+@lru_cache(maxsize=4096)
+def _demand(mapping: Mapping, row_kinds: tuple[int, ...], col_kinds: tuple[int, ...],
+            bits_a: float, bits_b: float, bits_psum: float, kib_a: float, kib_b: float,
+            kib_out: float) -> dict[str, tuple[int, ...]]:
+    """``kind_demand`` once per mapping, element sizes and buffers: configurations that
+    differ only in DRAM bandwidth or latency, SRAM bandwidth or clock (a sweep's inner axes,
+    often) move the same bytes."""
+    return kind_demand(mapping, row_kinds, col_kinds, bits_a, bits_b, bits_psum, bits_psum,
+                       kib_a, kib_b, kib_out)
 
 
 def _transfer_cycles(nbytes: Sequence[int], bandwidth: float) -> list[int]:
@@ -313,7 +324,12 @@ def grouped_report(config: ArrayConfig, m: int, n: int, k: int) -> GemmReport:
                       _plan(config, mapping), total / (config.clock_ghz * 1e9))
 
 
-@lru_cache(maxsize=4096)
 def _plan(config: ArrayConfig, mapping: Mapping) -> AccumulationPlan:
-    """``plan_for`` once per configuration and GEMM."""
-    return plan_for(mapping, Numerics.of(config))
+    return _plan_for(mapping, Numerics.of(config))
+
+
+@lru_cache(maxsize=4096)
+def _plan_for(mapping: Mapping, numerics: Numerics) -> AccumulationPlan:
+    """``plan_for`` once per mapping and numerics (configurations that differ in memory
+    alone share it)."""
+    return plan_for(mapping, numerics)

@@ -98,10 +98,12 @@ def array_cost(config: ArrayConfig) -> ArrayCost:
                      sum(c.sram_area(k) for k in kib.values()), kib)
 
 
-def gemm_energy(config: ArrayConfig, report: AccessCounts) -> dict[str, float]:
+def gemm_energy(config: ArrayConfig, report: AccessCounts,
+                cost: ArrayCost | None = None) -> dict[str, float]:
     """pJ of one simulated GEMM on ``config``, by part: "compute" (the PEs), "sram" and "dram"
-    (reads and writes); "total" is their sum."""
-    cost = array_cost(config)
+    (reads and writes); "total" is their sum. ``cost``: ``array_cost(config)``, when the
+    caller has it."""
+    cost = array_cost(config) if cost is None else cost
     energy = {"compute": report.macs * cost.pe * c.logic_energy_density()}
     energy["sram"] = sum(8 * (counts["reads"] + counts["writes"])
                          * c.sram_energy_per_bit(cost.sram_kib[buffer])

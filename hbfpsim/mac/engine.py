@@ -209,7 +209,9 @@ def _run(a: Operand, b: Operand, plan: AccumulationPlan, seed: int, per_element:
     row_stats = np.zeros((m, nlev, kernels.NSTATS), np.int64)
     elem_stats = np.zeros((m if per_element else 0, nlev, kernels.NSTATS, n), np.int64)
     safe = _safe_fixed_prefix(plan, a, b) if fast_path and k > 0 else 0
-    with threads_for(m * n * k, PARALLEL_MACS):
+    # work items (tiles, bands) go to whichever thread is free: on a shared machine one
+    # core often runs late, and an even split waits for it
+    with threads_for(m * n * k, PARALLEL_MACS), numba.parallel_chunksize(1):
         if k == 0 or m * n == 0:                 # an empty sum is 0; no outputs, no work
             out = np.zeros((m, n))
         elif safe:
@@ -251,7 +253,7 @@ def _scale(op: Operand, size: int) -> np.ndarray:
     return np.ones(size) if op.scale is None else op.scale
 
 
-BAND_BYTES = 2**20   # chunk sums of one band of rows (BLAS writes them, the cascade reads them)
+BAND_BYTES = 2**22   # chunk sums of one band of rows (BLAS writes them, the cascade reads them)
 
 
 def _fast(a, b, plan, level, table, maxval, seed, stride, row_stats, elem_stats) -> np.ndarray:

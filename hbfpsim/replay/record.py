@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
 from hbfpsim.accuracy import Accuracy, Sample, choose, evaluate, exact_product
 from hbfpsim.array import GemmReport, simulate
 from hbfpsim.config import ArrayConfig
-from hbfpsim.cost import array_cost, gemm_energy, mac_cost
+from hbfpsim.cost import ArrayCost, array_cost, gemm_energy, mac_cost
 from hbfpsim.formats import Format
 from hbfpsim.mac import AccumulationPlan, matmul
 from hbfpsim.numerics import Numerics
@@ -83,25 +84,48 @@ class Row:
 COLUMNS = tuple(f.name for f in fields(Row))
 
 
+@lru_cache(maxsize=4096)
 def with_numerics(config: ArrayConfig, numerics: Numerics) -> ArrayConfig:
     """``config`` with its ``[numerics]`` replaced by ``numerics`` (by name: the array and
-    cost models resolve names through ``Numerics.of``, cached, to equal objects)."""
+    cost models resolve names through ``Numerics.of``, cached, to equal objects). Cached:
+    every record of a trace asks for the same few."""
     return replace(config, input=numerics.input.name, weight=numerics.weight.name,
                    accumulator=str(numerics.accumulator), output=str(numerics.output),
                    block_accumulator=None if numerics.block_accumulator is None
                    else str(numerics.block_accumulator))
 
 
+class Costed(NamedTuple):
+    """One GEMM of a shape on one configuration: its timing report, its energy by part
+    (pJ: compute, sram, dram, total), its plan as text, the MAC area (um^2) and the density
+    relative to an FP32 MAC's."""
+
+    report: GemmReport
+    energy: dict
+    plan: str
+    mac_area_um2: float
+    density: float
+
+
 @lru_cache(maxsize=4096)
-def _timing(config: ArrayConfig, m: int, n: int, k: int) -> tuple[GemmReport, dict]:
-    """One GEMM's report and its energy by part (pJ), once per configuration and shape."""
+def costed(config: ArrayConfig, m: int, n: int, k: int) -> Costed:
+    """``Costed`` once per configuration and shape (a trace repeats shapes; a sweep's runs
+    share configurations)."""
     report = simulate(config, m, n, k)
-    return report, gemm_energy(config, report)
+    cost = _array_cost(config)
+    area = cost.mac.area
+    return Costed(report, gemm_energy(config, report, cost), _text(report.plan), area,
+                  _fp32_area() / area)
 
 
-@lru_cache(maxsize=256)
-def _area(config: ArrayConfig) -> float:
-    return array_cost(config).mac.area
+@lru_cache(maxsize=1024)
+def _text(plan: AccumulationPlan) -> str:
+    return str(plan)
+
+
+@lru_cache(maxsize=1024)
+def _array_cost(config: ArrayConfig) -> ArrayCost:
+    return array_cost(config)
 
 
 @lru_cache(maxsize=1)
@@ -111,21 +135,29 @@ def _fp32_area() -> float:
 
 def replay(gemm: Gemm, config: ArrayConfig, schedule: Schedule, where: Where, trace: str,
            *, max_outputs: int, max_macs: int, seed: int,
-           synthetic: Source | None = None, epochs: int = 1) -> Row:
-    """The row of one record (see the module docstring)."""
+           synthetic: Source | None = None, epochs: int = 1, evaluate: bool = True,
+           memo: dict | None = None) -> Row:
+    """The row of one record (see the module docstring); ``evaluate=False``: time and cost
+    only, no accuracy. ``memo``: a dict for the calls of one ``config`` (a run), which then
+    looks each numerics and shape up once instead of hashing the configuration per record."""
     r = gemm.record
     numerics = schedule.numerics_for(r.layer, r.phase, r.epoch, where)
-    hw = with_numerics(config, numerics)
-    report, one = _timing(hw, r.m, r.n, r.k)
-    energy = {part: pj * r.count for part, pj in one.items()}
-    area = _area(hw)
+    if memo is None:
+        one = costed(with_numerics(config, numerics), r.m, r.n, r.k)
+    else:
+        key = (id(numerics), r.m, r.n, r.k)      # the schedule holds its numerics
+        one = memo.get(key)
+        if one is None:
+            one = memo[key] = costed(with_numerics(config, numerics), r.m, r.n, r.k)
+    report, energy, count = one.report, one.energy, r.count
     row = Row(schedule.name, config.name, trace, r.id, r.step, r.epoch, r.layer, r.phase,
-              r.m, r.n, r.k, r.count, r.macs, numerics.input.name, numerics.weight.name,
-              str(report.plan), r.count * report.total_cycles, r.count * report.stall_cycles,
-              report.utilization, r.count * report.seconds, energy["total"], energy["compute"],
-              energy["sram"], energy["dram"], area, _fp32_area() / area, epochs,
+              r.m, r.n, r.k, count, r.macs, numerics.input.name, numerics.weight.name,
+              one.plan, count * report.total_cycles, count * report.stall_cycles,
+              report.utilization, count * report.seconds, count * energy["total"],
+              count * energy["compute"], count * energy["sram"], count * energy["dram"],
+              one.mac_area_um2, one.density, epochs,
               "" if gemm.a is not None or synthetic is None else synthetic.label)
-    if (gemm.a is None and synthetic is None) or r.k > max_macs:
+    if not evaluate or (gemm.a is None and synthetic is None) or r.k > max_macs:
         return row                 # not evaluated: no operands, or one output is over budget
     sample = choose(r.m, r.n, r.k, r.count, max_outputs=max_outputs, max_macs=max_macs,
                     seed=seed, key=r.id)

@@ -110,35 +110,17 @@ def parse(data: dict, *, source: str = "<dict>", base: Path = Path("."),
         raise ConfigError(f"{source}: [run] is missing: it names traces, arrays and out")
     _known(run, RUN_KEYS, f"{source}: [run]")
     where = f"{source}: [run]"
-    traces = tuple(base / t for t in _names(run, "traces", where))
-    for trace in traces:
-        if not (trace / "manifest.json").is_file():
-            raise ConfigError(f"{where} traces: {trace} holds no trace (no manifest.json)")
-    arrays = tuple(_array(name, base, where) for name in _names(run, "arrays", where))
-    synthetic = run.get("synthetic", "none")
-    if synthetic not in SYNTHETIC:
-        raise ConfigError(f"{where} synthetic: expected one of {', '.join(SYNTHETIC)}, "
-                          f"got {synthetic!r}")
-    fit = None
-    if synthetic == "fitted":
-        if not isinstance(run.get("fit"), str):
-            raise ConfigError(f"{where} fit: synthetic = 'fitted' needs fit = a captured "
-                              "trace directory")
-        fit = base / run["fit"]
-        if not (fit / "manifest.json").is_file():
-            raise ConfigError(f"{where} fit: {fit} holds no trace (no manifest.json)")
+    traces = trace_dirs(run, where, base)
+    arrays = tuple(array_named(name, base, where) for name in name_list(run, "arrays", where))
     out = out if out is not None else run.get("out", f"runs/{Path(source).stem}")
     if not isinstance(out, (str, Path)) or not str(out).strip():
         raise ConfigError(f"{where} out: expected a folder path, got {out!r}")
-    sampling = Sampling(_integer(run, "max_outputs", where, Sampling.max_outputs, 1,
-                                 MAX_OUTPUTS),
-                        _integer(run, "max_macs", where, Sampling.max_macs, 1, MAX_MACS),
-                        _integer(run, "seed", where, 0, 0, 2**63 - 1))
+    sampling, synthetic, fit = accuracy_keys(run, where, base)
     raw = data.get("variant")
     if not isinstance(raw, list) or not raw:
         raise ConfigError(f"{source}: no [[variant]]: give at least one (numerics or a "
                           "schedule)")
-    variants = tuple(_variant(v, f"{source}: [[variant]] {i + 1}") for i, v in enumerate(raw))
+    variants = tuple(variant_table(v, f"{source}: [[variant]] {i + 1}") for i, v in enumerate(raw))
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
@@ -153,7 +135,38 @@ def _known(table: dict, keys: tuple[str, ...], where: str) -> None:
                           f"{', '.join(keys)})")
 
 
-def _names(run: dict, key: str, where: str) -> list[str]:
+def trace_dirs(table: dict, where: str, base: Path) -> tuple[Path, ...]:
+    """``traces``: trace directories relative to ``base``, each holding a manifest."""
+    traces = tuple(base / t for t in name_list(table, "traces", where))
+    for trace in traces:
+        if not (trace / "manifest.json").is_file():
+            raise ConfigError(f"{where} traces: {trace} holds no trace (no manifest.json)")
+    return traces
+
+
+def accuracy_keys(table: dict, where: str, base: Path) -> tuple[Sampling, str, Path | None]:
+    """``max_outputs``, ``max_macs``, ``seed``, ``synthetic`` and ``fit`` (relative to
+    ``base``): the sampling, the synthetic operand source and the trace it is fitted to."""
+    synthetic = table.get("synthetic", "none")
+    if synthetic not in SYNTHETIC:
+        raise ConfigError(f"{where} synthetic: expected one of {', '.join(SYNTHETIC)}, "
+                          f"got {synthetic!r}")
+    fit = None
+    if synthetic == "fitted":
+        if not isinstance(table.get("fit"), str):
+            raise ConfigError(f"{where} fit: synthetic = 'fitted' needs fit = a captured "
+                              "trace directory")
+        fit = base / table["fit"]
+        if not (fit / "manifest.json").is_file():
+            raise ConfigError(f"{where} fit: {fit} holds no trace (no manifest.json)")
+    sampling = Sampling(integer_key(table, "max_outputs", where, Sampling.max_outputs, 1,
+                                    MAX_OUTPUTS),
+                        integer_key(table, "max_macs", where, Sampling.max_macs, 1, MAX_MACS),
+                        integer_key(table, "seed", where, 0, 0, 2**63 - 1))
+    return sampling, synthetic, fit
+
+
+def name_list(run: dict, key: str, where: str) -> list[str]:
     value = run.get(key)
     if isinstance(value, str):
         value = [value]
@@ -163,7 +176,7 @@ def _names(run: dict, key: str, where: str) -> list[str]:
     return value
 
 
-def _integer(table: dict, key: str, where: str, default: int, low: int, high: int) -> int:
+def integer_key(table: dict, key: str, where: str, default: int, low: int, high: int) -> int:
     value = table.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise ConfigError(f"{where} {key}: expected an integer in [{low}, {high}], "
@@ -171,7 +184,7 @@ def _integer(table: dict, key: str, where: str, default: int, low: int, high: in
     return value
 
 
-def _array(name: str, base: Path, where: str) -> ArrayConfig:
+def array_named(name: str, base: Path, where: str) -> ArrayConfig:
     try:
         return load_array(name, base)
     except ConfigError as err:
@@ -186,7 +199,7 @@ def _numerics(table: dict, where: str, inherit: dict | None = None) -> Numerics:
     return Numerics.create(**names, source=where)
 
 
-def _variant(raw: Any, where: str) -> Schedule:
+def variant_table(raw: Any, where: str) -> Schedule:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: must be a table")
     _known(raw, ("name", "schedule", "rule", *KEYS), where)

@@ -36,6 +36,15 @@ def summarize(rows: Sequence[Row], arrays: dict[str, tuple[int, int]]) -> list[d
     return [_summary(key, groups[key], arrays[key[1]]) for key in keys]
 
 
+def totals(rows: Sequence[Row], shape: tuple[int, int]) -> dict:
+    """The ``all``-phases summary of ``rows`` (any mix of traces) on an R x C array,
+    without the naming fields (variant, array, trace, phase)."""
+    out = _summary(("", "", "", ALL), list(rows), shape)
+    for name in ("variant", "array", "trace", "phase"):
+        del out[name]
+    return out
+
+
 def _summary(key: tuple, rows: list[Row], shape: tuple[int, int]) -> dict:
     variant, array, trace, phase = key
     out = {"variant": variant, "array": array, "trace": trace, "phase": phase,

@@ -1,0 +1,126 @@
+"""What a worker does with a batch of runs: replay every trace under each run, return rows.
+
+A worker (a local process or a Dask worker) gets a ``Job`` (the traces and what to compute,
+shared by every run of the sweep) and a batch of ``Task``s (a run's key, configuration and
+schedule). It opens each trace once per process, replays every record under each run with
+``replay.record.replay`` (timing and cost, and accuracy when asked) and returns one
+``Result`` per run: the run's totals (``replay.summary.totals``) and its per-GEMM rows.
+Nothing is written here: the process that owns the store writes results as they arrive, so
+a worker killed mid-batch loses nothing that was stored and the batch is simply run again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from operator import attrgetter
+from pathlib import Path
+
+from hbfpsim import trace as traces
+from hbfpsim.config import ArrayConfig
+from hbfpsim.cost import array_cost
+from hbfpsim.replay.record import COLUMNS, replay
+from hbfpsim.replay.run import epoch_weights, where_for
+from hbfpsim.replay.runfile import Sampling
+from hbfpsim.replay.summary import totals
+from hbfpsim.replay.synthetic import Fitted, Gaussian, Source
+from hbfpsim.schedule import Schedule
+
+RECORD_COLUMNS = ("step", "epoch", "layer", "phase", "m", "n", "k", "count", "macs",
+                  "epochs")     # the trace's: the same in every run
+TIMING_COLUMNS = ("input", "weight", "plan", "cycles", "stall_cycles", "utilization",
+                  "seconds", "energy_pj", "compute_pj", "sram_pj", "dram_pj", "mac_area_um2",
+                  "density")
+ACCURACY_COLUMNS = tuple(c for c in COLUMNS[COLUMNS.index("synthetic"):])
+_TIMING, _ACCURACY = attrgetter(*TIMING_COLUMNS), attrgetter(*ACCURACY_COLUMNS)
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every run of a sweep shares: trace directories (absolute: a remote worker needs
+    the same paths), whether accuracy is computed, and its sampling."""
+
+    traces: tuple[Path, ...]
+    trace_ids: tuple[int, ...] = ()     # the store's id of each trace (default: 0, 1, ...)
+    accuracy: bool = False
+    sampling: Sampling = Sampling()
+    synthetic: str = "none"
+    fit: Path | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    """One run: its key and id in the store, its configuration and schedule."""
+
+    key: str
+    config: ArrayConfig
+    schedule: Schedule
+    run_id: int = 0
+
+
+@dataclass(frozen=True)
+class Result:
+    """One run's outcome: ``totals`` (summary fields, plus ``array_area_um2`` and
+    ``worker_seconds``) and ``gemms``, per-GEMM rows as the store takes them: (run id,
+    trace id, record id, *TIMING_COLUMNS, and with accuracy *ACCURACY_COLUMNS); or, for a
+    configuration the models refuse (e.g. an array side that makes chunks straddle the
+    format's blocks), ``error``, its one-line reason."""
+
+    key: str
+    totals: dict | None
+    gemms: list[tuple]
+    error: str | None = None
+
+
+_OPEN: dict[Path, tuple] = {}      # per process: trace -> (gemms, where, epoch weights)
+_SOURCES: dict[tuple, Source | None] = {}
+
+
+def run_batch(job: Job, tasks: list[Task]) -> list[Result]:
+    """Every task of the batch, in order."""
+    out = []
+    for task in tasks:
+        try:
+            out.append(run_one(job, task))
+        except ValueError as err:           # the models refuse this configuration
+            out.append(Result(task.key, None, [], str(err)))
+    return out
+
+
+def run_one(job: Job, task: Task) -> Result:
+    start = time.perf_counter()
+    source = _source(job)
+    rows, ids, memo = [], [], {}
+    trace_ids = job.trace_ids or range(len(job.traces))
+    for trace_id, path in zip(trace_ids, job.traces):
+        gemms, where, weights = _opened(path)
+        for gemm in gemms:
+            rows.append(replay(gemm, task.config, task.schedule, where, path.name,
+                               max_outputs=job.sampling.max_outputs,
+                               max_macs=job.sampling.max_macs, seed=job.sampling.seed,
+                               synthetic=source, epochs=weights[gemm.record.epoch],
+                               evaluate=job.accuracy, memo=memo))
+            ids.append((task.run_id, trace_id, gemm.record.id))
+    out = totals(rows, (task.config.rows, task.config.cols))
+    out["array_area_um2"] = array_cost(task.config).area
+    out["worker_seconds"] = time.perf_counter() - start
+    if job.accuracy:
+        return Result(task.key, out, [(*i, *_TIMING(r), *_ACCURACY(r))
+                                      for i, r in zip(ids, rows)])
+    return Result(task.key, out, [(*i, *_TIMING(r)) for i, r in zip(ids, rows)])
+
+
+def _opened(path: Path) -> tuple:
+    if path not in _OPEN:
+        t = traces.open(path)
+        _OPEN[path] = (list(t), where_for(t), epoch_weights(t) if len(t) else {})
+    return _OPEN[path]
+
+
+def _source(job: Job) -> Source | None:
+    key = (job.synthetic, job.fit)
+    if key not in _SOURCES:
+        _SOURCES[key] = (Gaussian() if job.synthetic == "gaussian" else
+                         Fitted.from_trace(traces.open(job.fit)) if job.synthetic == "fitted"
+                         else None)
+    return _SOURCES[key]

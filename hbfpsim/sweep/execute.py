@@ -1,0 +1,186 @@
+"""Running a sweep: batches of pending runs on a local process pool or a Dask cluster.
+
+``run(spec, store)`` expands the spec, registers its runs in the store, and hands the pending
+ones out in batches (so that per-task overhead stays small next to a batch's work); results
+are written to the store as each batch returns, by this process only. Executors:
+
+- no scheduler (default): a process pool of ``workers`` processes (default: every core);
+- ``"local"``: Dask, on a ``LocalCluster`` of ``workers`` processes on the loopback
+  interface;
+- ``"tcp://HOST:PORT"``: Dask, on an existing scheduler (workers started with ``dask
+  worker``); they need hbfpsim installed and the traces at the same paths (a shared file
+  system).
+
+All give the same rows: a run's results depend only on its configuration. A worker lost
+mid-batch loses nothing stored; its batch runs again (Dask reschedules it; a local pool
+that breaks is an error, ``WorkerLost``, and the next start resumes).
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+from hbfpsim.config import ConfigError
+from hbfpsim.sweep.compute import Job, Result, Task, run_batch
+from hbfpsim.sweep.spec import SweepSpec
+from hbfpsim.sweep.store import Store
+
+TASK_SECONDS = 1.0           # aim for batches of about this much work
+RUN_SECONDS = {"timing": 0.01, "accuracy": 1.0}    # a guess per run, to size batches
+MAX_WORKERS = 1024
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What ``run`` did: runs in the sweep, already done before, computed now, wall s."""
+
+    runs: int
+    skipped: int
+    computed: int
+    seconds: float
+
+
+class WorkerLost(OSError):
+    """A worker process died (killed, out of memory); what finished is stored."""
+
+
+def run(spec: SweepSpec, store: str | Path, *, scheduler: str | None = None,
+        workers: int | None = None, batch: int | None = None,
+        progress: bool | None = None) -> Outcome:
+    """Run every pending run of ``spec`` into ``store`` (see the module docstring).
+    ``progress``: True, False, or None for a bar only on a terminal."""
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    workers = _workers(workers)
+    if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool)
+                              or not 1 <= batch <= 10**6):
+        raise ConfigError(f"batch: expected an integer in [1, 1000000], got {batch!r}")
+    _check_scheduler(scheduler)
+    runs = spec.runs()
+    with Store(store) as db:
+        db.register(spec, runs)
+        done, ids = db.done(), db.ids()
+        todo = [Task(r.key, r.config, r.schedule, ids[r.key]) for r in runs
+                if r.key not in done]
+        size = batch or max(1, min(math.ceil(TASK_SECONDS / RUN_SECONDS[spec.compute]),
+                                   math.ceil(len(todo) / (4 * workers))))
+        batches = [todo[i:i + size] for i in range(0, len(todo), size)]
+        job = Job(tuple(p.resolve() for p in spec.traces), tuple(db.trace_ids),
+                  spec.compute == "accuracy",
+                  spec.sampling, spec.synthetic, spec.fit.resolve() if spec.fit else None)
+        with tqdm(total=len(runs), initial=len(runs) - len(todo), unit="run",
+                  desc=f"sweep {spec.name}", dynamic_ncols=True,
+                  disable=None if progress is None else not progress) as bar:
+            for results in _execute(scheduler, workers, job, batches):
+                db.add(results)
+                bar.update(len(results))
+    return Outcome(len(runs), len(runs) - len(todo), len(todo), time.perf_counter() - start)
+
+
+def _workers(workers: int | None) -> int:
+    if workers is None:
+        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                   else os.cpu_count() or 1)
+    if not isinstance(workers, int) or isinstance(workers, bool) or \
+            not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"workers: expected an integer in [1, {MAX_WORKERS}], got {workers!r}")
+    return workers
+
+
+def _check_scheduler(scheduler: str | None) -> None:
+    if scheduler is not None and scheduler != "local" and not (
+            isinstance(scheduler, str) and scheduler.startswith("tcp://")):
+        raise ConfigError(f"scheduler: expected 'local' (a Dask LocalCluster) or "
+                          f"tcp://HOST:PORT (a Dask scheduler), got {scheduler!r}")
+
+
+def _execute(scheduler: str | None, workers: int, job: Job, batches: list[list[Task]]
+             ) -> Iterator[list[Result]]:
+    if not batches:
+        return iter(())
+    if scheduler is None:
+        return _local(workers, job, batches)
+    return _dask(scheduler, workers, job, batches)
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """forkserver where there is one (workers fork from a clean process that has imported
+    the compute module once), else spawn; never fork from this possibly threaded one."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["hbfpsim.sweep.compute"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def _one_thread() -> None:
+    """Worker start: one numba and BLAS thread each (the processes share the cores)."""
+    import numba
+    from threadpoolctl import threadpool_limits
+    numba.set_num_threads(1)
+    threadpool_limits(1)
+
+
+def _local(workers: int, job: Job, batches: list[list[Task]]) -> Iterator[list[Result]]:
+    if workers == 1:                      # no pool: the same code, in this process
+        for tasks in batches:
+            yield run_batch(job, tasks)
+        return
+    pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_one_thread)
+    try:
+        pending = {pool.submit(run_batch, job, tasks) for tasks in batches}
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                try:
+                    yield future.result()
+                except BrokenExecutor:
+                    raise WorkerLost("a sweep worker process died (killed, or out of "
+                                     "memory); the runs finished so far are stored: run the "
+                                     "sweep again to resume") from None
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _dask(scheduler: str, workers: int, job: Job, batches: list[list[Task]]
+          ) -> Iterator[list[Result]]:
+    try:
+        from distributed import Client, LocalCluster, as_completed
+        from distributed.scheduler import KilledWorker
+    except ImportError:
+        raise ConfigError("a Dask scheduler needs dask[distributed]: pip install "
+                          "'hbfpsim[dask]'") from None
+    cluster = None
+    if scheduler == "local":
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               host="127.0.0.1", dashboard_address=None)
+    try:
+        client = Client(cluster if cluster is not None else scheduler, timeout="30s")
+    except (OSError, TimeoutError) as err:
+        if cluster is not None:
+            cluster.close()
+        raise ConfigError(f"scheduler {scheduler}: cannot connect: {err}") from None
+    try:
+        client.run(_one_thread)
+        job_future = client.scatter(job, broadcast=True)
+        futures = [client.submit(run_batch, job_future, tasks, pure=False) for tasks in batches]
+        for future in as_completed(futures):
+            try:
+                yield future.result()
+            except KilledWorker as err:
+                raise WorkerLost(f"Dask gave up on a batch after its workers died: {err}; "
+                                 "the runs finished so far are stored") from None
+            future.release()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
