@@ -115,9 +115,26 @@ def _density(args) -> str:
 
 
 def _plot(args) -> str:
-    from hbfpsim.plots import check_figure_path, plot_density
-    check_free(check_figure_path(args.out), force=True, file=True)
-    return f"wrote {plot_density(args.out)}"
+    from hbfpsim import plots
+    stores = [args.store] if args.plot_command in ("sweep", "heatmap") else []
+    check_free(plots.check_figure_path(args.out), force=True, file=True, inputs=stores)
+    if args.plot_command == "density":
+        written = plots.plot_density(args.out)
+    elif args.plot_command == "sweep":
+        written = plots.plot_sweep_pareto(args.store, args.out, x=args.x, y=args.y)
+    elif args.plot_command == "heatmap":
+        written = plots.plot_sweep_heatmap(args.store, args.out, value=args.value,
+                                           variant=args.variant, dataflow=args.dataflow)
+    elif args.plot_command == "timeline":
+        written = plots.plot_timeline(args.config, args.m, args.n, args.k, args.out,
+                                      max_folds=args.max_folds)
+    elif args.plot_command == "area":
+        written = plots.plot_area_breakdown(args.formats, args.out,
+                                            _accumulator_options(args.acc))
+    else:
+        written = plots.plot_vrr_knee(args.out, lengths=tuple(args.lengths),
+                                      max_lost=args.max_lost, budget=args.budget)
+    return f"wrote {written}"
 
 
 def _cost(args) -> str:
@@ -297,6 +314,55 @@ def _parser() -> argparse.ArgumentParser:
     plsub = pl.add_subparsers(dest="plot_command", required=True, metavar="FIGURE")
     pd = plsub.add_parser("density", help="density per format and against accumulator width")
     pd.add_argument("--out", default="density.png", help="file to write (.png, .pdf, .svg)")
+    ps = plsub.add_parser("sweep", help="a sweep's runs: two totals against each other, with "
+                                        "the Pareto front",
+                          description="One point per finished run of a sweep store, in its "
+                                      "variant's colour, and the Pareto front (ringed). "
+                                      "Totals: seconds, cycles, energy_pj, density, "
+                                      "utilization, stall_share, array_area_um2, and for "
+                                      "sweeps with compute = \"accuracy\" sqnr_db_median, "
+                                      "w1_median, rel_error_median, vrr_median.")
+    ps.add_argument("--store", required=True, help="sweep store, e.g. runs/sweep_demo.sqlite")
+    ps.add_argument("--x", default="seconds", help="total on the x axis (default: seconds)")
+    ps.add_argument("--y", default="energy_pj", help="total on the y axis (default: energy_pj)")
+    ps.add_argument("--out", default="sweep.png", help="file to write (.png, .pdf, .svg)")
+    ph = plsub.add_parser("heatmap", help="utilization or stall share per array shape (sweep)",
+                          description="A heat map over the array shapes (rows x cols) of a "
+                                      "sweep store, one panel per dataflow; each cell is the "
+                                      "mean over the runs of that shape (every other axis).")
+    ph.add_argument("--store", required=True, help="sweep store, e.g. runs/sweep_demo.sqlite")
+    ph.add_argument("--value", default="utilization",
+                    help="utilization or stall_share (default: utilization)")
+    ph.add_argument("--variant", help="only this variant's runs (default: all)")
+    ph.add_argument("--dataflow", help="only this dataflow (default: a panel each)")
+    ph.add_argument("--out", default="heatmap.png", help="file to write (.png, .pdf, .svg)")
+    pt = plsub.add_parser("timeline", help="per-fold timeline of one GEMM on an array",
+                          description="Each fold of C = A B (A: M x K, B: K x N) on the array "
+                                      "as a bar over the cycles it computes, coloured by the "
+                                      "buffer it waited on.")
+    pt.add_argument("config", help="array configuration (TOML), e.g. array32")
+    for dim in ("M", "N", "K"):
+        pt.add_argument(dim.lower(), type=int, metavar=dim)
+    pt.add_argument("--max-folds", type=int, default=200,
+                    help="draw at most this many folds, the first ones (default 200)")
+    pt.add_argument("--out", default="timeline.png", help="file to write (.png, .pdf, .svg)")
+    pa = plsub.add_parser("area", help="area per MAC by part, per format (28 nm model)")
+    pa.add_argument("formats", nargs="+", metavar="FORMAT", help="formats, e.g. fp32 mxfp4 hbfp4")
+    pa.add_argument("--acc", action="append", default=[], metavar="FORMAT=ACC",
+                    help="accumulator of a format, e.g. --acc hbfp4=fixed16 (repeatable)")
+    pa.add_argument("--out", default="area.png", help="file to write (.png, .pdf, .svg)")
+    pv = plsub.add_parser("vrr", help="variance retention against accumulator bits, knees marked",
+                          description="Modelled VRR and variance lost against the fraction "
+                                      "bits of an e8m<bits> accumulator, per accumulation "
+                                      "length, round to nearest (sequential, chunks of 64) and "
+                                      "toward zero; the knee of each marked (docs/vrr.md).")
+    pv.add_argument("--lengths", type=int, nargs="+", default=[4096, 65536, 1048576],
+                    metavar="N", help="products per sum (default 4096 65536 1048576)")
+    pv.add_argument("--max-lost", type=float, default=math.log(50),
+                    help="knee: variance lost allowed, in product variances (default ln 50)")
+    pv.add_argument("--budget", type=int,
+                    help="also measure with the MAC engine, MACs per point (slow)")
+    pv.add_argument("--out", default="vrr.png", help="file to write (.png, .pdf, .svg)")
     co = sub.add_parser("cost", help="area and energy of a MAC or an array; calibrate")
     co.set_defaults(run=_cost)
     cosub = co.add_subparsers(dest="cost_command", required=True, metavar="ACTION")

@@ -2499,9 +2499,138 @@ def api_cost() -> Iterator[Case]:
                   f"width_sweep(*{args!r})")
 
 
+# --- figures of sweeps, GEMMs, MACs and accumulators: `hbfpsim plot sweep | heatmap | ...` ---
+
+def swept_store(text: str = SWEEP) -> Callable[[Path], None]:
+    """s.toml and the tiny trace, and the sweep run into s.sqlite (12 runs)."""
+    def fn(work: Path) -> None:
+        from hbfpsim.sweep import load
+        from hbfpsim.sweep.execute import run
+        run(load(work / "s.toml"), work / "s.sqlite", workers=1, progress=False)
+    return steps(sweep_setup(text), fn)
+
+
+def plot_figures_command() -> Iterator[Case]:
+    done, slow = swept_store(), {"timeout": 120}
+    accuracy = swept_store(SWEEP.replace('base = "small16"',
+                                         'base = "small16"\ncompute = "accuracy"'))
+    for figure in ("sweep", "heatmap"):
+        g = f"plot {figure}"
+        for label, value, setup in INPUT_PATHS:
+            yield cli(g, f"store={label}", ["plot", figure, "--store", value, "--out", "f.png"],
+                      setup)
+        yield cli(g, "store=empty-store", ["plot", figure, "--store", "s.sqlite"], empty_store())
+        yield cli(g, "store=other-sqlite", ["plot", figure, "--store", "o.sqlite"],
+                  sqlite_file("o.sqlite"))
+        yield cli(g, "store=missing-option", ["plot", figure, "--out", "f.png"])
+        for label, value in [("the-store", "s.sqlite"), ("text-suffix", "f.txt"),
+                             ("no-suffix", "f"), ("non-utf8-suffix", "x." + NON_UTF8_ARG)]:
+            yield cli(g, f"out={label}", ["plot", figure, "--store", "s.sqlite", "--out", value],
+                      done, **slow)
+        for label, value, setup, expect, refusal in output_files(".png"):
+            if label in ("fifo", "link-to-outside-file", "non-utf8-name"):
+                continue                         # each computes a sweep: the rest is enough
+            yield cli(g, f"out={label}", ["plot", figure, "--store", "s.sqlite", "--out", value],
+                      steps(done, setup) if setup else done, expect=expect, refusal_ok=refusal,
+                      **slow)
+        yield cli(g, "out=default", ["plot", figure, "--store", "s.sqlite"], done,
+                  expect=ok("wrote", files=[f"{figure}.png"]), **slow)
+    g = "plot sweep"
+    for label, axis, value in [("x=word", "--x", "abc"), ("x=empty", "--x", ""),
+                               ("x=swept-key", "--x", "rows"), ("x=key", "--x", "key"),
+                               ("x=non-utf8", "--x", NON_UTF8_ARG), ("y=same-as-x", "--y",
+                                                                    "seconds"),
+                               ("y=accuracy-of-a-timing-sweep", "--y", "sqnr_db_median")]:
+        yield cli(g, label, ["plot", "sweep", "--store", "s.sqlite", axis, value], done, **slow)
+    yield cli(g, "x=density-y=area", ["plot", "sweep", "--store", "s.sqlite", "--x", "density",
+                                      "--y", "array_area_um2"], done,
+              expect=ok("wrote", files=["sweep.png"]), **slow)
+    yield cli(g, "y=w1-of-an-accuracy-sweep", ["plot", "sweep", "--store", "s.sqlite", "--x",
+                                              "density", "--y", "w1_median"], accuracy,
+              expect=ok("wrote", files=["sweep.png"]), **slow)
+    g = "plot heatmap"
+    for label, value in [("word", "abc"), ("empty", ""), ("energy", "energy_pj"),
+                         ("non-utf8", NON_UTF8_ARG)]:
+        yield cli(g, f"value={label}", ["plot", "heatmap", "--store", "s.sqlite", "--value",
+                                        value], done, **slow)
+    yield cli(g, "value=stall_share", ["plot", "heatmap", "--store", "s.sqlite", "--value",
+                                       "stall_share"], done,
+              expect=ok("wrote", files=["heatmap.png"]), **slow)
+    for option in ("--variant", "--dataflow"):
+        for label, value in [("absent", "bf16"), ("empty", ""), ("non-utf8", NON_UTF8_ARG)]:
+            yield cli(g, f"{option[2:]}={label}", ["plot", "heatmap", "--store", "s.sqlite",
+                                                   option, value], done, **slow)
+    yield cli(g, "variant=fp32", ["plot", "heatmap", "--store", "s.sqlite", "--variant", "fp32"],
+              done, expect=ok("wrote", files=["heatmap.png"]), **slow)
+    yield cli(g, "dataflow=not-swept", ["plot", "heatmap", "--store", "s.sqlite", "--dataflow",
+                                        "ws"], done, **slow)
+    g = "plot timeline"
+    for label, value, setup in INPUT_PATHS:
+        yield cli(g, f"config={label}", ["plot", "timeline", value, "8", "8", "8"], setup)
+    for i, dim in enumerate("MNK"):
+        for label, value in INT_WORDS:
+            dims = ["64", "64", "64"]
+            dims[i] = value
+            yield cli(g, f"{dim}={label}", ["plot", "timeline", "small16", *dims])
+    yield cli(g, "K=2^40", ["plot", "timeline", "small16", "8", "8", "1099511627776"])
+    yield cli(g, "legal", ["plot", "timeline", "array32", "512", "512", "512"],
+              expect=ok("wrote", files=["timeline.png"]))
+    for label, value in INT_WORDS:
+        legal = label in ("2^63", "31-digits")
+        yield cli(g, f"max-folds={label}", ["plot", "timeline", "small16", "300", "200", "500",
+                                            "--max-folds", value],
+                  expect=ok("wrote", files=["timeline.png"]) if legal else "error")
+    for label, value, setup, expect, refusal in output_files(".svg"):
+        yield cli(g, f"out={label}", ["plot", "timeline", "small16", "64", "64", "64", "--out",
+                                      value], setup, expect=expect, refusal_ok=refusal)
+    g = "plot area"
+    for label, value in [("empty", ""), ("unknown", "fp7"), ("block-0", "hbfp4@0"),
+                         ("booster", "booster"), ("very-long", LONG), ("non-utf8", NON_UTF8_ARG)]:
+        yield cli(g, f"format={label}", ["plot", "area", "fp32", value])
+    yield cli(g, "format=none", ["plot", "area"])
+    yield cli(g, "format=upper-case", ["plot", "area", "FP32", "MXFP4", "hbfp4@32"],
+              expect=ok("wrote", files=["area.png"]))
+    for label, value in [("no-equals", "hbfp4"), ("float-for-hbfp", "hbfp4=fp32"),
+                         ("fixed-for-fp32", "fp32=fixed16"), ("not-drawn", "mxfp4=fixed16"),
+                         ("fixed7", "hbfp4=fixed7"), ("empty", ""), ("non-utf8", NON_UTF8_ARG)]:
+        yield cli(g, f"acc={label}", ["plot", "area", "fp32", "hbfp4", "--acc", value])
+    yield cli(g, "acc=fixed16", ["plot", "area", "fp32", "hbfp4", "--acc", "hbfp4=fixed16"],
+              expect=ok("wrote", files=["area.png"]))
+    for label, value, setup, expect, refusal in output_files(".pdf"):
+        yield cli(g, f"out={label}", ["plot", "area", "hbfp4", "--out", value], setup,
+                  expect=expect, refusal_ok=refusal)
+    g = "plot vrr"
+    fast = ["--lengths", "64", "256"]
+    for label, value in INT_WORDS + [("one", "1"), ("not-a-multiple-of-64", "100"),
+                                     ("2^60", str(2**60))]:
+        if label == "2^60":            # no knee within 52 bits in some panels: drawn, noted
+            yield cli(g, f"lengths={label}", ["plot", "vrr", "--lengths", value],
+                      expect=ok("wrote", files=["vrr.png"]), **slow)
+            continue
+        if label in ("2^63", "31-digits"):
+            continue                  # as 2^60 (the model's floats), slower: one is enough
+        yield cli(g, f"lengths={label}", ["plot", "vrr", "--lengths", value])
+    yield cli(g, "lengths=none", ["plot", "vrr", "--lengths"])
+    yield cli(g, "legal", ["plot", "vrr", *fast], expect=ok("wrote", files=["vrr.png"]))
+    for label, value in FLOAT_WORDS + [("zero", "0")]:
+        legal = label in ("inf", "1e400", "2^63")       # every bit count meets it: knee 1
+        yield cli(g, f"max-lost={label}", ["plot", "vrr", *fast, "--max-lost", value],
+                  expect=ok("wrote", files=["vrr.png"]) if legal else "error")
+    for label, value in INT_WORDS:
+        if label in ("2^63", "31-digits"):
+            continue                  # legal but measuring that many MACs takes hours
+        yield cli(g, f"budget={label}", ["plot", "vrr", *fast, "--budget", value])
+    yield cli(g, "budget=small", ["plot", "vrr", "--lengths", "64", "--budget", "1000"],
+              expect=ok("wrote", files=["vrr.png"]), **slow)
+    for label, value, setup, expect, refusal in output_files(".png"):
+        yield cli(g, f"out={label}", ["plot", "vrr", *fast, "--out", value], setup,
+                  expect=expect, refusal_ok=refusal)
+
+
 SECTIONS: tuple[Callable[[], Iterable[Case]], ...] = (
     top_level, formats_command, gemm_command, config_keys, trace_info_command,
-    import_scalesim_command, capture_command, density_command, plot_command, cost_command,
+    import_scalesim_command, capture_command, density_command, plot_command,
+    plot_figures_command, cost_command,
     run_command, sweep_command, advise_command, signal_cases, api_quantize, api_formats_get, api_accumulators,
     api_matmul, api_array, api_trace, api_replay_and_schedule, api_cost)
 

@@ -4,6 +4,8 @@
   summary's phase ``all``, in x FP32 MAC/s per µm²) against its median SQNR (dB, left,
   higher is better) and its median W1 (output units, log scale, right, lower is better);
   the Pareto front (denser and more accurate) is a step line through its ringed points.
+  Each variant has its format's colour (``hbfpsim.palette.format_colour`` of its name: the
+  same as in every other figure), each (array, trace) its marker and line style.
 * ``sqnr_<variant>`` (``sqnr_<variant>_<array>_<trace>`` when the run has several arrays or
   traces): SQNR (dB) per layer (rows, in the trace's order) x captured epoch (columns), one
   panel per phase; a cell holding several records shows their median, one with no
@@ -26,8 +28,10 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from hbfpsim.palette import format_colour
 from hbfpsim.replay.record import Row
 from hbfpsim.replay.run import Report
 from hbfpsim.replay.summary import ALL
@@ -39,6 +43,7 @@ PARTS = (("compute_pj", "compute", "tab:blue"), ("sram_pj", "SRAM", "tab:orange"
 HATCHES = ("", "//", "..")                           # fwd, bwd_data, bwd_weight
 ENERGY_UNITS = ((1e12, "J"), (1e9, "mJ"), (1e6, "µJ"), (1e3, "nJ"), (1.0, "pJ"))
 DENSITY = "density vs FP32 (× FP32 MAC/s per µm²)"
+GROUP_STYLES = (("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"), ("v", "-"), ("P", "--"))
 
 
 def pareto(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -74,9 +79,10 @@ def error_vs_density(summary: Sequence[dict]) -> Figure | None:
     FigureCanvasAgg(fig)
     left, right = fig.subplots(1, 2)
     groups = list(dict.fromkeys((s["array"], s["trace"]) for s in alls))
+    drawn: dict[str, None] = {}                # variants on either panel, in order
     for n, (array, trace) in enumerate(groups):
         mine = [s for s in alls if (s["array"], s["trace"]) == (array, trace)]
-        colour = f"C{n}"
+        marker, style = GROUP_STYLES[n % len(GROUP_STYLES)]
         for ax, key, sign in ((left, "sqnr_db_median", 1), (right, "w1_median", -1)):
             values = [(s["density"], s[key], s["variant"]) for s in mine if s[key] is not None]
             values = [(x, _sqnr(y) if sign > 0 else max(y, floor), v) for x, y, v in values
@@ -84,22 +90,30 @@ def error_vs_density(summary: Sequence[dict]) -> Figure | None:
             if not values:
                 continue
             xs, ys = (np.array([p[i] for p in values]) for i in (0, 1))
-            ax.scatter(xs, ys, color=colour, zorder=3,
-                       label=f"{array}, {trace}" if len(groups) > 1 else "variant")
+            ax.scatter(xs, ys, c=[format_colour(v) for _, _, v in values], marker=marker,
+                       zorder=3)
             for x, y, name in values:
+                drawn[name] = None
                 ax.annotate(name, (x, y), xytext=(4, 4), textcoords="offset points",
                             fontsize=8)
             front = pareto([(x, sign * y) for x, y in zip(xs, ys)])
-            ax.step(xs[front], ys[front], where="pre", color=colour, alpha=0.6)
-            ax.scatter(xs[front], ys[front], s=140, facecolors="none", edgecolors=colour,
-                       label="Pareto front" if n == 0 else None)
+            ax.step(xs[front], ys[front], where="pre", color="0.25", linestyle=style,
+                    alpha=0.7)
+            ax.scatter(xs[front], ys[front], s=140, facecolors="none", edgecolors="0.25")
+    handles = [Line2D([], [], marker="o", linestyle="", color=format_colour(v), label=v)
+               for v in drawn]
+    if len(groups) > 1:
+        handles += [Line2D([], [], marker=m, linestyle=ls, color="0.25", label=f"{a}, {t}")
+                    for (a, t), (m, ls) in zip(groups, GROUP_STYLES * len(groups))]
+    handles.append(Line2D([], [], marker="o", ms=11, mfc="none", linestyle="-", color="0.25",
+                          label="Pareto front"))
     left.set(xlabel=DENSITY, ylabel="median SQNR (dB), higher is better", title="SQNR")
     right.set(xlabel=DENSITY, ylabel="median W1 (output units, log scale), lower is better",
               title="Wasserstein-1 distance", yscale="log")
     for ax in (left, right):
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
+        if ax.collections:
+            ax.legend(handles=handles, fontsize=8)
     fig.suptitle(f"Accuracy vs density: {_config(alls)}")
     return fig
 

@@ -29,9 +29,10 @@ from hbfpsim.trace import Gemm
 EVENTS = ("overflows", "full_swamps", "partial_swamps")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Row:
-    """One (variant, array, trace, record): a row of ``gemms.csv``. Cycles are array clock
+    """One (variant, array, trace, record): a row of ``gemms.csv`` (slots, not frozen: a
+    frozen dataclass of this width costs 9 us to build, a sweep builds millions). Cycles are array clock
     cycles for all ``count`` GEMMs, energies pJ, density MAC/s per um^2 over an FP32 MAC's;
     ``epochs``: training epochs the record stands for (``run.epoch_weights``).
     Accuracy fields are None when the record was not evaluated (shape-only, no synthetic
