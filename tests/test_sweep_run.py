@@ -258,3 +258,29 @@ def test_cli_sweep_commands(reference, tmp_path, capsys):
     assert main(["sweep", "run", str(spec), "--store", str(tmp_path / "s.sqlite"),
                  "--workers", "0"]) == 2
     assert "workers: expected an integer" in capsys.readouterr().err
+
+
+def test_accuracy_sweep_stores_the_sampled_metrics(tmp_path):
+    """compute = "accuracy": every GEMM row carries its sampled SQNR and W1, and each run's
+    medians are the medians of its rows' values, computed here by hand."""
+    text = (SPEC.replace('base = "array32"', 'base = "array32"\ncompute = "accuracy"\n'
+                         'max_outputs = 64\nmax_macs = 262144')
+            .replace("rows = [16, 32, 64]", "rows = [32]").replace("cols = [16, 32]",
+                                                                   "cols = [32]")
+            .replace('dataflow = ["ws", "os"]', 'dataflow = ["ws"]')
+            .replace("dram_bytes_per_cycle = [8, 32]", "dram_bytes_per_cycle = [32]"))
+    store = tmp_path / "acc.sqlite"
+    assert run(load(write_spec(tmp_path, text)), store, workers=1, progress=False).computed == 2
+    db = sqlite3.connect(store)
+    for run_id, sqnr, w1 in db.execute("SELECT id, sqnr_db_median, w1_median FROM runs"):
+        rows = db.execute("SELECT sqnr_db, w1 FROM gemms WHERE run = ? AND sampled IS NOT NULL",
+                          (run_id,)).fetchall()
+        assert len(rows) == RECORDS
+        values = sorted(r[0] for r in rows)
+        assert sqnr == pytest.approx((values[11] + values[12]) / 2, rel=1e-12)
+        values = sorted(r[1] for r in rows)
+        assert w1 == pytest.approx((values[11] + values[12]) / 2, rel=1e-12)
+    fp32, hbfp4 = (db.execute("SELECT sqnr_db_median FROM runs WHERE run_values LIKE ?",
+                              (f'%"{v}"%',)).fetchone()[0] for v in ("fp32", "hbfp4"))
+    assert fp32 > hbfp4 + 60                       # 24 mantissa bits against 3
+    db.close()

@@ -1,10 +1,11 @@
 """Running a sweep: batches of pending runs on a local process pool or a Dask cluster.
 
 ``run(spec, store)`` expands the spec, registers its runs in the store, and hands the pending
-ones out in batches (so that per-task overhead stays small next to a batch's work); results
-are written to the store as each batch returns, by this process only. Executors:
+ones out in batches (so that per-task overhead stays small next to a batch's work); each
+batch's results go into the store in one transaction as it finishes. Executors:
 
-- no scheduler (default): a process pool of ``workers`` processes (default: every core);
+- no scheduler (default): a process pool of ``workers`` processes (default: every core),
+  each writing its batches into the store itself;
 - ``"local"``: Dask, on a ``LocalCluster`` of ``workers`` processes on the loopback
   interface;
 - ``"tcp://HOST:PORT"``: Dask, on an existing scheduler (workers started with ``dask
@@ -30,7 +31,7 @@ from pathlib import Path
 from hbfpsim.config import ConfigError
 from hbfpsim.sweep.compute import Job, Result, Task, run_batch
 from hbfpsim.sweep.spec import SweepSpec
-from hbfpsim.sweep.store import Store
+from hbfpsim.sweep.store import Store, run_and_store
 
 TASK_SECONDS = 1.0           # aim for batches of about this much work
 RUN_SECONDS = {"timing": 0.01, "accuracy": 1.0}    # a guess per run, to size batches
@@ -79,9 +80,8 @@ def run(spec: SweepSpec, store: str | Path, *, scheduler: str | None = None,
         with tqdm(total=len(runs), initial=len(runs) - len(todo), unit="run",
                   desc=f"sweep {spec.name}", dynamic_ncols=True,
                   disable=None if progress is None else not progress) as bar:
-            for results in _execute(scheduler, workers, job, batches):
-                db.add(results)
-                bar.update(len(results))
+            for stored in _execute(scheduler, workers, job, batches, db):
+                bar.update(stored)
     return Outcome(len(runs), len(runs) - len(todo), len(todo), time.perf_counter() - start)
 
 
@@ -102,13 +102,16 @@ def _check_scheduler(scheduler: str | None) -> None:
                           f"tcp://HOST:PORT (a Dask scheduler), got {scheduler!r}")
 
 
-def _execute(scheduler: str | None, workers: int, job: Job, batches: list[list[Task]]
-             ) -> Iterator[list[Result]]:
+def _execute(scheduler: str | None, workers: int, job: Job, batches: list[list[Task]],
+             db: Store) -> Iterator[int]:
+    """Runs stored, batch by batch as they finish."""
     if not batches:
         return iter(())
+    if scheduler is None and workers == 1:          # no pool: the same code, in here
+        return (db.add(run_batch(job, tasks)) for tasks in batches)
     if scheduler is None:
-        return _local(workers, job, batches)
-    return _dask(scheduler, workers, job, batches)
+        return _local(workers, job, batches, db.path)
+    return (db.add(results) for results in _dask(scheduler, workers, job, batches))
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -116,7 +119,7 @@ def _context() -> multiprocessing.context.BaseContext:
     the compute module once), else spawn; never fork from this possibly threaded one."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["hbfpsim.sweep.compute"])
+        ctx.set_forkserver_preload(["hbfpsim.sweep.store"])
         return ctx
     return multiprocessing.get_context("spawn")
 
@@ -129,14 +132,10 @@ def _one_thread() -> None:
     threadpool_limits(1)
 
 
-def _local(workers: int, job: Job, batches: list[list[Task]]) -> Iterator[list[Result]]:
-    if workers == 1:                      # no pool: the same code, in this process
-        for tasks in batches:
-            yield run_batch(job, tasks)
-        return
+def _local(workers: int, job: Job, batches: list[list[Task]], store: Path) -> Iterator[int]:
     pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_one_thread)
     try:
-        pending = {pool.submit(run_batch, job, tasks) for tasks in batches}
+        pending = {pool.submit(run_and_store, store, job, tasks) for tasks in batches}
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:

@@ -16,7 +16,9 @@ Tables:
 
 A run's totals and all its GEMM rows go in one transaction with its ``done``: a kill at any
 moment (SIGKILL included) leaves each run either wholly done or still pending, and a
-restart recomputes only the pending ones. Only the process that runs the sweep writes.
+restart recomputes only the pending ones. The process that runs the sweep registers it;
+results are written by local worker processes themselves (``run_and_store``) or, from Dask
+workers, by that process.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from hbfpsim import trace as traces
 from hbfpsim.config import ConfigError
 from hbfpsim.replay.run import epoch_weights
 from hbfpsim.staging import staged_file
-from hbfpsim.sweep.compute import ACCURACY_COLUMNS, RECORD_COLUMNS, TIMING_COLUMNS, Result
+from hbfpsim.sweep.compute import (ACCURACY_COLUMNS, RECORD_COLUMNS, TIMING_COLUMNS, Job,
+                                   Result, Task, run_batch)
 from hbfpsim.sweep.spec import Run, SweepSpec, trace_hashes
 
 SCHEMA = "hbfpsim-sweep-store/1"
@@ -153,13 +156,11 @@ class Store:
                         "WHERE key = ? AND status = 'pending'",
                         (time.time(), r.error, r.key)).rowcount
                     continue
-                found = self.db.execute("SELECT id FROM runs WHERE key = ? AND status = "
-                                        "'pending'", (r.key,)).fetchone()
-                if found is None:
+                if not self.db.execute(f"UPDATE runs SET status = 'done', finished = ?, "
+                                       f"{sets} WHERE key = ? AND status = 'pending'",
+                                       (time.time(), *(r.totals[c] for c in TOTALS), r.key)
+                                       ).rowcount:
                     continue
-                self.db.execute(f"UPDATE runs SET status = 'done', finished = ?, {sets} "
-                                f"WHERE id = ?",
-                                (time.time(), *(r.totals[c] for c in TOTALS), found[0]))
                 if r.gemms:
                     self.db.executemany(inserts[len(r.gemms[0])], r.gemms)
                 added += 1
@@ -195,6 +196,18 @@ def _records(path: Path):
     t = traces.open(path)
     weights = epoch_weights(t) if len(t) else {}
     return [(r, weights) for r in t.records]
+
+
+_OPEN: dict[Path, Store] = {}      # per worker process: its connection to each store
+
+
+def run_and_store(path: Path, job: Job, tasks: list[Task]) -> int:
+    """A local worker's task: run the batch and write it into the store itself (one
+    transaction; SQLite serializes the workers' writes), sparing the sweep's own process the
+    results' transfer and insertion. Returns the runs stored."""
+    if path not in _OPEN:
+        _OPEN[path] = Store(path, create=False)
+    return _OPEN[path].add(run_batch(job, tasks))
 
 
 class _Transaction:
