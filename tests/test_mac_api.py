@@ -161,7 +161,7 @@ def test_operand_stochastic_rounding_is_seeded():
 def test_transposed_is_numpys_transpose(dtype, out, shape):
     """The tiled, parallel copy gives x.T, C-ordered, with astype's values (tile edges
     included: 37 and 70 are not multiples of 32); other dtypes go through NumPy."""
-    from hbfpsim.mac.transpose import transposed
+    from hbfpsim.mac.copies import transposed
     x = np.random.default_rng(0).standard_normal(shape).astype(dtype) * 1000
     got = transposed(x, out and np.dtype(out))
     want = x.T.astype(out or x.dtype)
@@ -186,3 +186,19 @@ def test_one_blas_thread_limits_and_restores():
     after = {d["filepath"]: d["num_threads"] for d in threadpoolctl.threadpool_info()
              if d["user_api"] == "blas"}
     assert {p: after[p] for p in before} == before
+
+
+@pytest.mark.parametrize("shape, span", [((3, 10), 4), ((5, 64), 64), ((1, 1), 8), ((7, 9), 3)])
+def test_by_chunk_and_max_abs_are_numpys(shape, span):
+    """A cut into K chunks (zero padded) equals NumPy's reshape of the padded array; the
+    parallel peak equals NumPy's."""
+    from hbfpsim.mac.copies import by_chunk, max_abs
+    x = np.random.default_rng(1).integers(-99, 99, shape).astype(np.float64)
+    k = shape[1]
+    padded = np.zeros((shape[0], -(-k // span) * span))
+    padded[:, :k] = x
+    want = padded.reshape(shape[0], -1, span).transpose(1, 0, 2).astype(np.float32)
+    got = by_chunk(x, span, np.float32)
+    assert got.flags.c_contiguous and got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
+    assert max_abs(x) == np.abs(x).max() and max_abs(np.zeros((0, 3))) == 0.0

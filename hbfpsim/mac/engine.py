@@ -24,7 +24,7 @@ from hbfpsim.formats.rounding import Rounding
 from hbfpsim.formats.threads import PARALLEL_MACS, one_blas_thread, threads_for
 from hbfpsim.mac.operands import Operand, prepare
 from hbfpsim.mac.plan import AccumulationPlan, as_plan
-from hbfpsim.mac.transpose import transposed
+from hbfpsim.mac.copies import by_chunk, transposed
 
 STAT_NAMES = ("inexact", "partial_swamps", "full_swamps", "overflows", "inexact_conversions")
 
@@ -280,24 +280,11 @@ def _fast(a, b, plan, level, table, maxval, seed, stride, row_stats, elem_stats)
     transposed(b.integers.T, out=ib[:k])
     out = np.empty((m, n))
     with one_blas_thread():
-        kernels.gemm_fast(_a_by_chunk(a.integers, span, chunks, dtype),
+        kernels.gemm_fast(by_chunk(a.integers, span, dtype),
                           ib.reshape(chunks, span, n), rows, per_batch, level, passes, totals,
                           np.ascontiguousarray(a.lsb_exp[:, starts // a.block]),
                           np.ascontiguousarray(b.lsb_exp[starts // b.block]), table, maxval,
                           seed, stride, out, row_stats, elem_stats)
-    return out
-
-
-def _a_by_chunk(x: np.ndarray, span: int, chunks: int, dtype: type) -> np.ndarray:
-    """A (M, K) as (chunks, M, span) in ``dtype``, C-ordered, the last chunk padded with
-    zeros (which add nothing to an integer sum)."""
-    r, k = x.shape
-    out = np.empty((chunks, r, span), dtype)
-    full = k // span
-    out[:full] = x[:, :full * span].reshape(r, full, span).transpose(1, 0, 2)
-    if full < chunks:
-        out[full, :, k - full * span:] = 0
-        out[full, :, :k - full * span] = x[:, full * span:]
     return out
 
 

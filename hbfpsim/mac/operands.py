@@ -18,7 +18,7 @@ from functools import cached_property
 import numpy as np
 
 from hbfpsim.formats import Format
-from hbfpsim.mac.transpose import transposed
+from hbfpsim.mac.copies import max_abs, transposed
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class Operand:
     @cached_property
     def int_peak(self) -> float:
         """Largest element magnitude in this data, in LSB units."""
-        return float(np.abs(self.integers).max(initial=0.0))
+        return max_abs(self.integers if self.axis == 1 else self.integers.T)
 
 
 def prepare(x: np.ndarray, fmt: Format, axis: int) -> Operand:
