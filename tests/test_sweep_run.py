@@ -284,3 +284,48 @@ def test_accuracy_sweep_stores_the_sampled_metrics(tmp_path):
                               (f'%"{v}"%',)).fetchone()[0] for v in ("fp32", "hbfp4"))
     assert fp32 > hbfp4 + 60                       # 24 mantissa bits against 3
     db.close()
+
+
+@pytest.mark.parametrize("signum, status, line", [(signal.SIGINT, 130, "interrupted"),
+                                                  (signal.SIGTERM, 143, "terminated")])
+def test_ctrl_c_and_sigterm_stop_the_workers_and_keep_whole_runs(tmp_path, signum, status,
+                                                                   line):
+    """Ctrl-C (to the whole process group, as a terminal sends it) or SIGTERM: one line, the
+    status, no worker left running, and the store holds whole runs only."""
+    long = SPEC.replace("mlp_digits", "resnet50_step").replace(
+        "dram_bytes_per_cycle = [8, 32]", "dram_bytes_per_cycle = {{start = 1, stop = 100, step = 1}}")
+    spec, store = write_spec(tmp_path, long), tmp_path / "stopped.sqlite"      # 2,000 runs
+    proc = subprocess.Popen([sys.executable, "-m", "hbfpsim", "sweep", "run", str(spec),
+                             "--store", str(store), "--workers", "2", "--batch", "1",
+                             "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if store.exists():           # (connecting first would create an empty file)
+                with sqlite3.connect(store) as db:
+                    if db.execute("SELECT count(*) FROM runs WHERE status = 'done'"
+                                  ).fetchone()[0] >= 3:
+                        break
+        except sqlite3.OperationalError:
+            pass
+        time.sleep(0.05)
+    if signum == signal.SIGINT:
+        os.killpg(proc.pid, signum)
+    else:
+        proc.send_signal(signum)
+    out, err = proc.communicate(timeout=60)
+    assert (proc.returncode, err.decode()) == (status, f"hbfpsim: {line}\n")
+    deadline = time.monotonic() + 10     # the fork server and resource tracker follow
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break                                    # nothing of the group is left
+        time.sleep(0.1)
+    else:
+        pytest.fail("processes of the sweep outlived it")
+    with sqlite3.connect(store) as db:
+        done = db.execute("SELECT count(*) FROM runs WHERE status = 'done'").fetchone()[0]
+        assert db.execute("SELECT count(*) FROM gemms").fetchone()[0] == done * 161
+        assert done < 2000

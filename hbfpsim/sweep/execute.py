@@ -22,6 +22,8 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, ProcessPoolExecutor, wait
@@ -125,19 +127,31 @@ def _context() -> multiprocessing.context.BaseContext:
 
 
 def _one_thread() -> None:
-    """Worker start: one numba and BLAS thread each (the processes share the cores)."""
+    """Worker start: one numba and BLAS thread each (the processes share the cores); Ctrl-C
+    reaches the whole process group, and is the sweep process's to handle (it stops the
+    workers)."""
     import numba
     from threadpoolctl import threadpool_limits
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     numba.set_num_threads(1)
     threadpool_limits(1)
 
 
 def _local(workers: int, job: Job, batches: list[list[Task]], store: Path) -> Iterator[int]:
+    """Batches on a process pool. Ctrl-C and SIGTERM, while it runs, only set a flag that
+    the loop checks (raised at any point, they could leave the pool's locks held): then the
+    batches not started are dropped, the running ones finish (about a second each; workers
+    ignore Ctrl-C), and the signal is acted on as it would have been."""
+    caught: list[int] = []
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum))
+                    for s in (signal.SIGINT, signal.SIGTERM)}
     pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_one_thread)
     try:
         pending = {pool.submit(run_and_store, store, job, tasks) for tasks in batches}
-        while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+        while pending and not caught:
+            finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             for future in finished:
                 try:
                     yield future.result()
@@ -146,7 +160,16 @@ def _local(workers: int, job: Job, batches: list[list[Task]], store: Path) -> It
                                      "memory); the runs finished so far are stored: run the "
                                      "sweep again to resume") from None
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown(wait=True, cancel_futures=True)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if caught:
+        handler = previous.get(caught[0])
+        if callable(handler):
+            handler(caught[0], None)       # Python's Ctrl-C, the command line's SIGTERM...
+        elif handler == signal.SIG_DFL:
+            signal.raise_signal(caught[0])
+        raise KeyboardInterrupt
 
 
 def _dask(scheduler: str, workers: int, job: Job, batches: list[list[Task]]
