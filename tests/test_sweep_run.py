@@ -66,6 +66,23 @@ def contents(store: Path) -> tuple[list, list]:
     return runs, [(key, trace, *row[2:]) for key, trace, *row in gemms]
 
 
+def wait_for_done(store: Path, proc: subprocess.Popen, runs: int) -> int:
+    """Poll ``store`` until at least ``runs`` runs are done (or ``proc`` ends, or 120 s
+    pass); returns how many were done. Never connects before the store exists (connecting
+    would create an empty file that the sweep then refuses as not a store)."""
+    deadline, done = time.monotonic() + 120, 0
+    while time.monotonic() < deadline and proc.poll() is None and done < runs:
+        if store.exists():
+            try:
+                with sqlite3.connect(store) as db:
+                    done = db.execute("SELECT count(*) FROM runs WHERE status = 'done'"
+                                      ).fetchone()[0]
+            except sqlite3.OperationalError:
+                done = 0
+        time.sleep(0.05)
+    return done
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> tuple[Path, tuple]:
     """The sweep, uninterrupted, in this process."""
@@ -130,18 +147,7 @@ def test_sigkill_mid_sweep_then_resume_gives_the_uninterrupted_rows(reference, t
            "--workers", "2", "--batch", "1", "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
-    deadline, done = time.monotonic() + 120, 0
-    while time.monotonic() < deadline and proc.poll() is None:
-        if store.exists():
-            try:
-                with sqlite3.connect(store) as db:
-                    done = db.execute("SELECT count(*) FROM runs WHERE status = 'done'"
-                                      ).fetchone()[0]
-            except sqlite3.OperationalError:
-                done = 0
-            if done >= 5:
-                break
-        time.sleep(0.05)
+    done = wait_for_done(store, proc, 5)
     os.killpg(proc.pid, signal.SIGKILL)        # the command and its worker processes
     proc.wait()
     assert 5 <= done < RUNS, f"killed after {done} runs: {proc.stderr.read()!r}"
@@ -192,17 +198,7 @@ def test_dask_scheduler_and_workers_started_by_dask(reference, tmp_path):
         cmd = [sys.executable, "-m", "hbfpsim", "sweep", "run", str(spec), "--store",
                str(store), "--scheduler", address, "--batch", "1", "--quiet"]
         sweep = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and sweep.poll() is None:
-            if store.exists():
-                try:
-                    with sqlite3.connect(store) as db:
-                        if db.execute("SELECT count(*) FROM runs WHERE status = 'done'"
-                                      ).fetchone()[0] >= 3:
-                            break
-                except sqlite3.OperationalError:
-                    pass
-            time.sleep(0.05)
+        wait_for_done(store, sweep, 3)
         os.killpg(procs[1].pid, signal.SIGKILL)            # one worker, mid-sweep
         out, err = sweep.communicate(timeout=300)
         assert sweep.returncode == 0, err
@@ -299,17 +295,7 @@ def test_ctrl_c_and_sigterm_stop_the_workers_and_keep_whole_runs(tmp_path, signu
                              "--store", str(store), "--workers", "2", "--batch", "1",
                              "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if store.exists():           # (connecting first would create an empty file)
-                with sqlite3.connect(store) as db:
-                    if db.execute("SELECT count(*) FROM runs WHERE status = 'done'"
-                                  ).fetchone()[0] >= 3:
-                        break
-        except sqlite3.OperationalError:
-            pass
-        time.sleep(0.05)
+    assert wait_for_done(store, proc, 3) >= 3
     if signum == signal.SIGINT:
         os.killpg(proc.pid, signum)
     else:
