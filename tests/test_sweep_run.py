@@ -138,11 +138,15 @@ def test_resume_recomputes_nothing(reference, tmp_path):
     assert contents(copy) == want
 
 
-def test_sigkill_mid_sweep_then_resume_gives_the_uninterrupted_rows(reference, tmp_path):
+def test_sigkill_mid_sweep_then_resume_gives_the_uninterrupted_rows(tmp_path):
     """``hbfpsim sweep run`` killed with SIGKILL once some runs are stored (two worker
     processes, batches of one run), then started again: every run exactly once, the same
-    rows as the uninterrupted sweep."""
-    spec, store = write_spec(tmp_path), tmp_path / "killed.sqlite"
+    rows as the same sweep run uninterrupted. 400 runs of the ResNet-50 step: long enough
+    that the kill lands mid-sweep."""
+    long = SPEC.replace("mlp_digits", "resnet50_step").replace(
+        "dram_bytes_per_cycle = [8, 32]", "dram_bytes_per_cycle = {{start = 1, stop = 20, step = 1}}")
+    spec, store = write_spec(tmp_path, long), tmp_path / "killed.sqlite"
+    runs, records = 2 * 5 * 2 * 20, 161
     cmd = [sys.executable, "-m", "hbfpsim", "sweep", "run", str(spec), "--store", str(store),
            "--workers", "2", "--batch", "1", "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -150,13 +154,15 @@ def test_sigkill_mid_sweep_then_resume_gives_the_uninterrupted_rows(reference, t
     done = wait_for_done(store, proc, 5)
     os.killpg(proc.pid, signal.SIGKILL)        # the command and its worker processes
     proc.wait()
-    assert 5 <= done < RUNS, f"killed after {done} runs: {proc.stderr.read()!r}"
+    assert 5 <= done < runs, f"killed after {done} runs: {proc.stderr.read()!r}"
     with sqlite3.connect(store) as db:
         before = db.execute("SELECT count(*) FROM runs WHERE status = 'done'").fetchone()[0]
         rows = db.execute("SELECT count(*) FROM gemms").fetchone()[0]
-    assert before < RUNS and rows == before * RECORDS      # no run half-stored
+    assert before < runs and rows == before * records      # no run half-stored
     assert subprocess.run(cmd, capture_output=True, timeout=300).returncode == 0
-    assert contents(store) == reference[1]
+    whole = tmp_path / "whole.sqlite"
+    assert run(load(spec), whole, workers=1, progress=False).computed == runs
+    assert contents(store) == contents(whole)
 
 
 def test_dask_local_cluster_gives_the_same_rows(reference, tmp_path):

@@ -120,12 +120,18 @@ def parse(data: dict, *, source: str = "<dict>", base: Path = Path("."),
     if not isinstance(raw, list) or not raw:
         raise ConfigError(f"{source}: no [[variant]]: give at least one (numerics or a "
                           "schedule)")
+    variants = variant_tables(raw, source)
+    return RunSpec(traces, arrays, variants, Path(out), sampling, synthetic, fit, source, text)
+
+
+def variant_tables(raw: list, source: str) -> tuple[Schedule, ...]:
+    """The ``[[variant]]`` tables, each checked, names unique."""
     variants = tuple(variant_table(v, f"{source}: [[variant]] {i + 1}") for i, v in enumerate(raw))
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise ConfigError(f"{source}: [[variant]] name {dup!r} is used twice")
-    return RunSpec(traces, arrays, variants, Path(out), sampling, synthetic, fit, source, text)
+    return variants
 
 
 def _known(table: dict, keys: tuple[str, ...], where: str) -> None:

@@ -49,7 +49,7 @@ from hbfpsim.numerics import KEYS as NUMERICS_KEYS
 from hbfpsim.numerics import Numerics
 from hbfpsim.replay.record import with_numerics
 from hbfpsim.replay.runfile import (Sampling, accuracy_keys, array_named, trace_dirs,
-                                     variant_table)
+                                     variant_tables)
 from hbfpsim.schedule import Schedule
 from hbfpsim.staging import as_path
 from hbfpsim.sweep.expr import Constraint
@@ -198,12 +198,7 @@ def _variants(raw: Any, source: str) -> tuple[Schedule, ...]:
         return ()
     if not isinstance(raw, list) or not raw:
         raise ConfigError(f"{source}: [[variant]]: expected one or more tables")
-    out = tuple(variant_table(v, f"{source}: [[variant]] {i + 1}") for i, v in enumerate(raw))
-    seen = [v.name for v in out]
-    dup = next((n for n in seen if seen.count(n) > 1), None)
-    if dup:
-        raise ConfigError(f"{source}: [[variant]] name {dup!r} is used twice")
-    return out
+    return variant_tables(raw, source)
 
 
 def _axes(raw: Any, where: str, base: ArrayConfig, variants: tuple[Schedule, ...]
