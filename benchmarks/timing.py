@@ -20,9 +20,11 @@ def machine() -> str:
     return f"CPU: {model}, numba target {llvm.get_host_cpu_name()} ({', '.join(isa) or 'no SIMD'})"
 
 
-def best_time(fn: Callable[[], object], repeats: int) -> float:
+def best_time(fn: Callable[[], object], repeats: int, warmup: bool = False) -> float:
     """The fastest of ``repeats`` calls of ``fn``, in seconds: the least disturbed run on a
-    shared machine."""
+    shared machine. ``warmup``: one untimed call first."""
+    if warmup:
+        fn()
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
