@@ -173,6 +173,18 @@ def _run(args) -> str:
     return text.run_report(report.summary(), report.wall_seconds, str(spec.out))
 
 
+def _train(args) -> str:
+    from hbfpsim import text
+    try:
+        from hbfpsim.train import job, spec as train_spec
+    except ImportError as err:
+        raise ValueError(f"train needs PyTorch and scikit-learn (pip install "
+                         f"'hbfpsim[examples]'): {err}") from None
+    spec = train_spec.load(args.runfile, out=args.out)
+    check_free(spec.out, force=True, inputs=[args.runfile])
+    return text.train_report(job.run(spec, progress=None if not args.quiet else False))
+
+
 def _advise(args) -> str:
     from hbfpsim import text, trace
     from hbfpsim.array import load
@@ -226,6 +238,16 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true", help="replace an existing output folder")
     r.add_argument("--no-plots", action="store_true", help="write the tables only")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr = sub.add_parser("train", help="emulated training over formats and seeds (torch)",
+                        description="Train the run file's task in every variant (format, "
+                                    "preset or schedule) and seed with emulated GEMMs; resumes "
+                                    "from the checkpoints in its output folder. Prints the "
+                                    "final validation metric over seeds and writes "
+                                    "history.csv, results.csv, run.json and curves.png.")
+    tr.set_defaults(run=_train)
+    tr.add_argument("runfile", help="training run file (TOML), e.g. configs/train_digits.toml")
+    tr.add_argument("--out", help="output folder (default: the run file's [train] out)")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
     sw = sub.add_parser("sweep", help="design-space sweeps into a resumable store",
                         description="Expand a sweep spec (axes, constraints, traces) into runs "
                                     "and compute them in batches on a process pool or a Dask "

@@ -211,3 +211,20 @@ def sweep_outcome(name: str, outcome, store: str, status: dict) -> str:
     return (f"sweep {name}: {outcome.runs:,} runs, {outcome.skipped:,} already in the store, "
             f"{outcome.computed:,} computed in {outcome.seconds:.1f} s ({rate:.0f} runs/s)\n"
             + sweep_status(store, status))
+
+
+def train_report(report) -> str:
+    """What ``hbfpsim train`` prints: per variant, the final validation metric over seeds
+    (mean, standard deviation, range) and the share of training MACs per format."""
+    metric = report.metric
+    lines = [("variant", f"{metric.name} ({metric.unit})", "std", "min", "max", "seeds",
+              "MACs per format")]
+    for v in report.variants:
+        lines.append((v.variant, f"{v.mean:.2f}", f"{v.std:.2f}", f"{min(v.finals):.2f}",
+                      f"{max(v.finals):.2f}", str(len(v.finals)),
+                      ", ".join(f"{k} {s:.1%}" for k, s in v.mac_shares.items())))
+    spec = report.spec
+    better = "higher" if metric.higher_is_better else "lower"
+    return (f"{spec.task}: {report.about}; {spec.epochs} epochs, final {metric.name} "
+            f"({better} is better)\n" + table(lines, right={1, 2, 3, 4, 5})
+            + f"\n{len(report.runs)} runs in {report.wall_seconds:.1f} s; wrote {spec.out}")

@@ -108,7 +108,7 @@ def parse(data: dict, *, source: str = "<dict>", base: Path = Path("."),
     run = data.get("run")
     if not isinstance(run, dict):
         raise ConfigError(f"{source}: [run] is missing: it names traces, arrays and out")
-    _known(run, RUN_KEYS, f"{source}: [run]")
+    known_keys(run, RUN_KEYS, f"{source}: [run]")
     where = f"{source}: [run]"
     traces = trace_dirs(run, where, base)
     arrays = tuple(array_named(name, base, where) for name in name_list(run, "arrays", where))
@@ -134,7 +134,7 @@ def variant_tables(raw: list, source: str) -> tuple[Schedule, ...]:
     return variants
 
 
-def _known(table: dict, keys: tuple[str, ...], where: str) -> None:
+def known_keys(table: dict, keys: tuple[str, ...], where: str) -> None:
     extra = sorted(set(table) - set(keys))
     if extra:
         raise ConfigError(f"{where} unknown key '{extra[0]}' (expected one of "
@@ -208,7 +208,7 @@ def _numerics(table: dict, where: str, inherit: dict | None = None) -> Numerics:
 def variant_table(raw: Any, where: str) -> Schedule:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: must be a table")
-    _known(raw, ("name", "schedule", "rule", *KEYS), where)
+    known_keys(raw, ("name", "schedule", "rule", *KEYS), where)
     name = raw.get("name")
     if not (isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name)):
         raise ConfigError(f"{where} name: expected 1 to 64 ASCII letters, digits, '-', '_', "
@@ -236,7 +236,7 @@ def variant_table(raw: Any, where: str) -> Schedule:
 def _rule(raw: Any, where: str, inherit: dict) -> Rule:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be a table")
-    _known(raw, ("layers", "phases", "epochs", *KEYS), where)
+    known_keys(raw, ("layers", "phases", "epochs", *KEYS), where)
     if not set(raw) & set(KEYS):
         raise ConfigError(f"{where} gives no numerics (input, weight, accumulator, ...)")
     layers = raw.get("layers", ["*"])

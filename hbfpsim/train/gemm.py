@@ -1,0 +1,174 @@
+"""The emulated GEMMs of training: every matrix product of a layer's forward pass and of its
+two backward products, with operands quantized along that product's own reduction axis.
+
+A product ``C = A @ B`` (A: M x K, B: K x N, any leading batch dimensions) quantizes A in
+blocks along its last axis and B along its second-to-last, the K both share, so every block
+holds the elements one dot product multiplies together, as an HBFP or MX array reads them.
+Each layer arranges its three products so that K is the right axis:
+
+=================  =====================  ========================  ===========================
+layer              fwd (K)                bwd_data (K)              bwd_weight (K)
+=================  =====================  ========================  ===========================
+Linear             x @ W^T (in)           dy @ W (out)              dy^T @ x (batch rows)
+Conv2d (im2col)    W @ cols (C kh kw)     W^T @ dy (out channels)   dy @ cols^T (N x positions)
+matmul a @ b       a @ b (a's last)       dy @ b^T (b's last)       a^T @ dy (a's rows)
+=================  =====================  ========================  ===========================
+
+(matmul multiplies two activations: both of its backward products are ``bwd_data``, as
+the trace capture labels them.) A ``Site`` says which numerics a product uses (its layer,
+phase and the current epoch, through the schedule) and whether it accumulates bit-exactly
+through ``hbfpsim.mac.matmul`` instead of in FP32 by torch (the emulators' semantics).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from hbfpsim.formats import Format
+from hbfpsim.mac import matmul as mac_matmul
+from hbfpsim.numerics import Numerics
+
+
+class Site(Protocol):
+    """Where a product runs: the emulation answers for one named layer."""
+
+    layer: str
+
+    def numerics(self, phase: str) -> Numerics: ...
+
+    def exact_plan(self, phase: str) -> str | None: ...
+
+    def record(self, phase: str, numerics: Numerics, a: torch.Tensor, b: torch.Tensor,
+               a_weight: bool) -> None: ...
+
+
+def quantize(t: torch.Tensor, fmt: Format, axis: int) -> torch.Tensor:
+    """``t`` in ``fmt`` (round to nearest even), blocks along ``axis``; float32. FP32 is
+    returned as it is."""
+    if fmt.name == "fp32":
+        return t
+    x = t.detach().contiguous().numpy()
+    return torch.from_numpy(np.ascontiguousarray(fmt.quantize(x, axis=axis), np.float32))
+
+
+def product(site: Site, phase: str, a: torch.Tensor, b: torch.Tensor, *, a_weight: bool = False,
+            b_weight: bool = False) -> torch.Tensor:
+    """``a @ b`` as ``site`` computes it in ``phase``. The weight operand (if any) takes the
+    numerics' weight format, activations and gradients its input format."""
+    numerics = site.numerics(phase)
+    fa = numerics.weight if a_weight else numerics.input
+    fb = numerics.weight if b_weight else numerics.input
+    site.record(phase, numerics, a, b, a_weight)
+    plan = site.exact_plan(phase)
+    if plan is not None:
+        return _exact(a, b, fa, fb, plan)
+    return quantize(a, fa, -1) @ quantize(b, fb, -2)
+
+
+def _exact(a: torch.Tensor, b: torch.Tensor, fa: Format, fb: Format, plan: str) -> torch.Tensor:
+    """Bit-exact accumulation, one 2-D product per batch entry, through the MAC engine (which
+    quantizes A per row and B per column along K itself)."""
+    batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    a3 = a.detach().expand(*batch, *a.shape[-2:]).reshape(-1, *a.shape[-2:]).numpy()
+    b3 = b.detach().expand(*batch, *b.shape[-2:]).reshape(-1, *b.shape[-2:]).numpy()
+    out = np.stack([mac_matmul(x, y, fa, fb, plan=plan).out for x, y in zip(a3, b3)])
+    return torch.from_numpy(out.astype(np.float32)).reshape(*batch, a.shape[-2], b.shape[-1])
+
+
+class LinearFn(torch.autograd.Function):
+    """y = x W^T + b with its three products emulated."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, site):
+        ctx.site = site
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        x2 = x.reshape(-1, x.shape[-1])
+        y = product(site, "fwd", x2, weight.t(), b_weight=True)
+        if bias is not None:
+            y = y + bias
+        return y.reshape(*x.shape[:-1], weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, weight = ctx.saved_tensors
+        x2, dy2 = x.reshape(-1, x.shape[-1]), dy.reshape(-1, dy.shape[-1])
+        dx = dw = None
+        if ctx.needs_input_grad[0]:
+            dx = product(ctx.site, "bwd_data", dy2, weight, b_weight=True).reshape(x.shape)
+        if ctx.needs_input_grad[1]:
+            dw = product(ctx.site, "bwd_weight", dy2.t(), x2)
+        db = dy2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return dx, dw, db, None
+
+
+class Conv2dFn(torch.autograd.Function):
+    """A 2-D convolution (groups = 1) lowered to GEMMs by im2col, its three products
+    emulated."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, site, stride, padding, dilation):
+        n, _, h, w = x.shape
+        out_ch, _, kh, kw = weight.shape
+        cols = torch.nn.functional.unfold(x, (kh, kw), dilation, padding, stride)  # N, CKK, L
+        ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+        wo = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+        w2 = weight.reshape(out_ch, -1)
+        y = product(site, "fwd", w2, cols, a_weight=True)                         # N, out, L
+        if bias is not None:
+            y = y + bias[:, None]
+        ctx.site, ctx.geometry = site, ((h, w), (kh, kw), dilation, padding, stride)
+        ctx.has_bias = bias is not None
+        ctx.save_for_backward(cols, weight)
+        return y.reshape(n, out_ch, ho, wo)
+
+    @staticmethod
+    def backward(ctx, dy):
+        cols, weight = ctx.saved_tensors
+        size, kernel, dilation, padding, stride = ctx.geometry
+        out_ch = weight.shape[0]
+        dy3 = dy.reshape(dy.shape[0], out_ch, -1)                                 # N, out, L
+        w2 = weight.reshape(out_ch, -1)
+        dx = dw = None
+        if ctx.needs_input_grad[0]:
+            dcols = product(ctx.site, "bwd_data", w2.t(), dy3, a_weight=True)       # N, CKK, L
+            dx = torch.nn.functional.fold(dcols, size, kernel, dilation, padding, stride)
+        if ctx.needs_input_grad[1]:
+            dy2 = dy3.permute(1, 0, 2).reshape(out_ch, -1)                          # out, N L
+            cols2 = cols.permute(0, 2, 1).reshape(-1, cols.shape[1])                # N L, CKK
+            dw = product(ctx.site, "bwd_weight", dy2, cols2).reshape(weight.shape)
+        db = dy3.sum((0, 2)) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return dx, dw, db, None, None, None, None
+
+
+class MatmulFn(torch.autograd.Function):
+    """a @ b of two activations (attention), its three products emulated."""
+
+    @staticmethod
+    def forward(ctx, a, b, site):
+        ctx.site = site
+        ctx.save_for_backward(a, b)
+        return product(site, "fwd", a, b)
+
+    @staticmethod
+    def backward(ctx, dy):
+        a, b = ctx.saved_tensors
+        da = db = None
+        if ctx.needs_input_grad[0]:
+            da = _unbroadcast(product(ctx.site, "bwd_data", dy, b.transpose(-1, -2)), a.shape)
+        if ctx.needs_input_grad[1]:
+            db = _unbroadcast(product(ctx.site, "bwd_data", a.transpose(-1, -2), dy), b.shape)
+        return da, db, None
+
+
+def _unbroadcast(grad: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Sum a gradient over the batch dimensions its operand was broadcast along."""
+    while grad.dim() > len(shape):
+        grad = grad.sum(0)
+    for i, size in enumerate(shape[:-2]):
+        if size == 1 and grad.shape[i] != 1:
+            grad = grad.sum(i, keepdim=True)
+    return grad

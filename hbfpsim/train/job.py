@@ -1,0 +1,123 @@
+"""``hbfpsim train RUN.toml``: every variant x seed of a training run file, resumable, then
+the results over seeds.
+
+The output folder holds ``checkpoints/`` (one per run, replaced after every epoch),
+``probes/`` (per-epoch tensors for the Wasserstein analysis), ``history.csv`` (per run and
+epoch: train loss, validation loss and metric, seconds), ``results.csv`` (per variant: the
+final validation metric's mean, standard deviation, min and max over seeds, and the share of
+MACs per format), ``run.json`` (settings, Python and torch versions, wall time) and
+``curves.png``. Each file is written whole under a temporary name and renamed; rerunning the
+same file resumes every unfinished run and reloads the finished ones.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hbfpsim.staging import staged_file
+from hbfpsim.train.figures import curves
+from hbfpsim.train.loop import RunResult, train_one
+from hbfpsim.train.spec import TrainSpec
+from hbfpsim.train.tasks import TASKS, Metric
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    variant: str
+    finals: tuple[float, ...]          # final validation metric per seed
+    mac_shares: dict[str, float]       # share of training MACs per input format
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.finals)
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.finals) if len(self.finals) > 1 else 0.0
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    spec: TrainSpec
+    metric: Metric
+    about: str
+    runs: tuple[RunResult, ...]
+    variants: tuple[VariantResult, ...]
+    wall_seconds: float
+
+
+def make_task(spec: TrainSpec) -> Any:
+    return TASKS[spec.task](**spec.settings)
+
+
+def run(spec: TrainSpec, progress: bool | None = None) -> TrainReport:
+    """Train (or resume) every run of ``spec`` into ``spec.out``. ``progress``: None shows a
+    bar on a terminal, False never."""
+    from tqdm import tqdm
+    start = time.perf_counter()
+    task = make_task(spec)
+    total = len(spec.variants) * len(spec.seeds) * spec.epochs * task.steps_per_epoch()
+    runs = []
+    with tqdm(total=total, unit="step", disable=None if progress is None else not progress,
+              desc="train", dynamic_ncols=True) as bar:
+        for variant in spec.variants:
+            for seed in spec.seeds:
+                bar.set_postfix_str(f"{variant.name} seed {seed}")
+                runs.append(train_one(spec, task, variant, seed, spec.out, bar))
+    report = TrainReport(spec, task.metric, task.about, tuple(runs), _variants(runs),
+                         time.perf_counter() - start)
+    write(report)
+    return report
+
+
+def _variants(runs: list[RunResult]) -> tuple[VariantResult, ...]:
+    out = []
+    for name in dict.fromkeys(r.variant for r in runs):
+        mine = [r for r in runs if r.variant == name]
+        macs: dict[str, int] = {}
+        for r in mine:
+            for fmt, count in r.macs.items():
+                macs[fmt] = macs.get(fmt, 0) + count
+        total = sum(macs.values()) or 1
+        out.append(VariantResult(name, tuple(r.history[-1]["metric"] for r in mine),
+                                 {f: c / total for f, c in sorted(macs.items())}))
+    return tuple(out)
+
+
+def write(report: TrainReport) -> None:
+    """history.csv, results.csv, run.json and curves.png into the run's out folder."""
+    out = report.spec.out
+    with staged_file(out / "history.csv") as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["variant", "seed", "epoch", "train_loss", "val_loss", "metric", "seconds"])
+        for r in report.runs:
+            for h in r.history:
+                w.writerow([r.variant, r.seed, h["epoch"], f"{h['train_loss']:.6g}",
+                            f"{h['val_loss']:.6g}", f"{h['metric']:.6g}", f"{h['seconds']:.3f}"])
+    with staged_file(out / "results.csv") as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["variant", "metric", "mean", "std", "min", "max", "seeds", "mac_shares"])
+        for v in report.variants:
+            w.writerow([v.variant, report.metric.name, f"{v.mean:.6g}", f"{v.std:.6g}",
+                        f"{min(v.finals):.6g}", f"{max(v.finals):.6g}", len(v.finals),
+                        " ".join(f"{k}={s:.4f}" for k, s in v.mac_shares.items())])
+    spec = report.spec
+    meta = {"task": spec.task, "about": report.about, "settings": spec.settings,
+            "variants": [str(v) for v in spec.variants], "seeds": list(spec.seeds),
+            "epochs": spec.epochs, "storage": spec.storage, "exact": spec.exact,
+            "python": platform.python_version(), "torch": torch.__version__,
+            "cpu": platform.processor() or platform.machine(),
+            "wall_seconds": round(report.wall_seconds, 2)}
+    with staged_file(out / "run.json") as tmp:
+        tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    curves(report.runs, report.metric, out / "curves.png",
+           title=f"{spec.task}: {report.about}")

@@ -1,0 +1,197 @@
+"""One training run (a variant and a seed), resumable: after every epoch its checkpoint
+(model, optimizer, history, MAC counts) replaces the previous one, written whole under a
+temporary name and renamed. A rerun loads it with ``torch.load(weights_only=True)`` (tensors
+and plain containers only: no pickled objects) and goes on from the next epoch; batches come
+from generators seeded by (seed, epoch), so a resumed run ends with the same weights as one
+that never stopped.
+
+After every epoch a probe batch (fixed validation data) runs forward and backward without
+training, and each converted layer's weights, outputs (activations) and weight gradients go
+to ``probes/VARIANT/seedS/epochE.npz``: the inputs of the Wasserstein analysis.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hbfpsim.config import ConfigError
+from hbfpsim.schedule import Schedule
+from hbfpsim.staging import staged_file
+from hbfpsim.trace.format import TraceWriter
+from hbfpsim.train.emulate import Emulation, converted, emulate
+from hbfpsim.train.spec import TrainSpec
+
+PROBE_VALUES = 8192          # values kept per probed tensor (evenly spaced)
+
+
+@dataclass
+class RunResult:
+    variant: str
+    seed: int
+    history: list[dict]          # per epoch: train_loss, val_loss, metric, seconds
+    macs: dict[str, int]         # emulated MACs per input format
+    model: nn.Module
+
+
+def checkpoint_path(out: Path, variant: str, seed: int) -> Path:
+    return out / "checkpoints" / f"{variant}-seed{seed}.pt"
+
+
+def build(spec: TrainSpec, task: Any, variant: Schedule, seed: int
+          ) -> tuple[nn.Module, torch.optim.Optimizer, Emulation]:
+    """The seeded, converted model of one run, its optimizer and emulation."""
+    torch.manual_seed(seed)
+    model = task.model()
+    optimizer = task.optimizer(model.parameters())
+    emu = emulate(model, variant, optimizer=optimizer, storage=spec.storage,
+                  epochs=spec.epochs, exact=spec.exact)
+    return model, optimizer, emu
+
+
+def train_one(spec: TrainSpec, task: Any, variant: Schedule, seed: int, out: Path,
+              progress: Any = None) -> RunResult:
+    """Train (or resume, or just load a finished) run; ``progress.update(1)`` per step."""
+    model, optimizer, emu = build(spec, task, variant, seed)
+    path = checkpoint_path(out, variant.name, seed)
+    key = spec.key(variant, seed)
+    history: list[dict] = []
+    if path.exists():
+        state = load_checkpoint(path, key)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history = list(state["history"])
+        emu.macs.update(state["macs"])
+        if progress is not None:
+            progress.update(len(history) * task.steps_per_epoch())
+    writer = _writer(spec, variant, seed, len(history))
+    try:
+        for epoch in range(len(history), spec.epochs):
+            history.append(_epoch(task, model, optimizer, emu, seed, epoch, writer, spec,
+                                  progress))
+            _probe(task, model, emu, out / "probes" / variant.name / f"seed{seed}" /
+                   f"epoch{epoch:03d}.npz")
+            if writer is not None and epoch == spec.capture.epochs[-1]:
+                writer.close()
+                writer = None
+            with staged_file(path) as tmp:
+                torch.save({"key": key, "model": model.state_dict(),
+                            "optimizer": optimizer.state_dict(), "history": history,
+                            "macs": dict(emu.macs)}, tmp)
+    finally:
+        if writer is not None:
+            writer.abort()
+    return RunResult(variant.name, seed, history, dict(emu.macs), model)
+
+
+def load_checkpoint(path: Path, key: str) -> dict:
+    """A checkpoint's contents, refused (ConfigError) when it is not a regular file, not a
+    checkpoint, or of another run (``key`` differs)."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: expected a checkpoint file")
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as err:   # torch raises many kinds for a damaged or foreign file
+        raise ConfigError(f"{path}: not a readable hbfpsim checkpoint "
+                          f"({type(err).__name__})") from None
+    if not isinstance(state, dict) or state.get("key") != key:
+        raise ConfigError(f"{path}: a checkpoint of a different run (task, variant, seed, "
+                          "epochs or settings changed); delete it or choose another out")
+    return state
+
+
+def _epoch(task, model, optimizer, emu, seed, epoch, writer, spec, progress) -> dict:
+    emu.epoch = epoch
+    model.train()
+    start, total, steps = time.perf_counter(), 0.0, 0
+    for step, batch in enumerate(task.batches(seed, epoch)):
+        emu.recorder = (_recorder(writer, epoch, step, spec.capture.max_bytes)
+                        if writer is not None and epoch in spec.capture.epochs
+                        and step < spec.capture.steps else None)
+        loss = task.loss(model, batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total += loss.item()
+        steps += 1
+        if progress is not None:
+            progress.update(1)
+    emu.recorder = None
+    model.eval()
+    with emu.uncounted():
+        val_loss, metric = task.evaluate(model)
+    return {"epoch": epoch, "train_loss": total / max(steps, 1), "val_loss": val_loss,
+            "metric": metric, "seconds": time.perf_counter() - start}
+
+
+def _writer(spec: TrainSpec, variant: Schedule, seed: int, done: int) -> TraceWriter | None:
+    cap = spec.capture
+    if cap is None or cap.variant != variant.name or cap.seed != seed or \
+            done > cap.epochs[-1] or cap.path.exists():
+        return None
+    capture = {"source": "hbfpsim train", "task": spec.task, "variant": variant.name,
+               "seed": seed, "epochs": list(cap.epochs), "steps_per_epoch": cap.steps}
+    return TraceWriter(cap.path, f"{spec.task}-{variant.name}",
+                       f"GEMMs of the emulated {spec.task} training run ({variant.name}, seed "
+                       f"{seed}), raw FP32 operands before quantization; the first "
+                       f"{cap.steps} step(s) of epochs {list(cap.epochs)}.", capture)
+
+
+def _recorder(writer: TraceWriter, epoch: int, step: int, budget: float | None):
+
+    def record(layer, phase, numerics, a, b, a_weight):
+        if a_weight:                  # C^T = B^T A^T: activations as A, weights as B
+            a, b = b.transpose(-1, -2), a.transpose(-1, -2)
+        count = 1
+        if b.dim() > 2 and a.dim() > 2:     # a batch of products (attention): one of them
+            count = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2]).numel()
+            a, b = a.reshape(-1, *a.shape[-2:])[0], b.reshape(-1, *b.shape[-2:])[0]
+        elif a.dim() > 2:
+            a = a.reshape(-1, a.shape[-1])
+        elif b.dim() > 2:
+            b = b.movedim(-2, 0).reshape(b.shape[-2], -1)
+        m, k, n = a.shape[0], a.shape[1], b.shape[1]
+        keep = budget is None or sum(r.m * r.k + r.k * r.n for r in writer.records
+                                     if r.a) * 4 + (m * k + k * n) * 4 <= budget
+        writer.add(layer, phase, m, n, k, step=step, epoch=epoch, count=count,
+                   a=a.detach().numpy() if keep else None,
+                   b=b.detach().numpy() if keep else None)
+    return record
+
+
+def _probe(task, model: nn.Module, emu: Emulation, path: Path) -> None:
+    layers = converted(model)
+    outputs: dict[str, torch.Tensor] = {}
+    hooks = [module.register_forward_hook(
+        lambda _m, _i, out, name=name: outputs.__setitem__(name, out.detach()))
+        for name, module in layers]
+    try:
+        with emu.uncounted():
+            model.zero_grad(set_to_none=True)
+            task.loss(model, task.probe()).backward()
+        arrays = {}
+        for name, module in layers:
+            arrays[f"{name}/activation"] = _sample(outputs[name])
+            if hasattr(module, "weight"):
+                arrays[f"{name}/weight"] = _sample(module.weight.detach())
+                arrays[f"{name}/gradient"] = _sample(module.weight.grad)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.zero_grad(set_to_none=True)
+    with staged_file(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
+def _sample(t: torch.Tensor) -> np.ndarray:
+    flat = t.reshape(-1).float().numpy()
+    if flat.size <= PROBE_VALUES:
+        return flat.copy()
+    return flat[np.linspace(0, flat.size - 1, PROBE_VALUES).astype(np.int64)].copy()

@@ -1,0 +1,206 @@
+"""``hbfpsim train`` run files: what to train, in which formats, over which seeds.
+
+    [train]
+    task = "digits"                 # digits | text
+    variants = ["fp32", "hbfp8", "hbfp6", "hbfp4", "booster"]   # formats or presets
+    seeds = [0, 1, 2]
+    epochs = 30
+    out = "runs/train_digits"
+
+plus, optionally, ``batch``, ``lr``, ``storage`` (weights between steps: ``auto`` = HBFP16
+for HBFP schedules, ``none``, or a format name), the text task's model and data sizes,
+``[train.exact]`` (GEMMs accumulated bit-exactly by the MAC engine: ``layers``, ``phases``,
+``epochs``), ``[train.capture]`` (write a trace of one run's GEMMs: ``variant``, ``seed``,
+``epochs``, ``steps`` per epoch, ``path``, ``max_bytes``) and ``[[variant]]`` tables with
+their own numerics and rules, as in replay run files (one schedule object for both).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hbfpsim import formats
+from hbfpsim.config import ConfigError, read_toml
+from hbfpsim.replay.runfile import integer_key, known_keys, name_list, variant_tables
+from hbfpsim.schedule import Schedule
+from hbfpsim.staging import as_path
+from hbfpsim.train.emulate import exact_spec, as_schedule
+
+TRAIN_KEYS = ("task", "variants", "seeds", "epochs", "batch", "lr", "out", "storage",
+              "steps_per_epoch", "context", "width", "depth", "heads", "text_bytes",
+              "val_windows", "exact", "capture")
+CAPTURE_KEYS = ("variant", "seed", "epochs", "steps", "path", "max_bytes")
+DEFAULTS = {"digits": {"epochs": 30, "batch": 32, "lr": 0.05},
+            "text": {"epochs": 8, "batch": 32, "lr": 3e-3, "steps_per_epoch": 150,
+                     "context": 64, "width": 64, "depth": 2, "heads": 4,
+                     "text_bytes": 2_000_000, "val_windows": 256}}
+TEXT_LIMITS = {"steps_per_epoch": (1, 10**6), "context": (2, 1024), "width": (4, 1024),
+               "depth": (1, 32), "heads": (1, 64), "text_bytes": (10_000, 50_000_000),
+               "val_windows": (1, 10**5)}
+
+
+@dataclass(frozen=True)
+class Capture:
+    variant: str
+    seed: int
+    epochs: tuple[int, ...]
+    steps: int
+    path: Path
+    max_bytes: float | None
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    task: str
+    settings: dict               # the task's keyword arguments (batch, lr, sizes)
+    variants: tuple[Schedule, ...]
+    seeds: tuple[int, ...]
+    epochs: int
+    out: Path
+    storage: str | None          # "auto", None or a format name
+    exact: dict | None
+    capture: Capture | None
+    source: str
+
+    def key(self, variant: Schedule, seed: int) -> str:
+        """What a checkpoint must match to be resumed: everything that changes the run."""
+        text = json.dumps([self.task, self.settings, str(variant), seed, self.epochs,
+                           self.storage, self.exact], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def load(path: str | Path, out: str | Path | None = None) -> TrainSpec:
+    """Read and validate a training run file; ``out`` overrides its ``[train] out``."""
+    path = as_path(path, "train.load: path")
+    data, _ = read_toml(path, "training run file")
+    return parse(data, source=str(path), base=path.resolve().parent, out=out)
+
+
+def parse(data: dict, *, source: str = "<dict>", base: Path = Path("."),
+          out: str | Path | None = None) -> TrainSpec:
+    extra = sorted(set(data) - {"train", "variant"})
+    if extra:
+        raise ConfigError(f"{source}: unknown table [{extra[0]}] (expected [train] and "
+                          "[[variant]])")
+    table = data.get("train")
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [train] is missing: it names the task and variants")
+    where = f"{source}: [train]"
+    known_keys(table, TRAIN_KEYS, where)
+    task = table.get("task")
+    if task not in DEFAULTS:
+        raise ConfigError(f"{where} task: expected one of {', '.join(DEFAULTS)}, got {task!r}")
+    defaults = DEFAULTS[task]
+    if task == "digits":
+        stray = sorted(set(table) & set(TEXT_LIMITS))
+        if stray:
+            raise ConfigError(f"{where} {stray[0]}: only the text task takes it")
+    settings = {"batch": integer_key(table, "batch", where, defaults["batch"], 1, 4096),
+                "lr": _rate(table.get("lr", defaults["lr"]), where)}
+    if task == "text":
+        for key, (low, high) in TEXT_LIMITS.items():
+            settings[key] = integer_key(table, key, where, defaults[key], low, high)
+        if settings["width"] % settings["heads"]:
+            raise ConfigError(f"{where} width: {settings['width']} is not a multiple of "
+                              f"heads ({settings['heads']})")
+    variants = _variants(table, data.get("variant", []), where, source)
+    seeds = _seeds(table.get("seeds", [0]), where)
+    epochs = integer_key(table, "epochs", where, defaults["epochs"], 1, 10_000)
+    out = out if out is not None else table.get("out", f"runs/{Path(source).stem}")
+    if not isinstance(out, (str, Path)) or not str(out).strip():
+        raise ConfigError(f"{where} out: expected a folder path, got {out!r}")
+    try:
+        exact = exact_spec(table.get("exact"))
+    except ValueError as err:
+        raise ConfigError(f"{where} {err}") from None
+    names = [v.name for v in variants]
+    capture = _capture(table.get("capture"), names, seeds, epochs, where, base)
+    return TrainSpec(task, settings, variants, seeds, epochs, Path(out),
+                     _storage(table.get("storage", "auto"), where), exact, capture, source)
+
+
+def _rate(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not (math.isfinite(value) and 0 < value <= 10):
+        raise ConfigError(f"{where} lr: expected a number in (0, 10], got {value!r}")
+    return float(value)
+
+
+def _variants(table: dict, raw: Any, where: str, source: str) -> tuple[Schedule, ...]:
+    named = []
+    if "variants" in table:
+        for name in name_list(table, "variants", where):
+            try:
+                schedule = as_schedule(name)
+            except (ConfigError, ValueError) as err:
+                raise ConfigError(f"{where} variants: {name!r}: {err}") from None
+            named.append(Schedule(name, schedule.default, schedule.rules))
+    if not isinstance(raw, list):
+        raise ConfigError(f"{source}: variant: expected [[variant]] tables")
+    variants = (*named, *variant_tables(raw, source))
+    if not variants:
+        raise ConfigError(f"{where} variants: give at least one format or preset (or a "
+                          "[[variant]] table)")
+    names = [v.name for v in variants]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup is not None:
+        raise ConfigError(f"{where} variants: {dup!r} is named twice")
+    return variants
+
+
+def _seeds(value: Any, where: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not 1 <= len(value) <= 100 or not all(
+            isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**32 for s in value) \
+            or len(set(value)) != len(value):
+        raise ConfigError(f"{where} seeds: expected 1 to 100 distinct integers in [0, 2^32), "
+                          f"got {value!r}")
+    return tuple(value)
+
+
+def _storage(value: Any, where: str) -> str | None:
+    if value == "none":
+        return None
+    if value == "auto":
+        return value
+    try:
+        return formats.get(value).name
+    except (ValueError, TypeError, KeyError) as err:
+        raise ConfigError(f"{where} storage: expected auto, none or a format name: {err}") \
+            from None
+
+
+def _capture(raw: Any, names: list[str], seeds: tuple[int, ...], epochs: int, where: str,
+             base: Path) -> Capture | None:
+    if raw is None:
+        return None
+    where = f"{where} capture"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a table")
+    known_keys(raw, CAPTURE_KEYS, where)
+    variant = raw.get("variant", names[0])
+    if variant not in names:
+        raise ConfigError(f"{where} variant: expected one of {', '.join(names)}, got "
+                          f"{variant!r}")
+    seed = raw.get("seed", seeds[0])
+    if seed not in seeds or isinstance(seed, bool):
+        raise ConfigError(f"{where} seed: expected one of the run's seeds {list(seeds)}, got "
+                          f"{seed!r}")
+    chosen = raw.get("epochs", [0])
+    if not isinstance(chosen, list) or not chosen or not all(
+            isinstance(e, int) and not isinstance(e, bool) and 0 <= e < epochs for e in chosen):
+        raise ConfigError(f"{where} epochs: expected a list of epochs in [0, {epochs - 1}], "
+                          f"got {chosen!r}")
+    steps = integer_key(raw, "steps", where, 1, 1, 10**6)
+    path = raw.get("path")
+    if not isinstance(path, str) or not path.strip():
+        raise ConfigError(f"{where} path: expected the trace folder to write, got {path!r}")
+    budget = raw.get("max_bytes")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
+                               or not (math.isfinite(budget) and budget >= 0)):
+        raise ConfigError(f"{where} max_bytes: expected a number >= 0, got {budget!r}")
+    return Capture(variant, seed, tuple(sorted(set(chosen))), steps, base / path, budget)
