@@ -103,6 +103,15 @@ def block_scaled(x, block, man_bits, emin, maxval, exp_offset, compat, mode, see
         clip = maxval if not (compat and e >= 128) else np.inf
         up = pow2(-e)
         down = pow2(e)
+        if mode == RNE and amax * up < pow2(emin + 1):
+            # every scaled value lies below 2^(emin + 1): round_minifloat's grid step is
+            # 2^(emin - man_bits) for all of them, a branch-free loop that vectorizes
+            scale = up * pow2(man_bits - emin)
+            step = pow2(emin - man_bits)
+            for i in range(start, stop):
+                v = np.float64(x[r, i])
+                q[r, i] = math.copysign(min(np.rint(abs(v) * scale) * step, clip) * down, v)
+            continue
         for i in range(start, stop):
             v = np.float64(x[r, i])
             p = min(round_minifloat(abs(v) * up, man_bits, emin, mode, seed, r * n + i), clip)

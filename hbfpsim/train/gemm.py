@@ -46,12 +46,16 @@ class Site(Protocol):
 
 
 def quantize(t: torch.Tensor, fmt: Format, axis: int) -> torch.Tensor:
-    """``t`` in ``fmt`` (round to nearest even), blocks along ``axis``; float32. FP32 is
-    returned as it is."""
+    """``t`` in ``fmt`` (round to nearest even), blocks along ``axis`` (-1 or -2); float32.
+    FP32 is returned as it is. Blocks along -2 are quantized as rows of the transpose and
+    handed back as a transposed view (matmul takes it without a copy), so a tensor that is
+    itself a transposed view (``weight.t()``) is never copied."""
     if fmt.name == "fp32":
         return t
+    if axis == -2:
+        return quantize(t.transpose(-1, -2), fmt, -1).transpose(-1, -2)
     x = t.detach().contiguous().numpy()
-    return torch.from_numpy(np.ascontiguousarray(fmt.quantize(x, axis=axis), np.float32))
+    return torch.from_numpy(fmt.quantize(x, axis=-1))
 
 
 def product(site: Site, phase: str, a: torch.Tensor, b: torch.Tensor, *, a_weight: bool = False,
