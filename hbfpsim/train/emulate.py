@@ -106,9 +106,15 @@ class Emulation:
         self.macs: Counter[str] = Counter()
         self.recorder: Recorder | None = None
         self.counting = True
+        self._numerics: dict[tuple[str, str, int], Numerics] = {}
 
     def numerics_for(self, layer: str, phase: str) -> Numerics:
-        return self.schedule.numerics_for(layer, phase, self.epoch, self.where)
+        key = (layer, phase, self.epoch)
+        found = self._numerics.get(key)
+        if found is None:
+            found = self._numerics[key] = self.schedule.numerics_for(layer, phase, self.epoch,
+                                                                     self.where)
+        return found
 
     def exact_plan(self, layer: str, phase: str) -> str | None:
         spec = self.exact
@@ -122,9 +128,8 @@ class Emulation:
     def count(self, layer, phase, numerics, a, b, a_weight) -> None:
         if not self.counting:
             return
-        m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
-        batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2]).numel()
-        self.macs[numerics.input.name] += batch * m * k * n
+        # K is shared; every other dimension of either operand is an output dimension
+        self.macs[numerics.input.name] += max(a.numel() * b.shape[-1], b.numel() * a.shape[-2])
         if self.recorder is not None:
             self.recorder(layer, phase, numerics, a, b, a_weight)
 

@@ -55,7 +55,7 @@ def quantize(t: torch.Tensor, fmt: Format, axis: int) -> torch.Tensor:
     if axis == -2:
         return quantize(t.transpose(-1, -2), fmt, -1).transpose(-1, -2)
     x = t.detach().contiguous().numpy()
-    return torch.from_numpy(fmt.quantize(x, axis=-1))
+    return torch.from_numpy(fmt.quantize_rows(x.reshape(-1, x.shape[-1])).reshape(x.shape))
 
 
 def product(site: Site, phase: str, a: torch.Tensor, b: torch.Tensor, *, a_weight: bool = False,
