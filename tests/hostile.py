@@ -1739,6 +1739,59 @@ def sweep_command() -> Iterator[Case]:
                   empty_store())
 
 
+# --- training: `hbfpsim train RUN.toml` ---------------------------------------------------------
+
+TRAIN = """[train]
+task = "digits"
+variants = ["fp32"]
+seeds = [0]
+epochs = 1
+out = "tout"
+"""
+
+
+def train_command() -> Iterator[Case]:
+    g = "train"
+    for label, value, setup in INPUT_PATHS:
+        yield cli(g, f"runfile={label}", ["train", value, "--quiet"], setup)
+    bad = {"empty-content": "", "binary-content": GARBAGE, "non-utf8-content": NON_UTF8,
+           "deep-nesting": DEEP_TOML, "run-file": runfile_text(), "no-train": "[other]\n",
+           "task": TRAIN.replace('"digits"', '"vision"'),
+           "variant": TRAIN.replace('["fp32"]', '["hbfp3x"]'),
+           "variants-empty": TRAIN.replace('["fp32"]', "[]"),
+           "epochs-huge": TRAIN.replace("epochs = 1", "epochs = 10001"),
+           "epochs-2^63": TRAIN.replace("epochs = 1", f"epochs = {HUGE}"),
+           "seeds-negative": TRAIN.replace("[0]", "[-1]"),
+           "seeds-many": TRAIN.replace("[0]", str(list(range(101)))),
+           "lr-nan": TRAIN + "lr = nan\n", "lr-inf": TRAIN + "lr = inf\n",
+           "lr-zero": TRAIN + "lr = 0\n", "batch-zero": TRAIN + "batch = 0\n",
+           "batch-huge": TRAIN + "batch = 100000\n",
+           "text-key-on-digits": TRAIN + "context = 8\n",
+           "text-width-heads": TRAIN.replace('"digits"', '"text"') + "width = 66\n",
+           "text-bytes-huge": TRAIN.replace('"digits"', '"text"') + f"text_bytes = {HUGE}\n",
+           "storage": TRAIN + 'storage = "hbfp99"\n',
+           "exact-key": TRAIN + "exact = {when = 1}\n",
+           "exact-phase": TRAIN + 'exact = {phases = ["sideways"]}\n',
+           "capture-seed": TRAIN + '[train.capture]\nseed = 7\npath = "t"\n',
+           "capture-epoch": TRAIN + '[train.capture]\nepochs = [5]\npath = "t"\n',
+           "capture-no-path": TRAIN + "[train.capture]\nseed = 0\n",
+           "unknown-key": TRAIN + "speed = 3\n",
+           "variant-table-bad": TRAIN + '[[variant]]\nname = "x"\ninput = "nope"\n'}
+    for label, content in bad.items():
+        yield cli(g, f"content={label}", ["train", "t.toml", "--quiet"], write("t.toml", content))
+    for label, value, setup in [("empty-string", "", None), ("dot", ".", None),
+                                ("dotdot", "..", None),
+                                ("existing-file", "afile", write("afile", "keep\n")),
+                                ("parent-is-a-file", "afile/sub", write("afile", "keep\n")),
+                                ("the-runfile", "t.toml", None), ("fifo", "fifo", fifo()),
+                                ("dev-null", "/dev/null", None), ("long-name", LONG_NAME, None)]:
+        yield cli(g, f"out={label}", ["train", "t.toml", "--out", value, "--quiet"],
+                  steps(write("t.toml", TRAIN), setup) if setup else write("t.toml", TRAIN))
+    yield cli(g, "legal", ["train", "t.toml", "--quiet"], write("t.toml", TRAIN),
+              expect=ok("1 runs in", files=["tout/results.csv", "tout/curves.png"]),
+              timeout=180)
+
+
 def sqlite_file(name: str) -> Callable[[Path], None]:
     """An SQLite database that is not a sweep store."""
     def fn(work: Path) -> None:
@@ -1815,6 +1868,10 @@ def signal_cases() -> Iterator[Case]:
                                         "simpy"], signal=(signal.SIGTERM, 4.0), timeout=60)
     yield cli(g, "advise SIGTERM", ["advise", str(TRACES / "cnn_digits")],
               signal=(signal.SIGTERM, 3.0), timeout=60)
+    long_epoch = TRAIN.replace('"digits"', '"text"') + "steps_per_epoch = 100000\n"
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        yield cli(g, f"train {signal.Signals(sig).name}", ["train", "t.toml", "--quiet"],
+                  write("t.toml", long_epoch), signal=(sig, 12.0), timeout=90)
     endless = GOOD_SCRIPT.replace("range(3)", "range(10**9)")
     yield cli(g, "capture-script SIGTERM", ["capture", "s.py", "--out", "t", "--steps", "0,1"],
               write("s.py", endless), signal=(signal.SIGTERM, 8.0), timeout=60)
@@ -2631,7 +2688,7 @@ SECTIONS: tuple[Callable[[], Iterable[Case]], ...] = (
     top_level, formats_command, gemm_command, config_keys, trace_info_command,
     import_scalesim_command, capture_command, density_command, plot_command,
     plot_figures_command, cost_command,
-    run_command, sweep_command, advise_command, signal_cases, api_quantize, api_formats_get, api_accumulators,
+    run_command, sweep_command, train_command, advise_command, signal_cases, api_quantize, api_formats_get, api_accumulators,
     api_matmul, api_array, api_trace, api_replay_and_schedule, api_cost)
 
 
