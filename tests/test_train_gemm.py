@@ -124,3 +124,25 @@ def test_fp32_schedule_is_plain_torch():
     twin.load_state_dict(plain.state_dict())
     emulate(twin, "fp32")
     assert torch.equal(plain(x), twin(x))
+
+
+def test_exact_layers_accumulate_through_the_mac_engine():
+    """``exact``: the chosen GEMMs run through hbfpsim.mac.matmul with the numerics' PE plan
+    (here a BF16 chain, which rounds every addition), the others in FP32 by torch."""
+    from hbfpsim.mac import matmul
+    from hbfpsim.numerics import Numerics
+    from hbfpsim.schedule import Schedule
+    rng = np.random.default_rng(5)
+    x, w = wide_spread(rng, (16, 40)), wide_spread(rng, (8, 40))
+    schedule = Schedule.fixed(Numerics.create(FMT, accumulator="bf16"))
+    exact, fast = torch.nn.Linear(40, 8, bias=False), torch.nn.Linear(40, 8, bias=False)
+    for layer in (exact, fast):
+        with torch.no_grad():
+            layer.weight.copy_(torch.from_numpy(w))
+    emulate(exact, schedule, exact={"layers": ["*"], "phases": ["fwd"]})
+    emulate(fast, schedule)
+    xt = torch.from_numpy(x)
+    want = matmul(x, w.T, FMT, plan="bf16").out.astype(np.float32)
+    assert np.array_equal(exact(xt).detach().numpy(), want)
+    close(fast(xt), q(x, 1) @ q(w, 1).T)
+    assert not np.allclose(fast(xt).detach().numpy(), want, rtol=1e-4)   # BF16 sums differ

@@ -70,7 +70,7 @@ def train_one(spec: TrainSpec, task: Any, variant: Schedule, seed: int, out: Pat
         emu.macs.update(state["macs"])
         if progress is not None:
             progress.update(len(history) * task.steps_per_epoch())
-    writer = _writer(spec, variant, seed, len(history))
+    writer = _writer(spec, variant, seed, len(history), task.about)
     try:
         for epoch in range(len(history), spec.epochs):
             history.append(_epoch(task, model, optimizer, emu, seed, epoch, writer, spec,
@@ -130,7 +130,8 @@ def _epoch(task, model, optimizer, emu, seed, epoch, writer, spec, progress) -> 
             "metric": metric, "seconds": time.perf_counter() - start}
 
 
-def _writer(spec: TrainSpec, variant: Schedule, seed: int, done: int) -> TraceWriter | None:
+def _writer(spec: TrainSpec, variant: Schedule, seed: int, done: int, about: str
+            ) -> TraceWriter | None:
     cap = spec.capture
     if cap is None or cap.variant != variant.name or cap.seed != seed or \
             done > cap.epochs[-1] or cap.path.exists():
@@ -139,8 +140,9 @@ def _writer(spec: TrainSpec, variant: Schedule, seed: int, done: int) -> TraceWr
                "seed": seed, "epochs": list(cap.epochs), "steps_per_epoch": cap.steps}
     return TraceWriter(cap.path, f"{spec.task}-{variant.name}",
                        f"GEMMs of the emulated {spec.task} training run ({variant.name}, seed "
-                       f"{seed}), raw FP32 operands before quantization; the first "
-                       f"{cap.steps} step(s) of epochs {list(cap.epochs)}.", capture)
+                       f"{seed}; {about}; settings {spec.settings}), raw FP32 operands before "
+                       f"quantization; the first {cap.steps} step(s) of epochs "
+                       f"{list(cap.epochs)}.", capture)
 
 
 def _recorder(writer: TraceWriter, epoch: int, step: int, budget: float | None):

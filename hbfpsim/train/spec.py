@@ -36,7 +36,7 @@ TRAIN_KEYS = ("task", "variants", "seeds", "epochs", "batch", "lr", "out", "stor
               "val_windows", "exact", "capture")
 CAPTURE_KEYS = ("variant", "seed", "epochs", "steps", "path", "max_bytes")
 DEFAULTS = {"digits": {"epochs": 30, "batch": 32, "lr": 0.05},
-            "text": {"epochs": 8, "batch": 32, "lr": 3e-3, "steps_per_epoch": 150,
+            "text": {"epochs": 6, "batch": 32, "lr": 3e-3, "steps_per_epoch": 100,
                      "context": 64, "width": 64, "depth": 2, "heads": 4,
                      "text_bytes": 2_000_000, "val_windows": 256}}
 TEXT_LIMITS = {"steps_per_epoch": (1, 10**6), "context": (2, 1024), "width": (4, 1024),
