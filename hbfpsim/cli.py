@@ -182,7 +182,14 @@ def _train(args) -> str:
                          f"'hbfpsim[examples]'): {err}") from None
     spec = train_spec.load(args.runfile, out=args.out)
     check_free(spec.out, force=True, inputs=[args.runfile])
-    return text.train_report(job.run(spec, progress=None if not args.quiet else False))
+    progress = None if not args.quiet else False
+    report = text.train_report(job.run(spec, progress=progress))
+    for kind in args.landscape or ():
+        from hbfpsim.train.landscape import landscape, write_landscape
+        two_d = kind == "2d"
+        rows = landscape(spec, points=11 if two_d else 21, two_d=two_d, progress=progress)
+        report += f"\nwrote {', '.join(map(str, write_landscape(rows, spec.out, two_d)))}"
+    return report
 
 
 def _advise(args) -> str:
@@ -247,6 +254,9 @@ def _parser() -> argparse.ArgumentParser:
     tr.set_defaults(run=_train)
     tr.add_argument("runfile", help="training run file (TOML), e.g. configs/train_digits.toml")
     tr.add_argument("--out", help="output folder (default: the run file's [train] out)")
+    tr.add_argument("--landscape", action="append", choices=("1d", "2d"),
+                    help="then draw the final models' loss landscapes along filter-normalized "
+                         "random directions (21 points in 1-D, 11 x 11 in 2-D; repeatable)")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     sw = sub.add_parser("sweep", help="design-space sweeps into a resumable store",
                         description="Expand a sweep spec (axes, constraints, traces) into runs "

@@ -6,7 +6,8 @@ The output folder holds ``checkpoints/`` (one per run, replaced after every epoc
 epoch: train loss, validation loss and metric, seconds), ``results.csv`` (per variant: the
 final validation metric's mean, standard deviation, min and max over seeds, and the share of
 MACs per format), ``run.json`` (settings, Python and torch versions, wall time) and
-``curves.png``. Each file is written whole under a temporary name and renamed; rerunning the
+``curves.png``, and, when a variant is named ``fp32``, ``wasserstein.csv`` and
+``wasserstein.png`` (``hbfpsim.train.analysis``). Each file is written whole under a temporary name and renamed; rerunning the
 same file resumes every unfinished run and reloads the finished ones.
 """
 
@@ -24,10 +25,14 @@ from typing import Any
 import torch
 
 from hbfpsim.staging import staged_file
+from hbfpsim.train.analysis import wasserstein, write_wasserstein
 from hbfpsim.train.figures import curves
 from hbfpsim.train.loop import RunResult, train_one
 from hbfpsim.train.spec import TrainSpec
 from hbfpsim.train.tasks import TASKS, Metric
+
+
+REFERENCE = "fp32"      # the variant the Wasserstein analysis measures the others against
 
 
 @dataclass(frozen=True)
@@ -121,3 +126,5 @@ def write(report: TrainReport) -> None:
         tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
     curves(report.runs, report.metric, out / "curves.png",
            title=f"{spec.task}: {report.about}")
+    if len(spec.variants) > 1 and any(v.name == REFERENCE for v in spec.variants):
+        write_wasserstein(wasserstein(out, REFERENCE), out, REFERENCE)
