@@ -1787,9 +1787,13 @@ def train_command() -> Iterator[Case]:
                                 ("dev-null", "/dev/null", None), ("long-name", LONG_NAME, None)]:
         yield cli(g, f"out={label}", ["train", "t.toml", "--out", value, "--quiet"],
                   steps(write("t.toml", TRAIN), setup) if setup else write("t.toml", TRAIN))
-    yield cli(g, "legal", ["train", "t.toml", "--quiet"], write("t.toml", TRAIN),
-              expect=ok("1 runs in", files=["tout/results.csv", "tout/curves.png"]),
-              timeout=180)
+    for label, value in [("3d", "3d"), ("empty", ""), ("upper", "1D")]:
+        yield cli(g, f"landscape={label}", ["train", "t.toml", "--landscape", value, "--quiet"],
+                  write("t.toml", TRAIN))
+    yield cli(g, "legal", ["train", "t.toml", "--quiet", "--landscape", "1d"],
+              write("t.toml", TRAIN),
+              expect=ok("1 runs in", files=["tout/results.csv", "tout/curves.png",
+                                            "tout/landscape_1d.png"]), timeout=180)
 
 
 def sqlite_file(name: str) -> Callable[[Path], None]:

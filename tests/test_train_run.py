@@ -49,10 +49,12 @@ def test_booster_mac_shares_of_the_digits_cnn_worked_by_hand(tmp_path):
 def test_weights_are_stored_in_hbfp16_after_every_step():
     model = digits_cnn()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    emulate(model, "hbfp4", optimizer=optimizer)
+    emu = emulate(model, "hbfp4", optimizer=optimizer)
     x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,))
     torch.nn.functional.cross_entropy(model(x), y).backward()
     optimizer.step()
+    assert emu.macs == {"hbfp4@64": 16 * (2 * 8 * 9 * 64 + 3 * 16 * 72 * 64 + 3 * 2560)}
+    assert emu.mac_fractions() == {"hbfp4@64": 1.0}
     wide = formats.get("hbfp16")
     for w in (model[0].weight, model[2].weight, model[6].weight):
         rows = w.detach().reshape(w.shape[0], -1).numpy()
@@ -165,3 +167,23 @@ def test_a_checkpoint_of_another_run_is_refused(tmp_path):
         "epochs = 4", "epochs = 2"), "other.toml"))
     with pytest.raises(ConfigError, match="a checkpoint of a different run"):
         job.run(changed, progress=False)
+
+
+def test_capture_of_the_transformer_keeps_attention_batches(tmp_path):
+    """Attention products are batches (batch x heads) of GEMMs: one record with that count
+    and (count, M, K) operands, equal to the activations the layer multiplied."""
+    run = train_spec.parse({"train": {
+        "task": "text", "variants": ["fp32"], "seeds": [0], "epochs": 1, "steps_per_epoch": 2,
+        "batch": 4, "context": 16, "width": 16, "heads": 2, "depth": 1, "text_bytes": 20000,
+        "val_windows": 4, "out": str(tmp_path / "out"),
+        "capture": {"path": str(tmp_path / "trace")}}})
+    job.run(run, progress=False)
+    t = trace.open(tmp_path / "trace")
+    scores = [g for g in t if g.record.layer == "blocks.0.scores"]
+    fwd = next(g for g in scores if g.record.phase == "fwd")
+    r = fwd.record
+    assert (r.count, r.m, r.k, r.n) == (4 * 2, 16, 8, 16)      # (batch x heads), T, dh, T
+    assert fwd.a.shape == (8, 16, 8) and fwd.b.shape == (8, 8, 16)
+    assert [g.record.phase for g in scores] == ["fwd", "bwd_data", "bwd_data"]
+    head = next(g for g in t if g.record.layer == "head" and g.record.phase == "bwd_weight")
+    assert (head.record.m, head.record.k, head.record.n) == (128, 4 * 16, 16)   # K = B x T

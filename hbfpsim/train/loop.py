@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,8 @@ def train_one(spec: TrainSpec, task: Any, variant: Schedule, seed: int, out: Pat
         if progress is not None:
             progress.update(len(history) * task.steps_per_epoch())
     writer = _writer(spec, variant, seed, len(history), task.about)
+    if writer is not None:
+        _check_layers(spec.capture.layers, emu.layers, writer)
     try:
         for epoch in range(len(history), spec.epochs):
             history.append(_epoch(task, model, optimizer, emu, seed, epoch, writer, spec,
@@ -111,7 +114,7 @@ def _epoch(task, model, optimizer, emu, seed, epoch, writer, spec, progress) -> 
     model.train()
     start, total, steps = time.perf_counter(), 0.0, 0
     for step, batch in enumerate(task.batches(seed, epoch)):
-        emu.recorder = (_recorder(writer, epoch, step, spec.capture.max_bytes)
+        emu.recorder = (_recorder(writer, epoch, step, spec.capture)
                         if writer is not None and epoch in spec.capture.epochs
                         and step < spec.capture.steps else None)
         loss = task.loss(model, batch)
@@ -137,7 +140,8 @@ def _writer(spec: TrainSpec, variant: Schedule, seed: int, done: int, about: str
             done > cap.epochs[-1] or cap.path.exists():
         return None
     capture = {"source": "hbfpsim train", "task": spec.task, "variant": variant.name,
-               "seed": seed, "epochs": list(cap.epochs), "steps_per_epoch": cap.steps}
+               "seed": seed, "epochs": list(cap.epochs), "steps_per_epoch": cap.steps,
+               "layers": list(cap.layers)}
     return TraceWriter(cap.path, f"{spec.task}-{variant.name}",
                        f"GEMMs of the emulated {spec.task} training run ({variant.name}, seed "
                        f"{seed}; {about}; settings {spec.settings}), raw FP32 operands before "
@@ -145,22 +149,35 @@ def _writer(spec: TrainSpec, variant: Schedule, seed: int, done: int, about: str
                        f"{list(cap.epochs)}.", capture)
 
 
-def _recorder(writer: TraceWriter, epoch: int, step: int, budget: float | None):
+def _check_layers(patterns: tuple[str, ...], layers: tuple[str, ...], writer) -> None:
+    for pattern in patterns:
+        if not any(fnmatchcase(layer, pattern) for layer in layers):
+            writer.abort()
+            raise ConfigError(f"capture layers: {pattern!r} matches no converted layer (the "
+                              f"layers are {', '.join(layers)})")
+
+
+def _recorder(writer: TraceWriter, epoch: int, step: int, cap):
+    budget = cap.max_bytes
 
     def record(layer, phase, numerics, a, b, a_weight):
+        if not any(fnmatchcase(layer, p) for p in cap.layers):
+            return
         if a_weight:                  # C^T = B^T A^T: activations as A, weights as B
             a, b = b.transpose(-1, -2), a.transpose(-1, -2)
         count = 1
-        if b.dim() > 2 and a.dim() > 2:     # a batch of products (attention): one of them
-            count = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2]).numel()
-            a, b = a.reshape(-1, *a.shape[-2:])[0], b.reshape(-1, *b.shape[-2:])[0]
+        if b.dim() > 2 and a.dim() > 2:     # a batch of products (attention): count of them
+            batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+            count = batch.numel()
+            a = a.expand(*batch, *a.shape[-2:]).reshape(count, *a.shape[-2:])
+            b = b.expand(*batch, *b.shape[-2:]).reshape(count, *b.shape[-2:])
         elif a.dim() > 2:
             a = a.reshape(-1, a.shape[-1])
         elif b.dim() > 2:
             b = b.movedim(-2, 0).reshape(b.shape[-2], -1)
-        m, k, n = a.shape[0], a.shape[1], b.shape[1]
-        keep = budget is None or sum(r.m * r.k + r.k * r.n for r in writer.records
-                                     if r.a) * 4 + (m * k + k * n) * 4 <= budget
+        m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+        stored = sum((r.m * r.k + r.k * r.n) * r.count for r in writer.records if r.a)
+        keep = budget is None or (stored + (m * k + k * n) * count) * 4 <= budget
         writer.add(layer, phase, m, n, k, step=step, epoch=epoch, count=count,
                    a=a.detach().numpy() if keep else None,
                    b=b.detach().numpy() if keep else None)

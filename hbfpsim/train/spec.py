@@ -11,7 +11,7 @@ plus, optionally, ``batch``, ``lr``, ``storage`` (weights between steps: ``auto`
 for HBFP schedules, ``none``, or a format name), the text task's model and data sizes,
 ``[train.exact]`` (GEMMs accumulated bit-exactly by the MAC engine: ``layers``, ``phases``,
 ``epochs``), ``[train.capture]`` (write a trace of one run's GEMMs: ``variant``, ``seed``,
-``epochs``, ``steps`` per epoch, ``path``, ``max_bytes``) and ``[[variant]]`` tables with
+``epochs``, ``steps`` per epoch, ``layers`` (name patterns), ``path``, ``max_bytes``) and ``[[variant]]`` tables with
 their own numerics and rules, as in replay run files (one schedule object for both).
 """
 
@@ -34,7 +34,7 @@ from hbfpsim.train.emulate import exact_spec, as_schedule
 TRAIN_KEYS = ("task", "variants", "seeds", "epochs", "batch", "lr", "out", "storage",
               "steps_per_epoch", "context", "width", "depth", "heads", "text_bytes",
               "val_windows", "exact", "capture")
-CAPTURE_KEYS = ("variant", "seed", "epochs", "steps", "path", "max_bytes")
+CAPTURE_KEYS = ("variant", "seed", "epochs", "steps", "layers", "path", "max_bytes")
 DEFAULTS = {"digits": {"epochs": 30, "batch": 32, "lr": 0.05},
             "text": {"epochs": 6, "batch": 32, "lr": 3e-3, "steps_per_epoch": 100,
                      "context": 64, "width": 64, "depth": 2, "heads": 4,
@@ -50,6 +50,7 @@ class Capture:
     seed: int
     epochs: tuple[int, ...]
     steps: int
+    layers: tuple[str, ...]      # fnmatch patterns of converted layer names
     path: Path
     max_bytes: float | None
 
@@ -196,6 +197,11 @@ def _capture(raw: Any, names: list[str], seeds: tuple[int, ...], epochs: int, wh
         raise ConfigError(f"{where} epochs: expected a list of epochs in [0, {epochs - 1}], "
                           f"got {chosen!r}")
     steps = integer_key(raw, "steps", where, 1, 1, 10**6)
+    layers = raw.get("layers", ["*"])
+    if not isinstance(layers, list) or not layers or not all(
+            isinstance(p, str) and p.strip() for p in layers):
+        raise ConfigError(f"{where} layers: expected a list of layer name patterns, got "
+                          f"{layers!r}")
     path = raw.get("path")
     if not isinstance(path, str) or not path.strip():
         raise ConfigError(f"{where} path: expected the trace folder to write, got {path!r}")
@@ -203,4 +209,5 @@ def _capture(raw: Any, names: list[str], seeds: tuple[int, ...], epochs: int, wh
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
                                or not (math.isfinite(budget) and budget >= 0)):
         raise ConfigError(f"{where} max_bytes: expected a number >= 0, got {budget!r}")
-    return Capture(variant, seed, tuple(sorted(set(chosen))), steps, base / path, budget)
+    return Capture(variant, seed, tuple(sorted(set(chosen))), steps, tuple(layers), base / path,
+                   budget)
