@@ -142,7 +142,9 @@ class Conv2dFn(torch.autograd.Function):
             dx = torch.nn.functional.fold(dcols, size, kernel, dilation, padding, stride)
         if ctx.needs_input_grad[1]:
             dy2 = dy3.permute(1, 0, 2).reshape(out_ch, -1)                          # out, N L
-            cols2 = cols.permute(0, 2, 1).reshape(-1, cols.shape[1])                # N L, CKK
+            # N L x CKK as the transpose of a contiguous CKK x N L: quantizing it along N L
+            # then needs no second copy
+            cols2 = cols.permute(1, 0, 2).reshape(cols.shape[1], -1).t()
             dw = product(ctx.site, "bwd_weight", dy2, cols2).reshape(weight.shape)
         db = dy3.sum((0, 2)) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return dx, dw, db, None, None, None, None
