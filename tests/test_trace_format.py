@@ -172,8 +172,14 @@ def test_iterating_holds_about_one_record_in_memory(tmp_path):
 
 
 def test_shipped_traces_open():
-    for name in ("mlp_digits", "cnn_digits", "resnet50_step", "bert_base_step"):
+    for name in ("mlp_digits", "cnn_digits", "transformer_text", "resnet50_step",
+                 "bert_base_step"):
         t = trace.open(ROOT / "traces" / name)
-        assert len(t) > 0 and t.has_operands == name.endswith("digits")
-    total = sum(f.stat().st_size for f in (ROOT / "traces").rglob("*") if f.is_file())
-    assert total < 20 * 2**20
+        assert len(t) > 0 and t.has_operands == name.endswith(("digits", "text"))
+    sizes = {d.name: sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+             for d in (ROOT / "traces").iterdir() if d.is_dir()}
+    assert sizes.pop("transformer_text") < 30e6            # issue 14: under 30 MB
+    assert sum(sizes.values()) < 20 * 2**20
+    # the transformer's backward-weight GEMMs reduce over batch x context
+    text = trace.open(ROOT / "traces" / "transformer_text")
+    assert {r.k for r in text.records if r.phase == "bwd_weight"} == {32 * 64}
