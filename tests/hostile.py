@@ -1782,6 +1782,7 @@ def train_command() -> Iterator[Case]:
     for label, value, setup in [("empty-string", "", None), ("dot", ".", None),
                                 ("dotdot", "..", None),
                                 ("existing-file", "afile", write("afile", "keep\n")),
+                                ("folder-of-other-files", "adir", mkdir("adir")),
                                 ("parent-is-a-file", "afile/sub", write("afile", "keep\n")),
                                 ("the-runfile", "t.toml", None), ("fifo", "fifo", fifo()),
                                 ("dev-null", "/dev/null", None), ("long-name", LONG_NAME, None)]:
@@ -2399,6 +2400,47 @@ def api_trace() -> Iterator[Case]:
                   f"import_topology('t.csv', 'out', **{kw!r})", csv_file)
 
 
+def api_train() -> Iterator[Case]:
+    g = "train"
+
+    def emulate(model, schedule, **kw):
+        import torch
+        from hbfpsim.train import emulate
+        if model == "linear":
+            model = torch.nn.Linear(4, 2)
+        elif model == "grouped":
+            model = torch.nn.Conv2d(4, 4, 3, groups=2)
+        elif model == "relu":
+            model = torch.nn.ReLU()
+        return emulate(model, schedule, **kw)
+
+    for label, args, kw in [("model=int", (5, "hbfp4"), {}), ("model=relu", ("relu", "hbfp4"), {}),
+                            ("grouped-conv", ("grouped", "hbfp4"), {}),
+                            ("schedule=int", ("linear", 4), {}),
+                            ("schedule=unknown", ("linear", "hbfp3x"), {}),
+                            ("schedule=empty", ("linear", ""), {}),
+                            ("epochs=0", ("linear", "hbfp4"), {"epochs": 0}),
+                            ("epochs=bool", ("linear", "hbfp4"), {"epochs": True}),
+                            ("exact=list", ("linear", "hbfp4"), {"exact": [1]}),
+                            ("exact-phase", ("linear", "hbfp4"), {"exact": {"phases": ["x"]}}),
+                            ("exact-epochs", ("linear", "hbfp4"), {"exact": {"epochs": [1]}})]:
+        yield api(g, f"emulate({label})", lambda _w, a=args, k=kw: emulate(*a, **k),
+                  f"train.emulate(*{args!r}, **{kw!r})",
+                  errors=("ValueError", "TypeError", "OSError"))
+    yield api(g, "emulate(good)", lambda _w: emulate("linear", "booster").layers,
+              "train.emulate(Linear, 'booster').layers", expect=lambda v: v == ("Linear",))
+
+    def parse(data):
+        from hbfpsim.train.spec import parse
+        return parse(data)
+
+    for label, data in [("not-a-dict", 5), ("empty", {}), ("train=list", {"train": []}),
+                        ("seeds=str", {"train": {"task": "digits", "variants": ["fp32"],
+                                                 "seeds": "0"}})]:
+        yield api(g, f"spec.parse({label})", lambda _w, d=data: parse(d),
+                  f"train.spec.parse({data!r})")
+
+
 def api_replay_and_schedule() -> Iterator[Case]:
     g = "replay"
 
@@ -2693,7 +2735,7 @@ SECTIONS: tuple[Callable[[], Iterable[Case]], ...] = (
     import_scalesim_command, capture_command, density_command, plot_command,
     plot_figures_command, cost_command,
     run_command, sweep_command, train_command, advise_command, signal_cases, api_quantize, api_formats_get, api_accumulators,
-    api_matmul, api_array, api_trace, api_replay_and_schedule, api_cost)
+    api_matmul, api_array, api_trace, api_replay_and_schedule, api_train, api_cost)
 
 
 def cases() -> list[Case]:

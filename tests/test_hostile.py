@@ -62,7 +62,7 @@ def test_every_command_and_option_is_attacked():
 def test_the_public_api_is_attacked():
     groups = {c.group for c in hostile.cases() if c.kind == "api"}
     for api in ("quantize", "formats.get", "parse_accumulator", "matmul", "array", "trace",
-                "replay", "schedule", "cost"):
+                "replay", "schedule", "cost", "train"):
         assert f"api {api}" in groups, api
 
 

@@ -187,3 +187,15 @@ def test_capture_of_the_transformer_keeps_attention_batches(tmp_path):
     assert [g.record.phase for g in scores] == ["fwd", "bwd_data", "bwd_data"]
     head = next(g for g in t if g.record.layer == "head" and g.record.phase == "bwd_weight")
     assert (head.record.m, head.record.k, head.record.n) == (128, 4 * 16, 16)   # K = B x T
+
+
+def test_a_folder_of_other_files_is_not_written_into(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "run.json").write_text("a replay's, keep me\n")
+    run = train_spec.load(write(tmp_path, RUN.format(out=out).replace("epochs = 4",
+                                                                      "epochs = 1")))
+    with pytest.raises(ConfigError, match="not an hbfpsim train output"):
+        job.run(run, progress=False)
+    assert [p.name for p in out.iterdir()] == ["run.json"]
+    assert (out / "run.json").read_text() == "a replay's, keep me\n"

@@ -205,6 +205,8 @@ def emulate(model: nn.Module, schedule: str | Schedule, *, optimizer: torch.opti
     [patterns], "phases": [...], "epochs": [first, last]}`` (the PE plan of ``pe_plan``).
     ``optimizer`` + ``storage``: weights kept in ``storage`` after each step (None: FP32;
     "auto": HBFP16 when the schedule uses an HBFP format, else FP32)."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"emulate: model must be a torch.nn.Module, got {type(model).__name__}")
     schedule = as_schedule(schedule)
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int)
                                or epochs < 1):
@@ -216,7 +218,7 @@ def emulate(model: nn.Module, schedule: str | Schedule, *, optimizer: torch.opti
                 if isinstance(module, nn.Conv2d) and module.groups != 1:
                     raise ValueError(f"{name}: grouped convolutions (groups={module.groups}) "
                                      "are not emulated")
-                targets.append((name, module, emulated))
+                targets.append((name or type(module).__name__, module, emulated))
                 break
     if not targets:
         raise ValueError("emulate: the model has no Linear, Conv2d or hbfpsim.train.MatMul "

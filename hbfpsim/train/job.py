@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from hbfpsim.config import ConfigError
 from hbfpsim.staging import staged_file
 from hbfpsim.train.analysis import wasserstein, write_wasserstein
 from hbfpsim.train.figures import curves
@@ -67,6 +68,7 @@ def run(spec: TrainSpec, progress: bool | None = None) -> TrainReport:
     """Train (or resume) every run of ``spec`` into ``spec.out``. ``progress``: None shows a
     bar on a terminal, False never."""
     from tqdm import tqdm
+    check_out(spec.out)
     start = time.perf_counter()
     task = make_task(spec)
     total = len(spec.variants) * len(spec.seeds) * spec.epochs * task.steps_per_epoch()
@@ -81,6 +83,15 @@ def run(spec: TrainSpec, progress: bool | None = None) -> TrainReport:
                          time.perf_counter() - start)
     write(report)
     return report
+
+
+def check_out(out: Path) -> None:
+    """``out`` must be new, empty, or a training output folder (it has ``checkpoints/``):
+    resuming writes into it, and a folder of other files could lose some of them to ours
+    (``run.json``, ``history.csv``, ...)."""
+    if out.is_dir() and any(out.iterdir()) and not (out / "checkpoints").is_dir():
+        raise ConfigError(f"{out}: a folder of other files, not an hbfpsim train output "
+                          "(no checkpoints/); choose a new or empty --out")
 
 
 def _variants(runs: list[RunResult]) -> tuple[VariantResult, ...]:

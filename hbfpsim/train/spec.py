@@ -84,6 +84,10 @@ def load(path: str | Path, out: str | Path | None = None) -> TrainSpec:
 
 def parse(data: dict, *, source: str = "<dict>", base: Path = Path("."),
           out: str | Path | None = None) -> TrainSpec:
+    """Validate a training run given as nested dicts (the TOML structure)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a training run is a table of tables ([train], "
+                          f"[[variant]]), got {type(data).__name__}")
     extra = sorted(set(data) - {"train", "variant"})
     if extra:
         raise ConfigError(f"{source}: unknown table [{extra[0]}] (expected [train] and "
