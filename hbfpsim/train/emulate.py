@@ -20,6 +20,7 @@ GEMM reads a narrow copy quantized from the wide one.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,7 +32,7 @@ from torch import nn
 
 from hbfpsim import formats
 from hbfpsim.numerics import Numerics
-from hbfpsim.schedule import PRESETS, Schedule, Where
+from hbfpsim.schedule import PHASES, PRESETS, Schedule, Where
 from hbfpsim.train.gemm import Conv2dFn, LinearFn, MatmulFn, quantize
 
 # (layer, phase, numerics, A, B, whether A is the weight) of every GEMM while counting
@@ -154,8 +155,10 @@ def pe_plan(numerics: Numerics) -> str:
     acc = str(numerics.accumulator)
     if numerics.block_accumulator is None:
         return acc
-    block = numerics.input.block or numerics.weight.block
-    return f"{numerics.block_accumulator}*{block} > {acc}"
+    shared = math.gcd(numerics.input.block or 0, numerics.weight.block or 0)
+    if not shared:                 # scalar formats: one block spans K, all of it integer
+        return str(numerics.block_accumulator)
+    return f"{numerics.block_accumulator}*{shared} > {acc}"
 
 
 def exact_spec(exact: dict | None) -> dict | None:
@@ -167,12 +170,12 @@ def exact_spec(exact: dict | None) -> dict | None:
     if extra:
         raise ValueError(f"exact: unknown key {extra[0]!r} (expected layers, phases, epochs)")
     layers = exact.get("layers", ["*"])
-    phases = exact.get("phases", ["fwd", "bwd_data", "bwd_weight"])
+    phases = exact.get("phases", list(PHASES))
     epochs = exact.get("epochs", [0, 2**31])
     if not (isinstance(layers, (list, tuple)) and layers and all(isinstance(x, str) for x in layers)):
         raise ValueError(f"exact layers: expected a list of name patterns, got {layers!r}")
     if not (isinstance(phases, (list, tuple)) and phases
-            and all(p in ("fwd", "bwd_data", "bwd_weight") for p in phases)):
+            and all(p in PHASES for p in phases)):
         raise ValueError(f"exact phases: expected a list of fwd, bwd_data, bwd_weight, got "
                          f"{phases!r}")
     if not (isinstance(epochs, (list, tuple)) and len(epochs) == 2 and all(
