@@ -1775,6 +1775,8 @@ def train_command() -> Iterator[Case]:
            "capture-seed": TRAIN + '[train.capture]\nseed = 7\npath = "t"\n',
            "capture-epoch": TRAIN + '[train.capture]\nepochs = [5]\npath = "t"\n',
            "capture-no-path": TRAIN + "[train.capture]\nseed = 0\n",
+           "capture-onto-runfile": TRAIN + '[train.capture]\npath = "t.toml"\n',
+           "capture-no-layer": TRAIN + '[train.capture]\npath = "tr"\nlayers = ["nope*"]\n',
            "unknown-key": TRAIN + "speed = 3\n",
            "variant-table-bad": TRAIN + '[[variant]]\nname = "x"\ninput = "nope"\n'}
     for label, content in bad.items():

@@ -136,8 +136,13 @@ def _epoch(task, model, optimizer, emu, seed, epoch, writer, spec, progress) -> 
 def _writer(spec: TrainSpec, variant: Schedule, seed: int, done: int, about: str
             ) -> TraceWriter | None:
     cap = spec.capture
-    if cap is None or cap.variant != variant.name or cap.seed != seed or \
-            done > cap.epochs[-1] or cap.path.exists():
+    if cap is None or cap.variant != variant.name or cap.seed != seed:
+        return None
+    if cap.path.exists() or cap.path.is_symlink():
+        if not (cap.path / "manifest.json").is_file():
+            raise ConfigError(f"capture path {cap.path}: exists and is not a trace")
+        return None                  # written by an earlier, interrupted run of this file
+    if done > cap.epochs[-1]:
         return None
     capture = {"source": "hbfpsim train", "task": spec.task, "variant": variant.name,
                "seed": seed, "epochs": list(cap.epochs), "steps_per_epoch": cap.steps,
