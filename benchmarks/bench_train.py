@@ -9,12 +9,13 @@ GEMM's reduction axis, FP32 accumulation by torch, HBFP16 weight storage), and p
 median step time and its ratio to plain FP32. Rounds alternate the variants, so a slow
 moment of the shared machine falls on all of them.
 
-    python benchmarks/bench_train.py [--steps 30] [--rounds 5]
+    python benchmarks/bench_train.py [--steps N] [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
 
@@ -26,6 +27,7 @@ from hbfpsim.train.tasks import TASKS
 from timing import machine
 
 TARGET = 3.0
+STEPS = {"digits": 200, "text": 30}
 VARIANTS = (None, "fp32", "hbfp8", "hbfp4")
 
 
@@ -50,17 +52,20 @@ def steps(task, model, optimizer, batches) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=30, help="steps per timed round")
+    parser.add_argument("--steps", type=int, help="steps per timed round (default: 200 for "
+                        "digits, 30 for text: a round of each takes a fraction of a second "
+                        "to a few seconds)")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     print(machine(), f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"median over {args.rounds} rounds of {args.steps} steps; ratio to plain FP32 "
-          "torch in the same rounds\n")
+    print(f"median over {args.rounds} rounds; ratio to plain FP32 torch in the same rounds\n")
     print(f"{'task':8} {'variant':14} {'ms/step':>9} {'vs FP32':>8}")
     for name in ("digits", "text"):
         settings = {k: v for k, v in DEFAULTS[name].items() if k != "epochs"}
         task = TASKS[name](**settings)
-        batches = list(task.batches(0, 0))[:args.steps]
+        count = args.steps or STEPS[name]
+        batches = list(itertools.islice(
+            (b for epoch in itertools.count() for b in task.batches(0, epoch)), count))
         runs = {v: setup(task, v) for v in VARIANTS}
         times = {v: [] for v in VARIANTS}
         for v in VARIANTS:                     # warm-up: numba kernels, allocator
@@ -73,7 +78,8 @@ def main() -> None:
             t = statistics.median(times[v])
             label = "plain torch" if v is None else f"emulated {v}"
             verdict = "" if v is None else ("  ok" if t / base < TARGET else "  above target")
-            print(f"{name:8} {label:14} {t * 1e3:9.2f} {t / base:7.2f}x{verdict}")
+            print(f"{name:8} {label:14} {t * 1e3:9.2f} {t / base:7.2f}x{verdict}"
+                  + (f"   ({count} steps a round)" if v is None else ""))
     print(f"\nTarget: emulated (fast path) under {TARGET:.0f}x plain FP32 per step.")
 
 

@@ -22,10 +22,12 @@ through ``hbfpsim.mac.matmul`` instead of in FP32 by torch (the emulators' seman
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
 import torch
+from torch.nn.grad import conv2d_input
 
 from hbfpsim.formats import Format
 from hbfpsim.mac import matmul as mac_matmul
@@ -59,17 +61,26 @@ def quantize(t: torch.Tensor, fmt: Format, axis: int) -> torch.Tensor:
 
 
 def product(site: Site, phase: str, a: torch.Tensor, b: torch.Tensor, *, a_weight: bool = False,
-            b_weight: bool = False) -> torch.Tensor:
+            b_weight: bool = False, lowered: Callable | None = None,
+            native: Callable | None = None) -> torch.Tensor:
     """``a @ b`` as ``site`` computes it in ``phase``. The weight operand (if any) takes the
-    numerics' weight format, activations and gradients its input format."""
+    numerics' weight format, activations and gradients its input format. ``lowered`` maps
+    the product to what the layer needs (col2im); ``native(qa, qb)``, when given, computes
+    that from the quantized operands directly in the fast path (a native op that sums the
+    same products in FP32, in its own order)."""
     numerics = site.numerics(phase)
     fa = numerics.weight if a_weight else numerics.input
     fb = numerics.weight if b_weight else numerics.input
     site.record(phase, numerics, a, b, a_weight)
     plan = site.exact_plan(phase)
     if plan is not None:
-        return _exact(a, b, fa, fb, plan)
-    return quantize(a, fa, -1) @ quantize(b, fb, -2)
+        out = _exact(a, b, fa, fb, plan)
+    else:
+        qa, qb = quantize(a, fa, -1), quantize(b, fb, -2)
+        if native is not None:
+            return native(qa, qb)
+        out = qa @ qb
+    return out if lowered is None else lowered(out)
 
 
 def _exact(a: torch.Tensor, b: torch.Tensor, fa: Format, fb: Format, plan: str) -> torch.Tensor:
@@ -137,9 +148,15 @@ class Conv2dFn(torch.autograd.Function):
         dy3 = dy.reshape(dy.shape[0], out_ch, -1)                                 # N, out, L
         w2 = weight.reshape(out_ch, -1)
         dx = dw = None
-        if ctx.needs_input_grad[0]:
-            dcols = product(ctx.site, "bwd_data", w2.t(), dy3, a_weight=True)       # N, CKK, L
-            dx = torch.nn.functional.fold(dcols, size, kernel, dilation, padding, stride)
+        if ctx.needs_input_grad[0]:      # W^T dy: N, CKK, L, then col2im; or, the same
+            #                               sums, the transposed convolution of dy by W
+            shape = (dy.shape[0], weight.shape[1], *size)
+            dx = product(ctx.site, "bwd_data", w2.t(), dy3, a_weight=True,
+                         lowered=lambda dcols: torch.nn.functional.fold(
+                             dcols, size, kernel, dilation, padding, stride),
+                         native=lambda qw, qdy: conv2d_input(
+                             shape, qw.t().reshape(weight.shape), qdy.reshape(dy.shape),
+                             stride, padding, dilation))
         if ctx.needs_input_grad[1]:
             dy2 = dy3.permute(1, 0, 2).reshape(out_ch, -1)                          # out, N L
             # N L x CKK as the transpose of a contiguous CKK x N L: quantizing it along N L
