@@ -183,7 +183,10 @@ def _train(args) -> str:
     spec = train_spec.load(args.runfile, out=args.out)
     check_free(spec.out, force=True, inputs=[args.runfile])
     progress = None if not args.quiet else False
-    report = text.train_report(job.run(spec, progress=progress))
+    try:
+        report = text.train_report(job.run(spec, progress=progress))
+    except ImportError as err:                  # scikit-learn, for the digits task
+        raise ValueError(f"{args.runfile}: {err}") from None
     for kind in args.landscape or ():
         from hbfpsim.train.landscape import landscape, write_landscape
         two_d = kind == "2d"

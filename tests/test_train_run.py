@@ -199,3 +199,14 @@ def test_a_folder_of_other_files_is_not_written_into(tmp_path):
         job.run(run, progress=False)
     assert [p.name for p in out.iterdir()] == ["run.json"]
     assert (out / "run.json").read_text() == "a replay's, keep me\n"
+
+
+def test_without_scikit_learn_the_command_says_what_to_install(tmp_path, monkeypatch, capsys):
+    from hbfpsim import cli
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    path = write(tmp_path, RUN.format(out=tmp_path / "out"))
+    assert cli.main(["train", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'hbfpsim[examples]'" in err
+    assert not (tmp_path / "out").exists()
