@@ -98,17 +98,8 @@ def load(path: str | Path, out: str | Path | None = None) -> RunSpec:
 def parse(data: dict, *, source: str = "<dict>", base: Path = Path("."),
           out: str | Path | None = None, text: str = "") -> RunSpec:
     """Validate a run given as nested dicts (the TOML structure)."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: a run is a table of tables ([run], [[variant]]), got "
-                          f"{type(data).__name__}")
-    extra = sorted(set(data) - {"run", "variant"})
-    if extra:
-        raise ConfigError(f"{source}: unknown table [{extra[0]}] (expected [run] and "
-                          "[[variant]])")
-    run = data.get("run")
-    if not isinstance(run, dict):
-        raise ConfigError(f"{source}: [run] is missing: it names traces, arrays and out")
-    known_keys(run, RUN_KEYS, f"{source}: [run]")
+    run = main_table(data, "run", ("run", "variant"), RUN_KEYS, source,
+                     "traces, arrays and out")
     where = f"{source}: [run]"
     traces = trace_dirs(run, where, base)
     arrays = tuple(array_named(name, base, where) for name in name_list(run, "arrays", where))
@@ -132,6 +123,25 @@ def variant_tables(raw: list, source: str) -> tuple[Schedule, ...]:
         dup = next(n for n in names if names.count(n) > 1)
         raise ConfigError(f"{source}: [[variant]] name {dup!r} is used twice")
     return variants
+
+
+def main_table(data: Any, name: str, tables: tuple[str, ...], keys: tuple[str, ...],
+               source: str, names: str) -> dict:
+    """The ``[name]`` table of a run, sweep or training file given as nested dicts, checked:
+    ``data`` holds only ``tables`` (``variant`` as ``[[variant]]``), ``[name]`` is there and
+    holds only ``keys``. ``names`` says what ``[name]`` names, for the message when missing."""
+    listing = ", ".join("[[variant]]" if t == "variant" else f"[{t}]" for t in tables)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a table of tables ({listing}), got "
+                          f"{type(data).__name__}")
+    extra = sorted(set(data) - set(tables))
+    if extra:
+        raise ConfigError(f"{source}: unknown table [{extra[0]}] (expected {listing})")
+    table = data.get(name)
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [{name}] is missing: it names {names}")
+    known_keys(table, keys, f"{source}: [{name}]")
+    return table
 
 
 def known_keys(table: dict, keys: tuple[str, ...], where: str) -> None:

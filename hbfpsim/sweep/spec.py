@@ -48,8 +48,8 @@ from hbfpsim.mac import parse_accumulator
 from hbfpsim.numerics import KEYS as NUMERICS_KEYS
 from hbfpsim.numerics import Numerics
 from hbfpsim.replay.record import with_numerics
-from hbfpsim.replay.runfile import (Sampling, accuracy_keys, array_named, trace_dirs,
-                                     variant_tables)
+from hbfpsim.replay.runfile import (Sampling, accuracy_keys, array_named, main_table,
+                                     trace_dirs, variant_tables)
 from hbfpsim.schedule import Schedule
 from hbfpsim.staging import as_path
 from hbfpsim.sweep.expr import Constraint
@@ -150,21 +150,9 @@ def load(path: str | Path) -> SweepSpec:
 def parse(data: dict, *, source: str = "<dict>", base: Path = Path("."),
           text: str = "") -> SweepSpec:
     """Validate a sweep given as nested dicts (the TOML structure)."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: a sweep is a table of tables ([sweep], [axes], "
-                          f"[[variant]]), got {type(data).__name__}")
-    extra = sorted(set(data) - {"sweep", "axes", "variant"})
-    if extra:
-        raise ConfigError(f"{source}: unknown table [{extra[0]}] (expected [sweep], [axes], "
-                          "[[variant]])")
-    sweep = data.get("sweep")
-    if not isinstance(sweep, dict):
-        raise ConfigError(f"{source}: [sweep] is missing: it names traces and the base array")
+    sweep = main_table(data, "sweep", ("sweep", "axes", "variant"), SWEEP_KEYS, source,
+                       "traces and the base array")
     where = f"{source}: [sweep]"
-    unknown = sorted(set(sweep) - set(SWEEP_KEYS))
-    if unknown:
-        raise ConfigError(f"{where} unknown key '{unknown[0]}' (expected one of "
-                          f"{', '.join(SWEEP_KEYS)})")
     name = sweep.get("name", Path(source).stem)
     if not (isinstance(name, str) and 0 < len(name) <= 64 and name.isprintable()):
         raise ConfigError(f"{where} name: expected 1 to 64 printable characters, got {name!r}")

@@ -26,7 +26,8 @@ from typing import Any
 
 from hbfpsim import formats
 from hbfpsim.config import ConfigError, read_toml
-from hbfpsim.replay.runfile import integer_key, known_keys, name_list, variant_tables
+from hbfpsim.replay.runfile import (integer_key, known_keys, main_table, name_list,
+                                    variant_tables)
 from hbfpsim.schedule import Schedule
 from hbfpsim.staging import as_path
 from hbfpsim.train.emulate import exact_spec, as_schedule
@@ -85,18 +86,9 @@ def load(path: str | Path, out: str | Path | None = None) -> TrainSpec:
 def parse(data: dict, *, source: str = "<dict>", base: Path = Path("."),
           out: str | Path | None = None) -> TrainSpec:
     """Validate a training run given as nested dicts (the TOML structure)."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: a training run is a table of tables ([train], "
-                          f"[[variant]]), got {type(data).__name__}")
-    extra = sorted(set(data) - {"train", "variant"})
-    if extra:
-        raise ConfigError(f"{source}: unknown table [{extra[0]}] (expected [train] and "
-                          "[[variant]])")
-    table = data.get("train")
-    if not isinstance(table, dict):
-        raise ConfigError(f"{source}: [train] is missing: it names the task and variants")
+    table = main_table(data, "train", ("train", "variant"), TRAIN_KEYS, source,
+                       "the task and variants")
     where = f"{source}: [train]"
-    known_keys(table, TRAIN_KEYS, where)
     task = table.get("task")
     if task not in DEFAULTS:
         raise ConfigError(f"{where} task: expected one of {', '.join(DEFAULTS)}, got {task!r}")
