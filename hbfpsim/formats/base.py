@@ -153,8 +153,7 @@ class Format(ABC):
         block holding one comes out as the format's kernel writes it). The entry for hot
         loops that call it thousands of times on small tensors (emulated training), where
         the checks cost more than the rounding."""
-        with threads_for(rows.size):
-            return self._round(rows, int(Rounding.RNE), 0)[0]
+        return self._round(rows, int(Rounding.RNE), 0)[0]
 
     def encode(self, x: Any, axis: int = -1, rounding: str | Rounding = "even",
                seed: int | None = None, nonfinite: str = "raise") -> Encoded:
@@ -184,8 +183,7 @@ class Format(ABC):
             raise ValueError(f"{self.name} has no representation for NaN or Inf; "
                              "nonfinite='propagate' is not available")
         layout = Layout.of(a.shape, axis)
-        with threads_for(a.size):
-            q, side, bad = self._round(layout.rows(a), mode, seed)
+        q, side, bad = self._round(layout.rows(a), mode, seed)
         if nonfinite == "raise" and bad.any():
             n_nan, n_inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
             hint = f"; nonfinite='propagate' {self.nonfinite_rule}" if self.nonfinite_rule else ""

@@ -3,8 +3,13 @@
 Every kernel widens its input to float64 (exact for float32 and float64 inputs), scales by
 powers of two (exact in the ranges used here), rounds exactly once and writes the result
 in the caller's output dtype. docs/formats.md shows why each format's grid values are
-representable in that dtype. Kernels run in parallel over blocks (or chunks) and are cached
-on disk, one compilation per input dtype.
+representable in that dtype. Kernels are cached on disk, one compilation per input dtype.
+The rounding kernels (``block_scaled``, ``scalar_float``, ``scaled_int``) are compiled twice,
+parallel over blocks (chunks, rows) and serial, and run serially below
+``threads.PARALLEL_ELEMENTS`` elements, where waking the thread pool, or switching numba's
+thread count, costs more than the work (emulated training rounds thousands of small tensors).
+Loops index 1-D slice views from 0: numba wraps negative indices of ``x[r, i]`` when ``i``
+starts anywhere but 0, which keeps LLVM from vectorizing the loop.
 
 Rounding modes are ``Rounding`` codes (formats/rounding.py); stochastic rounding draws from
 the counter-based stream of formats/bits.py, keyed by ``(seed, element index)``, so the bits
@@ -19,12 +24,14 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from hbfpsim.formats.bits import floor_log2, pow2, uniform
+from hbfpsim.formats.bits import bits_float, float_bits, floor_log2, pow2, uniform
 from hbfpsim.formats.rounding import Rounding
+from hbfpsim.formats.threads import PARALLEL_ELEMENTS
 
 RNE, RNA, RTZ = int(Rounding.RNE), int(Rounding.RNA), int(Rounding.RTZ)
 SATURATE, TO_INF, TO_NAN = 0, 1, 2  # what a scalar float does with values beyond its max
 CHUNK = 4096  # elements per parallel work item for element-wise kernels
+_INF_BITS = 0x7FF0000000000000  # IEEE bits of float64 +Inf
 
 
 @njit(inline="always", cache=True)
@@ -50,20 +57,16 @@ def round_minifloat(a, man_bits, emin, mode, seed, index):
 
 
 @njit(inline="always", cache=True)
-def _block_probe(x, r, start, stop):
-    """(max |x|, finite?) over x[r, start:stop]; NaN and Inf make the probe sum NaN."""
-    amax = 0.0
-    probe = 0.0
-    for i in range(start, stop):
-        v = np.float64(x[r, i])
-        probe += v * 0.0
-        a = abs(v)
-        if a > amax:
-            amax = a
-    return amax, probe == probe
+def _block_probe(xs):
+    """(max |x|, finite?) over the 1-D block ``xs``, as one integer max over the IEEE bits
+    of |x| (float64): they order as the magnitudes do, and Inf and NaN lie above every
+    finite value. An integer max vectorizes; a float max does not (NaN semantics)."""
+    top = np.int64(0)
+    for i in range(xs.size):
+        top = max(top, float_bits(abs(np.float64(xs[i]))))
+    return bits_float(top), top < _INF_BITS
 
 
-@njit(parallel=True, cache=True)
 def block_scaled(x, block, man_bits, emin, maxval, exp_offset, compat, mode, seed, q, exps, bad):
     """Block floating point (HBFP, MX) along axis 1 of ``x``, blocks of ``block`` elements.
 
@@ -77,61 +80,82 @@ def block_scaled(x, block, man_bits, emin, maxval, exp_offset, compat, mode, see
     ``q = sign(x) element 2^S``. Writes ``exps[r, b] = S``; ``bad[r, b] = 1`` marks blocks
     holding NaN or Inf, whose ``q`` is NaN.
     """
-    rows, n = x.shape
+    kernel = _block_scaled_parallel if x.size >= PARALLEL_ELEMENTS else _block_scaled_serial
+    kernel(x, block, man_bits, emin, maxval, exp_offset, compat, mode, seed, q, exps, bad)
+
+
+@njit(parallel=True, cache=True)
+def _block_scaled_parallel(x, block, man_bits, emin, maxval, exp_offset, compat, mode, seed, q,
+                           exps, bad):
+    for t in prange(exps.size):
+        _scale_block(t, x, block, man_bits, emin, maxval, exp_offset, compat, mode, seed, q,
+                     exps, bad)
+
+
+@njit(cache=True)
+def _block_scaled_serial(x, block, man_bits, emin, maxval, exp_offset, compat, mode, seed, q,
+                         exps, bad):
+    for t in range(exps.size):
+        _scale_block(t, x, block, man_bits, emin, maxval, exp_offset, compat, mode, seed, q,
+                     exps, bad)
+
+
+@njit(inline="always", cache=True)
+def _scale_block(t, x, block, man_bits, emin, maxval, exp_offset, compat, mode, seed, q, exps,
+                 bad):
+    """Block ``t`` (row-major over rows x blocks) of :func:`block_scaled`."""
+    n = x.shape[1]
     nblocks = exps.shape[1]
-    eps32 = np.float32(1e-8)
-    for t in prange(rows * nblocks):
-        r = t // nblocks
-        b = t - r * nblocks
-        start = b * block
-        stop = min(start + block, n)
-        amax, finite = _block_probe(x, r, start, stop)
-        bad[r, b] = not finite
-        if not finite:
-            exps[r, b] = 127
-            for i in range(start, stop):
-                q[r, i] = np.nan
-            continue
-        if compat:
-            shifted = np.float32(np.float32(amax) + eps32)  # float32 add (one rounding)
-            e = int(math.ceil(np.float32(math.log2(np.float64(shifted)))))
-        elif amax == 0.0:
-            e = -127
-        else:
-            e = min(max(floor_log2(amax) + exp_offset, -127), 127)
-        exps[r, b] = e
-        clip = maxval if not (compat and e >= 128) else np.inf
-        up = pow2(-e)
-        down = pow2(e)
-        if mode == RNE and amax * up < pow2(emin + 1):
-            # every scaled value lies below 2^(emin + 1): round_minifloat's grid step is
-            # 2^(emin - man_bits) for all of them, a branch-free loop that vectorizes
-            scale = up * pow2(man_bits - emin)
-            step = pow2(emin - man_bits)
-            for i in range(start, stop):
-                v = np.float64(x[r, i])
-                q[r, i] = math.copysign(min(np.rint(abs(v) * scale) * step, clip) * down, v)
-            continue
-        for i in range(start, stop):
-            v = np.float64(x[r, i])
-            p = min(round_minifloat(abs(v) * up, man_bits, emin, mode, seed, r * n + i), clip)
-            q[r, i] = math.copysign(p * down, v)
+    r = t // nblocks
+    b = t - r * nblocks
+    start = b * block
+    xs, qs = x[r, start:start + block], q[r, start:start + block]
+    amax, finite = _block_probe(xs)
+    bad[r, b] = not finite
+    if not finite:
+        exps[r, b] = 127
+        qs[:] = np.nan
+        return
+    if compat:
+        shifted = np.float32(np.float32(amax) + np.float32(1e-8))  # float32 add (one rounding)
+        e = int(math.ceil(np.float32(math.log2(np.float64(shifted)))))
+    elif amax == 0.0:
+        e = -127
+    else:
+        e = min(max(floor_log2(amax) + exp_offset, -127), 127)
+    exps[r, b] = e
+    clip = maxval if not (compat and e >= 128) else np.inf
+    up = pow2(-e)
+    down = pow2(e)
+    if mode == RNE and amax * up < pow2(emin + 1):
+        # every scaled value lies below 2^(emin + 1): round_minifloat's grid step is
+        # 2^(emin - man_bits) for all of them, a branch-free loop that vectorizes
+        scale = up * pow2(man_bits - emin)
+        step = pow2(emin - man_bits)
+        for i in range(xs.size):
+            v = np.float64(xs[i])
+            qs[i] = math.copysign(min(np.rint(abs(v) * scale) * step, clip) * down, v)
+        return
+    for i in range(xs.size):
+        v = np.float64(xs[i])
+        p = min(round_minifloat(abs(v) * up, man_bits, emin, mode, seed, r * n + start + i),
+                clip)
+        qs[i] = math.copysign(p * down, v)
 
 
 @njit(parallel=True, cache=True)
 def scale_blocks(rows, exps, block, magnitude, out):
     """``out[r, i] = v 2^exps[r, i // block]`` with v = |rows[r, i]| if ``magnitude`` else
     rows[r, i]: exact power-of-two scaling, one pass (out is float64)."""
-    n_rows, n = rows.shape
-    for r in prange(n_rows):
+    for r in prange(rows.shape[0]):
         for b in range(exps.shape[1]):      # block by block: no division per element
             scale = pow2(exps[r, b])
-            for i in range(b * block, min(b * block + block, n)):
-                v = np.float64(rows[r, i])
-                out[r, i] = (abs(v) if magnitude else v) * scale
+            src, dst = rows[r, b * block:(b + 1) * block], out[r, b * block:(b + 1) * block]
+            for i in range(src.size):
+                v = np.float64(src[i])
+                dst[i] = (abs(v) if magnitude else v) * scale
 
 
-@njit(parallel=True, cache=True)
 def scalar_float(x, man_bits, emin, maxval, overflow, mode, seed, q, bad):
     """Round each element of 1-D ``x`` onto a binary float grid (``man_bits``, ``emin``).
 
@@ -139,42 +163,78 @@ def scalar_float(x, man_bits, emin, maxval, overflow, mode, seed, q, bad):
     SATURATE -> +-maxval, TO_INF -> +-inf, TO_NAN -> NaN. NaN stays NaN. ``bad[c] = 1``
     marks chunks of CHUNK elements that hold NaN or Inf.
     """
-    n = x.size
-    for c in prange(bad.size):
-        flag = False
-        for i in range(c * CHUNK, min((c + 1) * CHUNK, n)):
-            v = np.float64(x[i])
-            a = abs(v)
-            if a != a:
-                q[i] = v
-                flag = True
-                continue
-            if a == np.inf:
-                flag = True
-                p = a
-            else:
-                p = round_minifloat(a, man_bits, emin, mode, seed, i)
-            if p > maxval:
-                if overflow == SATURATE:
-                    p = maxval
-                elif overflow == TO_INF:
-                    p = np.inf
-                else:
-                    p = np.nan
-            q[i] = math.copysign(p, v)
-        bad[c] = flag
+    kernel = _scalar_float_parallel if x.size >= PARALLEL_ELEMENTS else _scalar_float_serial
+    kernel(x, man_bits, emin, maxval, overflow, mode, seed, q, bad)
 
 
 @njit(parallel=True, cache=True)
+def _scalar_float_parallel(x, man_bits, emin, maxval, overflow, mode, seed, q, bad):
+    for c in prange(bad.size):
+        _scalar_chunk(c, x, man_bits, emin, maxval, overflow, mode, seed, q, bad)
+
+
+@njit(cache=True)
+def _scalar_float_serial(x, man_bits, emin, maxval, overflow, mode, seed, q, bad):
+    for c in range(bad.size):
+        _scalar_chunk(c, x, man_bits, emin, maxval, overflow, mode, seed, q, bad)
+
+
+@njit(inline="always", cache=True)
+def _scalar_chunk(c, x, man_bits, emin, maxval, overflow, mode, seed, q, bad):
+    """Chunk ``c`` of :func:`scalar_float`."""
+    start = c * CHUNK
+    xs, qs = x[start:start + CHUNK], q[start:start + CHUNK]
+    flag = False
+    for i in range(xs.size):
+        v = np.float64(xs[i])
+        a = abs(v)
+        if a != a:
+            qs[i] = v
+            flag = True
+            continue
+        if a == np.inf:
+            flag = True
+            p = a
+        else:
+            p = round_minifloat(a, man_bits, emin, mode, seed, start + i)
+        if p > maxval:
+            if overflow == SATURATE:
+                p = maxval
+            elif overflow == TO_INF:
+                p = np.inf
+            else:
+                p = np.nan
+        qs[i] = math.copysign(p, v)
+    bad[c] = flag
+
+
 def scaled_int(x, scale, kmax, mode, seed, k):
     """Symmetric integer codes: ``k[r, i] = sign(x) min(round(|x[r, i]| / scale[r]), kmax)``,
     the quotient rounded to float64 once before the integer rounding."""
-    rows, n = x.shape
-    for r in prange(rows):
-        s = np.float64(scale[r])
-        for i in range(n):
-            v = np.float64(x[r, i])
-            m = round_magnitude(abs(v) / s, mode, seed, r * n + i)
-            if m > kmax:
-                m = kmax
-            k[r, i] = -m if v < 0 else m
+    kernel = _scaled_int_parallel if x.size >= PARALLEL_ELEMENTS else _scaled_int_serial
+    kernel(x, scale, kmax, mode, seed, k)
+
+
+@njit(parallel=True, cache=True)
+def _scaled_int_parallel(x, scale, kmax, mode, seed, k):
+    for r in prange(x.shape[0]):
+        _scaled_int_row(r, x, scale, kmax, mode, seed, k)
+
+
+@njit(cache=True)
+def _scaled_int_serial(x, scale, kmax, mode, seed, k):
+    for r in range(x.shape[0]):
+        _scaled_int_row(r, x, scale, kmax, mode, seed, k)
+
+
+@njit(inline="always", cache=True)
+def _scaled_int_row(r, x, scale, kmax, mode, seed, k):
+    """Row ``r`` of :func:`scaled_int`."""
+    n = x.shape[1]
+    s = np.float64(scale[r])
+    for i in range(n):
+        v = np.float64(x[r, i])
+        m = round_magnitude(abs(v) / s, mode, seed, r * n + i)
+        if m > kmax:
+            m = kmax
+        k[r, i] = -m if v < 0 else m

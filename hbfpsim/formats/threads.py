@@ -3,8 +3,11 @@
 The numba kernels are parallel (``prange``); waking the thread pool costs little on an idle
 machine but several milliseconds when the cores are busy, which is more than a small call's
 whole work (an HBFP4 quantization of 32 x 64 values: 8 ms with two threads on this project's
-loaded 2-core machine, 0.16 ms with one). ``threads_for(items)`` runs calls below a size
-threshold with one numba thread and restores the caller's setting afterwards.
+loaded 2-core machine, 0.16 ms with one). The formats' rounding kernels have serial twins
+they pick below ``PARALLEL_ELEMENTS`` (formats/kernels.py): switching numba's thread count
+costs about 15 us a call, more than rounding a small tensor. Other kernels (the MAC
+engine's) use ``threads_for(items)``, which runs calls below a size threshold with one numba
+thread and restores the caller's setting afterwards.
 ``one_blas_thread()`` keeps BLAS to one thread per call while numba threads call it.
 """
 
