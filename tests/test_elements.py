@@ -124,10 +124,19 @@ def test_away_differs_from_even_exactly_at_ties(label):
     assert same_bits(got, want), first_difference(got, want, x)
 
 
-def test_ml_dtypes_double_rounds_float64_but_we_do_not():
-    """The reason rounding is ours: ml_dtypes casts float64 through float32 (two roundings)."""
-    x = np.array([1 + 2.0**-4 + 2.0**-40, 1 + 2.0**-8 + 2.0**-30])
-    assert x[:1].astype(ml_dtypes.float8_e4m3fn).astype(float)[0] == 1.0       # wrong
-    assert formats.quantize(x[:1], "fp8_e4m3")[0] == 1.125                       # right
-    assert x[1:].astype(ml_dtypes.bfloat16).astype(float)[0] == 1.0            # wrong
-    assert formats.quantize(x[1:], "bf16")[0] == 1 + 2.0**-7                      # right
+@pytest.mark.parametrize("name,label", [("fp8_e4m3", "e4m3"), ("fp8_e5m2", "e5m2"),
+                                        ("fp16", "fp16"), ("bf16", "bf16")])
+def test_float64_input_rounds_once(name, label):
+    """float64 values a hair above a midpoint round up: a cast through float32 (two
+    roundings) would land on the midpoint and then round to even, down. The oracle is the
+    exact Fraction rounding of the float64 value."""
+    man = oracle.FLOAT_GRIDS[label][0]
+    ones = np.array([1.0, -1.0, 4.0, -0.25])
+    # a tie of the target grid, plus a nudge below float32's resolution there
+    x = ones * (1 + 2.0**-(man + 1) + 2.0**-40)
+    want = np.array(oracle.fp_scalar(x, label, saturate=False))
+    got = formats.get(name, saturate=False).quantize(x)
+    assert got.dtype == np.float64
+    assert same_bits(got, want), first_difference(got, want, x)
+    through_float32 = np.array(oracle.fp_scalar(x.astype(np.float32), label, saturate=False))
+    assert (want != through_float32).all()     # every probe separates one rounding from two

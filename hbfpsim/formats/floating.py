@@ -3,9 +3,9 @@ of the MX family (FP8, FP6, FP4).
 
 Each layout is read from ``ml_dtypes.finfo`` (exponent and fraction bits, minimum normal
 exponent, largest finite value) and element codes are produced by ``ml_dtypes`` casts of
-values already on the grid, which are exact. Rounding itself is ours (kernels.py): the
-``ml_dtypes`` casts round float64 inputs through float32 (double rounding: 1 + 2^-4 + 2^-40
-becomes 1.0 in E4M3 instead of 1.125) and offer round-half-even only.
+values already on the grid, which are exact. Rounding itself is ours (kernels.py): not every
+``ml_dtypes`` release rounds float64 input once (some go through float32, so 1 + 2^-4 + 2^-40
+becomes 1.0 in E4M3 instead of 1.125), and the casts offer round-half-even only.
 """
 
 from __future__ import annotations
