@@ -58,6 +58,13 @@ def test_spec_constants_match_the_standards(label):
     assert spec.bits == {"fp16": 16, "bf16": 16, "e2m1": 4, "e3m2": 6, "e2m3": 6}.get(label, 8)
 
 
+@pytest.mark.parametrize("spec", floating.SPECS, ids=lambda s: s.dtype_name)
+def test_layouts_equal_ml_dtypes_finfo(spec):
+    """The layouts hbfpsim writes down from the standards are what ml_dtypes reads off its
+    types (exponent and fraction bits, minimum exponent, max, Inf and NaN)."""
+    assert floating.FloatSpec.of(spec.dtype) == spec
+
+
 @pytest.mark.parametrize("label", SPECS)
 def test_every_code_unpacks_and_packs_back(label):
     spec, scalar_type = SPECS[label], ELEMENT_TYPES[label]

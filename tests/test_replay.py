@@ -548,13 +548,13 @@ def test_failure_while_drawing_leaves_nothing(small_report, tmp_path, monkeypatc
 def test_figures_are_drawn_into_the_folder(small_report, tmp_path, monkeypatch):
     seen = []
 
-    def draw(report, folder):
-        seen.append(report)
+    def draw(report, folder, formats):
+        seen.append((report, formats))
         (Path(folder) / "figure.png").write_bytes(b"png")
 
     monkeypatch.setitem(sys.modules, "hbfpsim.replay.figures", _figures_module(draw))
     files = replay.write(small_report, tmp_path / "out", figures=True)
-    assert seen == [small_report]
+    assert seen == [(small_report, ("png",))]
     assert "figure.png" in {f.name for f in files}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
@@ -610,7 +610,18 @@ BAD_RUN_FILES = {
     "rule unknown format": (GOOD_RUN + GOOD_VARIANT + '[[variant.rule]]\ninput = "hbfp0"\n',
                             "input"),
     "not toml": (GOOD_RUN + "traces = [\n", "TOML"),
+    "figures unknown format": (GOOD_RUN + 'figures = ["jpg"]\n' + GOOD_VARIANT, "figures"),
+    "figures twice": (GOOD_RUN + 'figures = ["png", "png"]\n' + GOOD_VARIANT, "figures"),
+    "figures not a list": (GOOD_RUN + "figures = 1\n" + GOOD_VARIANT, "figures"),
 }
+
+
+@pytest.mark.parametrize("value, formats", [(None, ("png",)), ('["svg", "pdf"]', ("svg", "pdf")),
+                                            ('"pdf"', ("pdf",)), ("[]", ())])
+def test_figure_formats(tmp_path, value, formats):
+    path = tmp_path / "run.toml"
+    path.write_text(GOOD_RUN + ("" if value is None else f"figures = {value}\n") + GOOD_VARIANT)
+    assert replay.load(path).figures == formats
 
 
 @pytest.mark.parametrize("case", sorted(BAD_RUN_FILES))

@@ -60,7 +60,7 @@ def svg_text(path: Path) -> str:
 @pytest.fixture(scope="module")
 def written(tmp_path_factory) -> tuple[Path, list[Path]]:
     folder = tmp_path_factory.mktemp("figures")
-    return folder, draw(report(variants=WRITTEN), folder)
+    return folder, draw(report(variants=WRITTEN), folder, ("png", "svg"))
 
 
 def test_files_written_and_valid(written):
@@ -132,8 +132,14 @@ def test_heat_map_cells():
 
 def test_shape_only_writes_time_energy_only(tmp_path):
     paths = draw(report(accuracy=False), tmp_path)
-    assert [p.name for p in paths] == ["time_energy.png", "time_energy.svg"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["time_energy.png", "time_energy.svg"]
+    assert [p.name for p in paths] == ["time_energy.png"]        # PNG alone by default
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["time_energy.png"]
+
+
+def test_pdf_files(tmp_path):
+    paths = draw(report(accuracy=False), tmp_path, ("pdf",))
+    assert [p.name for p in paths] == ["time_energy.pdf"]
+    assert paths[0].read_bytes().startswith(b"%PDF-")
 
 
 def test_non_finite_sqnr_does_not_crash():
@@ -149,7 +155,7 @@ def test_non_finite_sqnr_does_not_crash():
 
 
 def test_names_with_several_arrays(tmp_path, monkeypatch):
-    monkeypatch.setattr(figures, "_save", lambda fig, folder, name: [folder / name])
+    monkeypatch.setattr(figures, "_save", lambda fig, folder, name, formats: [folder / name])
     names = [p.name for p in draw(report(arrays=("arr8", "big")), tmp_path)]
     assert sorted(names) == sorted(["error_vs_density", "time_energy",
                                     *(f"sqnr_{v}_{a}_toy" for v in VARIANTS
@@ -166,4 +172,22 @@ def test_quickstart(tmp_path):
     variants = dict.fromkeys(r.variant for r in rep.rows)
     assert names == {f"{n}.{e}" for n in ["error_vs_density", "time_energy",
                                           *(f"sqnr_{v}" for v in variants)]
-                     for e in ("png", "svg")}
+                     for e in ("png",)}
+
+
+def test_names_of_close_points_do_not_overlap():
+    """The quickstart's medians, where four variants lie within a few points of one another:
+    every name is drawn, and no two names' boxes intersect once the figure is laid out."""
+    close = {"fp32": (1.0, 142.2, 1.3e-10), "bf16": (2.4, 54.5, 2.4e-6),
+             "mxfp6_e2m3": (9.8, 29.0, 2.8e-5), "hbfp6": (11.6, 30.7, 2.0e-5),
+             "booster": (17.7, 29.8, 4.9e-5), "hbfp4": (18.9, 18.6, 5.9e-5)}
+    rows = [row(v, i, 0, "fc", "fwd", density, sqnr, w1)
+            for i, (v, (density, sqnr, w1)) in enumerate(close.items())]
+    fig = error_vs_density(Report(None, rows, arrays={"arr8": (8, 8)}).summary())
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        names = [t for t in ax.texts if t.get_text() in close]
+        assert sorted(t.get_text() for t in names) == sorted(close)
+        boxes = [t.get_window_extent(renderer) for t in names]
+        assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])

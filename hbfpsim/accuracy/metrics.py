@@ -32,6 +32,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 METRICS = ("rel_error", "sqnr_db", "max_abs_error", "w1", "vrr")
 RESAMPLES = 64          # bootstrap resamples for standard errors
@@ -175,37 +176,62 @@ def resampled_metrics(hw: np.ndarray, exact: np.ndarray, row_counts: np.ndarray,
     """The metrics of bootstrap resamples of (rows, cols) grids ``hw`` and ``exact``, each
     resample given by how many times it draws each row and column ((B, rows), (B, cols)):
     the same values as ``metrics`` on the resampled grids, computed as weighted sums over the
-    original outputs (weight = row count x column count) without building the grids. W1 of
-    two weighted distributions is the integral of the difference of their CDFs, summed over
-    the gaps of the merged sorted values, sorted once for all resamples."""
+    original outputs (weight = row count x column count) without building the grids: a
+    weighted sum of a grid V is r V c for the counts r, c. W1 of two weighted distributions
+    is the integral of the difference of their CDFs, summed over the gaps of the merged
+    sorted values (sorted once for all resamples) by ``_w1_and_peak``."""
+    n_rows, n_cols = hw.shape
     h, x = hw.ravel(), exact.ravel()
     size = h.size
     if not np.isfinite(h).all():
         return {name: np.full(len(row_counts), np.nan) for name in METRICS}
+    r, c = row_counts.astype(np.float64), col_counts.astype(np.float64)
+
+    def weighted(v: np.ndarray) -> np.ndarray:
+        return np.sum((r @ v.reshape(n_rows, n_cols)) * c, axis=1)
+
     h0, x0 = h - h.mean(), x - x.mean()          # centred: no cancellation in the variances
     err = h - x
+    total = r.sum(axis=1) * c.sum(axis=1)
+    noise, signal = weighted(err * err), weighted(x * x)
+    var_h = weighted(h0 * h0) / total - (weighted(h0) / total) ** 2
+    var_x = weighted(x0 * x0) / total - (weighted(x0) / total) ** 2
     values = np.concatenate([h, x])
     order = np.argsort(values, kind="stable")
-    sign = np.where(order < size, 1.0, -1.0)
     where = order % size
-    gaps = np.diff(values[order])
-    out: dict[str, list] = {name: [] for name in METRICS}
-    step = max(1, 2**22 // (2 * size))            # resamples per pass: bounded memory
-    for first in range(0, len(row_counts), step):
-        w = (row_counts[first:first + step, :, None]
-             * col_counts[first:first + step, None, :]).reshape(-1, size).astype(np.float64)
-        total = w.sum(axis=1)
-        noise, signal = w @ (err * err), w @ (x * x)
-        cdf = np.cumsum(w[:, where] * sign, axis=1)[:, :-1]
-        var_h = w @ (h0 * h0) / total - (w @ h0 / total) ** 2
-        var_x = w @ (x0 * x0) / total - (w @ x0 / total) ** 2
-        with np.errstate(divide="ignore", invalid="ignore"):   # degenerate resamples: nan
-            out["rel_error"].append(np.sqrt(noise / signal))
-            out["sqnr_db"].append(np.where(noise == 0, np.inf, 10 * np.log10(signal / noise)))
-            out["vrr"].append(var_h / var_x)
-        out["max_abs_error"].append(np.max(np.where(w > 0, np.abs(err), 0.0), axis=1))
-        out["w1"].append(np.abs(cdf) @ gaps / total)
-    return {name: np.concatenate(v) for name, v in out.items()}
+    w1, peak = np.empty(len(r)), np.empty(len(r))
+    _w1_and_peak(np.ascontiguousarray(row_counts, np.int64),
+                 np.ascontiguousarray(col_counts, np.int64), where // n_cols, where % n_cols,
+                 order < size, np.diff(values[order]), np.abs(err).reshape(n_rows, n_cols),
+                 w1, peak)
+    with np.errstate(divide="ignore", invalid="ignore"):   # degenerate resamples: nan
+        return {"rel_error": np.sqrt(noise / signal),
+                "sqnr_db": np.where(noise == 0, np.inf, 10 * np.log10(signal / noise)),
+                "max_abs_error": peak, "w1": w1 / total, "vrr": var_h / var_x}
+
+
+@njit(cache=True)
+def _w1_and_peak(row_counts, col_counts, row_of, col_of, from_hw, gaps, abs_err, w1, peak):
+    """Per resample b: ``w1[b]``, the sum over the merged sorted values s of |CDF difference
+    after s| x gap s (not yet divided by the weights' total; the CDF difference is an
+    integer, summed exactly), and ``peak[b]``, the largest |error| among outputs drawn. The
+    value at sorted place s belongs to output (row_of[s], col_of[s]) of hw (``from_hw``) or
+    of the reference."""
+    n_rows, n_cols = abs_err.shape
+    for b in range(row_counts.shape[0]):
+        difference, total = 0, 0.0
+        for s in range(gaps.size):
+            weight = row_counts[b, row_of[s]] * col_counts[b, col_of[s]]
+            difference += weight if from_hw[s] else -weight
+            total += abs(difference) * gaps[s]
+        w1[b] = total
+        top = 0.0
+        for i in range(n_rows):
+            if row_counts[b, i] > 0:
+                for j in range(n_cols):
+                    if col_counts[b, j] > 0:
+                        top = max(top, abs_err[i, j])
+        peak[b] = top
 
 
 __all__ = ["METRICS", "Accuracy", "Sample", "choose", "evaluate", "exact_product", "metrics",

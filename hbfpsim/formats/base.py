@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from numbers import Integral
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 
 from hbfpsim.formats import kernels
@@ -23,9 +22,8 @@ from hbfpsim.formats.rounding import Rounding
 from hbfpsim.formats.threads import threads_for
 
 NONFINITE_POLICIES = ("raise", "propagate")
-_NARROW_FLOATS = {np.dtype(t) for t in (np.float16, ml_dtypes.bfloat16, ml_dtypes.float8_e4m3fn,
-                                        ml_dtypes.float8_e5m2, ml_dtypes.float6_e3m2fn,
-                                        ml_dtypes.float6_e2m3fn, ml_dtypes.float4_e2m1fn)}
+_NARROW_FLOATS = {"float16", "bfloat16", "float8_e4m3fn", "float8_e5m2", "float6_e3m2fn",
+                  "float6_e2m3fn", "float4_e2m1fn"}     # numpy's and ml_dtypes' type names
 
 
 def as_float_array(x: Any) -> np.ndarray:
@@ -36,7 +34,7 @@ def as_float_array(x: Any) -> np.ndarray:
         a = a.astype(a.dtype.newbyteorder("="))
     if a.dtype in (np.float32, np.float64):
         return a
-    if a.dtype in _NARROW_FLOATS:
+    if a.dtype.name in _NARROW_FLOATS and a.dtype.kind in "fV":
         return a.astype(np.float32)
     if a.dtype.kind in "biu":
         return a.astype(np.float64)

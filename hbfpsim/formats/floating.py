@@ -1,11 +1,14 @@
 """Binary floating-point formats: FP32, BF16, FP16, FP8 as scalars, and the element types
 of the MX family (FP8, FP6, FP4).
 
-Each layout is read from ``ml_dtypes.finfo`` (exponent and fraction bits, minimum normal
-exponent, largest finite value) and element codes are produced by ``ml_dtypes`` casts of
-values already on the grid, which are exact. Rounding itself is ours (kernels.py): not every
-``ml_dtypes`` release rounds float64 input once (some go through float32, so 1 + 2^-4 + 2^-40
-becomes 1.0 in E4M3 instead of 1.125), and the casts offer round-half-even only.
+Each layout (exponent and fraction bits, minimum normal exponent, largest finite value,
+Inf and NaN) is the standard's: IEEE 754 for FP32 and FP16, the bfloat16 convention, the OCP
+8-bit floating point and MX specifications for FP8, FP6 and FP4; the tests check every one
+against ``ml_dtypes.finfo``. Element codes are produced by ``ml_dtypes`` casts of values
+already on the grid, which are exact; ``ml_dtypes`` is imported only then (its import takes
+half a second). Rounding itself is ours (kernels.py): not every ``ml_dtypes`` release rounds
+float64 input once (some go through float32, so 1 + 2^-4 + 2^-40 becomes 1.0 in E4M3
+instead of 1.125), and the casts offer round-half-even only.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 
 from hbfpsim.formats import kernels
@@ -37,15 +39,27 @@ class FloatSpec:
     max: float        # largest finite value
     has_inf: bool
     has_nan: bool
-    dtype: np.dtype | None = None   # numpy or ml_dtypes type with this layout, if one exists
+    dtype_name: str | None = None   # the numpy or ml_dtypes type with this layout, if any
 
     @classmethod
     def of(cls, scalar_type: type) -> FloatSpec:
+        """The layout of a numpy or ml_dtypes floating-point type, read from its finfo."""
+        import ml_dtypes
         info = ml_dtypes.finfo(scalar_type)
         dtype = np.dtype(scalar_type)
         probe = np.array([np.inf, np.nan], np.float32).astype(dtype).astype(np.float32)
         return cls(int(info.nexp), int(info.nmant), int(info.minexp), float(info.max),
-                   bool(np.isinf(probe[0])), bool(np.isnan(probe[1])), dtype)
+                   bool(np.isinf(probe[0])), bool(np.isnan(probe[1])), dtype.name)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The numpy or ml_dtypes type of this layout (ValueError if there is none)."""
+        if self.dtype_name is None:
+            raise ValueError(f"{self.label}: no numpy or ml_dtypes type has this layout")
+        if hasattr(np, self.dtype_name):
+            return np.dtype(getattr(np, self.dtype_name))
+        import ml_dtypes
+        return np.dtype(getattr(ml_dtypes, self.dtype_name))
 
     @classmethod
     def ieee(cls, exp_bits: int, man_bits: int) -> FloatSpec:
@@ -84,14 +98,15 @@ class FloatSpec:
             return raw.view(self.dtype).astype(np.float64)
 
 
-FP32 = FloatSpec.of(np.float32)
-BF16 = FloatSpec.of(ml_dtypes.bfloat16)
-FP16 = FloatSpec.of(np.float16)
-E4M3 = FloatSpec.of(ml_dtypes.float8_e4m3fn)
-E5M2 = FloatSpec.of(ml_dtypes.float8_e5m2)
-E3M2 = FloatSpec.of(ml_dtypes.float6_e3m2fn)
-E2M3 = FloatSpec.of(ml_dtypes.float6_e2m3fn)
-E2M1 = FloatSpec.of(ml_dtypes.float4_e2m1fn)
+FP32 = FloatSpec(8, 23, -126, float(np.finfo(np.float32).max), True, True, "float32")
+BF16 = FloatSpec(8, 7, -126, (2 - 2.0**-7) * 2.0**127, True, True, "bfloat16")
+FP16 = FloatSpec(5, 10, -14, 65504.0, True, True, "float16")
+E4M3 = FloatSpec(4, 3, -6, 448.0, False, True, "float8_e4m3fn")        # OCP FP8: no Inf
+E5M2 = FloatSpec(5, 2, -14, 57344.0, True, True, "float8_e5m2")
+E3M2 = FloatSpec(3, 2, -2, 28.0, False, False, "float6_e3m2fn")        # OCP MX: no Inf, NaN
+E2M3 = FloatSpec(2, 3, 0, 7.5, False, False, "float6_e2m3fn")
+E2M1 = FloatSpec(2, 1, 0, 6.0, False, False, "float4_e2m1fn")
+SPECS = (FP32, BF16, FP16, E4M3, E5M2, E3M2, E2M3, E2M1)
 
 SCALAR_SPECS = {"fp32": FP32, "bf16": BF16, "fp16": FP16, "fp8_e4m3": E4M3, "fp8_e5m2": E5M2}
 

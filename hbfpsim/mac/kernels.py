@@ -360,7 +360,7 @@ def _sequential_tile(r0, r1, A, B, qa, qb, block_a, block_b, lvl, maxval, fused,
     f0 = np.zeros((rows, n + PAD if fixed_f0 else 0), np.float64)
     st, slow, ids, steps = _tile_state(r0, rows, n, nlev, stride)
     run = max(1, RUN_BYTES // (8 * n))
-    k0 = 0
+    k0 = np.int64(0)         # not a literal 0: _products would compile once more for it
     for k in range(k_len):
         if not passes[k] and k < k_len - 1 and k + 1 - k0 < run:
             continue

@@ -1,4 +1,5 @@
-"""Figures of a replay run, each written as PNG and SVG by ``draw(report, folder)``.
+"""Figures of a replay run, each written in the run's formats (PNG by default; SVG and PDF
+for papers) by ``draw(report, folder, formats)``.
 
 * ``error_vs_density``: per (array, trace), each variant's density relative to FP32 (x; the
   summary's phase ``all``, in x FP32 MAC/s per µm²) against its median SQNR (dB, left,
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
@@ -43,6 +45,8 @@ PARTS = (("compute_pj", "compute", "tab:blue"), ("sram_pj", "SRAM", "tab:orange"
 HATCHES = ("", "//", "..")                           # fwd, bwd_data, bwd_weight
 ENERGY_UNITS = ((1e12, "J"), (1e9, "mJ"), (1e6, "µJ"), (1e3, "nJ"), (1.0, "pJ"))
 DENSITY = "density vs FP32 (× FP32 MAC/s per µm²)"
+LABEL_OFFSETS = ((4, 4), (4, -12), (-4, 4), (-4, -12), (7, -4), (-7, -4))   # points from
+#                                  a point to its name's lower corner (x < 0: its right end)
 GROUP_STYLES = (("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"), ("v", "-"), ("P", "--"))
 
 
@@ -80,6 +84,7 @@ def error_vs_density(summary: Sequence[dict]) -> Figure | None:
     left, right = fig.subplots(1, 2)
     groups = list(dict.fromkeys((s["array"], s["trace"]) for s in alls))
     drawn: dict[str, None] = {}                # variants on either panel, in order
+    labels: dict = {left: [], right: []}       # (x, y, variant) to name beside its point
     for n, (array, trace) in enumerate(groups):
         mine = [s for s in alls if (s["array"], s["trace"]) == (array, trace)]
         marker, style = GROUP_STYLES[n % len(GROUP_STYLES)]
@@ -94,8 +99,7 @@ def error_vs_density(summary: Sequence[dict]) -> Figure | None:
                        zorder=3)
             for x, y, name in values:
                 drawn[name] = None
-                ax.annotate(name, (x, y), xytext=(4, 4), textcoords="offset points",
-                            fontsize=8)
+                labels[ax].append((x, y, name))
             front = pareto([(x, sign * y) for x, y in zip(xs, ys)])
             ax.step(xs[front], ys[front], where="pre", color="0.25", linestyle=style,
                     alpha=0.7)
@@ -115,7 +119,48 @@ def error_vs_density(summary: Sequence[dict]) -> Figure | None:
         if ax.collections:
             ax.legend(handles=handles, fontsize=8)
     fig.suptitle(f"Accuracy vs density: {_config(alls)}")
+    fig.get_layout_engine().execute(fig)       # the axes' final places, then the names
+    for ax, points in labels.items():
+        _label_points(ax, points)
+    fig.set_layout_engine("none")              # names stay inside the axes: keep the layout
     return fig
+
+
+def _label_points(ax, points: list[tuple[float, float, str]], size: float = 8) -> None:
+    """Each name beside its point (x, y), at the first of ``LABEL_OFFSETS`` where its box
+    (measured, with a margin) overlaps no name placed before, no other point and nothing
+    outside the axes; where none is free, at the one that overlaps least."""
+    if not points:
+        return
+    ax.autoscale_view()
+    scale = ax.figure.dpi / 72                       # points to pixels
+    inside = ax.get_window_extent()
+    centres = ax.transData.transform([(x, y) for x, y, _ in points])
+    renderer, font = ax.figure.canvas.get_renderer(), FontProperties(size=size)
+    placed: list[tuple[float, float, float, float]] = []
+    for i, ((px, py), (x, y, name)) in enumerate(zip(centres, points)):
+        w, h, _ = renderer.get_text_width_height_descent(name, font, ismath=False)
+        w, h = w + 4 * scale, h + 3 * scale
+        others = [(qx - 7 * scale, qy - 7 * scale, qx + 7 * scale, qy + 7 * scale)
+                  for j, (qx, qy) in enumerate(centres) if j != i]        # rings included
+        best = None
+        for dx, dy in LABEL_OFFSETS:
+            x0 = px + dx * scale - (w if dx < 0 else 0)
+            box = (x0, py + dy * scale, x0 + w, py + dy * scale + h)
+            clash = sum(_overlap(box, b) for b in placed + others) + w * h - _overlap(
+                box, (inside.x0, inside.y0, inside.x1, inside.y1))
+            if best is None or clash < best[0]:
+                best = (clash, dx, dy, box)
+            if clash == 0:
+                break
+        placed.append(best[3])
+        ax.annotate(name, (x, y), xytext=best[1:3], textcoords="offset points", fontsize=size,
+                    ha="left" if best[1] >= 0 else "right")
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """The area two boxes (x0, y0, x1, y1) share."""
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
 def sqnr_map(rows: Sequence[Row], variant: str, array: str, trace: str) -> Figure | None:
@@ -136,25 +181,39 @@ def sqnr_map(rows: Sequence[Row], variant: str, array: str, trace: str) -> Figur
         grid[PHASES.index(phase), layers.index(layer), epochs.index(epoch)] = np.median(values)
     lo, hi = np.nanmin(grid), np.nanmax(grid)
     lo, hi = (lo - 1, hi + 1) if lo == hi else (lo, hi)
-    fig = Figure(figsize=(4 + 1.4 * len(PHASES) * max(len(epochs), 3) ** 0.8,
-                          2 + 0.3 * len(layers)), layout="constrained")
+    # laid out by hand (inches), not by a layout engine: these maps are most of a run's
+    # figures, and measuring every label to place them costs a third of their drawing time
+    label_size = 8 if len(layers) > 20 else 10
+    rotate = len(epochs) > 12
+    left = 0.75 + 0.6 * label_size / 72 * max(len(str(layer)) for layer in layers)
+    bottom = 0.6 + (0.08 * max(len(str(e)) for e in epochs) if rotate else 0.15)
+    top, right, gap = 0.75, 1.0, 0.25
+    panel_w = 1.4 * max(len(epochs), 3) ** 0.8
+    width = left + len(PHASES) * panel_w + (len(PHASES) - 1) * gap + right
+    height = top + bottom + 0.3 * len(layers) + 0.4
+    fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height,
+                        top=1 - top / height, wspace=gap / panel_w)
     axes = fig.subplots(1, len(PHASES), sharey=True, squeeze=False)[0]
     for ax, phase, panel in zip(axes, PHASES, grid):
         image = ax.imshow(panel, aspect="auto", cmap="viridis", vmin=lo, vmax=hi,
                           interpolation="nearest")
         ax.set_xticks(range(len(epochs)), [str(e) for e in epochs],
-                      rotation=90 if len(epochs) > 12 else 0)
+                      rotation=90 if rotate else 0)
         ax.set(xlabel="epoch (captured)", title=phase)
         if panel.size <= 60:
             for (i, j), value in np.ndenumerate(panel):
                 if np.isfinite(value):
                     ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=7,
                             color="black" if value > (lo + hi) / 2 else "white")
-    axes[0].set_yticks(range(len(layers)), layers, fontsize=8 if len(layers) > 20 else None)
+    axes[0].set_yticks(range(len(layers)), layers, fontsize=label_size)
     axes[0].set_ylabel("layer")
-    fig.colorbar(image, ax=list(axes), label="SQNR (dB)")
-    fig.suptitle(f"SQNR per layer and epoch: {variant}, trace {trace} on array {array}")
+    bar = fig.add_axes((1 - (right - 0.15) / width, bottom / height, 0.15 / width,
+                        1 - (top + bottom) / height))
+    fig.colorbar(image, cax=bar, label="SQNR (dB)")
+    fig.suptitle(f"SQNR per layer and epoch: {variant}, trace {trace} on array {array}",
+                 y=1 - 0.15 / height, va="top")
     return fig
 
 
@@ -203,27 +262,29 @@ def time_energy(summary: Sequence[dict]) -> Figure | None:
     return fig
 
 
-def _save(fig: Figure, folder: Path, name: str) -> list[Path]:
-    paths = [folder / f"{name}.png", folder / f"{name}.svg"]
-    fig.savefig(paths[0], dpi=150)
-    fig.set_layout_engine("none")      # keep the layout the PNG computed: lay out once
-    fig.savefig(paths[1], metadata={"Date": None})          # no date: reproducible SVG
+def _save(fig: Figure, folder: Path, name: str, formats: Sequence[str]) -> list[Path]:
+    paths = [folder / f"{name}.{ext}" for ext in formats]
+    for n, path in enumerate(paths):
+        fig.savefig(path, dpi=150, metadata={"Date": None} if path.suffix == ".svg" else None)
+        if n == 0:
+            fig.set_layout_engine("none")       # keep the first file's layout: lay out once
     return paths
 
 
-def draw(report: Report, folder: Path) -> list[Path]:
-    """Write the run's figures (module docstring) into ``folder``; the paths written."""
+def draw(report: Report, folder: Path, formats: Sequence[str] = ("png",)) -> list[Path]:
+    """Write the run's figures (module docstring) into ``folder``, a file per figure in each
+    of ``formats`` ("png", "svg", "pdf"); the paths written."""
     folder = Path(folder)
     summary = report.summary()
     written: list[Path] = []
     if (fig := error_vs_density(summary)) is not None:
-        written += _save(fig, folder, "error_vs_density")
+        written += _save(fig, folder, "error_vs_density", formats)
     rows = report.rows
     simple = len({(r.array, r.trace) for r in rows}) == 1
     for variant, array, trace in dict.fromkeys((r.variant, r.array, r.trace) for r in rows):
         if (fig := sqnr_map(rows, variant, array, trace)) is not None:
             name = variant if simple else f"{variant}_{array}_{trace}"
-            written += _save(fig, folder, "sqnr_" + re.sub(r"[^\w.-]+", "_", name))
+            written += _save(fig, folder, "sqnr_" + re.sub(r"[^\w.-]+", "_", name), formats)
     if (fig := time_energy(summary)) is not None:
-        written += _save(fig, folder, "time_energy")
+        written += _save(fig, folder, "time_energy", formats)
     return written

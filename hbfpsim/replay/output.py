@@ -31,9 +31,9 @@ def write(report: Report, out: str | Path, force: bool = False, figures: bool = 
         if summary:
             _csv(tmp / "summary.csv", tuple(summary[0]), (tuple(s.values()) for s in summary))
         (tmp / "run.json").write_text(json.dumps(_run_json(report), indent=1) + "\n")
-        if figures:
+        if figures and report.spec.figures:
             from hbfpsim.replay.figures import draw
-            draw(report, tmp)
+            draw(report, tmp, report.spec.figures)
     return sorted(out.iterdir())
 
 

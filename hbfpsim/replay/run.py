@@ -7,6 +7,7 @@ progress bar (records done, exact MACs per second, ETA) goes to stderr on a term
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -82,20 +83,21 @@ def run(spec: RunSpec | str | Path, progress: bool | None = None,
         spec = load(spec)
     start = time.perf_counter()
     opened = [traces.open(path) for path in spec.traces]
-    kinds = {n.block_accumulator is None for v in spec.variants for n in v.numerics}
-    warm.start(needed=len(kinds) == 2)     # a cold cache compiles on both cores
     synthetic = _synthetic(spec)
+    helper = warm.start(opened[0].path, spec.arrays[0], spec.variants, spec.sampling,
+                        synthetic) if opened and spec.arrays else warm.Helper(None, frozenset())
     report = Report(spec, arrays={a.name: (a.rows, a.cols) for a in spec.arrays})
     jobs = len(spec.arrays) * len(spec.variants)
     total = sum(len(t) for t in opened) * jobs
     macs = 0
     with tqdm(total=total, unit="rec", disable=None if progress is None else not progress,
-              desc="replay", dynamic_ncols=True) as bar:
+              desc="replay", dynamic_ncols=True) as bar, contextlib.closing(helper):
         for trace in opened:
             where, weights = where_for(trace), epoch_weights(trace) if len(trace) else {}
             for gemm in trace:
                 for array in spec.arrays:
                     for variant in spec.variants:
+                        helper.ready(variant)
                         row = replay(gemm, array, variant, where, trace.path.name,
                                      max_outputs=spec.sampling.max_outputs,
                                      max_macs=spec.sampling.max_macs, seed=spec.sampling.seed,

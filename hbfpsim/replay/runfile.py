@@ -11,6 +11,7 @@
     max_macs = 67108864                  # MACs spent on one record's accuracy, at most
     synthetic = "none"                   # shape-only records: "none", "gaussian", "fitted"
     fit = "../traces/cnn_digits"         # with "fitted": the captured trace to fit
+    figures = ["png"]                    # figure files: any of "png", "svg", "pdf"; [] none
 
     [[variant]]                          # numerics: the keys of an array's [numerics]
     name = "hbfp4"
@@ -51,7 +52,9 @@ from hbfpsim.staging import as_path
 from hbfpsim.trace import PHASES
 
 SYNTHETIC = ("none", "gaussian", "fitted")
-RUN_KEYS = ("traces", "arrays", "out", "seed", "max_outputs", "max_macs", "synthetic", "fit")
+RUN_KEYS = ("traces", "arrays", "out", "seed", "max_outputs", "max_macs", "synthetic", "fit",
+            "figures")
+FIGURE_FORMATS = ("png", "svg", "pdf")
 MAX_OUTPUTS = 2**26         # outputs evaluated per record: 512 MiB per float64 copy
 MAX_MACS = 2**40            # MACs per record: hours of MAC-engine time
 
@@ -79,6 +82,7 @@ class RunSpec:
     fit: Path | None = None
     source: str = "<code>"
     text: str = ""              # the run file as written, kept in run.json
+    figures: tuple[str, ...] = ("png",)     # a file per figure in each of these formats
 
     @property
     def inputs(self) -> list[Path]:
@@ -112,7 +116,20 @@ def parse(data: dict, *, source: str = "<dict>", base: Path = Path("."),
         raise ConfigError(f"{source}: no [[variant]]: give at least one (numerics or a "
                           "schedule)")
     variants = variant_tables(raw, source)
-    return RunSpec(traces, arrays, variants, Path(out), sampling, synthetic, fit, source, text)
+    return RunSpec(traces, arrays, variants, Path(out), sampling, synthetic, fit, source, text,
+                   figure_formats(run, where))
+
+
+def figure_formats(run: dict, where: str) -> tuple[str, ...]:
+    """``figures``: formats of the figure files, each once ([] for none)."""
+    value = run.get("figures", ["png"])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or any(v not in FIGURE_FORMATS for v in value) \
+            or len(set(value)) != len(value):
+        raise ConfigError(f"{where} figures: expected a list of distinct formats among "
+                          f"{', '.join(map(repr, FIGURE_FORMATS))}, got {reprlib.repr(value)}")
+    return tuple(value)
 
 
 def variant_tables(raw: list, source: str) -> tuple[Schedule, ...]:

@@ -1,42 +1,114 @@
-"""Compile the block-accumulation kernel in a second process while the run starts.
+"""Compile in a second process the kernels a run will need later, while it starts.
 
 A cold run (a fresh install: numba's on-disk cache is empty) spends most of its first
-minute compiling two kernels, the sequential one (float accumulators) and the cascade of the
-BLAS fast path (integer block accumulators), one after the other, on one core. When a run
-needs both and the machine has a second core, a helper process compiles the cascade (with a
-tiny HBFP GEMM of the argument types the replay uses) and numba's cache hands the result to
-this process, which meanwhile compiles the sequential kernel. On a warm cache the helper
-only loads it, and nothing changes but a second of the other core's time. The helper ignores
-Ctrl-C, prints nothing, and is a daemon: it never outlives the run.
+half-minute compiling two GEMM kernels, the sequential one (float accumulators) and the
+cascade of the BLAS fast path (integer block accumulators), each on one core. When a run has
+variants of both kinds, the cascade is not in numba's cache and the machine has a second
+core, a helper (``python -m hbfpsim.replay.warm``, a child of this process that dies with
+it: ``hbfpsim.children``) replays the first record under each variant of the other kind than
+the run's first variant, and numba's cache hands the compiled kernels to this process, which
+meanwhile compiles the first variant's. Before this process replays a variant of the
+helper's kind it waits for the helper, so no kernel is compiled twice. The helper prints
+nothing; its failure only costs the time it would have saved.
 """
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing
 import os
-import signal
+import subprocess
 import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from hbfpsim import children
+from hbfpsim.config import ArrayConfig
+from hbfpsim.replay.runfile import Sampling
+from hbfpsim.replay.synthetic import Source
+from hbfpsim.schedule import Schedule
+
+WAIT_SECONDS = 300.0         # the longest a run waits for the helper
 
 
-def _compile_cascade() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet):
-        import numpy as np
-
-        from hbfpsim.mac import matmul
-        a = np.linspace(-1, 1, 2 * 128, dtype=np.float32).reshape(2, 128)
-        matmul(a, a.T.copy(), "hbfp4", plan="fixed13*32 > fp32")
+def kinds(schedule: Schedule) -> frozenset[bool]:
+    """Whether each of the schedule's numerics accumulates blocks in integers (True) or
+    products in floats (False): the two families of GEMM kernels."""
+    return frozenset(n.block_accumulator is not None for n in schedule.numerics)
 
 
-_started = False
+class Helper:
+    """The helper of one run (or none): ``ready(schedule)`` before replaying ``schedule``."""
+
+    def __init__(self, child: subprocess.Popen | None, kind: frozenset[bool]) -> None:
+        self._child = child
+        self._kind = kind
+
+    def ready(self, schedule: Schedule) -> None:
+        """Wait for the helper if it is compiling for ``schedule``'s kind of kernels."""
+        if self._child is None or kinds(schedule) <= self._kind:
+            return
+        try:
+            self._child.wait(WAIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self._child.kill()
+            self._child.wait()
+        self._child = None
+
+    def close(self) -> None:
+        """Stop the helper if it still runs (the run is over or failed)."""
+        if self._child is not None:
+            self._child.kill()
+            self._child.wait()
+            self._child = None
 
 
-def start(needed: bool) -> None:
-    """Start the helper, once per process, when ``needed`` (the run has block accumulators
-    and float ones) and there is a second core."""
-    global _started
-    if _started or not needed or (os.cpu_count() or 1) < 2 or sys.platform == "win32":
+def start(trace: Path, config: ArrayConfig, variants: Sequence[Schedule], sampling: Sampling,
+          synthetic: Source | None = None) -> Helper:
+    """The helper for a run of ``variants`` on ``config`` over ``trace`` (module
+    docstring), started only when it pays."""
+    first = kinds(variants[0]) if variants else frozenset()
+    later = [v for v in variants if not kinds(v) <= first]
+    if not later or (os.cpu_count() or 1) < 2 or _compiled():
+        return Helper(None, first)
+    child = children.start("hbfpsim.replay.warm", stdin=subprocess.PIPE,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        children.send(child.stdin, (trace, config, later, sampling, synthetic))
+        child.stdin.close()
+    except OSError:
+        pass
+    return Helper(child, first)
+
+
+def _compiled() -> bool:
+    """Whether numba's disk cache already holds the cascade kernel for this CPU (then a
+    helper would only load it). Read through numba's cache internals; if they moved, the
+    answer is yes (no helper: slower cold runs, never slower warm ones)."""
+    from hbfpsim.mac import kernels
+    try:
+        index = kernels.gemm_fast._cache._cache_file._load_index()
+        magic = kernels.gemm_fast.targetctx.codegen().magic_tuple()
+        return any(key[1] == magic for key in index)
+    except Exception:                   # noqa: BLE001 (any change in numba's internals)
+        return True
+
+
+def _replay_first_record() -> None:
+    from hbfpsim import trace as traces
+    from hbfpsim.replay.record import replay
+    from hbfpsim.replay.run import epoch_weights, where_for
+
+    path, config, variants, sampling, synthetic = children.receive(sys.stdin.buffer)
+    trace = traces.open(path)
+    if not len(trace):
         return
-    _started = True
-    multiprocessing.get_context("spawn").Process(target=_compile_cascade, daemon=True).start()
+    where, weights = where_for(trace), epoch_weights(trace)
+    gemm = next(iter(trace))
+    for variant in variants:
+        replay(gemm, config, variant, where, trace.path.name,
+               max_outputs=sampling.max_outputs, max_macs=sampling.max_macs,
+               seed=sampling.seed, synthetic=synthetic, epochs=weights[gemm.record.epoch])
+
+
+if __name__ == "__main__":
+    children.bind_to_parent()
+    _replay_first_record()
