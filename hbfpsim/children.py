@@ -95,17 +95,18 @@ def _read(stream: IO[bytes], size: int) -> bytes:
     return data
 
 
-def stop(child: subprocess.Popen, timeout: float = 5.0) -> None:
-    """Close ``child``'s standard input (its cue to finish) and wait for it; kill it after
-    ``timeout`` seconds."""
-    for stream in (child.stdin, child.stdout):
-        if stream is not None:
-            try:
-                stream.close()
-            except OSError:
-                pass
+def stop(child: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Close ``child``'s standard input (its cue to finish), wait for it (its last reply
+    still fits the pipe) and close its output; kill it after ``timeout`` seconds."""
+    if child.stdin is not None:
+        try:
+            child.stdin.close()
+        except OSError:
+            pass
     try:
         child.wait(timeout)
     except subprocess.TimeoutExpired:
         child.kill()
         child.wait()
+    if child.stdout is not None:
+        child.stdout.close()

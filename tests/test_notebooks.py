@@ -9,9 +9,6 @@ cache.
 """
 
 import importlib.util
-import json
-import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,46 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 FOLDER = ROOT / "notebooks"
 NOTEBOOKS = ["quickstart.ipynb", "density_and_area.ipynb", "accumulator_width.ipynb",
              "accuracy_booster.ipynb", "sweep_pareto.ipynb"]
-KERNEL = "python3"
-
-
-def _spec_runs_this_python(spec_dir: str) -> bool:
-    """Whether the kernelspec in ``spec_dir`` starts this interpreter: jupyter_client
-    replaces a bare ``python``/``python3`` with ``sys.executable``; an absolute path must be
-    this very interpreter, or the kernel might not see hbfpsim."""
-    try:
-        argv = json.loads((Path(spec_dir) / "kernel.json").read_text())["argv"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    if not argv:
-        return False
-    if argv[0] in ("python", f"python{sys.version_info[0]}",
-                   "python{}.{}".format(*sys.version_info[:2])):
-        return True
-    return os.path.realpath(argv[0]) == os.path.realpath(sys.executable)
-
-
-@pytest.fixture(scope="module")
-def kernel(tmp_path_factory):
-    """The kernel name to run notebooks with: the installed ``python3`` kernelspec when it
-    starts this interpreter (ipykernel installs one into the environment), else one written
-    to a temporary folder that JUPYTER_PATH puts first."""
-    from jupyter_client.kernelspec import find_kernel_specs
-
-    found = find_kernel_specs().get(KERNEL)
-    if found is not None and _spec_runs_this_python(found):
-        yield KERNEL
-        return
-    data = tmp_path_factory.mktemp("jupyter")
-    spec = data / "kernels" / KERNEL
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (hbfpsim tests)", "language": "python"}))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("JUPYTER_PATH", os.pathsep.join(
-            [str(data), *filter(None, [os.environ.get("JUPYTER_PATH")])]))
-        yield KERNEL
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

@@ -13,11 +13,20 @@ thread and restores the caller's setting afterwards.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numba
 from threadpoolctl import ThreadpoolController
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the system has one, as
+    numba's default thread count; else every CPU)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
 
 PARALLEL_ELEMENTS = 2**16     # quantization: elements below which one thread is used
 PARALLEL_MACS = 2**20         # GEMM kernels: multiply-accumulates below which one is used

@@ -9,7 +9,8 @@ it: ``hbfpsim.children``) replays the first record under each variant of the oth
 the run's first variant, and numba's cache hands the compiled kernels to this process, which
 meanwhile compiles the first variant's. Before this process replays a variant of the
 helper's kind it waits for the helper, so no kernel is compiled twice. The helper prints
-nothing; its failure only costs the time it would have saved.
+nothing; its failure only costs the time it would have saved. The environment variable
+``HBFPSIM_WARM_UP`` overrides the choice: ``always`` or ``never`` (default ``auto``).
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from pathlib import Path
 
 from hbfpsim import children
 from hbfpsim.config import ArrayConfig
+from hbfpsim.formats.threads import usable_cpus
 from hbfpsim.replay.runfile import Sampling
 from hbfpsim.replay.synthetic import Source
 from hbfpsim.schedule import Schedule
 
 WAIT_SECONDS = 300.0         # the longest a run waits for the helper
+SWITCH = "HBFPSIM_WARM_UP"   # "auto" (default): a helper when it pays; "always"; "never"
 
 
 def kinds(schedule: Schedule) -> frozenset[bool]:
@@ -67,7 +70,9 @@ def start(trace: Path, config: ArrayConfig, variants: Sequence[Schedule], sampli
     docstring), started only when it pays."""
     first = kinds(variants[0]) if variants else frozenset()
     later = [v for v in variants if not kinds(v) <= first]
-    if not later or (os.cpu_count() or 1) < 2 or _compiled():
+    when = os.environ.get(SWITCH, "auto")
+    if not later or when == "never" or (when != "always" and (
+            usable_cpus() < 2 or _compiled())):
         return Helper(None, first)
     child = children.start("hbfpsim.replay.warm", stdin=subprocess.PIPE,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

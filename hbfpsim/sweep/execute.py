@@ -4,10 +4,10 @@
 ones out in batches (so that per-task overhead stays small next to a batch's work); each
 batch's results go into the store in one transaction as it finishes. Executors:
 
-- no scheduler (default): a process pool of ``workers`` processes (default: every core),
-  each writing its batches into the store itself;
+- no scheduler (default): ``workers`` worker processes (default: every CPU this process
+  may use), each writing its batches into the store itself;
 - ``"local"``: Dask, on a ``LocalCluster`` of ``workers`` processes on the loopback
-  interface;
+  interface, which a child process (``python -m hbfpsim.sweep.cluster``) runs;
 - ``"tcp://HOST:PORT"``: Dask, on an existing scheduler (workers started with ``dask
   worker``); they need hbfpsim installed and the traces at the same paths (a shared file
   system).
@@ -20,20 +20,21 @@ that breaks is an error, ``WorkerLost``, and the next start resumes).
 from __future__ import annotations
 
 import math
-import multiprocessing
-import os
+import selectors
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
+from hbfpsim import children
 from hbfpsim.config import ConfigError
+from hbfpsim.formats.threads import usable_cpus
 from hbfpsim.sweep.compute import Job, Result, Task, run_batch
 from hbfpsim.sweep.spec import SweepSpec
-from hbfpsim.sweep.store import Store, run_and_store
+from hbfpsim.sweep.store import Store
 
 TASK_SECONDS = 1.0           # aim for batches of about this much work
 RUN_SECONDS = {"timing": 0.01, "accuracy": 1.0}    # a guess per run, to size batches
@@ -89,8 +90,7 @@ def run(spec: SweepSpec, store: str | Path, *, scheduler: str | None = None,
 
 def _workers(workers: int | None) -> int:
     if workers is None:
-        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                   else os.cpu_count() or 1)
+        return usable_cpus()
     if not isinstance(workers, int) or isinstance(workers, bool) or \
             not 1 <= workers <= MAX_WORKERS:
         raise ConfigError(f"workers: expected an integer in [1, {MAX_WORKERS}], got {workers!r}")
@@ -116,53 +116,55 @@ def _execute(scheduler: str | None, workers: int, job: Job, batches: list[list[T
     return (db.add(results) for results in _dask(scheduler, workers, job, batches))
 
 
-def _context() -> multiprocessing.context.BaseContext:
-    """forkserver where there is one (workers fork from a clean process that has imported
-    the compute module once), else spawn; never fork from this possibly threaded one."""
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["hbfpsim.sweep.store"])
-        return ctx
-    return multiprocessing.get_context("spawn")
-
-
 def _one_thread() -> None:
-    """Worker start: one numba and BLAS thread each (the processes share the cores); Ctrl-C
-    reaches the whole process group, and is the sweep process's to handle (it stops the
-    workers)."""
+    """On a Dask worker: one numba and BLAS thread (the workers share the cores)."""
     import numba
     from threadpoolctl import threadpool_limits
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     numba.set_num_threads(1)
     threadpool_limits(1)
 
 
 def _local(workers: int, job: Job, batches: list[list[Task]], store: Path) -> Iterator[int]:
-    """Batches on a process pool. Ctrl-C and SIGTERM, while it runs, only set a flag that
-    the loop checks (raised at any point, they could leave the pool's locks held): then the
-    batches not started are dropped, the running ones finish (about a second each; workers
-    ignore Ctrl-C), and the signal is acted on as it would have been."""
+    """Batches on ``workers`` worker processes (``python -m hbfpsim.sweep.worker``, children
+    that die with this process), each given its next batch as it answers the last. Ctrl-C
+    and SIGTERM, while it runs, only set a flag that the loop checks: then no batch is
+    handed out, the running ones finish (about a second each; workers ignore Ctrl-C), and
+    the signal is acted on as it would have been."""
     caught: list[int] = []
     previous = {}
     if threading.current_thread() is threading.main_thread():
         previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum))
                     for s in (signal.SIGINT, signal.SIGTERM)}
-    pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_one_thread)
-    try:
-        pending = {pool.submit(run_and_store, store, job, tasks) for tasks in batches}
-        while pending and not caught:
-            finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            for future in finished:
-                try:
-                    yield future.result()
-                except BrokenExecutor:
-                    raise WorkerLost("a sweep worker process died (killed, or out of "
-                                     "memory); the runs finished so far are stored: run the "
-                                     "sweep again to resume") from None
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    waiting = iter(batches)
+    pool: list[subprocess.Popen] = []
+    with selectors.DefaultSelector() as selector:
+        try:
+            for _ in range(min(workers, len(batches))):
+                child = children.start("hbfpsim.sweep.worker", stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, env=children.ONE_THREAD)
+                pool.append(child)
+                _hand_out(child, next(waiting), store, job, selector)
+            while selector.get_map() and not caught:
+                for key, _ in selector.select(timeout=0.2):
+                    child = key.data
+                    try:
+                        kind, value = children.receive(child.stdout)
+                    except EOFError:
+                        raise WorkerLost("a sweep worker process died (killed, or out of "
+                                         "memory); the runs finished so far are stored: "
+                                         "run the sweep again to resume") from None
+                    if kind == "error":
+                        raise value
+                    selector.unregister(child.stdout)
+                    tasks = next(waiting, None)
+                    if tasks is not None:
+                        _hand_out(child, tasks, store, job, selector)
+                    yield value
+        finally:
+            for child in pool:
+                children.stop(child)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
     if caught:
         handler = previous.get(caught[0])
         if callable(handler):
@@ -172,23 +174,39 @@ def _local(workers: int, job: Job, batches: list[list[Task]], store: Path) -> It
         raise KeyboardInterrupt
 
 
+def _hand_out(child: subprocess.Popen, tasks: list[Task], store: Path, job: Job,
+              selector: selectors.BaseSelector) -> None:
+    try:
+        children.send(child.stdin, (store, job, tasks))
+    except OSError:                        # it died: its reply's absence says so
+        pass
+    selector.register(child.stdout, selectors.EVENT_READ, child)
+
+
 def _dask(scheduler: str, workers: int, job: Job, batches: list[list[Task]]
           ) -> Iterator[list[Result]]:
     try:
-        from distributed import Client, LocalCluster, as_completed
+        from distributed import Client, as_completed
         from distributed.scheduler import KilledWorker
     except ImportError:
         raise ConfigError("a Dask scheduler needs dask[distributed]: pip install "
                           "'hbfpsim[dask]'") from None
     cluster = None
     if scheduler == "local":
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address=None)
+        cluster = children.start("hbfpsim.sweep.cluster", str(workers),
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 env=children.ONE_THREAD)
+        try:
+            scheduler = children.receive(cluster.stdout)
+        except EOFError:
+            children.stop(cluster)
+            raise ConfigError("scheduler local: the Dask LocalCluster did not start (see "
+                              "the messages above)") from None
     try:
-        client = Client(cluster if cluster is not None else scheduler, timeout="30s")
+        client = Client(scheduler, timeout="30s")
     except (OSError, TimeoutError) as err:
         if cluster is not None:
-            cluster.close()
+            children.stop(cluster)
         raise ConfigError(f"scheduler {scheduler}: cannot connect: {err}") from None
     try:
         client.run(_one_thread)
@@ -204,5 +222,5 @@ def _dask(scheduler: str, workers: int, job: Job, batches: list[list[Task]]
     finally:
         client.close()
         if cluster is not None:
-            cluster.close()
+            children.stop(cluster)
 
