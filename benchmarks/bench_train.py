@@ -1,15 +1,18 @@
 """Per-step time of emulated training against plain FP32 training of the same model, in the
-same run (issue 14: under 3x for the fast path).
+same run: the target is under 3x.
 
 For each built-in task (the digits CNN, the character-level transformer at its default
 size) it times whole training steps (forward, loss, backward, optimizer step) of the plain
 PyTorch model, then of the same model converted by ``hbfpsim.train.emulate`` with the fp32
 schedule (the emulation's own overhead), HBFP8 and HBFP4 (operands quantized along each
 GEMM's reduction axis, FP32 accumulation by torch, HBFP16 weight storage), and prints the
-median step time and its ratio to plain FP32. Rounds alternate the variants, so a slow
-moment of the shared machine falls on all of them.
+median step time and its ratio to plain FP32. Every step runs on one torch thread, as
+``hbfpsim train`` runs them (``loop.one_thread``). Rounds alternate the variants, so a slow
+moment of the shared machine falls on all of them. ``--busy`` times every round twice:
+on the machine as it is, then beside a process that keeps one CPU busy (a Python loop),
+and prints how much each ratio grew.
 
-    python benchmarks/bench_train.py [--steps N] [--rounds 5]
+    python benchmarks/bench_train.py [--task digits|text] [--steps N] [--rounds 5] [--busy]
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from __future__ import annotations
 import argparse
 import itertools
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
@@ -56,31 +61,56 @@ def main() -> None:
                         "digits, 30 for text: a round of each takes a fraction of a second "
                         "to a few seconds)")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--task", choices=tuple(STEPS), action="append",
+                        help="a task to time (default: both)")
+    parser.add_argument("--busy", action="store_true",
+                        help="also time every round beside a process that keeps a CPU busy")
     args = parser.parse_args()
-    print(machine(), f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    torch.set_num_threads(1)                   # as hbfpsim train runs (loop.one_thread)
+    print(machine(), f"torch {torch.__version__}, {torch.get_num_threads()} thread")
     print(f"median over {args.rounds} rounds; ratio to plain FP32 torch in the same rounds\n")
-    print(f"{'task':8} {'variant':14} {'ms/step':>9} {'vs FP32':>8}")
-    for name in ("digits", "text"):
+    loads = ("idle", "busy") if args.busy else ("idle",)
+    print(f"{'task':8} {'variant':14} " + " ".join(f"{'ms/step':>9} {'vs FP32':>8}"
+                                                   for _ in loads)
+          + ("   busy/idle ratio" if args.busy else ""))
+    for name in args.task or STEPS:
         settings = {k: v for k, v in DEFAULTS[name].items() if k != "epochs"}
         task = TASKS[name](**settings)
         count = args.steps or STEPS[name]
         batches = list(itertools.islice(
             (b for epoch in itertools.count() for b in task.batches(0, epoch)), count))
         runs = {v: setup(task, v) for v in VARIANTS}
-        times = {v: [] for v in VARIANTS}
         for v in VARIANTS:                     # warm-up: numba kernels, allocator
             steps(task, *runs[v], batches[:3])
-        for _ in range(args.rounds):
-            for v in VARIANTS:
-                times[v].append(steps(task, *runs[v], batches))
-        base = statistics.median(times[None])
+        medians = {load: rounds(task, runs, batches, args.rounds, load) for load in loads}
         for v in VARIANTS:
-            t = statistics.median(times[v])
             label = "plain torch" if v is None else f"emulated {v}"
-            verdict = "" if v is None else ("  ok" if t / base < TARGET else "  above target")
-            print(f"{name:8} {label:14} {t * 1e3:9.2f} {t / base:7.2f}x{verdict}"
+            ratio = {load: medians[load][v] / medians[load][None] for load in loads}
+            cells = " ".join(f"{medians[load][v] * 1e3:9.2f} {ratio[load]:7.2f}x"
+                             for load in loads)
+            grew = f"   {ratio['busy'] / ratio['idle']:.2f}" if args.busy and v else ""
+            verdict = "" if v is None else ("  ok" if ratio["idle"] < TARGET
+                                            else "  above target")
+            print(f"{name:8} {label:14} {cells}{grew}{verdict}"
                   + (f"   ({count} steps a round)" if v is None else ""))
     print(f"\nTarget: emulated (fast path) under {TARGET:.0f}x plain FP32 per step.")
+
+
+def rounds(task, runs, batches, count: int, load: str) -> dict:
+    """Median seconds per step of each variant over ``count`` alternating rounds, with
+    ``load`` "busy": beside a process spinning on one CPU."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) \
+        if load == "busy" else None
+    try:
+        times = {v: [] for v in runs}
+        for _ in range(count):
+            for v in runs:
+                times[v].append(steps(task, *runs[v], batches))
+    finally:
+        if spinner is not None:
+            spinner.kill()
+            spinner.wait()
+    return {v: statistics.median(t) for v, t in times.items()}
 
 
 if __name__ == "__main__":

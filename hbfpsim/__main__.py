@@ -1,3 +1,3 @@
-from hbfpsim.cli import main
+from hbfpsim.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -13,7 +13,9 @@ the parent's to handle.
 
 Messages between the two travel over the child's standard input and output as frames: an
 8-byte length, then a pickle. Only a process of hbfpsim's own, started here, is read this
-way; files are never unpickled.
+way; files are never unpickled. ``Pool`` hands requests to several such children and
+``serve`` answers them in a child: each request gets any number of ``("progress", x)``
+frames, then ``("done", result)`` or ``("error", exception)``.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from __future__ import annotations
 import ctypes
 import os
 import pickle
+import selectors
 import signal
 import struct
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -76,8 +80,11 @@ def _watch(parent: int) -> None:
 
 def send(stream: IO[bytes], message: Any) -> None:
     """One frame onto ``stream``, flushed."""
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_LENGTH.pack(len(data)) + data)
+    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    data = memoryview(_LENGTH.pack(len(payload)) + payload)
+    while data:
+        written = stream.write(data)      # an unbuffered pipe may take less
+        data = data[written if written is not None else len(data):]
     stream.flush()
 
 
@@ -89,10 +96,14 @@ def receive(stream: IO[bytes]) -> Any:
 
 
 def _read(stream: IO[bytes], size: int) -> bytes:
-    data = stream.read(size)
-    if data is None or len(data) < size:
-        raise EOFError("the other process closed the pipe")
-    return data
+    parts, left = [], size
+    while left:
+        data = stream.read(left)       # an unbuffered pipe may return less
+        if not data:
+            raise EOFError("the other process closed the pipe")
+        parts.append(data)
+        left -= len(data)
+    return b"".join(parts)
 
 
 def stop(child: subprocess.Popen, timeout: float = 60.0) -> None:
@@ -110,3 +121,110 @@ def stop(child: subprocess.Popen, timeout: float = 60.0) -> None:
         child.wait()
     if child.stdout is not None:
         child.stdout.close()
+
+
+class ChildLost(OSError):
+    """A child process died (killed, out of memory) before answering."""
+
+
+class Pool:
+    """``size`` children running ``python -m module``, each answering one request at a time
+    (their module calls ``serve``). Use as a context manager; leaving it stops them
+    (``close``). Their pipes are unbuffered: a buffered reader could hold frames that
+    ``select`` no longer sees waiting."""
+
+    def __init__(self, module: str, size: int, env: dict[str, str] | None = None) -> None:
+        self.children: list[subprocess.Popen] = []
+        try:
+            for _ in range(size):
+                self.children.append(start(module, stdin=subprocess.PIPE,
+                                           stdout=subprocess.PIPE, env=env, bufsize=0))
+        except BaseException:
+            self.close(graceful=False)
+            raise
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, kind, error, tb) -> None:
+        self.close(graceful=kind is None)
+
+    def run(self, requests: Iterable, stop: Callable[[], bool] = lambda: False
+            ) -> Iterator[tuple[Any, str, Any]]:
+        """(request, kind, value) for every frame the children send, "done" last for each
+        request; the next request goes to the child that answered. Once ``stop()`` is true
+        no request is handed out and the loop ends (running ones are left to ``close``). A
+        child's error is raised here; a dead child raises ChildLost."""
+        waiting = iter(requests)
+        asked: dict[int, Any] = {}
+        with selectors.DefaultSelector() as selector:
+            for child in self.children:
+                if not self._hand(child, waiting, asked, selector):
+                    break
+            while selector.get_map() and not stop():
+                for key, _ in selector.select(timeout=0.2):
+                    child = key.data
+                    try:
+                        kind, value = receive(child.stdout)
+                    except EOFError:
+                        raise ChildLost(f"a worker process (python -m {child.args[2]}) "
+                                        "died") from None
+                    if kind == "error":
+                        raise value
+                    yield asked[child.pid], kind, value
+                    if kind == "done":
+                        selector.unregister(child.stdout)
+                        if not stop():
+                            self._hand(child, waiting, asked, selector)
+
+    @staticmethod
+    def _hand(child: subprocess.Popen, waiting: Iterator, asked: dict,
+              selector: selectors.BaseSelector) -> bool:
+        request = next(waiting, _END)
+        if request is _END:
+            return False
+        asked[child.pid] = request
+        try:
+            send(child.stdin, request)
+        except OSError:                      # it died: its missing answer says so
+            pass
+        selector.register(child.stdout, selectors.EVENT_READ, child)
+        return True
+
+    def close(self, graceful: bool = True) -> None:
+        """Stop every child: ``graceful`` lets each finish its request (``stop``), else
+        they are killed at once."""
+        for child in self.children:
+            if not graceful:
+                child.kill()
+            stop(child)
+
+
+_END = object()
+
+
+def serve(handle: Callable[[Any, Callable[[Any], None]], Any]) -> None:
+    """In a child of ``Pool``: answer requests from standard input until it ends.
+    ``handle(request, report)`` computes the answer; ``report(x)`` sends a progress frame.
+    Whatever the handler prints goes to standard error, never into the answers."""
+    requests, replies = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr
+    while True:
+        try:
+            request = receive(requests)
+        except EOFError:
+            return
+        try:
+            reply = ("done", handle(request, lambda x: send(replies, ("progress", x))))
+        except Exception as err:            # noqa: BLE001 (the parent raises it)
+            reply = ("error", err if _picklable(err) else RuntimeError(
+                f"{type(err).__name__}: {err}"))
+        send(replies, reply)
+
+
+def _picklable(err: Exception) -> bool:
+    try:
+        pickle.loads(pickle.dumps(err))
+    except Exception:                       # noqa: BLE001 (any failure: send its text)
+        return False
+    return True

@@ -7,16 +7,20 @@ no more than Python and argparse; the text it prints comes from ``hbfpsim.text``
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import os
 import signal
 import sys
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from hbfpsim import __version__
 from hbfpsim.staging import check_free, staged_file
+
+_IMPORTED = time.monotonic()
 
 
 def _formats(args) -> str:
@@ -169,8 +173,8 @@ def _run(args) -> str:
     spec = replay.load(args.runfile, out=args.out)
     check_free(spec.out, args.force, inputs=spec.inputs)
     report = replay.run(spec, progress=None if not args.quiet else False)
-    replay.write(report, spec.out, force=args.force, figures=not args.no_plots)
-    return text.run_report(report.summary(), report.wall_seconds, str(spec.out))
+    files = replay.write(report, spec.out, force=args.force, figures=not args.no_plots)
+    return text.run_report(report.summary(), process_seconds(), str(spec.out), files)
 
 
 def _train(args) -> str:
@@ -184,15 +188,17 @@ def _train(args) -> str:
     check_free(spec.out, force=True, inputs=[args.runfile])
     progress = None if not args.quiet else False
     try:
-        report = text.train_report(job.run(spec, progress=progress))
+        report = job.run(spec, progress=progress)
     except ImportError as err:                  # scikit-learn, for the digits task
         raise ValueError(f"{args.runfile}: {err}") from None
+    written = []
     for kind in args.landscape or ():
         from hbfpsim.train.landscape import landscape, write_landscape
         two_d = kind == "2d"
         rows = landscape(spec, points=11 if two_d else 21, two_d=two_d, progress=progress)
-        report += f"\nwrote {', '.join(map(str, write_landscape(rows, spec.out, two_d)))}"
-    return report
+        written += write_landscape(rows, spec.out, two_d)
+    return text.train_report(report, process_seconds()) + "".join(
+        f"\nwrote {', '.join(map(str, written))}" for _ in written[:1])
 
 
 def _advise(args) -> str:
@@ -417,6 +423,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def process_seconds() -> float:
+    """Wall seconds since this process started: from the kernel's record of its start where
+    there is one (Linux), else since this module was imported (a few tens of ms later)."""
+    try:
+        started = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(uptime - started / os.sysconf("SC_CLK_TCK"), 0.0)
+    except (OSError, ValueError, IndexError):
+        return time.monotonic() - _IMPORTED
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the program is so that outputs in progress are cleaned up."""
 
@@ -435,6 +452,15 @@ def _run_command(args) -> str:
         finally:
             for message in dict.fromkeys(str(w.message) for w in caught):
                 print(f"hbfpsim: warning: {message}", file=sys.stderr)
+
+
+def entry() -> None:
+    """The ``hbfpsim`` console script: ``main``, then exit without the interpreter's final
+    garbage collections, which walk every object a run made (a third of a second after a
+    replay); the objects are freed with the process."""
+    code = main()
+    gc.freeze()
+    sys.exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,17 +20,12 @@ from __future__ import annotations
 
 import math
 import reprlib
-import sys
+import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from hbfpsim.staging import as_path
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 DATAFLOWS = ("ws", "os", "is")
 PRESETS = Path(__file__).resolve().parent / "presets"

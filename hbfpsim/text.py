@@ -4,6 +4,7 @@ the layers below computed (nothing here simulates or costs anything)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from hbfpsim.array import GemmReport
 from hbfpsim.config import ArrayConfig
@@ -140,10 +141,12 @@ def synth_report(fmt: Format, acc: FixedAccumulator, r: dict, verilog: str | Non
     return "\n".join(lines + ([f"  Verilog      {verilog}"] if verilog else []))
 
 
-def run_report(summary: Sequence[dict], wall_seconds: float, out: str | None = None) -> str:
+def run_report(summary: Sequence[dict], wall_seconds: float, out: str | None = None,
+               files: Sequence[Path] = ()) -> str:
     """What ``hbfpsim run`` prints: per variant (and array, trace), one line per phase:
     cycles, utilization, stall share, energy (uJ), density vs FP32, and median SQNR (dB) and
-    W1 over the records evaluated ("-" where none was)."""
+    W1 over the records evaluated ("-" where none was); then the wall time (s) and where the
+    run wrote ``files``."""
     blocks, groups = [], {}
     for s in summary:
         groups.setdefault((s["variant"], s["array"], s["trace"]), []).append(s)
@@ -161,7 +164,12 @@ def run_report(summary: Sequence[dict], wall_seconds: float, out: str | None = N
         blocks.append(f"{variant} on {array}, {trace}{synthetic}\n"
                       + table(lines, right=set(range(1, 9))))
     tail = f"{len(summary)} summary rows in {wall_seconds:.1f} s"
-    return "\n\n".join(blocks + [tail + (f"; wrote {out}" if out else "")])
+    if out:
+        figures = sum(Path(f).suffix in (".png", ".svg", ".pdf") for f in files)
+        tables = [Path(f).name for f in files if Path(f).suffix in (".csv", ".json")]
+        tail += f"; wrote {out}" + (f" ({', '.join(tables)}, {figures} figure"
+                                    f"{'s' * (figures != 1)})" if files else "")
+    return "\n\n".join(blocks + [tail])
 
 
 def _maybe(value: float | None, spec: str) -> str:
@@ -213,9 +221,10 @@ def sweep_outcome(name: str, outcome, store: str, status: dict) -> str:
             + sweep_status(store, status))
 
 
-def train_report(report) -> str:
+def train_report(report, wall_seconds: float | None = None) -> str:
     """What ``hbfpsim train`` prints: per variant, the final validation metric over seeds
-    (mean, standard deviation, range) and the share of training MACs per format."""
+    (mean, standard deviation, range) and the share of training MACs per format; then the
+    wall time (s; the report's own unless ``wall_seconds`` is given)."""
     metric = report.metric
     lines = [("variant", f"{metric.name} ({metric.unit})", "std", "min", "max", "seeds",
               "MACs per format")]
@@ -227,4 +236,6 @@ def train_report(report) -> str:
     better = "higher" if metric.higher_is_better else "lower"
     return (f"{spec.task}: {report.about}; {spec.epochs} epochs, final {metric.name} "
             f"({better} is better)\n" + table(lines, right={1, 2, 3, 4, 5})
-            + f"\n{len(report.runs)} runs in {report.wall_seconds:.1f} s; wrote {spec.out}")
+            + f"\n{len(report.runs)} runs in "
+            f"{report.wall_seconds if wall_seconds is None else wall_seconds:.1f} s; "
+            f"wrote {spec.out}")

@@ -1,5 +1,6 @@
 """The MAC engine's public surface: specs, plans, matmul arguments, results."""
 
+import numba
 import numpy as np
 import pytest
 
@@ -186,6 +187,29 @@ def test_one_blas_thread_limits_and_restores():
     after = {d["filepath"]: d["num_threads"] for d in threadpoolctl.threadpool_info()
              if d["user_api"] == "blas"}
     assert {p: after[p] for p in before} == before
+
+
+def test_calling_thread_only_keeps_large_work_off_the_pool_of_this_thread_alone():
+    """Inside the block neither the rounding kernels nor the MAC engine use numba's pool
+    for this thread, whatever the size (and the bits are the pool's); another thread and
+    this one afterwards are unaffected."""
+    import threading
+    from hbfpsim import formats
+    from hbfpsim.formats import threads
+    big = 2 * threads.PARALLEL_ELEMENTS
+    assert threads.parallel(big) and not threads.parallel(10)
+    x = np.random.default_rng(2).standard_normal((64, big // 64)).astype(np.float32)
+    pooled = formats.quantize(x, "hbfp4")
+    seen = []
+    with threads.calling_thread_only():
+        assert not threads.parallel(big)
+        with threads.threads_for(big):
+            seen.append(numba.get_num_threads())
+        worker = threading.Thread(target=lambda: seen.append(threads.parallel(big)))
+        worker.start()
+        worker.join()
+        np.testing.assert_array_equal(formats.quantize(x, "hbfp4"), pooled)
+    assert seen == [1, True] and threads.parallel(big)
 
 
 @pytest.mark.parametrize("shape, span", [((3, 10), 4), ((5, 64), 64), ((1, 1), 8), ((7, 9), 3)])

@@ -190,22 +190,22 @@ def test_int8_scale_is_the_max_over_127_rounded_down(x):
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n != "fp32"])   # fp32: float32 as is
 @pytest.mark.parametrize("rounding", DETERMINISTIC + ["stochastic"])
-def test_serial_and_parallel_kernels_agree(name, rounding, monkeypatch):
+def test_serial_and_parallel_kernels_agree(name, rounding):
     """The rounding kernels run serially below threads.PARALLEL_ELEMENTS and in parallel
     above; both compilations give the same bits (NaN and Inf blocks included)."""
-    from hbfpsim.formats import kernels
+    from hbfpsim.formats import threads
 
     fmt = formats.get(name)
     rng = np.random.default_rng(7)
     x = (rng.standard_normal((520, 130)) * np.exp2(rng.integers(-20, 20, (520, 1)))
          ).astype(np.float32)
-    assert x.size >= kernels.PARALLEL_ELEMENTS
+    assert threads.parallel(x.size)
     policy = "propagate" if fmt.nonfinite_rule else "raise"
     if fmt.nonfinite_rule:
         x[3, 5], x[400, 129], x[77, 64] = np.nan, np.inf, -np.inf
     seed = 11 if rounding == "stochastic" else None
     parallel = fmt.quantize(x, rounding=rounding, seed=seed, nonfinite=policy)
-    monkeypatch.setattr(kernels, "PARALLEL_ELEMENTS", 10**12)
-    serial = fmt.quantize(x, rounding=rounding, seed=seed, nonfinite=policy)
+    with threads.calling_thread_only():                  # the serial compilations
+        serial = fmt.quantize(x, rounding=rounding, seed=seed, nonfinite=policy)
     assert same_bits(parallel, serial)
     assert not same_bits(parallel, x)

@@ -155,6 +155,7 @@ def test_non_finite_sqnr_does_not_crash():
 
 
 def test_names_with_several_arrays(tmp_path, monkeypatch):
+    monkeypatch.setattr(figures, "usable_cpus", lambda: 1)       # all drawn in this process
     monkeypatch.setattr(figures, "_save", lambda fig, folder, name, formats: [folder / name])
     names = [p.name for p in draw(report(arrays=("arr8", "big")), tmp_path)]
     assert sorted(names) == sorted(["error_vs_density", "time_energy",
@@ -191,3 +192,18 @@ def test_names_of_close_points_do_not_overlap():
         assert sorted(t.get_text() for t in names) == sorted(close)
         boxes = [t.get_window_extent(renderer) for t in names]
         assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+def test_a_helper_process_draws_the_same_files(tmp_path, monkeypatch):
+    """Eight SQNR maps: with a second CPU a helper process draws some of them; the files,
+    their order and the PNGs' bytes are those of drawing everything in this process (SVGs
+    carry random element ids)."""
+    rep = report(arrays=("arr8", "big"))
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "alone").mkdir()
+    shared = draw(rep, tmp_path / "shared", ("png", "svg"))
+    monkeypatch.setattr(figures, "usable_cpus", lambda: 1)
+    alone = draw(rep, tmp_path / "alone", ("png", "svg"))
+    assert [p.name for p in shared] == [p.name for p in alone] and len(shared) == 2 * 10
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(shared, alone)
+               if a.suffix == ".png")

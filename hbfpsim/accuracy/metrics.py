@@ -197,13 +197,12 @@ def resampled_metrics(hw: np.ndarray, exact: np.ndarray, row_counts: np.ndarray,
     var_h = weighted(h0 * h0) / total - (weighted(h0) / total) ** 2
     var_x = weighted(x0 * x0) / total - (weighted(x0) / total) ** 2
     values = np.concatenate([h, x])
-    order = np.argsort(values, kind="stable")
+    order = np.argsort(values)        # ties have no gap between them: any order of them
     where = order % size
-    w1, peak = np.empty(len(r)), np.empty(len(r))
-    _w1_and_peak(np.ascontiguousarray(row_counts, np.int64),
-                 np.ascontiguousarray(col_counts, np.int64), where // n_cols, where % n_cols,
-                 order < size, np.diff(values[order]), np.abs(err).reshape(n_rows, n_cols),
-                 w1, peak)
+    w1, peak = np.zeros(len(r)), np.zeros(len(r))
+    _w1_and_peak(np.ascontiguousarray(r.T), np.ascontiguousarray(c.T), where // n_cols,
+                 where % n_cols, order < size, np.diff(values[order]),
+                 np.abs(err).reshape(n_rows, n_cols), w1, peak)
     with np.errstate(divide="ignore", invalid="ignore"):   # degenerate resamples: nan
         return {"rel_error": np.sqrt(noise / signal),
                 "sqnr_db": np.where(noise == 0, np.inf, 10 * np.log10(signal / noise)),
@@ -212,26 +211,29 @@ def resampled_metrics(hw: np.ndarray, exact: np.ndarray, row_counts: np.ndarray,
 
 @njit(cache=True)
 def _w1_and_peak(row_counts, col_counts, row_of, col_of, from_hw, gaps, abs_err, w1, peak):
-    """Per resample b: ``w1[b]``, the sum over the merged sorted values s of |CDF difference
-    after s| x gap s (not yet divided by the weights' total; the CDF difference is an
-    integer, summed exactly), and ``peak[b]``, the largest |error| among outputs drawn. The
-    value at sorted place s belongs to output (row_of[s], col_of[s]) of hw (``from_hw``) or
-    of the reference."""
+    """Per resample b, for counts given per row and column ((rows, B) and (cols, B), as
+    float64: exact integers): ``w1[b]`` += the sum over the merged sorted values s of |CDF
+    difference after s| x gap s (not yet divided by the weights' total; the differences
+    are integers, summed exactly), and ``peak[b]``, the largest |error| among outputs drawn
+    (``peak`` starts at 0). The value at sorted place s belongs to output (row_of[s],
+    col_of[s]) of hw (``from_hw``) or of the reference. The inner loops run over the
+    resamples, so they vectorize."""
     n_rows, n_cols = abs_err.shape
-    for b in range(row_counts.shape[0]):
-        difference, total = 0, 0.0
-        for s in range(gaps.size):
-            weight = row_counts[b, row_of[s]] * col_counts[b, col_of[s]]
-            difference += weight if from_hw[s] else -weight
-            total += abs(difference) * gaps[s]
-        w1[b] = total
-        top = 0.0
-        for i in range(n_rows):
-            if row_counts[b, i] > 0:
-                for j in range(n_cols):
-                    if col_counts[b, j] > 0:
-                        top = max(top, abs_err[i, j])
-        peak[b] = top
+    resamples = w1.size
+    difference = np.zeros(resamples)
+    for s in range(gaps.size):
+        rows, cols = row_counts[row_of[s]], col_counts[col_of[s]]
+        sign = 1.0 if from_hw[s] else -1.0
+        gap = gaps[s]
+        for b in range(resamples):
+            difference[b] += sign * rows[b] * cols[b]
+            w1[b] += abs(difference[b]) * gap
+    for i in range(n_rows):
+        rows = row_counts[i]
+        for j in range(n_cols):
+            e, cols = abs_err[i, j], col_counts[j]
+            for b in range(resamples):
+                peak[b] = max(peak[b], e if rows[b] * cols[b] > 0 else 0.0)
 
 
 __all__ = ["METRICS", "Accuracy", "Sample", "choose", "evaluate", "exact_product", "metrics",

@@ -3,12 +3,13 @@ of the MX family (FP8, FP6, FP4).
 
 Each layout (exponent and fraction bits, minimum normal exponent, largest finite value,
 Inf and NaN) is the standard's: IEEE 754 for FP32 and FP16, the bfloat16 convention, the OCP
-8-bit floating point and MX specifications for FP8, FP6 and FP4; the tests check every one
-against ``ml_dtypes.finfo``. Element codes are produced by ``ml_dtypes`` casts of values
-already on the grid, which are exact; ``ml_dtypes`` is imported only then (its import takes
-half a second). Rounding itself is ours (kernels.py): not every ``ml_dtypes`` release rounds
-float64 input once (some go through float32, so 1 + 2^-4 + 2^-40 becomes 1.0 in E4M3
-instead of 1.125), and the casts offer round-half-even only.
+8-bit floating point and MX specifications for FP8, FP6 and FP4. Element codes are the
+fields of values already on the grid (``FloatSpec.pack``, ``unpack``: exact arithmetic on
+float64). The tests hold both to ``ml_dtypes``, for every layout (``finfo``) and every code
+(its casts), which hbfpsim itself does not import: its import takes half a second, a tenth
+of a warm quickstart. Rounding itself is ours too (kernels.py): not every ``ml_dtypes``
+release rounds float64 input once (some go through float32, so 1 + 2^-4 + 2^-40 becomes 1.0
+in E4M3 instead of 1.125), and its casts offer round-half-even only.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class FloatSpec:
 
     @property
     def dtype(self) -> np.dtype:
-        """The numpy or ml_dtypes type of this layout (ValueError if there is none)."""
+        """The numpy or ml_dtypes type of this layout (ValueError if there is none; imports
+        ml_dtypes for its types)."""
         if self.dtype_name is None:
             raise ValueError(f"{self.label}: no numpy or ml_dtypes type has this layout")
         if hasattr(np, self.dtype_name):
@@ -84,18 +86,54 @@ class FloatSpec:
         return int(np.frexp(self.max)[1]) - 1
 
     def pack(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Grid values -> (sign uint8, code without the sign bit). Exact for grid values;
-        needs ``dtype``."""
-        raw = np.asarray(values).astype(self.dtype).view(_UINT[8 * self.dtype.itemsize])
-        sign = (raw >> (self.bits - 1)) & 1
-        return sign.astype(np.uint8), raw & ((1 << (self.bits - 1)) - 1)
+        """Grid values -> (sign uint8, code without the sign bit: exponent field, then
+        fraction field). Exact for grid values. +-Inf and NaN take the codes ml_dtypes casts
+        them to: Inf's, or NaN's where there is no Inf, or the largest finite value where
+        there is neither; NaN the quiet NaN (the top fraction bit set, or all ones where NaN
+        has no other code), or zero where there is none."""
+        x = np.asarray(values, np.float64)
+        sign = np.signbit(x).astype(np.uint8)
+        mag = np.abs(x)
+        finite = np.isfinite(mag)
+        normal = finite & (mag >= 2.0**self.emin)
+        _, e = np.frexp(np.where(normal, mag, 1.0))
+        field = np.where(normal, e - 1 + self._bias, 0)
+        with np.errstate(invalid="ignore"):
+            fraction = np.where(normal, np.ldexp(mag, 1 - e) - 1.0, np.where(
+                finite, mag * 2.0**(self.man_bits - self.emin), 0.0)) * np.where(
+                normal, 2.0**self.man_bits, 1.0)
+        code = (field.astype(np.int64) << self.man_bits) | np.where(finite, fraction, 0).astype(
+            np.int64)
+        top = (1 << (self.bits - 1)) - 1                        # all ones
+        inf = top >> self.man_bits << self.man_bits
+        nan = (inf | 1 << (self.man_bits - 1)) if self.has_inf else top
+        code = np.where(np.isinf(mag), inf if self.has_inf else top, code)
+        code = np.where(np.isnan(mag), nan if self.has_nan else 0, code)
+        return sign, code.astype(self._uint)
 
     def unpack(self, sign: np.ndarray, code: np.ndarray) -> np.ndarray:
         """(sign, code) -> float64 values."""
-        uint = _UINT[8 * self.dtype.itemsize]
-        raw = code.astype(uint) | (sign.astype(uint) << (self.bits - 1))
-        with np.errstate(invalid="ignore"):  # NaN codes cast to NaN, quietly
-            return raw.view(self.dtype).astype(np.float64)
+        code = np.asarray(code).astype(np.int64)
+        field, fraction = code >> self.man_bits, code & ((1 << self.man_bits) - 1)
+        top = (1 << self.exp_bits) - 1
+        value = np.where(field == 0, np.ldexp(fraction.astype(np.float64),
+                                              self.emin - self.man_bits),
+                         np.ldexp(1.0 + np.ldexp(fraction.astype(np.float64), -self.man_bits),
+                                  field - self._bias))
+        if self.has_inf:
+            value = np.where(field == top, np.where(fraction == 0, np.inf, np.nan), value)
+        elif self.has_nan:
+            value = np.where((field == top) & (fraction == (1 << self.man_bits) - 1), np.nan,
+                             value)
+        return np.where(np.asarray(sign) != 0, -value, value)
+
+    @property
+    def _bias(self) -> int:
+        return 1 - self.emin
+
+    @property
+    def _uint(self) -> type:
+        return _UINT[max(8, 1 << (self.bits - 1).bit_length())]
 
 
 FP32 = FloatSpec(8, 23, -126, float(np.finfo(np.float32).max), True, True, "float32")

@@ -26,7 +26,7 @@ from numba import njit, prange
 
 from hbfpsim.formats.bits import bits_float, float_bits, floor_log2, pow2, uniform
 from hbfpsim.formats.rounding import Rounding
-from hbfpsim.formats.threads import PARALLEL_ELEMENTS
+from hbfpsim.formats.threads import parallel
 
 RNE, RNA, RTZ = int(Rounding.RNE), int(Rounding.RNA), int(Rounding.RTZ)
 SATURATE, TO_INF, TO_NAN = 0, 1, 2  # what a scalar float does with values beyond its max
@@ -80,7 +80,7 @@ def block_scaled(x, block, man_bits, emin, maxval, exp_offset, compat, mode, see
     ``q = sign(x) element 2^S``. Writes ``exps[r, b] = S``; ``bad[r, b] = 1`` marks blocks
     holding NaN or Inf, whose ``q`` is NaN.
     """
-    kernel = _block_scaled_parallel if x.size >= PARALLEL_ELEMENTS else _block_scaled_serial
+    kernel = _block_scaled_parallel if parallel(x.size) else _block_scaled_serial
     kernel(x, block, man_bits, emin, maxval, exp_offset, compat, mode, seed, q, exps, bad)
 
 
@@ -163,7 +163,7 @@ def scalar_float(x, man_bits, emin, maxval, overflow, mode, seed, q, bad):
     SATURATE -> +-maxval, TO_INF -> +-inf, TO_NAN -> NaN. NaN stays NaN. ``bad[c] = 1``
     marks chunks of CHUNK elements that hold NaN or Inf.
     """
-    kernel = _scalar_float_parallel if x.size >= PARALLEL_ELEMENTS else _scalar_float_serial
+    kernel = _scalar_float_parallel if parallel(x.size) else _scalar_float_serial
     kernel(x, man_bits, emin, maxval, overflow, mode, seed, q, bad)
 
 
@@ -211,7 +211,7 @@ def _scalar_chunk(c, x, man_bits, emin, maxval, overflow, mode, seed, q, bad):
 def scaled_int(x, scale, kmax, mode, seed, k):
     """Symmetric integer codes: ``k[r, i] = sign(x) min(round(|x[r, i]| / scale[r]), kmax)``,
     the quotient rounded to float64 once before the integer rounding."""
-    kernel = _scaled_int_parallel if x.size >= PARALLEL_ELEMENTS else _scaled_int_serial
+    kernel = _scaled_int_parallel if parallel(x.size) else _scaled_int_serial
     kernel(x, scale, kmax, mode, seed, k)
 
 

@@ -4,16 +4,24 @@ The numba kernels are parallel (``prange``); waking the thread pool costs little
 machine but several milliseconds when the cores are busy, which is more than a small call's
 whole work (an HBFP4 quantization of 32 x 64 values: 8 ms with two threads on this project's
 loaded 2-core machine, 0.16 ms with one). The formats' rounding kernels have serial twins
-they pick below ``PARALLEL_ELEMENTS`` (formats/kernels.py): switching numba's thread count
-costs about 15 us a call, more than rounding a small tensor. Other kernels (the MAC
-engine's) use ``threads_for(items)``, which runs calls below a size threshold with one numba
-thread and restores the caller's setting afterwards.
+they pick below ``PARALLEL_ELEMENTS`` (formats/kernels.py, through ``parallel``): switching
+numba's thread count costs about 15 us a call, more than rounding a small tensor. Other
+kernels (the MAC engine's) use ``threads_for(items)``, which runs calls below a size
+threshold with one numba thread and restores the caller's setting afterwards.
+
+Inside ``calling_thread_only()`` every kernel runs on the calling thread whatever its size:
+emulated training calls hbfpsim between torch's operations, and torch's thread pool and
+numba's spinning against each other on the same cores cost more than either gains.
 ``one_blas_thread()`` keeps BLAS to one thread per call while numba threads call it.
+Thread counts start from the CPUs the process may use (its affinity mask): numba's pool
+(``NUMBA_NUM_THREADS`` overrides it) and torch's (``OMP_NUM_THREADS``) both size
+themselves so.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -32,11 +40,33 @@ PARALLEL_ELEMENTS = 2**16     # quantization: elements below which one thread is
 PARALLEL_MACS = 2**20         # GEMM kernels: multiply-accumulates below which one is used
 
 
+_CALLER = threading.local()           # .only: this thread's kernels stay on it
+
+
+def parallel(items: int, threshold: int = PARALLEL_ELEMENTS) -> bool:
+    """Whether work of ``items`` goes to numba's thread pool: at least ``threshold`` of
+    them, outside ``calling_thread_only()``."""
+    return items >= threshold and not getattr(_CALLER, "only", False)
+
+
+@contextmanager
+def calling_thread_only() -> Iterator[None]:
+    """Inside the block, hbfpsim's numba kernels started from this thread run on it alone
+    (the module docstring says why)."""
+    before = getattr(_CALLER, "only", False)
+    _CALLER.only = True
+    try:
+        yield
+    finally:
+        _CALLER.only = before
+
+
 @contextmanager
 def threads_for(items: int, threshold: int = PARALLEL_ELEMENTS) -> Iterator[None]:
-    """One numba thread for the block when ``items < threshold``, else the caller's."""
+    """One numba thread for the block when ``items < threshold`` (or inside
+    ``calling_thread_only()``), else the caller's."""
     before = numba.get_num_threads()
-    if items >= threshold or before == 1:
+    if parallel(items, threshold) or before == 1:
         yield
         return
     numba.set_num_threads(1)

@@ -23,6 +23,7 @@ Figures use the object API on an Agg canvas: no pyplot, no backend switch, no rc
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,6 +34,8 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from hbfpsim import children
+from hbfpsim.formats.threads import usable_cpus
 from hbfpsim.palette import format_colour
 from hbfpsim.replay.record import Row
 from hbfpsim.replay.run import Report
@@ -273,18 +276,67 @@ def _save(fig: Figure, folder: Path, name: str, formats: Sequence[str]) -> list[
 
 def draw(report: Report, folder: Path, formats: Sequence[str] = ("png",)) -> list[Path]:
     """Write the run's figures (module docstring) into ``folder``, a file per figure in each
-    of ``formats`` ("png", "svg", "pdf"); the paths written."""
+    of ``formats`` ("png", "svg", "pdf"); the paths written, in the order above.
+
+    With four SQNR maps or more and a second CPU, a helper process (``python -m
+    hbfpsim.replay.figures``, a child that dies with this process: ``hbfpsim.children``)
+    draws the last ``HELPER_SHARE`` of the maps while this process draws the rest: the
+    helper needs most of a second to start, and matplotlib draws on one core."""
     folder = Path(folder)
     summary = report.summary()
-    written: list[Path] = []
-    if (fig := error_vs_density(summary)) is not None:
-        written += _save(fig, folder, "error_vs_density", formats)
     rows = report.rows
     simple = len({(r.array, r.trace) for r in rows}) == 1
-    for variant, array, trace in dict.fromkeys((r.variant, r.array, r.trace) for r in rows):
+    maps = [("sqnr_" + re.sub(r"[^\w.-]+", "_", v if simple else f"{v}_{a}_{t}"), (v, a, t))
+            for v, a, t in dict.fromkeys((r.variant, r.array, r.trace) for r in rows)]
+    share = round(len(maps) * HELPER_SHARE) if len(maps) >= 4 and usable_cpus() > 1 else 0
+    theirs = maps[len(maps) - share:] if share else []
+    helper = None
+    if theirs:
+        traces = {trace for _, (_, _, trace) in theirs}
+        helper = children.start("hbfpsim.replay.figures", stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE)
+        children.send(helper.stdin, (folder, tuple(formats), theirs,
+                                     [r for r in rows if r.trace in traces]))
+    try:
+        written: list[Path] = []
+        if (fig := error_vs_density(summary)) is not None:
+            written += _save(fig, folder, "error_vs_density", formats)
+        written += _maps(folder, formats, maps[:len(maps) - share], rows)
+        if (fig := time_energy(summary)) is not None:
+            end = _save(fig, folder, "time_energy", formats)
+        else:
+            end = []
+        if helper is not None:
+            kind, value = children.receive(helper.stdout)
+            if kind == "error":
+                raise value
+            written += value
+    except BaseException:
+        if helper is not None:
+            helper.kill()
+        raise
+    finally:
+        if helper is not None:
+            children.stop(helper)
+    return written + end
+
+
+HELPER_SHARE = 0.4          # of the SQNR maps, drawn by a helper process
+
+
+def _maps(folder: Path, formats: Sequence[str], maps: list, rows: Sequence[Row]) -> list[Path]:
+    written = []
+    for name, (variant, array, trace) in maps:
         if (fig := sqnr_map(rows, variant, array, trace)) is not None:
-            name = variant if simple else f"{variant}_{array}_{trace}"
-            written += _save(fig, folder, "sqnr_" + re.sub(r"[^\w.-]+", "_", name), formats)
-    if (fig := time_energy(summary)) is not None:
-        written += _save(fig, folder, "time_energy", formats)
+            written += _save(fig, folder, name, formats)
     return written
+
+
+def _draw_maps(request: tuple, report) -> list[Path]:
+    folder, formats, maps, rows = request
+    return _maps(folder, formats, maps, rows)
+
+
+if __name__ == "__main__":
+    children.bind_to_parent()
+    children.serve(_draw_maps)

@@ -84,20 +84,23 @@ def run(spec: RunSpec | str | Path, progress: bool | None = None,
     start = time.perf_counter()
     opened = [traces.open(path) for path in spec.traces]
     synthetic = _synthetic(spec)
-    helper = warm.start(opened[0].path, spec.arrays[0], spec.variants, spec.sampling,
-                        synthetic) if opened and spec.arrays else warm.Helper(None, frozenset())
+    helper = warm.start(opened[0], spec.arrays[0], spec.variants, spec.sampling, synthetic) \
+        if opened and spec.arrays else warm.Helper(None)
     report = Report(spec, arrays={a.name: (a.rows, a.cols) for a in spec.arrays})
     jobs = len(spec.arrays) * len(spec.variants)
     total = sum(len(t) for t in opened) * jobs
     macs = 0
     with tqdm(total=total, unit="rec", disable=None if progress is None else not progress,
               desc="replay", dynamic_ncols=True) as bar, contextlib.closing(helper):
+        if opened and len(opened[0]):       # a cold start: this process's kernels, then wait
+            helper.first(next(iter(opened[0])), spec.arrays[0], spec.variants[0],
+                         where_for(opened[0]))
+            helper.wait()
         for trace in opened:
             where, weights = where_for(trace), epoch_weights(trace) if len(trace) else {}
             for gemm in trace:
                 for array in spec.arrays:
                     for variant in spec.variants:
-                        helper.ready(variant)
                         row = replay(gemm, array, variant, where, trace.path.name,
                                      max_outputs=spec.sampling.max_outputs,
                                      max_macs=spec.sampling.max_macs, seed=spec.sampling.seed,

@@ -1,16 +1,24 @@
-"""Compile in a second process the kernels a run will need later, while it starts.
+"""A cold run compiles its kernels on two cores, each kernel once.
 
 A cold run (a fresh install: numba's on-disk cache is empty) spends most of its first
-half-minute compiling two GEMM kernels, the sequential one (float accumulators) and the
-cascade of the BLAS fast path (integer block accumulators), each on one core. When a run has
-variants of both kinds, the cascade is not in numba's cache and the machine has a second
-core, a helper (``python -m hbfpsim.replay.warm``, a child of this process that dies with
-it: ``hbfpsim.children``) replays the first record under each variant of the other kind than
-the run's first variant, and numba's cache hands the compiled kernels to this process, which
-meanwhile compiles the first variant's. Before this process replays a variant of the
-helper's kind it waits for the helper, so no kernel is compiled twice. The helper prints
-nothing; its failure only costs the time it would have saved. The environment variable
-``HBFPSIM_WARM_UP`` overrides the choice: ``always`` or ``never`` (default ``auto``).
+half-minute compiling: the GEMM kernels of the two accumulation families (the sequential
+one for float accumulators, the cascade of the BLAS fast path for integer block
+accumulators), the array's timing recurrence, the rounding kernels. When a run has variants
+of both families, the other family's kernel is not in numba's cache and the machine has a
+second core, the work is split in two:
+
+- this process compiles the GEMM kernel of its first variant's family (``Helper.first``: a
+  two-by-two product of the first record under that variant's numerics and plan);
+- a helper (``python -m hbfpsim.replay.warm``, a child of this process that dies with it:
+  ``hbfpsim.children``) compiles the rest: it replays the first record under each variant
+  of the other family (timing, cost, rounding, the other GEMM kernel, the metrics) and,
+  when the trace has operands that large, rounds a tensor of ``PARALLEL_ELEMENTS`` values in
+  each format of every variant (the parallel rounding kernels).
+
+Then this process waits for the helper (``Helper.wait``) and replays with everything in
+numba's cache. The helper prints nothing; its failure only costs the time it would have
+saved. The environment variable ``HBFPSIM_WARM_UP`` overrides the choice: ``always`` or
+``never`` (default ``auto``).
 """
 
 from __future__ import annotations
@@ -19,14 +27,15 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+
+import numpy as np
 
 from hbfpsim import children
 from hbfpsim.config import ArrayConfig
-from hbfpsim.formats.threads import usable_cpus
+from hbfpsim.formats.threads import PARALLEL_ELEMENTS, usable_cpus
 from hbfpsim.replay.runfile import Sampling
 from hbfpsim.replay.synthetic import Source
-from hbfpsim.schedule import Schedule
+from hbfpsim.schedule import Schedule, Where
 
 WAIT_SECONDS = 300.0         # the longest a run waits for the helper
 SWITCH = "HBFPSIM_WARM_UP"   # "auto" (default): a helper when it pays; "always"; "never"
@@ -39,15 +48,35 @@ def kinds(schedule: Schedule) -> frozenset[bool]:
 
 
 class Helper:
-    """The helper of one run (or none): ``ready(schedule)`` before replaying ``schedule``."""
+    """The helper of one run, or none (``child`` None: nothing to do)."""
 
-    def __init__(self, child: subprocess.Popen | None, kind: frozenset[bool]) -> None:
+    def __init__(self, child: subprocess.Popen | None) -> None:
         self._child = child
-        self._kind = kind
 
-    def ready(self, schedule: Schedule) -> None:
-        """Wait for the helper if it is compiling for ``schedule``'s kind of kernels."""
-        if self._child is None or kinds(schedule) <= self._kind:
+    def first(self, gemm, config: ArrayConfig, variant: Schedule, where: Where) -> None:
+        """Compile this process's share: the GEMM kernel of ``variant``'s family, by a
+        two-by-two product of ``gemm``'s operands (or of ones, for a shape-only record)
+        under the numerics and plan the variant gives it."""
+        if self._child is None:
+            return
+        from hbfpsim.array.mapping import Mapping, plan_for
+        from hbfpsim.mac import matmul
+        from hbfpsim.replay.record import with_numerics
+        r = gemm.record
+        numerics = variant.numerics_for(r.layer, r.phase, r.epoch, where)
+        plan = plan_for(Mapping.of(r.m, r.n, r.k, config), numerics)
+        if gemm.a is not None:
+            a = np.asarray(gemm.a[0] if gemm.a.ndim == 3 else gemm.a)[:2]
+            b = np.asarray(gemm.b[0] if gemm.b.ndim == 3 else gemm.b)[:, :2]
+        else:
+            a, b = np.ones((2, r.k), np.float32), np.ones((r.k, 2), np.float32)
+        with_numerics(config, numerics)
+        matmul(np.asarray(a, np.float32), np.asarray(b, np.float32), numerics.input,
+               numerics.weight, plan)
+
+    def wait(self) -> None:
+        """Wait for the helper to finish (at most ``WAIT_SECONDS``, then stop it)."""
+        if self._child is None:
             return
         try:
             self._child.wait(WAIT_SECONDS)
@@ -57,63 +86,71 @@ class Helper:
         self._child = None
 
     def close(self) -> None:
-        """Stop the helper if it still runs (the run is over or failed)."""
+        """Stop the helper if it still runs (the run failed before waiting)."""
         if self._child is not None:
             self._child.kill()
             self._child.wait()
             self._child = None
 
 
-def start(trace: Path, config: ArrayConfig, variants: Sequence[Schedule], sampling: Sampling,
+def start(trace, config: ArrayConfig, variants: Sequence[Schedule], sampling: Sampling,
           synthetic: Source | None = None) -> Helper:
-    """The helper for a run of ``variants`` on ``config`` over ``trace`` (module
+    """The helper for a run of ``variants`` on ``config`` over the opened ``trace`` (module
     docstring), started only when it pays."""
     first = kinds(variants[0]) if variants else frozenset()
     later = [v for v in variants if not kinds(v) <= first]
     when = os.environ.get(SWITCH, "auto")
-    if not later or when == "never" or (when != "always" and (
+    if not later or not len(trace) or when == "never" or (when != "always" and (
             usable_cpus() < 2 or _compiled())):
-        return Helper(None, first)
+        return Helper(None)
+    large = any(max(r.m * r.k, r.k * r.n) >= PARALLEL_ELEMENTS for r in trace.records)
+    formats = sorted({f.name for v in variants for n in v.numerics
+                      for f in (n.input, n.weight)}) if large else []
     child = children.start("hbfpsim.replay.warm", stdin=subprocess.PIPE,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        children.send(child.stdin, (trace, config, later, sampling, synthetic))
+        children.send(child.stdin, (trace.path, config, later, sampling, synthetic, formats))
         child.stdin.close()
     except OSError:
         pass
-    return Helper(child, first)
+    return Helper(child)
 
 
 def _compiled() -> bool:
-    """Whether numba's disk cache already holds the cascade kernel for this CPU (then a
-    helper would only load it). Read through numba's cache internals; if they moved, the
+    """Whether numba's disk cache already holds both GEMM kernels for this CPU (then a
+    helper would only load them). Read through numba's cache internals; if they moved, the
     answer is yes (no helper: slower cold runs, never slower warm ones)."""
     from hbfpsim.mac import kernels
     try:
-        index = kernels.gemm_fast._cache._cache_file._load_index()
-        magic = kernels.gemm_fast.targetctx.codegen().magic_tuple()
-        return any(key[1] == magic for key in index)
+        for kernel in (kernels.gemm_fast, kernels.gemm_sequential):
+            index = kernel._cache._cache_file._load_index()
+            magic = kernel.targetctx.codegen().magic_tuple()
+            if not any(key[1] == magic for key in index):
+                return False
+        return True
     except Exception:                   # noqa: BLE001 (any change in numba's internals)
         return True
 
 
-def _replay_first_record() -> None:
+def _compile_the_rest() -> None:
+    from hbfpsim import formats
     from hbfpsim import trace as traces
     from hbfpsim.replay.record import replay
     from hbfpsim.replay.run import epoch_weights, where_for
 
-    path, config, variants, sampling, synthetic = children.receive(sys.stdin.buffer)
+    path, config, variants, sampling, synthetic, names = children.receive(sys.stdin.buffer)
     trace = traces.open(path)
-    if not len(trace):
-        return
     where, weights = where_for(trace), epoch_weights(trace)
     gemm = next(iter(trace))
     for variant in variants:
         replay(gemm, config, variant, where, trace.path.name,
                max_outputs=sampling.max_outputs, max_macs=sampling.max_macs,
                seed=sampling.seed, synthetic=synthetic, epochs=weights[gemm.record.epoch])
+    zeros = np.zeros((PARALLEL_ELEMENTS // 64, 64), np.float32)
+    for name in names:
+        formats.get(name).quantize(zeros)
 
 
 if __name__ == "__main__":
     children.bind_to_parent()
-    _replay_first_record()
+    _compile_the_rest()

@@ -20,7 +20,6 @@ that breaks is an error, ``WorkerLost``, and the next start resumes).
 from __future__ import annotations
 
 import math
-import selectors
 import signal
 import subprocess
 import threading
@@ -135,36 +134,19 @@ def _local(workers: int, job: Job, batches: list[list[Task]], store: Path) -> It
     if threading.current_thread() is threading.main_thread():
         previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum))
                     for s in (signal.SIGINT, signal.SIGTERM)}
-    waiting = iter(batches)
-    pool: list[subprocess.Popen] = []
-    with selectors.DefaultSelector() as selector:
-        try:
-            for _ in range(min(workers, len(batches))):
-                child = children.start("hbfpsim.sweep.worker", stdin=subprocess.PIPE,
-                                       stdout=subprocess.PIPE, env=children.ONE_THREAD)
-                pool.append(child)
-                _hand_out(child, next(waiting), store, job, selector)
-            while selector.get_map() and not caught:
-                for key, _ in selector.select(timeout=0.2):
-                    child = key.data
-                    try:
-                        kind, value = children.receive(child.stdout)
-                    except EOFError:
-                        raise WorkerLost("a sweep worker process died (killed, or out of "
-                                         "memory); the runs finished so far are stored: "
-                                         "run the sweep again to resume") from None
-                    if kind == "error":
-                        raise value
-                    selector.unregister(child.stdout)
-                    tasks = next(waiting, None)
-                    if tasks is not None:
-                        _hand_out(child, tasks, store, job, selector)
-                    yield value
-        finally:
-            for child in pool:
-                children.stop(child)
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+    try:
+        with children.Pool("hbfpsim.sweep.worker", min(workers, len(batches)),
+                           env=children.ONE_THREAD) as pool:
+            requests = ((store, job, tasks) for tasks in batches)
+            for _, kind, stored in pool.run(requests, stop=lambda: bool(caught)):
+                if kind == "done":
+                    yield stored
+    except children.ChildLost:
+        raise WorkerLost("a sweep worker process died (killed, or out of memory); the runs "
+                         "finished so far are stored: run the sweep again to resume") from None
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if caught:
         handler = previous.get(caught[0])
         if callable(handler):
@@ -172,15 +154,6 @@ def _local(workers: int, job: Job, batches: list[list[Task]], store: Path) -> It
         elif handler == signal.SIG_DFL:
             signal.raise_signal(caught[0])
         raise KeyboardInterrupt
-
-
-def _hand_out(child: subprocess.Popen, tasks: list[Task], store: Path, job: Job,
-              selector: selectors.BaseSelector) -> None:
-    try:
-        children.send(child.stdin, (store, job, tasks))
-    except OSError:                        # it died: its reply's absence says so
-        pass
-    selector.register(child.stdout, selectors.EVENT_READ, child)
 
 
 def _dask(scheduler: str, workers: int, job: Job, batches: list[list[Task]]

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from hbfpsim import formats
+from hbfpsim.formats.threads import calling_thread_only
 from hbfpsim.numerics import Numerics
 from hbfpsim.schedule import PHASES, PRESETS, Schedule, Where
 from hbfpsim.train.gemm import Conv2dFn, LinearFn, MatmulFn, quantize
@@ -245,8 +246,9 @@ def emulate(model: nn.Module, schedule: str | Schedule, *, optimizer: torch.opti
 def store(weights: list[torch.Tensor], fmt: formats.Format) -> None:
     """Round each weight in place to ``fmt``, blocks along its forward reduction axis (all
     but the first dimension, flattened)."""
-    for w in weights:
-        w.copy_(quantize(w.reshape(w.shape[0], -1), fmt, 1).reshape(w.shape))
+    with calling_thread_only():
+        for w in weights:
+            w.copy_(quantize(w.reshape(w.shape[0], -1), fmt, 1).reshape(w.shape))
 
 
 def converted(model: nn.Module) -> list[tuple[str, Any]]:

@@ -30,6 +30,7 @@ import torch
 from torch.nn.grad import conv2d_input
 
 from hbfpsim.formats import Format
+from hbfpsim.formats.threads import calling_thread_only
 from hbfpsim.mac import matmul as mac_matmul
 from hbfpsim.numerics import Numerics
 
@@ -73,10 +74,12 @@ def product(site: Site, phase: str, a: torch.Tensor, b: torch.Tensor, *, a_weigh
     fb = numerics.weight if b_weight else numerics.input
     site.record(phase, numerics, a, b, a_weight)
     plan = site.exact_plan(phase)
-    if plan is not None:
-        out = _exact(a, b, fa, fb, plan)
-    else:
-        qa, qb = quantize(a, fa, -1), quantize(b, fb, -2)
+    with calling_thread_only():          # torch's threads have the cores; numba's stay idle
+        if plan is not None:
+            out = _exact(a, b, fa, fb, plan)
+        else:
+            qa, qb = quantize(a, fa, -1), quantize(b, fb, -2)
+    if plan is None:
         if native is not None:
             return native(qa, qb)
         out = qa @ qb

@@ -7,8 +7,15 @@ epoch: train loss, validation loss and metric, seconds), ``results.csv`` (per va
 final validation metric's mean, standard deviation, min and max over seeds, and the share of
 MACs per format), ``run.json`` (settings, Python and torch versions, wall time) and
 ``curves.png``, and, when a variant is named ``fp32``, ``wasserstein.csv`` and
-``wasserstein.png`` (``hbfpsim.train.analysis``). Each file is written whole under a temporary name and renamed; rerunning the
-same file resumes every unfinished run and reloads the finished ones.
+``wasserstein.png`` (``hbfpsim.train.analysis``). Each file is written whole under a
+temporary name and renamed; rerunning the same file resumes every unfinished run and reloads
+the finished ones.
+
+Runs train one per CPU at a time (``usable_cpus``), each in a worker process of its own
+(``python -m hbfpsim.train.worker``, a child that dies with this process) on one torch
+thread (``loop.one_thread``): a run's results are the same whatever the machine and the
+number of runs, and the cores are used by the runs, not by threads waiting for each other.
+A single run trains in this process, also on one thread.
 """
 
 from __future__ import annotations
@@ -24,11 +31,13 @@ from typing import Any
 
 import torch
 
+from hbfpsim import children
 from hbfpsim.config import ConfigError
+from hbfpsim.formats.threads import usable_cpus
 from hbfpsim.staging import staged_file
 from hbfpsim.train.analysis import wasserstein, write_wasserstein
 from hbfpsim.train.figures import curves
-from hbfpsim.train.loop import RunResult, train_one
+from hbfpsim.train.loop import RunResult, one_thread, train_one
 from hbfpsim.train.spec import TrainSpec
 from hbfpsim.train.tasks import TASKS, Metric
 
@@ -73,13 +82,27 @@ def run(spec: TrainSpec, progress: bool | None = None) -> TrainReport:
     start = time.perf_counter()
     task = make_task(spec)
     total = len(spec.variants) * len(spec.seeds) * spec.epochs * task.steps_per_epoch()
-    runs = []
+    pairs = [(i, seed) for i in range(len(spec.variants)) for seed in spec.seeds]
+    workers = min(usable_cpus(), len(pairs))
+    done: dict[tuple[int, int], RunResult] = {}
     with tqdm(total=total, unit="step", disable=None if progress is None else not progress,
               desc="train", dynamic_ncols=True) as bar:
-        for variant in spec.variants:
-            for seed in spec.seeds:
-                bar.set_postfix_str(f"{variant.name} seed {seed}")
-                runs.append(train_one(spec, task, variant, seed, spec.out, bar))
+        if workers == 1:
+            with one_thread():
+                for i, seed in pairs:
+                    bar.set_postfix_str(f"{spec.variants[i].name} seed {seed}")
+                    done[i, seed] = train_one(spec, task, spec.variants[i], seed, spec.out,
+                                              bar)
+        else:
+            bar.set_postfix_str(f"{workers} runs at a time")
+            with children.Pool("hbfpsim.train.worker", workers,
+                               env=children.ONE_THREAD) as pool:
+                for (_, i, seed), kind, value in pool.run((spec, i, seed) for i, seed in pairs):
+                    if kind == "done":
+                        done[i, seed] = value
+                    else:
+                        bar.update(value)
+    runs = [done[pair] for pair in pairs]
     report = TrainReport(spec, task.metric, task.about, tuple(runs), _variants(runs),
                          time.perf_counter() - start)
     write(report)

@@ -13,6 +13,8 @@ to ``probes/VARIANT/seedS/epochE.npz``: the inputs of the Wasserstein analysis.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -38,7 +40,22 @@ class RunResult:
     seed: int
     history: list[dict]          # per epoch: train_loss, val_loss, metric, seconds
     macs: dict[str, int]         # emulated MACs per input format
-    model: nn.Module
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one thread inside the block (restored afterwards). A run's results then do
+    not depend on the machine's CPU count or on how many runs share it, and a busy core
+    slows one run instead of stalling every parallel operation of all of them: torch's
+    threads wait for each other at the end of every operation, so one of two threads on a
+    core another process keeps busy made a digits CNN step 35 times slower on this
+    project's two-core machine. ``job`` runs as many runs at once as there are CPUs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def checkpoint_path(out: Path, variant: str, seed: int) -> Path:
@@ -90,7 +107,7 @@ def train_one(spec: TrainSpec, task: Any, variant: Schedule, seed: int, out: Pat
     finally:
         if writer is not None:
             writer.abort()
-    return RunResult(variant.name, seed, history, dict(emu.macs), model)
+    return RunResult(variant.name, seed, history, dict(emu.macs))
 
 
 def load_checkpoint(path: Path, key: str) -> dict:
