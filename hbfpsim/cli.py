@@ -312,12 +312,16 @@ def _parser() -> argparse.ArgumentParser:
                                    "SRAM and DRAM traffic.")
     g.set_defaults(run=_gemm)
     g.add_argument("config", help="array configuration (TOML), e.g. array32")
-    for dim in ("M", "N", "K"):
-        g.add_argument(dim.lower(), type=int, metavar=dim)
+    for dim, what in (("M", "rows of A and C"), ("N", "columns of B and C"),
+                      ("K", "the reduction: columns of A, rows of B")):
+        g.add_argument(dim.lower(), type=int, metavar=dim, help=what)
     g.add_argument("--engine", choices=("fast", "simpy"), default="fast",
                    help="timing engine (same results; simpy is the discrete-event model)")
     g.add_argument("--events", action="store_true", help="print the per-fold schedule")
-    t = sub.add_parser("trace", help="inspect GEMM traces, import SCALE-Sim topologies")
+    t = sub.add_parser("trace", help="inspect GEMM traces, import SCALE-Sim topologies",
+                       description="Summarize a trace (records per phase, MACs, operand "
+                                   "bytes, layers) or turn a SCALE-Sim topology into a "
+                                   "shape-only trace (docs/traces.md).")
     t.set_defaults(run=_trace)
     tsub = t.add_subparsers(dest="trace_command", required=True, metavar="ACTION")
     info = tsub.add_parser("info", help="records per phase, MACs, bytes, layers")
@@ -350,7 +354,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--acc", action="append", default=[], metavar="FORMAT=ACC",
                    help="accumulator of a format, e.g. --acc hbfp4=fixed16 (repeatable)")
     d.add_argument("--no-booster", action="store_true", help="leave out the Accuracy Booster mix")
-    pl = sub.add_parser("plot", help="draw figures")
+    pl = sub.add_parser("plot", help="draw figures",
+                        description="Draw one figure into a file (its format follows the "
+                                    "suffix: .png, .pdf, .svg); docs/figures.md shows each.")
     pl.set_defaults(run=_plot)
     plsub = pl.add_subparsers(dest="plot_command", required=True, metavar="FIGURE")
     pd = plsub.add_parser("density", help="density per format and against accumulator width")
@@ -363,7 +369,7 @@ def _parser() -> argparse.ArgumentParser:
                                       "utilization, stall_share, array_area_um2, and for "
                                       "sweeps with compute = \"accuracy\" sqnr_db_median, "
                                       "w1_median, rel_error_median, vrr_median.")
-    ps.add_argument("--store", required=True, help="sweep store, e.g. runs/sweep_demo.sqlite")
+    ps.add_argument("--store", required=True, help="sweep store, e.g. runs/demo.sqlite")
     ps.add_argument("--x", default="seconds", help="total on the x axis (default: seconds)")
     ps.add_argument("--y", default="energy_pj", help="total on the y axis (default: energy_pj)")
     ps.add_argument("--out", default="sweep.png", help="file to write (.png, .pdf, .svg)")
@@ -371,7 +377,7 @@ def _parser() -> argparse.ArgumentParser:
                           description="A heat map over the array shapes (rows x cols) of a "
                                       "sweep store, one panel per dataflow; each cell is the "
                                       "mean over the runs of that shape (every other axis).")
-    ph.add_argument("--store", required=True, help="sweep store, e.g. runs/sweep_demo.sqlite")
+    ph.add_argument("--store", required=True, help="sweep store, e.g. runs/demo.sqlite")
     ph.add_argument("--value", default="utilization",
                     help="utilization or stall_share (default: utilization)")
     ph.add_argument("--variant", help="only this variant's runs (default: all)")
@@ -382,8 +388,9 @@ def _parser() -> argparse.ArgumentParser:
                                       "as a bar over the cycles it computes, coloured by the "
                                       "buffer it waited on.")
     pt.add_argument("config", help="array configuration (TOML), e.g. array32")
-    for dim in ("M", "N", "K"):
-        pt.add_argument(dim.lower(), type=int, metavar=dim)
+    for dim, what in (("M", "rows of A and C"), ("N", "columns of B and C"),
+                      ("K", "the reduction: columns of A, rows of B")):
+        pt.add_argument(dim.lower(), type=int, metavar=dim, help=what)
     pt.add_argument("--max-folds", type=int, default=200,
                     help="draw at most this many folds, the first ones (default 200)")
     pt.add_argument("--out", default="timeline.png", help="file to write (.png, .pdf, .svg)")
@@ -404,11 +411,14 @@ def _parser() -> argparse.ArgumentParser:
     pv.add_argument("--budget", type=int,
                     help="also measure with the MAC engine, MACs per point (slow)")
     pv.add_argument("--out", default="vrr.png", help="file to write (.png, .pdf, .svg)")
-    co = sub.add_parser("cost", help="area and energy of a MAC or an array; calibrate")
+    co = sub.add_parser("cost", help="area and energy of a MAC or an array; calibrate",
+                        description="The 28 nm cost model (docs/cost.md): one MAC's area and "
+                                    "energy by part, an array's area, a PE synthesized by "
+                                    "Yosys, or the model refitted to Yosys (hw extra).")
     co.set_defaults(run=_cost)
     cosub = co.add_subparsers(dest="cost_command", required=True, metavar="ACTION")
     cm = cosub.add_parser("mac", help="area and energy of one MAC, part by part")
-    cm.add_argument("format")
+    cm.add_argument("format", help="a format name, e.g. hbfp4, mxfp6_e3m2, fp32")
     cm.add_argument("--acc", help="accumulator (default: exact for block formats)")
     ca = cosub.add_parser("array", help="area of an array configuration")
     ca.add_argument("config", help="array configuration (TOML)")
@@ -420,7 +430,20 @@ def _parser() -> argparse.ArgumentParser:
     cc.add_argument("--out", default="fitted.json",
                     help="where to write the fitted constants (default: fitted.json here; the "
                          "shipped file is hbfpsim/cost/data/fitted.json)")
+    _describe(parser)
     return parser
+
+
+def _describe(parser: argparse.ArgumentParser) -> None:
+    """Every sub-command without a description of its own gets its one-line help as one,
+    so that its --help says what it does."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {choice.dest: choice.help for choice in action._choices_actions}
+            for name, sub in action.choices.items():
+                if not sub.description and helps.get(name):
+                    sub.description = helps[name][0].upper() + helps[name][1:] + "."
+                _describe(sub)
 
 
 def process_seconds() -> float:

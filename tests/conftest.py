@@ -18,6 +18,48 @@ settings.register_profile("fuzz", max_examples=2000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+# --- the dependencies a run was tested with ---------------------------------------------
+TESTED = Path(__file__).resolve().parents[1] / ".ci" / "tested.txt"
+
+
+def _installed() -> dict[str, str]:
+    """Every dependency listed in .ci/tested.txt that is installed: {name: version}."""
+    from importlib import metadata
+    found = {}
+    for name in _tested():
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def _tested() -> dict[str, str]:
+    if not TESTED.is_file():
+        return {}
+    lines = (line.split("#")[0].strip() for line in TESTED.read_text().splitlines())
+    return dict(line.split("==", 1) for line in lines if "==" in line)
+
+
+def pytest_report_header(config):
+    return "dependencies: " + ", ".join(f"{n} {v}" for n, v in _installed().items())
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """After a failure, name every dependency that is not at the release CI last passed
+    with: a new release that changes a result shows up here by package and version."""
+    if not (terminalreporter.stats.get("failed") or terminalreporter.stats.get("error")):
+        return
+    tested = _tested()
+    moved = [f"{n} {v} (CI last passed with {tested[n]})" for n, v in _installed().items()
+             if v != tested[n]]
+    if moved:
+        terminalreporter.section("dependencies at other releases than CI last passed with "
+                                 "(.ci/tested.txt)", sep="!", red=True)
+        for line in moved:
+            terminalreporter.line(line, red=True)
+
+
 KERNEL = "python3"
 
 

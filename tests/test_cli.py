@@ -57,3 +57,30 @@ def test_gemm_errors_are_one_line(capsys, tmp_path):
     assert cli.main(["gemm", str(bad), "1", "2", "3"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "[array] cols is missing" in err and str(bad) in err
+
+
+def _parsers(parser, path=("hbfpsim",)):
+    """(command path, parser) for the command and every sub-command, depth first."""
+    import argparse
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, (*path, name))
+
+
+def test_every_help_says_what_each_command_and_argument_is():
+    """Every command's --help starts with a description, and every argument and option
+    (but -h) has a help line."""
+    import argparse
+
+    from hbfpsim.cli import _parser
+    seen = 0
+    for path, parser in _parsers(_parser()):
+        assert parser.description, " ".join(path)
+        for action in parser._actions:
+            if action.dest not in ("help", "version") and not isinstance(
+                    action, argparse._SubParsersAction):       # its commands are checked
+                assert action.help, f"{' '.join(path)}: {action.dest}"
+        seen += 1
+    assert seen >= 25

@@ -8,12 +8,13 @@ of both families, the other family's kernel is not in numba's cache and the mach
 second core, the work is split in two:
 
 - this process compiles the GEMM kernel of its first variant's family (``Helper.first``: a
-  two-by-two product of the first record under that variant's numerics and plan);
+  two-by-two product of the first record under that variant's numerics and plan) and, when
+  the trace has operands that large, the parallel rounding kernels (a tensor of
+  ``PARALLEL_ELEMENTS`` values rounded in each format of every variant);
 - a helper (``python -m hbfpsim.replay.warm``, a child of this process that dies with it:
-  ``hbfpsim.children``) compiles the rest: it replays the first record under each variant
-  of the other family (timing, cost, rounding, the other GEMM kernel, the metrics) and,
-  when the trace has operands that large, rounds a tensor of ``PARALLEL_ELEMENTS`` values in
-  each format of every variant (the parallel rounding kernels).
+  ``hbfpsim.children``) compiles the other family's GEMM kernel first (the two share their
+  largest callees, which this process then finds in the cache), then replays the first
+  record under each variant of the other family (timing, cost, rounding, the metrics).
 
 Then this process waits for the helper (``Helper.wait``) and replays with everything in
 numba's cache. The helper prints nothing; its failure only costs the time it would have
@@ -50,29 +51,20 @@ def kinds(schedule: Schedule) -> frozenset[bool]:
 class Helper:
     """The helper of one run, or none (``child`` None: nothing to do)."""
 
-    def __init__(self, child: subprocess.Popen | None) -> None:
+    def __init__(self, child: subprocess.Popen | None, formats: Sequence[str] = ()) -> None:
         self._child = child
+        self._formats = formats
 
     def first(self, gemm, config: ArrayConfig, variant: Schedule, where: Where) -> None:
-        """Compile this process's share: the GEMM kernel of ``variant``'s family, by a
-        two-by-two product of ``gemm``'s operands (or of ones, for a shape-only record)
-        under the numerics and plan the variant gives it."""
+        """Compile this process's share: the GEMM kernel of ``variant``'s family
+        (``gemm_kernel``), then the parallel rounding kernels of ``formats``."""
         if self._child is None:
             return
-        from hbfpsim.array.mapping import Mapping, plan_for
-        from hbfpsim.mac import matmul
-        from hbfpsim.replay.record import with_numerics
-        r = gemm.record
-        numerics = variant.numerics_for(r.layer, r.phase, r.epoch, where)
-        plan = plan_for(Mapping.of(r.m, r.n, r.k, config), numerics)
-        if gemm.a is not None:
-            a = np.asarray(gemm.a[0] if gemm.a.ndim == 3 else gemm.a)[:2]
-            b = np.asarray(gemm.b[0] if gemm.b.ndim == 3 else gemm.b)[:, :2]
-        else:
-            a, b = np.ones((2, r.k), np.float32), np.ones((r.k, 2), np.float32)
-        with_numerics(config, numerics)
-        matmul(np.asarray(a, np.float32), np.asarray(b, np.float32), numerics.input,
-               numerics.weight, plan)
+        gemm_kernel(gemm, config, variant, where)
+        from hbfpsim import formats
+        zeros = np.zeros((PARALLEL_ELEMENTS // 64, 64), np.float32)
+        for name in self._formats:
+            formats.get(name).quantize(zeros)
 
     def wait(self) -> None:
         """Wait for the helper to finish (at most ``WAIT_SECONDS``, then stop it)."""
@@ -93,6 +85,24 @@ class Helper:
             self._child = None
 
 
+def gemm_kernel(gemm, config: ArrayConfig, variant: Schedule, where: Where) -> None:
+    """Compile the GEMM kernel of ``variant``'s family (and the rounding kernels it calls),
+    by a two-by-two product of ``gemm``'s operands (ones for a shape-only record) under the
+    numerics and plan the variant gives it."""
+    from hbfpsim.array.mapping import Mapping, plan_for
+    from hbfpsim.mac import matmul
+    r = gemm.record
+    numerics = variant.numerics_for(r.layer, r.phase, r.epoch, where)
+    plan = plan_for(Mapping.of(r.m, r.n, r.k, config), numerics)
+    if gemm.a is not None:
+        a = np.asarray(gemm.a[0] if gemm.a.ndim == 3 else gemm.a)[:2]
+        b = np.asarray(gemm.b[0] if gemm.b.ndim == 3 else gemm.b)[:, :2]
+    else:
+        a, b = np.ones((2, r.k), np.float32), np.ones((r.k, 2), np.float32)
+    matmul(np.array(a, np.float32), np.array(b, np.float32), numerics.input,   # writable
+           numerics.weight, plan)                    # copies, as the replay's samples are
+
+
 def start(trace, config: ArrayConfig, variants: Sequence[Schedule], sampling: Sampling,
           synthetic: Source | None = None) -> Helper:
     """The helper for a run of ``variants`` on ``config`` over the opened ``trace`` (module
@@ -109,11 +119,11 @@ def start(trace, config: ArrayConfig, variants: Sequence[Schedule], sampling: Sa
     child = children.start("hbfpsim.replay.warm", stdin=subprocess.PIPE,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        children.send(child.stdin, (trace.path, config, later, sampling, synthetic, formats))
+        children.send(child.stdin, (trace.path, config, later, sampling, synthetic))
         child.stdin.close()
     except OSError:
         pass
-    return Helper(child)
+    return Helper(child, formats)
 
 
 def _compiled() -> bool:
@@ -133,22 +143,19 @@ def _compiled() -> bool:
 
 
 def _compile_the_rest() -> None:
-    from hbfpsim import formats
     from hbfpsim import trace as traces
     from hbfpsim.replay.record import replay
     from hbfpsim.replay.run import epoch_weights, where_for
 
-    path, config, variants, sampling, synthetic, names = children.receive(sys.stdin.buffer)
+    path, config, variants, sampling, synthetic = children.receive(sys.stdin.buffer)
     trace = traces.open(path)
     where, weights = where_for(trace), epoch_weights(trace)
     gemm = next(iter(trace))
+    gemm_kernel(gemm, config, variants[0], where)      # first: its callees the other shares
     for variant in variants:
         replay(gemm, config, variant, where, trace.path.name,
                max_outputs=sampling.max_outputs, max_macs=sampling.max_macs,
                seed=sampling.seed, synthetic=synthetic, epochs=weights[gemm.record.epoch])
-    zeros = np.zeros((PARALLEL_ELEMENTS // 64, 64), np.float32)
-    for name in names:
-        formats.get(name).quantize(zeros)
 
 
 if __name__ == "__main__":
