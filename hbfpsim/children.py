@@ -5,7 +5,8 @@ process that started it.
 in every child (a script without an ``if __name__ == "__main__":`` guard then runs twice),
 and its children outlive a parent killed by SIGKILL. A child started here runs ``python -m
 MODULE`` instead, so nothing of the caller's is imported, with hbfpsim's own location first
-on its path (the same hbfpsim as the parent's). Its module calls ``bind_to_parent()``
+on its path and the working folder not on it (``-P``): the same hbfpsim as the parent's,
+even run from a source checkout beside an installed copy. Its module calls ``bind_to_parent()``
 first: on Linux the kernel then sends it SIGKILL when the parent dies (``PR_SET_PDEATHSIG``;
 strictly, when the parent's thread that started it ends), elsewhere a thread polls the
 parent's pid twice a second. It ignores Ctrl-C, which reaches the whole process group and is
@@ -49,7 +50,8 @@ def start(module: str, *args: str, env: dict[str, str] | None = None,
     path = os.environ.get("PYTHONPATH")
     environment = {**os.environ, **(env or {}), PARENT: str(os.getpid()),
                    "PYTHONPATH": root if not path else os.pathsep.join([root, path])}
-    return subprocess.Popen([sys.executable, "-m", module, *args], env=environment, **popen)
+    return subprocess.Popen([sys.executable, "-P", "-m", module, *args], env=environment,
+                            **popen)           # -P: not the working folder's hbfpsim, if any
 
 
 def bind_to_parent() -> None:

@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hbfpsim import trace as traces
-from hbfpsim.replay import warm
 from hbfpsim.replay.record import Row, replay
 from hbfpsim.replay.runfile import RunSpec, load
 from hbfpsim.replay.summary import summarize
@@ -82,6 +81,8 @@ def run(spec: RunSpec | str | Path, progress: bool | None = None,
     if not isinstance(spec, RunSpec):
         spec = load(spec)
     start = time.perf_counter()
+    from hbfpsim.replay import warm          # here: python -m hbfpsim.replay.warm imports us
+
     opened = [traces.open(path) for path in spec.traces]
     synthetic = _synthetic(spec)
     helper = warm.start(opened[0], spec.arrays[0], spec.variants, spec.sampling, synthetic) \
