@@ -447,14 +447,11 @@ def _describe(parser: argparse.ArgumentParser) -> None:
 
 
 def process_seconds() -> float:
-    """Wall seconds since this process started: from the kernel's record of its start where
-    there is one (Linux), else since this module was imported (a few tens of ms later)."""
-    try:
-        started = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-        return max(uptime - started / os.sysconf("SC_CLK_TCK"), 0.0)
-    except (OSError, ValueError, IndexError):
-        return time.monotonic() - _IMPORTED
+    """Wall seconds since the command started: since this module was imported, at the
+    process's start (Python's own start-up, a few tens of ms, is not counted; the kernel's
+    record of the process's start is not used: a shell that execs the command would count
+    its own time before it)."""
+    return time.monotonic() - _IMPORTED
 
 
 class Terminated(KeyboardInterrupt):
