@@ -6,8 +6,13 @@ of the first rule that matches it, else the default. A rule matches by
 - ``layers``: ``fnmatch`` patterns of layer names, plus ``@first`` and ``@last`` for the
   model's first and last layer (in the order the forward pass meets them);
 - ``phases``: any of ``fwd``, ``bwd_data``, ``bwd_weight``;
-- ``epochs``: an inclusive range ``(first, last)``, either end None for open; ``"last"`` is
-  the run's last epoch.
+- ``epochs``: an inclusive range ``(first, last)``, either end None for open;
+- ``steps``: the same over a training run's optimizer steps (counted from 0 over the whole
+  run), so that a boost can cover the last N steps; traces know epochs only.
+
+An end of either range is an integer >= 0, ``"last"`` (the run's last epoch or step),
+``"last-N"`` (N before it) or ``"P%"`` (the epoch or step P percent into the run:
+``floor(P / 100 x count)``, so ``["99%", "last"]`` is the last 1%).
 
 A fixed format is the schedule with no rules. The Accuracy Booster schedule (Harma et al.,
 arXiv 2211.10737) ships as the preset ``booster``: HBFP4 everywhere, HBFP6 for the first and
@@ -25,6 +30,8 @@ across blocks in FP32.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -42,6 +49,7 @@ class Where:
     first_layer: str | None = None
     last_layer: str | None = None
     last_epoch: int | None = None
+    last_step: int | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,7 @@ class Rule:
     layers: tuple[str, ...] = ("*",)
     phases: tuple[str, ...] = PHASES
     epochs: tuple[int | str | None, int | str | None] = (None, None)
+    steps: tuple[int | str | None, int | str | None] = (None, None)
 
     def __post_init__(self) -> None:
         if not isinstance(self.numerics, Numerics):
@@ -66,27 +75,69 @@ class Rule:
         bad = [p for p in self.phases if p not in PHASES]
         if bad:
             raise ValueError(f"rule phases: {bad[0]!r} is not one of {', '.join(PHASES)}")
-        if not isinstance(self.epochs, tuple) or len(self.epochs) != 2 or \
-                not all(e is None or e == "last" or _epoch(e) for e in self.epochs):
-            raise ValueError(f"rule epochs: expected [first, last] with integers >= 0 or "
-                             f"'last', got {self.epochs!r}")
+        for key in ("epochs", "steps"):
+            value = getattr(self, key)
+            if not isinstance(value, tuple) or len(value) != 2 or \
+                    not all(e is None or _end(e) for e in value):
+                raise ValueError(f"rule {key}: expected [first, last] with integers >= 0, "
+                                 f"'last', 'last-N' or 'P%', got {value!r}")
+            if all(isinstance(e, int) for e in value) and value[0] > value[1]:
+                raise ValueError(f"rule {key}: first {value[0]} is after last {value[1]}, "
+                                 "so the rule would never apply")
 
-    def matches(self, layer: str, phase: str, epoch: int, where: Where) -> bool:
+    @property
+    def by_step(self) -> bool:
+        """Whether the rule depends on the step (not only on the epoch)."""
+        return self.steps != (None, None)
+
+    def matches(self, layer: str, phase: str, epoch: int, where: Where,
+                step: int | None = None) -> bool:
         if phase not in self.phases:
             return False
         named = {FIRST: where.first_layer, LAST: where.last_layer}
         if not any(layer == named[p] if p in named else fnmatchcase(layer, p)
                    for p in self.layers):
             return False
-        if "last" in self.epochs and where.last_epoch is None:
-            raise ValueError("a rule names the last epoch, but the run's last epoch is "
-                             "unknown: give Where(last_epoch=...)")
-        low, high = (where.last_epoch if e == "last" else e for e in self.epochs)
-        return (low is None or epoch >= low) and (high is None or epoch <= high)
+        if not _within(epoch, self.epochs, where.last_epoch, "epoch"):
+            return False
+        if not self.by_step:
+            return True
+        if step is None:
+            raise ValueError("a rule selects steps, which only a training run has (traces "
+                             "know epochs): use epochs")
+        return _within(step, self.steps, where.last_step, "step")
 
 
 def _epoch(e: object) -> bool:
     return isinstance(e, int) and not isinstance(e, bool) and e >= 0
+
+
+_RELATIVE = re.compile(r"last(?:-([0-9]{1,9}))?|([0-9]{1,3}(?:\.[0-9]+)?)%")
+
+
+def _end(e: object) -> bool:
+    """An integer >= 0, 'last', 'last-N' or 'P%' with 0 <= P <= 100."""
+    if _epoch(e):
+        return True
+    found = isinstance(e, str) and _RELATIVE.fullmatch(e)
+    return bool(found) and (found[2] is None or float(found[2]) <= 100)
+
+
+def _resolve(e: int | str | None, last: int | None, what: str) -> int | None:
+    if e is None or isinstance(e, int):
+        return e
+    if last is None:
+        raise ValueError(f"a rule names {e!r}, but the run's last {what} is unknown: give "
+                         f"Where(last_{what}=...)")
+    found = _RELATIVE.fullmatch(e)
+    if found[2] is not None:
+        return math.floor(float(found[2]) / 100 * (last + 1))
+    return last - int(found[1] or 0)
+
+
+def _within(value: int, ends: tuple, last: int | None, what: str) -> bool:
+    low, high = (_resolve(e, last, what) for e in ends)
+    return (low is None or value >= low) and (high is None or value <= high)
 
 
 @dataclass(frozen=True)
@@ -97,16 +148,24 @@ class Schedule:
     default: Numerics
     rules: tuple[Rule, ...] = ()
 
-    def numerics_for(self, layer: str, phase: str, epoch: int, where: Where = Where()
-                     ) -> Numerics:
-        if not isinstance(layer, str) or phase not in PHASES or not _epoch(epoch):
+    def numerics_for(self, layer: str, phase: str, epoch: int, where: Where = Where(),
+                     step: int | None = None) -> Numerics:
+        """The numerics of ``layer``'s ``phase`` GEMM in ``epoch`` (and, for rules by step,
+        at the run's optimizer ``step``)."""
+        if not isinstance(layer, str) or phase not in PHASES or not _epoch(epoch) or \
+                not (step is None or _epoch(step)):
             raise ValueError(f"numerics_for: expected a layer name, a phase in "
-                             f"{', '.join(PHASES)} and an epoch >= 0, got {layer!r}, "
-                             f"{phase!r}, {epoch!r}")
+                             f"{', '.join(PHASES)}, an epoch >= 0 and a step >= 0 or None, "
+                             f"got {layer!r}, {phase!r}, {epoch!r}, {step!r}")
         for rule in self.rules:
-            if rule.matches(layer, phase, epoch, where):
+            if rule.matches(layer, phase, epoch, where, step):
                 return rule.numerics
         return self.default
+
+    @property
+    def by_step(self) -> bool:
+        """Whether any rule selects steps (the schedule then changes within an epoch)."""
+        return any(rule.by_step for rule in self.rules)
 
     @property
     def numerics(self) -> tuple[Numerics, ...]:

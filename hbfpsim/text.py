@@ -222,20 +222,22 @@ def sweep_outcome(name: str, outcome, store: str, status: dict) -> str:
 
 
 def train_report(report, wall_seconds: float | None = None) -> str:
-    """What ``hbfpsim train`` prints: per variant, the final validation metric over seeds
-    (mean, standard deviation, range) and the share of training MACs per format; then the
+    """What ``hbfpsim train`` prints: per variant, its blocking and rounding, the final
+    validation metric over seeds (mean, standard deviation, range) and the share of training
+    MACs per format; then the
     wall time (s; the report's own unless ``wall_seconds`` is given)."""
     metric = report.metric
-    lines = [("variant", f"{metric.name} ({metric.unit})", "std", "min", "max", "seeds",
-              "MACs per format")]
+    lines = [("variant", "blocking", "rounding", f"{metric.name} ({metric.unit})", "std", "min",
+              "max", "seeds", "MACs per format")]
     for v in report.variants:
-        lines.append((v.variant, f"{v.mean:.2f}", f"{v.std:.2f}", f"{min(v.finals):.2f}",
-                      f"{max(v.finals):.2f}", str(len(v.finals)),
+        lines.append((v.variant, v.method.blocking, str(v.method.rounding), f"{v.mean:.2f}",
+                      f"{v.std:.2f}", f"{min(v.finals):.2f}", f"{max(v.finals):.2f}",
+                      str(len(v.finals)),
                       ", ".join(f"{k} {s:.1%}" for k, s in v.mac_shares.items())))
     spec = report.spec
     better = "higher" if metric.higher_is_better else "lower"
-    return (f"{spec.task}: {report.about}; {spec.epochs} epochs, final {metric.name} "
-            f"({better} is better)\n" + table(lines, right={1, 2, 3, 4, 5})
+    return (f"{spec.task}: {report.about}; {spec.epochs} epochs, learning rate {spec.rate}, "
+            f"final {metric.name} ({better} is better)\n" + table(lines, right={3, 4, 5, 6, 7})
             + f"\n{len(report.runs)} runs in "
             f"{report.wall_seconds if wall_seconds is None else wall_seconds:.1f} s; "
             f"wrote {spec.out}")

@@ -77,6 +77,10 @@ variants = ["hbfp4"]
 seeds = [3]
 epochs = 4
 out = "{out}"
+rounding = "stochastic"
+stored = "all"
+lr_schedule = "cosine"
+warmup_steps = 20
 """
 
 
@@ -86,6 +90,8 @@ def _cli(*args, **kwargs):
 
 
 def test_a_killed_run_resumes_to_the_same_final_weights(tmp_path):
+    """Under stochastic rounding and a cosine learning rate: the streams and the rate follow
+    the step, which the checkpoint keeps."""
     whole = write(tmp_path, RUN.format(out=tmp_path / "whole"), "whole.toml")
     cut = write(tmp_path, RUN.format(out=tmp_path / "cut"), "cut.toml")
     killed = _cli(str(cut), "--quiet", start_new_session=True)

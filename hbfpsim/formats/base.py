@@ -145,13 +145,14 @@ class Format(ABC):
         layout, q, side = self._run(x, axis, rounding, seed, nonfinite)
         return layout.restore(q)
 
-    def quantize_rows(self, rows: np.ndarray) -> np.ndarray:
-        """``quantize(rows, axis=1)`` (round to nearest even) without the checks: ``rows`` is
-        a C-contiguous float32 or float64 (R, L) array, and NaN or Inf is not refused (a
-        block holding one comes out as the format's kernel writes it). The entry for hot
-        loops that call it thousands of times on small tensors (emulated training), where
-        the checks cost more than the rounding."""
-        return self._round(rows, int(Rounding.RNE), 0)[0]
+    def quantize_rows(self, rows: np.ndarray, mode: int = 0, seed: int = 0) -> np.ndarray:
+        """``quantize(rows, axis=1, rounding=Rounding(mode), seed=seed)`` without the checks:
+        ``rows`` is a C-contiguous float32 or float64 (R, L) array, ``mode`` a
+        :class:`Rounding` code, and NaN or Inf is not refused (a block holding one comes out
+        as the format's kernel writes it). The entry for hot loops that call it thousands of
+        times on small tensors (emulated training), where the checks cost more than the
+        rounding."""
+        return self._round(rows, mode, seed)[0]
 
     def encode(self, x: Any, axis: int = -1, rounding: str | Rounding = "even",
                seed: int | None = None, nonfinite: str = "raise") -> Encoded:

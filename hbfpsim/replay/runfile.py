@@ -132,9 +132,13 @@ def figure_formats(run: dict, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def variant_tables(raw: list, source: str) -> tuple[Schedule, ...]:
-    """The ``[[variant]]`` tables, each checked, names unique."""
-    variants = tuple(variant_table(v, f"{source}: [[variant]] {i + 1}") for i, v in enumerate(raw))
+def variant_tables(raw: list, source: str, steps: bool = False,
+                   presets: dict[str, Schedule] = PRESETS) -> tuple[Schedule, ...]:
+    """The ``[[variant]]`` tables, each checked, names unique. ``steps``: rules may select
+    optimizer steps; ``presets``: the schedules ``schedule = NAME`` may name (training run
+    files have more)."""
+    variants = tuple(variant_table(v, f"{source}: [[variant]] {i + 1}", steps, presets)
+                     for i, v in enumerate(raw))
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
@@ -232,7 +236,8 @@ def _numerics(table: dict, where: str, inherit: dict | None = None) -> Numerics:
     return Numerics.create(**names, source=where)
 
 
-def variant_table(raw: Any, where: str) -> Schedule:
+def variant_table(raw: Any, where: str, steps: bool = False,
+                  presets: dict[str, Schedule] = PRESETS) -> Schedule:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: must be a table")
     known_keys(raw, ("name", "schedule", "rule", *KEYS), where)
@@ -246,9 +251,9 @@ def variant_table(raw: Any, where: str) -> Schedule:
         if extra:
             raise ConfigError(f"{where} ({name}) {extra[0]}: a preset schedule takes no other "
                               "keys (write a variant with rules to change its numerics)")
-        preset = PRESETS.get(raw["schedule"])
+        preset = presets.get(raw["schedule"])
         if preset is None:
-            raise ConfigError(f"{where} schedule: expected one of {', '.join(PRESETS)}, "
+            raise ConfigError(f"{where} schedule: expected one of {', '.join(presets)}, "
                               f"got {raw['schedule']!r}")
         return Schedule(name, preset.default, preset.rules)
     inherit = {k: raw[k] for k in KEYS if k in raw}
@@ -256,29 +261,34 @@ def variant_table(raw: Any, where: str) -> Schedule:
     if not isinstance(rules, list):
         raise ConfigError(f"{where} rule: expected [[variant.rule]] tables")
     return Schedule(name, _numerics(raw, f"{where} ({name})"),
-                    tuple(_rule(r, f"{where} ({name}) rule {i + 1}:", inherit)
+                    tuple(_rule(r, f"{where} ({name}) rule {i + 1}:", inherit, steps)
                           for i, r in enumerate(rules)))
 
 
-def _rule(raw: Any, where: str, inherit: dict) -> Rule:
+def _rule(raw: Any, where: str, inherit: dict, steps: bool) -> Rule:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be a table")
-    known_keys(raw, ("layers", "phases", "epochs", *KEYS), where)
+    if "steps" in raw and not steps:
+        raise ConfigError(f"{where} steps: rules by step apply to training run files; "
+                          "traces know epochs only")
+    known_keys(raw, ("layers", "phases", "epochs", "steps", *KEYS), where)
     if not set(raw) & set(KEYS):
         raise ConfigError(f"{where} gives no numerics (input, weight, accumulator, ...)")
     layers = raw.get("layers", ["*"])
     phases = raw.get("phases", list(PHASES))
     epochs = raw.get("epochs", [None, None])
+    by_step = raw.get("steps", [None, None])
     for key, value in (("layers", layers), ("phases", phases)):
         if not isinstance(value, list) or not value or not all(isinstance(v, str)
                                                                 for v in value):
             raise ConfigError(f"{where} {key}: expected a non-empty list of strings, "
                               f"got {value!r}")
-    if not isinstance(epochs, list):
-        raise ConfigError(f"{where} epochs: expected [first, last], got {epochs!r}")
+    for key, value in (("epochs", epochs), ("steps", by_step)):
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} {key}: expected [first, last], got {value!r}")
     try:
         return Rule(_numerics(raw, where, inherit), tuple(layers), tuple(phases),
-                    tuple(epochs))
+                    tuple(epochs), tuple(by_step))
     except ValueError as err:
         if isinstance(err, ConfigError):
             raise

@@ -16,12 +16,22 @@ With ``optimizer``, the weights are stored in a wide block floating point after 
 ``optimizer.step()`` (``storage``, default HBFP16: 16-bit mantissas, blocks of 64 along each
 weight's forward reduction axis), as the HBFP papers train: no FP32 master copy, and every
 GEMM reads a narrow copy quantized from the wide one.
+
+How tensors are rounded and blocked follows a ``Method`` (``hbfpsim.train.method``):
+rounding per tensor role (nearest even by default, or stochastic), ``gemm`` or ``emulator``
+blocking, attention products emulated or in FP32, which parameters the wide copy holds.
+Stochastic rounding draws from the counter-based stream of ``hbfpsim.formats``, one stream
+per quantization, keyed by (``seed``, ``emu.step``, the quantization's ordinal within the
+step): a run is reproducible, and resuming at a step boundary continues the same streams.
+``emu.step`` counts optimizer steps (the optimizer's step hook advances it; without an
+optimizer, set it) and selects schedule rules by step.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import replace
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from fnmatch import fnmatchcase
@@ -31,10 +41,12 @@ import torch
 from torch import nn
 
 from hbfpsim import formats
+from hbfpsim.formats.rounding import Rounding
 from hbfpsim.formats.threads import calling_thread_only
 from hbfpsim.numerics import Numerics
 from hbfpsim.schedule import PHASES, PRESETS, Schedule, Where
-from hbfpsim.train.gemm import Conv2dFn, LinearFn, MatmulFn, quantize
+from hbfpsim.train.gemm import Conv2dFn, LinearFn, MatmulFn, emulator_op, round_tensor
+from hbfpsim.train.method import METHOD_PRESETS, Method, Roundings, Variant
 
 # (layer, phase, numerics, A, B, whether A is the weight) of every GEMM while counting
 Recorder = Callable[[str, str, Numerics, torch.Tensor, torch.Tensor, bool], None]
@@ -59,15 +71,30 @@ class _Site:
     def exact_plan(self, phase: str) -> str | None:
         return self.emulation.exact_plan(self.layer, phase)
 
+    def rounding(self, role: str) -> tuple[int, int]:
+        return self.emulation.rounding(role)
+
     def record(self, phase, numerics, a, b, a_weight) -> None:
         self.emulation.count(self.layer, phase, numerics, a, b, a_weight)
+
+    def count(self, phase: str, numerics: Numerics, macs: int) -> None:
+        self.emulation.count_macs(numerics, macs)
+
+    @property
+    def by_tensor(self) -> bool:
+        """``emulator`` blocking: tensors quantized once along their last axis."""
+        return self.emulation.method.blocking == "emulator"
 
 
 class EmulatedLinear(nn.Linear):
     site: _Site
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return LinearFn.apply(x, self.weight, self.bias, self.site)
+        if not self.site.by_tensor:
+            return LinearFn.apply(x, self.weight, self.bias, self.site)
+        y = emulator_op(self.site, x, self.weight, ("activations", "weights"),
+                        nn.functional.linear, x.numel() * self.out_features)
+        return y if self.bias is None else y + self.bias
 
 
 class EmulatedConv2d(nn.Conv2d):
@@ -79,44 +106,91 @@ class EmulatedConv2d(nn.Conv2d):
             padding = (0, 0)
         else:
             padding = self.padding
-        return Conv2dFn.apply(x, self.weight, self.bias, self.site, self.stride, padding,
-                              self.dilation)
+        if not self.site.by_tensor:
+            return Conv2dFn.apply(x, self.weight, self.bias, self.site, self.stride, padding,
+                                  self.dilation)
+
+        def conv(qx, qw):
+            return nn.functional.conv2d(qx, qw, None, self.stride, padding, self.dilation)
+
+        shape = conv(x[:1, :1].detach().to("meta").expand(1, *x.shape[1:]),
+                     self.weight.detach().to("meta")).shape
+        macs = x.shape[0] * math.prod(shape[1:]) * self.weight[0].numel()
+        y = emulator_op(self.site, x, self.weight, ("activations", "weights"), conv, macs)
+        return y if self.bias is None else y + self.bias[:, None, None]
 
 
 class EmulatedMatMul(MatMul):
     site: _Site
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return MatmulFn.apply(a, b, self.site)
+        if not self.site.by_tensor:
+            return MatmulFn.apply(a, b, self.site)
+        batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2]).numel()
+        return emulator_op(self.site, a, b, ("activations", "activations"), torch.matmul,
+                           batch * a.shape[-2] * a.shape[-1] * b.shape[-1])
 
 
 _SWAPS = ((nn.Conv2d, EmulatedConv2d), (nn.Linear, EmulatedLinear), (MatMul, EmulatedMatMul))
 
 
-class Emulation:
-    """The state every converted layer reads: schedule, epoch, which GEMMs accumulate
-    bit-exactly, MAC counts per numerics, and an optional GEMM recorder (capture)."""
+def _stream(seed: int, step: int, draw: int) -> int:
+    """The stochastic-rounding stream of one quantization: SplitMix64's finalizer over
+    (seed, step, draw), in [0, 2^63)."""
+    z = seed
+    for part in (step, draw):
+        z = (z + part * 0x9E3779B97F4A7C15 + 0x9E3779B97F4A7C15) & MASK64
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+        z ^= z >> 31
+    return z >> 1
 
-    def __init__(self, schedule: Schedule, layers: list[str], epochs: int | None,
-                 exact: dict | None):
-        self.schedule = schedule
+
+MASK64 = 2**64 - 1
+
+
+class Emulation:
+    """The state every converted layer reads: schedule, method, epoch and step, which GEMMs
+    accumulate bit-exactly, MAC counts per numerics, and an optional GEMM recorder
+    (capture)."""
+
+    def __init__(self, schedule: Schedule, method: Method, layers: list[str],
+                 epochs: int | None, steps: int | None, exact: dict | None, seed: int):
+        self.schedule, self.method, self.seed = schedule, method, seed
         self.layers = tuple(layers)
         self.where = Where(layers[0] if layers else None, layers[-1] if layers else None,
-                           None if epochs is None else epochs - 1)
+                           None if epochs is None else epochs - 1,
+                           None if steps is None else steps - 1)
         self.epoch = 0
+        self.step = 0                  # optimizer steps so far
+        self.draws = 0                 # stochastic quantizations in this step
         self.exact = exact_spec(exact)
         self.macs: Counter[str] = Counter()
         self.recorder: Recorder | None = None
         self.counting = True
-        self._numerics: dict[tuple[str, str, int], Numerics] = {}
+        self._numerics: dict[tuple, Numerics] = {}
 
     def numerics_for(self, layer: str, phase: str) -> Numerics:
-        key = (layer, phase, self.epoch)
+        step = self.step if self.schedule.by_step else None
+        key = (layer, phase, self.epoch, step)
         found = self._numerics.get(key)
         if found is None:
             found = self._numerics[key] = self.schedule.numerics_for(layer, phase, self.epoch,
-                                                                     self.where)
+                                                                     self.where, step)
         return found
+
+    def rounding(self, role: str) -> tuple[int, int]:
+        """(Rounding code, stream seed) of the next quantization of a ``role`` tensor."""
+        mode = getattr(self.method.rounding, role)
+        if mode != Rounding.STOCHASTIC:
+            return int(mode), 0
+        self.draws += 1
+        return int(mode), _stream(self.seed, self.step, self.draws)
+
+    def stepped(self) -> None:
+        """One optimizer step done."""
+        self.step += 1
+        self.draws = 0
 
     def exact_plan(self, layer: str, phase: str) -> str | None:
         spec = self.exact
@@ -135,14 +209,19 @@ class Emulation:
         if self.recorder is not None:
             self.recorder(layer, phase, numerics, a, b, a_weight)
 
+    def count_macs(self, numerics: Numerics, macs: int) -> None:
+        if self.counting:
+            self.macs[numerics.input.name] += macs
+
     @contextmanager
     def uncounted(self) -> Iterator[None]:
-        """GEMMs in this block (validation, probes) are neither counted nor recorded."""
-        self.counting = False
+        """GEMMs in this block (validation, probes) are neither counted nor recorded, and
+        leave the step's stochastic streams where they were."""
+        self.counting, draws = False, self.draws
         try:
             yield
         finally:
-            self.counting = True
+            self.counting, self.draws = True, draws
 
     def mac_fractions(self) -> dict[str, float]:
         """Share of all emulated MACs so far per operand format (of the input operand)."""
@@ -185,39 +264,92 @@ def exact_spec(exact: dict | None) -> dict | None:
     return {"layers": tuple(layers), "phases": tuple(phases), "epochs": tuple(epochs)}
 
 
-def as_schedule(schedule: str | Schedule) -> Schedule:
-    """A Schedule from a Schedule, a preset name (``booster``) or a format name (the fixed
-    schedule: FP32 accumulation, no block accumulator, as the public emulators compute)."""
-    if isinstance(schedule, Schedule):
+def as_variant(schedule: str | Schedule | Variant) -> Variant:
+    """A Variant from a Variant, a Schedule (the default method), a method preset
+    (``booster-cnn``, ``booster-transformer``: schedule and method), a schedule preset
+    (``booster``) or a format name (the fixed schedule: FP32 accumulation, no block
+    accumulator, as the public emulators compute)."""
+    if isinstance(schedule, Variant):
         return schedule
+    if isinstance(schedule, Schedule):
+        return Variant(schedule)
     if not isinstance(schedule, str):
-        raise ValueError(f"schedule: expected a format name, a preset ({', '.join(PRESETS)}) "
-                         f"or a Schedule, got {schedule!r}")
+        raise ValueError(f"schedule: expected a format name, a preset "
+                         f"({', '.join([*PRESETS, *METHOD_PRESETS])}) or a Schedule, got "
+                         f"{schedule!r}")
+    if schedule in METHOD_PRESETS:
+        return METHOD_PRESETS[schedule]
     if schedule in PRESETS:
-        return PRESETS[schedule]
-    return Schedule.fixed(Numerics.create(schedule, source="schedule"))
+        return Variant(PRESETS[schedule])
+    return Variant(Schedule.fixed(Numerics.create(schedule, source="schedule")))
 
 
-def emulate(model: nn.Module, schedule: str | Schedule, *, optimizer: torch.optim.Optimizer
-            | None = None, storage: str | None = "auto", epochs: int | None = None,
-            exact: dict | None = None) -> Emulation:
+def with_changes(method: Method, **changes: Any) -> Method:
+    """``method`` with the settings given (not None) replaced; ``rounding`` a mode or a
+    table by role, ``storage`` a format name, ``auto`` or ``none``."""
+    given = {k: v for k, v in changes.items() if v is not None}
+    if "rounding" in given:
+        given["rounding"] = Roundings.of(given["rounding"])
+    if "storage" in given:
+        given["storage"] = storage_name(given["storage"])
+    return replace(method, **given)
+
+
+def storage_name(value: Any) -> str | None:
+    """A storage setting: ``auto``, ``none`` (None: parameters stay FP32) or a format's
+    canonical name."""
+    if value is None or value == "none":
+        return None
+    if value == "auto":
+        return value
+    try:
+        return formats.get(value).name
+    except ValueError as err:
+        raise ValueError(f"storage: expected auto, none or a format name: {err}") from None
+
+
+def emulate(model: nn.Module, schedule: str | Schedule | Variant, *,
+            optimizer: torch.optim.Optimizer | None = None, epochs: int | None = None,
+            steps: int | None = None, exact: dict | None = None, seed: int = 0,
+            rounding: Any = None, blocking: str | None = None, attention: str | None = None,
+            storage: str | None = None, stored: str | None = None) -> Emulation:
     """Swap ``model``'s Linear, Conv2d and MatMul modules for emulated ones (in place) and
-    return the Emulation they share. ``schedule``: a format name (``"hbfp4"``), a preset
-    (``"booster"``) or a Schedule; ``@first`` / ``@last`` are the first and last converted
-    layers in registration order. ``epochs``: the run's length (for the epoch ``"last"``).
-    ``exact``: GEMMs that accumulate bit-exactly through the MAC engine, ``{"layers":
-    [patterns], "phases": [...], "epochs": [first, last]}`` (the PE plan of ``pe_plan``).
-    ``optimizer`` + ``storage``: weights kept in ``storage`` after each step (None: FP32;
-    "auto": HBFP16 when the schedule uses an HBFP format, else FP32)."""
+    return the Emulation they share.
+
+    ``schedule``: a format name (``"hbfp4"``, ``"hbfp4@8"``), a preset (``"booster"``, or a
+    method preset ``"booster-cnn"`` / ``"booster-transformer"``, which also set the method),
+    a Schedule or a Variant; ``@first`` / ``@last`` are the first and last converted layers
+    in registration order. ``epochs`` and ``steps``: the run's length in epochs and
+    optimizer steps (for ``"last"`` and percentages in rules). ``exact``: GEMMs that
+    accumulate bit-exactly through the MAC engine, ``{"layers": [patterns], "phases": [...],
+    "epochs": [first, last]}`` (the PE plan of ``pe_plan``; ``gemm`` blocking only).
+
+    The method (``hbfpsim.train.method``; not given: the preset's, else nearest-even
+    rounding, ``gemm`` blocking, attention emulated, HBFP16 storage of the weights):
+    ``rounding`` a mode (``"even"``, ``"stochastic"``, ...) or a table by role
+    (activations, weights, gradients, storage); ``seed`` keys the stochastic streams;
+    ``blocking`` ``"gemm"`` or ``"emulator"``; ``attention`` ``"emulated"`` or ``"fp32"``;
+    ``storage`` the parameters' format after each ``optimizer.step()`` (``"auto"``: HBFP16
+    for HBFP schedules, ``"none"``: FP32; needs ``optimizer``) and ``stored`` which
+    parameters it holds (``"weights"`` of converted layers or ``"all"``)."""
     if not isinstance(model, nn.Module):
         raise ValueError(f"emulate: model must be a torch.nn.Module, got {type(model).__name__}")
-    schedule = as_schedule(schedule)
-    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int)
-                               or epochs < 1):
-        raise ValueError(f"epochs: expected an integer >= 1, got {epochs!r}")
+    variant = as_variant(schedule)
+    method = with_changes(variant.method, rounding=rounding, blocking=blocking,
+                          attention=attention, storage=storage, stored=stored)
+    for key, value in (("epochs", epochs), ("steps", steps)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise ValueError(f"{key}: expected an integer >= 1, got {value!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed: expected an integer in [0, 2^63), got {seed!r}")
+    if exact is not None and method.blocking == "emulator":
+        raise ValueError("exact: bit-exact accumulation reads each GEMM's operands in blocks "
+                         "along its own K, which needs blocking='gemm'")
+    swaps = _SWAPS if method.attention == "emulated" else _SWAPS[:2]
     targets = []
     for name, module in model.named_modules():
-        for plain, emulated in _SWAPS:
+        for plain, emulated in swaps:
             if type(module) in (plain, emulated):
                 if isinstance(module, nn.Conv2d) and module.groups != 1:
                     raise ValueError(f"{name}: grouped convolutions (groups={module.groups}) "
@@ -227,28 +359,60 @@ def emulate(model: nn.Module, schedule: str | Schedule, *, optimizer: torch.opti
     if not targets:
         raise ValueError("emulate: the model has no Linear, Conv2d or hbfpsim.train.MatMul "
                          "module to convert")
-    emu = Emulation(schedule, [name for name, _, _ in targets], epochs, exact)
+    emu = Emulation(variant.schedule, method, [name for name, _, _ in targets], epochs, steps,
+                    exact, seed)
     for name, module, emulated in targets:
         module.__class__ = emulated
         module.site = _Site(emu, name)
-    if storage == "auto":
-        storage = "hbfp16" if any(n.input.family == "hbfp" or n.weight.family == "hbfp"
-                                  for n in schedule.numerics) else None
-    if optimizer is not None and storage is not None:
-        wide = formats.get(storage)
-        weights = [m.weight for _, m, _ in targets if hasattr(m, "weight")]
-        optimizer.register_step_post_hook(lambda *_: store(weights, wide))
-        store(weights, wide)
+    if optimizer is not None:
+        _keep_stored(emu, model, optimizer, [m.weight for _, m, _ in targets
+                                             if hasattr(m, "weight")])
     return emu
 
 
+def _keep_stored(emu: Emulation, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 weights: list[torch.Tensor]) -> None:
+    """After every optimizer step: the stored parameters rounded to the storage format,
+    then the step counted."""
+    method = emu.method
+    storage = method.storage
+    if storage == "auto":
+        hbfp = [f for n in emu.schedule.numerics for f in (n.input, n.weight)
+                if f.family == "hbfp"]
+        storage = f"hbfp16@{hbfp[0].block}" if hbfp else None
+    if storage is None:
+        optimizer.register_step_post_hook(lambda *_: emu.stepped())
+        return
+    wide = storage if isinstance(storage, formats.Format) else formats.get(storage)
+    if method.stored == "all":
+        ids = {id(w) for w in weights}
+        extra = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+    else:
+        extra = []
+    # weights: blocks along the forward reduction axis (gemm) or the last axis (emulator)
+    by_row = weights if method.blocking == "gemm" else []
+    by_last = [*extra, *(weights if method.blocking == "emulator" else [])]
+
+    def after_step(*_):
+        store(emu, by_row, by_last, wide)
+        emu.stepped()
+    optimizer.register_step_post_hook(after_step)
+    store(emu, by_row, by_last, wide)
+    emu.draws = 0                # the first step's streams as after any other step
+
+
 @torch.no_grad()
-def store(weights: list[torch.Tensor], fmt: formats.Format) -> None:
-    """Round each weight in place to ``fmt``, blocks along its forward reduction axis (all
-    but the first dimension, flattened)."""
+def store(emu: Emulation, by_row: list[torch.Tensor], by_last: list[torch.Tensor],
+          fmt: formats.Format) -> None:
+    """Round parameters in place to ``fmt`` with the storage rounding: ``by_row`` in blocks
+    along their forward reduction axis (all but the first dimension, flattened), ``by_last``
+    along their last axis."""
     with calling_thread_only():
-        for w in weights:
-            w.copy_(quantize(w.reshape(w.shape[0], -1), fmt, 1).reshape(w.shape))
+        for w in by_row:
+            w.copy_(round_tensor(w.reshape(w.shape[0], -1), fmt, -1,
+                                 *emu.rounding("storage")).reshape(w.shape))
+        for p in by_last:
+            p.copy_(round_tensor(p, fmt, -1, *emu.rounding("storage")))
 
 
 def converted(model: nn.Module) -> list[tuple[str, Any]]:

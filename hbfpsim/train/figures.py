@@ -1,6 +1,7 @@
 """Training figures: ``curves`` (per variant, training loss and the validation metric per
 epoch, the mean over seeds as a line and the seeds' range as a band), in each format's colour
-(``hbfpsim.palette``). Object API on an Agg canvas, as the replay figures."""
+(``hbfpsim.palette``), solid for ``gemm`` blocking and dashed for ``emulator`` blocking, the
+rounding in the legend. Object API on an Agg canvas, as the replay figures."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ from matplotlib.figure import Figure
 
 from hbfpsim.palette import format_colour
 from hbfpsim.staging import staged_file
+from hbfpsim.train.method import Method
 
 
-def curves(runs: Sequence, metric, path: Path, title: str = "") -> Path:
-    """Write the curves of ``runs`` (objects with variant, history) to the PNG ``path``."""
+def curves(runs: Sequence, metric, path: Path, title: str = "",
+           methods: dict[str, Method] | None = None) -> Path:
+    """Write the curves of ``runs`` (objects with variant, history) to the PNG ``path``;
+    ``methods``: each variant's method, by name."""
     fig = Figure(figsize=(10, 4), layout="constrained")
     FigureCanvasAgg(fig)
     loss_ax, metric_ax = fig.subplots(1, 2)
@@ -27,7 +31,10 @@ def curves(runs: Sequence, metric, path: Path, title: str = "") -> Path:
         for ax, key in ((loss_ax, "train_loss"), (metric_ax, "metric")):
             values = np.array([[h[key] for h in r.history[:length]] for r in mine])
             colour = format_colour(name)
-            ax.plot(epochs, values.mean(0), color=colour, label=f"{name} ({len(mine)} seeds)")
+            method = (methods or {}).get(name, Method())
+            ax.plot(epochs, values.mean(0), color=colour,
+                    linestyle="--" if method.blocking == "emulator" else "-",
+                    label=f"{name} ({method.blocking}, {method.rounding}; {len(mine)} seeds)")
             if len(mine) > 1:
                 ax.fill_between(epochs, values.min(0), values.max(0), color=colour, alpha=0.2,
                                 linewidth=0)

@@ -33,6 +33,7 @@ from hbfpsim.formats import Format
 from hbfpsim.formats.threads import calling_thread_only
 from hbfpsim.mac import matmul as mac_matmul
 from hbfpsim.numerics import Numerics
+from hbfpsim.train.quantizer import round_tensor
 
 
 class Site(Protocol):
@@ -44,41 +45,40 @@ class Site(Protocol):
 
     def exact_plan(self, phase: str) -> str | None: ...
 
+    def rounding(self, role: str) -> tuple[int, int]: ...
+
     def record(self, phase: str, numerics: Numerics, a: torch.Tensor, b: torch.Tensor,
                a_weight: bool) -> None: ...
 
-
-def quantize(t: torch.Tensor, fmt: Format, axis: int) -> torch.Tensor:
-    """``t`` in ``fmt`` (round to nearest even), blocks along ``axis`` (-1 or -2); float32.
-    FP32 is returned as it is. Blocks along -2 are quantized as rows of the transpose and
-    handed back as a transposed view (matmul takes it without a copy), so a tensor that is
-    itself a transposed view (``weight.t()``) is never copied."""
-    if fmt.name == "fp32":
-        return t
-    if axis == -2:
-        return quantize(t.transpose(-1, -2), fmt, -1).transpose(-1, -2)
-    x = t.detach().contiguous().numpy()
-    return torch.from_numpy(fmt.quantize_rows(x.reshape(-1, x.shape[-1])).reshape(x.shape))
+    def count(self, phase: str, numerics: Numerics, macs: int) -> None: ...
 
 
-def product(site: Site, phase: str, a: torch.Tensor, b: torch.Tensor, *, a_weight: bool = False,
-            b_weight: bool = False, lowered: Callable | None = None,
-            native: Callable | None = None) -> torch.Tensor:
-    """``a @ b`` as ``site`` computes it in ``phase``. The weight operand (if any) takes the
-    numerics' weight format, activations and gradients its input format. ``lowered`` maps
-    the product to what the layer needs (col2im); ``native(qa, qb)``, when given, computes
-    that from the quantized operands directly in the fast path (a native op that sums the
-    same products in FP32, in its own order)."""
+def operand_format(numerics: Numerics, role: str) -> Format:
+    """The format a tensor of ``role`` takes: the weight format for weights, the input
+    format for activations and gradients."""
+    return numerics.weight if role == "weights" else numerics.input
+
+
+def product(site: Site, phase: str, a: torch.Tensor, b: torch.Tensor, roles: tuple[str, str],
+            *, lowered: Callable | None = None, native: Callable | None = None
+            ) -> torch.Tensor:
+    """``a @ b`` as ``site`` computes it in ``phase``, blocks along K. ``roles``: the tensor
+    roles of a and b (activations, weights, gradients), which choose each one's format and
+    rounding. ``lowered`` maps the product to what the layer needs (col2im);
+    ``native(qa, qb)``, when given, computes that from the quantized operands directly in
+    the fast path (a native op that sums the same products in FP32, in its own order)."""
     numerics = site.numerics(phase)
-    fa = numerics.weight if a_weight else numerics.input
-    fb = numerics.weight if b_weight else numerics.input
-    site.record(phase, numerics, a, b, a_weight)
+    fa, fb = operand_format(numerics, roles[0]), operand_format(numerics, roles[1])
+    site.record(phase, numerics, a, b, roles[0] == "weights")
     plan = site.exact_plan(phase)
+    (ma, sa), (mb, sb) = site.rounding(roles[0]), site.rounding(roles[1])
     with calling_thread_only():          # torch's threads have the cores; numba's stay idle
         if plan is not None:
+            if ma or mb:                 # the MAC engine rounds to nearest even: round first
+                a, b = round_tensor(a, fa, -1, ma, sa), round_tensor(b, fb, -2, mb, sb)
             out = _exact(a, b, fa, fb, plan)
         else:
-            qa, qb = quantize(a, fa, -1), quantize(b, fb, -2)
+            qa, qb = round_tensor(a, fa, -1, ma, sa), round_tensor(b, fb, -2, mb, sb)
     if plan is None:
         if native is not None:
             return native(qa, qb)
@@ -105,7 +105,7 @@ class LinearFn(torch.autograd.Function):
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
         x2 = x.reshape(-1, x.shape[-1])
-        y = product(site, "fwd", x2, weight.t(), b_weight=True)
+        y = product(site, "fwd", x2, weight.t(), ("activations", "weights"))
         if bias is not None:
             y = y + bias
         return y.reshape(*x.shape[:-1], weight.shape[0])
@@ -116,9 +116,10 @@ class LinearFn(torch.autograd.Function):
         x2, dy2 = x.reshape(-1, x.shape[-1]), dy.reshape(-1, dy.shape[-1])
         dx = dw = None
         if ctx.needs_input_grad[0]:
-            dx = product(ctx.site, "bwd_data", dy2, weight, b_weight=True).reshape(x.shape)
+            dx = product(ctx.site, "bwd_data", dy2, weight, ("gradients", "weights")
+                         ).reshape(x.shape)
         if ctx.needs_input_grad[1]:
-            dw = product(ctx.site, "bwd_weight", dy2.t(), x2)
+            dw = product(ctx.site, "bwd_weight", dy2.t(), x2, ("gradients", "activations"))
         db = dy2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return dx, dw, db, None
 
@@ -135,7 +136,7 @@ class Conv2dFn(torch.autograd.Function):
         ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
         wo = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
         w2 = weight.reshape(out_ch, -1)
-        y = product(site, "fwd", w2, cols, a_weight=True)                         # N, out, L
+        y = product(site, "fwd", w2, cols, ("weights", "activations"))            # N, out, L
         if bias is not None:
             y = y + bias[:, None]
         ctx.site, ctx.geometry = site, ((h, w), (kh, kw), dilation, padding, stride)
@@ -154,7 +155,7 @@ class Conv2dFn(torch.autograd.Function):
         if ctx.needs_input_grad[0]:      # W^T dy: N, CKK, L, then col2im; or, the same
             #                               sums, the transposed convolution of dy by W
             shape = (dy.shape[0], weight.shape[1], *size)
-            dx = product(ctx.site, "bwd_data", w2.t(), dy3, a_weight=True,
+            dx = product(ctx.site, "bwd_data", w2.t(), dy3, ("weights", "gradients"),
                          lowered=lambda dcols: torch.nn.functional.fold(
                              dcols, size, kernel, dilation, padding, stride),
                          native=lambda qw, qdy: conv2d_input(
@@ -165,7 +166,8 @@ class Conv2dFn(torch.autograd.Function):
             # N L x CKK as the transpose of a contiguous CKK x N L: quantizing it along N L
             # then needs no second copy
             cols2 = cols.permute(1, 0, 2).reshape(cols.shape[1], -1).t()
-            dw = product(ctx.site, "bwd_weight", dy2, cols2).reshape(weight.shape)
+            dw = product(ctx.site, "bwd_weight", dy2, cols2, ("gradients", "activations")
+                         ).reshape(weight.shape)
         db = dy3.sum((0, 2)) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return dx, dw, db, None, None, None, None
 
@@ -177,16 +179,18 @@ class MatmulFn(torch.autograd.Function):
     def forward(ctx, a, b, site):
         ctx.site = site
         ctx.save_for_backward(a, b)
-        return product(site, "fwd", a, b)
+        return product(site, "fwd", a, b, ("activations", "activations"))
 
     @staticmethod
     def backward(ctx, dy):
         a, b = ctx.saved_tensors
         da = db = None
         if ctx.needs_input_grad[0]:
-            da = _unbroadcast(product(ctx.site, "bwd_data", dy, b.transpose(-1, -2)), a.shape)
+            da = _unbroadcast(product(ctx.site, "bwd_data", dy, b.transpose(-1, -2),
+                                      ("gradients", "activations")), a.shape)
         if ctx.needs_input_grad[1]:
-            db = _unbroadcast(product(ctx.site, "bwd_data", a.transpose(-1, -2), dy), b.shape)
+            db = _unbroadcast(product(ctx.site, "bwd_data", a.transpose(-1, -2), dy,
+                                      ("activations", "gradients")), b.shape)
         return da, db, None
 
 
@@ -198,3 +202,54 @@ def _unbroadcast(grad: torch.Tensor, shape: torch.Size) -> torch.Tensor:
         if size == 1 and grad.shape[i] != 1:
             grad = grad.sum(i, keepdim=True)
     return grad
+
+
+class OperandsFn(torch.autograd.Function):
+    """``emulator`` blocking, before a layer's op: its input and weight (or both
+    activations of a product), each quantized once along its last axis; their gradients
+    pass through unchanged (the op's own backward computes them from the quantized
+    tensors)."""
+
+    @staticmethod
+    def forward(ctx, a, b, site, roles):
+        numerics = site.numerics("fwd")
+        with calling_thread_only():
+            return tuple(round_tensor(t, operand_format(numerics, role), -1,
+                                      *site.rounding(role)) for t, role in zip((a, b), roles))
+
+    @staticmethod
+    def backward(ctx, da, db):
+        return da, db, None, None
+
+
+class GradientFn(torch.autograd.Function):
+    """``emulator`` blocking, after a layer's op: the identity forward; backward, the output
+    gradient quantized once along its last axis, which the backward products then read.
+    ``macs`` (per product) counts the backward products of ``phases``."""
+
+    @staticmethod
+    def forward(ctx, y, site, macs, phases):
+        ctx.site, ctx.macs, ctx.phases = site, macs, phases
+        return y.view_as(y)
+
+    @staticmethod
+    def backward(ctx, dy):
+        site = ctx.site
+        for phase in ctx.phases:
+            site.count(phase, site.numerics(phase), ctx.macs)
+        with calling_thread_only():
+            dq = round_tensor(dy, site.numerics("bwd_data").input, -1,
+                              *site.rounding("gradients"))
+        return dq, None, None, None
+
+
+def emulator_op(site: Site, a: torch.Tensor, b: torch.Tensor, roles: tuple[str, str],
+                op: Callable, macs: int) -> torch.Tensor:
+    """``op(a, b)`` in ``emulator`` blocking: operands quantized once, the op native (FP32),
+    the output gradient quantized once. ``macs``: of each of the three products (the
+    backward product of an operand that needs no gradient is not computed)."""
+    site.count("fwd", site.numerics("fwd"), macs)
+    backward = ("bwd_data", "bwd_weight" if roles[1] == "weights" else "bwd_data")
+    phases = tuple(p for t, p in zip((a, b), backward) if t.requires_grad)
+    qa, qb = OperandsFn.apply(a, b, site, roles)
+    return GradientFn.apply(op(qa, qb), site, macs, phases)

@@ -3,9 +3,9 @@ the results over seeds.
 
 The output folder holds ``checkpoints/`` (one per run, replaced after every epoch),
 ``probes/`` (per-epoch tensors for the Wasserstein analysis), ``history.csv`` (per run and
-epoch: train loss, validation loss and metric, seconds), ``results.csv`` (per variant: the
-final validation metric's mean, standard deviation, min and max over seeds, and the share of
-MACs per format), ``run.json`` (settings, Python and torch versions, wall time) and
+epoch: train loss, validation loss and metric, seconds), ``results.csv`` (per variant: its
+blocking, rounding and whole method, the final validation metric's mean, standard deviation,
+min and max over seeds, and the share of MACs per format), ``run.json`` (settings, Python and torch versions, wall time) and
 ``curves.png``, and, when a variant is named ``fp32``, ``wasserstein.csv`` and
 ``wasserstein.png`` (``hbfpsim.train.analysis``). Each file is written whole under a
 temporary name and renamed; rerunning the same file resumes every unfinished run and reloads
@@ -38,6 +38,7 @@ from hbfpsim.staging import staged_file
 from hbfpsim.train.analysis import wasserstein, write_wasserstein
 from hbfpsim.train.figures import curves
 from hbfpsim.train.loop import RunResult, one_thread, train_one
+from hbfpsim.train.method import Method
 from hbfpsim.train.spec import TrainSpec
 from hbfpsim.train.tasks import TASKS, Metric
 
@@ -48,6 +49,7 @@ REFERENCE = "fp32"      # the variant the Wasserstein analysis measures the othe
 @dataclass(frozen=True)
 class VariantResult:
     variant: str
+    method: Method
     finals: tuple[float, ...]          # final validation metric per seed
     mac_shares: dict[str, float]       # share of training MACs per input format
 
@@ -103,7 +105,7 @@ def run(spec: TrainSpec, progress: bool | None = None) -> TrainReport:
                     else:
                         bar.update(value)
     runs = [done[pair] for pair in pairs]
-    report = TrainReport(spec, task.metric, task.about, tuple(runs), _variants(runs),
+    report = TrainReport(spec, task.metric, task.about, tuple(runs), _variants(runs, spec),
                          time.perf_counter() - start)
     write(report)
     return report
@@ -118,8 +120,9 @@ def check_out(out: Path) -> None:
                           "(no checkpoints/); choose a new or empty --out")
 
 
-def _variants(runs: list[RunResult]) -> tuple[VariantResult, ...]:
+def _variants(runs: list[RunResult], spec: TrainSpec) -> tuple[VariantResult, ...]:
     out = []
+    methods = {v.name: v.method for v in spec.variants}
     for name in dict.fromkeys(r.variant for r in runs):
         mine = [r for r in runs if r.variant == name]
         macs: dict[str, int] = {}
@@ -127,7 +130,8 @@ def _variants(runs: list[RunResult]) -> tuple[VariantResult, ...]:
             for fmt, count in r.macs.items():
                 macs[fmt] = macs.get(fmt, 0) + count
         total = sum(macs.values()) or 1
-        out.append(VariantResult(name, tuple(r.history[-1]["metric"] for r in mine),
+        out.append(VariantResult(name, methods[name],
+                                 tuple(r.history[-1]["metric"] for r in mine),
                                  {f: c / total for f, c in sorted(macs.items())}))
     return tuple(out)
 
@@ -144,21 +148,25 @@ def write(report: TrainReport) -> None:
                             f"{h['val_loss']:.6g}", f"{h['metric']:.6g}", f"{h['seconds']:.3f}"])
     with staged_file(out / "results.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["variant", "metric", "mean", "std", "min", "max", "seeds", "mac_shares"])
+        w.writerow(["variant", "blocking", "rounding", "method", "metric", "mean", "std",
+                    "min", "max", "seeds", "mac_shares"])
         for v in report.variants:
-            w.writerow([v.variant, report.metric.name, f"{v.mean:.6g}", f"{v.std:.6g}",
+            w.writerow([v.variant, v.method.blocking, str(v.method.rounding), str(v.method),
+                        report.metric.name, f"{v.mean:.6g}", f"{v.std:.6g}",
                         f"{min(v.finals):.6g}", f"{max(v.finals):.6g}", len(v.finals),
                         " ".join(f"{k}={s:.4f}" for k, s in v.mac_shares.items())])
     spec = report.spec
     meta = {"task": spec.task, "about": report.about, "settings": spec.settings,
-            "variants": [str(v) for v in spec.variants], "seeds": list(spec.seeds),
-            "epochs": spec.epochs, "storage": spec.storage, "exact": spec.exact,
+            "variants": {v.name: str(v.method) for v in spec.variants},
+            "schedules": [str(v.schedule) for v in spec.variants], "seeds": list(spec.seeds),
+            "epochs": spec.epochs, "lr": str(spec.rate), "exact": spec.exact,
             "python": platform.python_version(), "torch": torch.__version__,
             "cpu": platform.processor() or platform.machine(),
             "wall_seconds": round(report.wall_seconds, 2)}
     with staged_file(out / "run.json") as tmp:
         tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
     curves(report.runs, report.metric, out / "curves.png",
-           title=f"{spec.task}: {report.about}")
+           title=f"{spec.task}: {report.about}; learning rate {spec.rate}",
+           methods={v.name: v.method for v in spec.variants})
     if len(spec.variants) > 1 and any(v.name == REFERENCE for v in spec.variants):
         write_wasserstein(wasserstein(out, REFERENCE), out, REFERENCE)

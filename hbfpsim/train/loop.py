@@ -1,5 +1,5 @@
 """One training run (a variant and a seed), resumable: after every epoch its checkpoint
-(model, optimizer, history, MAC counts) replaces the previous one, written whole under a
+(model, optimizer, history, MAC counts, optimizer steps) replaces the previous one, written whole under a
 temporary name and renamed. A rerun loads it with ``torch.load(weights_only=True)`` (tensors
 and plain containers only: no pickled objects) and goes on from the next epoch; batches come
 from generators seeded by (seed, epoch), so a resumed run ends with the same weights as one
@@ -25,10 +25,10 @@ import torch
 from torch import nn
 
 from hbfpsim.config import ConfigError
-from hbfpsim.schedule import Schedule
 from hbfpsim.staging import staged_file
 from hbfpsim.trace.format import TraceWriter
 from hbfpsim.train.emulate import Emulation, converted, emulate
+from hbfpsim.train.method import Variant
 from hbfpsim.train.spec import TrainSpec
 
 PROBE_VALUES = 8192          # values kept per probed tensor (evenly spaced)
@@ -62,18 +62,18 @@ def checkpoint_path(out: Path, variant: str, seed: int) -> Path:
     return out / "checkpoints" / f"{variant}-seed{seed}.pt"
 
 
-def build(spec: TrainSpec, task: Any, variant: Schedule, seed: int
+def build(spec: TrainSpec, task: Any, variant: Variant, seed: int
           ) -> tuple[nn.Module, torch.optim.Optimizer, Emulation]:
     """The seeded, converted model of one run, its optimizer and emulation."""
     torch.manual_seed(seed)
     model = task.model()
     optimizer = task.optimizer(model.parameters())
-    emu = emulate(model, variant, optimizer=optimizer, storage=spec.storage,
-                  epochs=spec.epochs, exact=spec.exact)
+    emu = emulate(model, variant, optimizer=optimizer, epochs=spec.epochs,
+                  steps=spec.epochs * task.steps_per_epoch(), exact=spec.exact, seed=seed)
     return model, optimizer, emu
 
 
-def train_one(spec: TrainSpec, task: Any, variant: Schedule, seed: int, out: Path,
+def train_one(spec: TrainSpec, task: Any, variant: Variant, seed: int, out: Path,
               progress: Any = None) -> RunResult:
     """Train (or resume, or just load a finished) run; ``progress.update(1)`` per step."""
     model, optimizer, emu = build(spec, task, variant, seed)
@@ -86,6 +86,7 @@ def train_one(spec: TrainSpec, task: Any, variant: Schedule, seed: int, out: Pat
         optimizer.load_state_dict(state["optimizer"])
         history = list(state["history"])
         emu.macs.update(state["macs"])
+        emu.step = state["step"]
         if progress is not None:
             progress.update(len(history) * task.steps_per_epoch())
     writer = _writer(spec, variant, seed, len(history), task.about)
@@ -103,7 +104,7 @@ def train_one(spec: TrainSpec, task: Any, variant: Schedule, seed: int, out: Pat
             with staged_file(path) as tmp:
                 torch.save({"key": key, "model": model.state_dict(),
                             "optimizer": optimizer.state_dict(), "history": history,
-                            "macs": dict(emu.macs)}, tmp)
+                            "macs": dict(emu.macs), "step": emu.step}, tmp)
     finally:
         if writer is not None:
             writer.abort()
@@ -130,10 +131,13 @@ def _epoch(task, model, optimizer, emu, seed, epoch, writer, spec, progress) -> 
     emu.epoch = epoch
     model.train()
     start, total, steps = time.perf_counter(), 0.0, 0
+    run_steps = spec.epochs * task.steps_per_epoch()
     for step, batch in enumerate(task.batches(seed, epoch)):
         emu.recorder = (_recorder(writer, epoch, step, spec.capture)
                         if writer is not None and epoch in spec.capture.epochs
                         and step < spec.capture.steps else None)
+        for group in optimizer.param_groups:
+            group["lr"] = spec.rate.at(emu.step, run_steps, task.steps_per_epoch())
         loss = task.loss(model, batch)
         optimizer.zero_grad()
         loss.backward()
@@ -150,7 +154,7 @@ def _epoch(task, model, optimizer, emu, seed, epoch, writer, spec, progress) -> 
             "metric": metric, "seconds": time.perf_counter() - start}
 
 
-def _writer(spec: TrainSpec, variant: Schedule, seed: int, done: int, about: str
+def _writer(spec: TrainSpec, variant: Variant, seed: int, done: int, about: str
             ) -> TraceWriter | None:
     cap = spec.capture
     if cap is None or cap.variant != variant.name or cap.seed != seed:

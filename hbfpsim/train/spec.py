@@ -7,12 +7,19 @@
     epochs = 30
     out = "runs/train_digits"
 
-plus, optionally, ``batch``, ``lr``, ``storage`` (weights between steps: ``auto`` = HBFP16
-for HBFP schedules, ``none``, or a format name), the text task's model and data sizes,
+plus, optionally, ``batch``, ``lr`` and its schedule (``lr_schedule``: constant, cosine or
+step; ``warmup_steps``, ``lr_final`` (cosine: the last step's rate over ``lr``),
+``lr_milestones`` and ``lr_gamma`` (step decay at those epochs); ``hbfpsim.train.rates``),
+the method (``hbfpsim.train.method``: ``rounding``, a mode or a table by role;
+``blocking``, gemm or emulator; ``attention``, emulated or fp32; ``storage``, auto, none or a
+format name; ``stored``, weights or all), the text task's model and data sizes,
 ``[train.exact]`` (GEMMs accumulated bit-exactly by the MAC engine: ``layers``, ``phases``,
 ``epochs``), ``[train.capture]`` (write a trace of one run's GEMMs: ``variant``, ``seed``,
-``epochs``, ``steps`` per epoch, ``layers`` (name patterns), ``path``, ``max_bytes``) and ``[[variant]]`` tables with
-their own numerics and rules, as in replay run files (one schedule object for both).
+``epochs``, ``steps`` per epoch, ``layers`` (name patterns), ``path``, ``max_bytes``) and
+``[[variant]]`` tables with their own numerics and rules, as in replay run files (one
+schedule object for both; rules may also select ``steps``), and their own method keys.
+The method keys of ``[train]`` apply to every variant that does not set them itself (a
+method preset, ``booster-cnn`` or ``booster-transformer``, sets them all).
 """
 
 from __future__ import annotations
@@ -24,17 +31,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hbfpsim import formats
 from hbfpsim.config import ConfigError, read_toml
 from hbfpsim.replay.runfile import (integer_key, known_keys, main_table, name_list,
                                     variant_tables)
-from hbfpsim.schedule import Schedule
+from hbfpsim.schedule import PRESETS, Schedule
 from hbfpsim.staging import as_path
-from hbfpsim.train.emulate import exact_spec, as_schedule
+from hbfpsim.train.emulate import as_variant, exact_spec, with_changes
+from hbfpsim.train.method import METHOD_PRESETS, Method, Variant
+from hbfpsim.train.rates import SHAPES, LearningRate
 
-TRAIN_KEYS = ("task", "variants", "seeds", "epochs", "batch", "lr", "out", "storage",
-              "steps_per_epoch", "context", "width", "depth", "heads", "text_bytes",
-              "val_windows", "exact", "capture")
+METHOD_KEYS = ("rounding", "blocking", "attention", "storage", "stored")
+LR_KEYS = ("lr_schedule", "warmup_steps", "lr_final", "lr_milestones", "lr_gamma")
+TRAIN_KEYS = ("task", "variants", "seeds", "epochs", "batch", "lr", "out", "steps_per_epoch",
+              "context", "width", "depth", "heads", "text_bytes", "val_windows", "exact",
+              "capture", *METHOD_KEYS, *LR_KEYS)
 CAPTURE_KEYS = ("variant", "seed", "epochs", "steps", "layers", "path", "max_bytes")
 DEFAULTS = {"digits": {"epochs": 30, "batch": 32, "lr": 0.05},
             "text": {"epochs": 6, "batch": 32, "lr": 3e-3, "steps_per_epoch": 100,
@@ -60,19 +70,19 @@ class Capture:
 class TrainSpec:
     task: str
     settings: dict               # the task's keyword arguments (batch, lr, sizes)
-    variants: tuple[Schedule, ...]
+    variants: tuple[Variant, ...]
     seeds: tuple[int, ...]
     epochs: int
     out: Path
-    storage: str | None          # "auto", None or a format name
+    rate: LearningRate
     exact: dict | None
     capture: Capture | None
     source: str
 
-    def key(self, variant: Schedule, seed: int) -> str:
+    def key(self, variant: Variant, seed: int) -> str:
         """What a checkpoint must match to be resumed: everything that changes the run."""
-        text = json.dumps([self.task, self.settings, str(variant), seed, self.epochs,
-                           self.storage, self.exact], sort_keys=True, default=str)
+        text = json.dumps([self.task, self.settings, repr(variant), seed, self.epochs,
+                           repr(self.rate), self.exact], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -98,14 +108,18 @@ def parse(data: dict, *, source: str = "<dict>", base: Path = Path("."),
         if stray:
             raise ConfigError(f"{where} {stray[0]}: only the text task takes it")
     settings = {"batch": integer_key(table, "batch", where, defaults["batch"], 1, 4096),
-                "lr": _rate(table.get("lr", defaults["lr"]), where)}
+                "lr": _base_rate(table.get("lr", defaults["lr"]), where)}
     if task == "text":
         for key, (low, high) in TEXT_LIMITS.items():
             settings[key] = integer_key(table, key, where, defaults[key], low, high)
         if settings["width"] % settings["heads"]:
             raise ConfigError(f"{where} width: {settings['width']} is not a multiple of "
                               f"heads ({settings['heads']})")
-    variants = _variants(table, data.get("variant", []), where, source)
+    try:
+        method = with_changes(Method(), **{k: table.get(k) for k in METHOD_KEYS})
+    except ValueError as err:
+        raise ConfigError(f"{where} {err}") from None
+    variants = _variants(table, data.get("variant", []), where, source, method)
     seeds = _seeds(table.get("seeds", [0]), where)
     epochs = integer_key(table, "epochs", where, defaults["epochs"], 1, 10_000)
     out = out if out is not None else table.get("out", f"runs/{Path(source).stem}")
@@ -117,37 +131,96 @@ def parse(data: dict, *, source: str = "<dict>", base: Path = Path("."),
         raise ConfigError(f"{where} {err}") from None
     names = [v.name for v in variants]
     capture = _capture(table.get("capture"), names, seeds, epochs, where, base)
+    if capture is not None and variants[names.index(capture.variant)].method.blocking != "gemm":
+        raise ConfigError(f"{where} capture: variant {capture.variant!r} uses emulator "
+                          "blocking; a trace records each GEMM's operands as the hardware "
+                          "reads them (blocking gemm)")
+    if exact is not None and any(v.method.blocking != "gemm" for v in variants):
+        raise ConfigError(f"{where} exact: bit-exact accumulation needs blocking gemm in "
+                          "every variant")
     return TrainSpec(task, settings, variants, seeds, epochs, Path(out),
-                     _storage(table.get("storage", "auto"), where), exact, capture, source)
+                     _rate(table, where, settings["lr"], epochs), exact, capture, source)
 
 
-def _rate(value: Any, where: str) -> float:
+def _rate(table: dict, where: str, base: float, epochs: int) -> LearningRate:
+    shape = table.get("lr_schedule", "constant")
+    if shape not in SHAPES:
+        raise ConfigError(f"{where} lr_schedule: expected one of {', '.join(SHAPES)}, got "
+                          f"{shape!r}")
+    warmup = integer_key(table, "warmup_steps", where, 0, 0, 10**7)
+    final = table.get("lr_final", 0.0)
+    if isinstance(final, bool) or not isinstance(final, (int, float)) or \
+            not 0 <= final <= 1:
+        raise ConfigError(f"{where} lr_final: expected a fraction of lr in [0, 1], got "
+                          f"{final!r}")
+    gamma = table.get("lr_gamma", 0.1)
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 < gamma <= 1:
+        raise ConfigError(f"{where} lr_gamma: expected a factor in (0, 1], got {gamma!r}")
+    milestones = table.get("lr_milestones", [])
+    if not isinstance(milestones, list) or not all(
+            isinstance(m, int) and not isinstance(m, bool) and 0 < m < epochs
+            for m in milestones) or milestones != sorted(set(milestones)):
+        raise ConfigError(f"{where} lr_milestones: expected increasing epochs in [1, "
+                          f"{epochs - 1}], got {milestones!r}")
+    for key, needs in (("lr_final", "cosine"), ("lr_milestones", "step"),
+                       ("lr_gamma", "step")):
+        if key in table and shape != needs:
+            raise ConfigError(f"{where} {key}: applies to lr_schedule = \"{needs}\", not "
+                              f"{shape!r}")
+    if shape == "step" and not milestones:
+        raise ConfigError(f"{where} lr_milestones: lr_schedule = \"step\" needs the epochs "
+                          "at which the rate drops")
+    return LearningRate(base, shape, warmup, float(final), tuple(milestones), float(gamma))
+
+
+def _base_rate(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or \
             not (math.isfinite(value) and 0 < value <= 10):
         raise ConfigError(f"{where} lr: expected a number in (0, 10], got {value!r}")
     return float(value)
 
 
-def _variants(table: dict, raw: Any, where: str, source: str) -> tuple[Schedule, ...]:
+def _variants(table: dict, raw: Any, where: str, source: str,
+              method: Method) -> tuple[Variant, ...]:
     named = []
     if "variants" in table:
         for name in name_list(table, "variants", where):
             try:
-                schedule = as_schedule(name)
+                variant = as_variant(name)
             except (ConfigError, ValueError) as err:
                 raise ConfigError(f"{where} variants: {name!r}: {err}") from None
-            named.append(Schedule(name, schedule.default, schedule.rules))
+            chosen = variant.method if name in METHOD_PRESETS else method
+            named.append(Variant(Schedule(name, variant.schedule.default,
+                                          variant.schedule.rules), chosen))
     if not isinstance(raw, list):
         raise ConfigError(f"{source}: variant: expected [[variant]] tables")
-    variants = (*named, *variant_tables(raw, source))
-    if not variants:
+    tables = (*named, *_variant_tables(raw, source, method))
+    if not tables:
         raise ConfigError(f"{where} variants: give at least one format or preset (or a "
                           "[[variant]] table)")
-    names = [v.name for v in variants]
+    names = [v.name for v in tables]
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup is not None:
         raise ConfigError(f"{where} variants: {dup!r} is named twice")
-    return variants
+    return tables
+
+
+def _variant_tables(raw: list, source: str, method: Method) -> tuple[Variant, ...]:
+    """``[[variant]]`` tables: a schedule as in replay run files, plus method keys."""
+    presets = {**PRESETS, **{name: v.schedule for name, v in METHOD_PRESETS.items()}}
+    plain = [{k: v for k, v in t.items() if k not in METHOD_KEYS} if isinstance(t, dict)
+             else t for t in raw]
+    schedules = variant_tables(plain, source, steps=True, presets=presets)
+    out = []
+    for i, (t, schedule) in enumerate(zip(raw, schedules)):
+        preset = METHOD_PRESETS.get(t.get("schedule"))
+        try:
+            out.append(Variant(schedule, with_changes(
+                preset.method if preset else method, **{k: t.get(k) for k in METHOD_KEYS})))
+        except ValueError as err:
+            raise ConfigError(f"{source}: [[variant]] {i + 1} ({schedule.name}) {err}") \
+                from None
+    return tuple(out)
 
 
 def _seeds(value: Any, where: str) -> tuple[int, ...]:
@@ -157,18 +230,6 @@ def _seeds(value: Any, where: str) -> tuple[int, ...]:
         raise ConfigError(f"{where} seeds: expected 1 to 100 distinct integers in [0, 2^32), "
                           f"got {value!r}")
     return tuple(value)
-
-
-def _storage(value: Any, where: str) -> str | None:
-    if value == "none":
-        return None
-    if value == "auto":
-        return value
-    try:
-        return formats.get(value).name
-    except (ValueError, TypeError, KeyError) as err:
-        raise ConfigError(f"{where} storage: expected auto, none or a format name: {err}") \
-            from None
 
 
 def _capture(raw: Any, names: list[str], seeds: tuple[int, ...], epochs: int, where: str,

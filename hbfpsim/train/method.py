@@ -1,0 +1,146 @@
+"""How an emulated training run rounds, blocks and stores its tensors: the settings that let
+hbfpsim follow a published training method, next to the format schedule that says which
+format each GEMM uses.
+
+- ``rounding`` per tensor role: ``activations`` (a layer's input, both operands of an
+  activation product), ``weights`` (a layer's weight as a GEMM reads it), ``gradients`` (the
+  gradient of a layer's output) and ``storage`` (the wide copy of the parameters kept
+  between optimizer steps); each any mode of ``hbfpsim.formats.Rounding``.
+- ``blocking``: ``gemm`` quantizes each GEMM's operands in blocks along that GEMM's own
+  reduction axis, again for every product (forward, backward-data, backward-weight): what a
+  block-floating-point accelerator computes. ``emulator`` quantizes the input, the weight
+  and the output gradient once each, in 1-D blocks along the tensor's last memory axis, and
+  the backward products reuse them: what the HBFP emulators compute (HBFPEmulator's
+  ``float_to_bfp_blocked``). The block size is the format's (``hbfp4@8``).
+- ``attention``: the products of two activations (``MatMul`` modules) ``emulated`` or in
+  ``fp32``.
+- ``storage``: the format of the parameters' wide copy after each step (``auto``: HBFP16
+  with the schedule's block when it uses HBFP, else none; a name or a Format), and
+  ``stored``: which parameters
+  it holds, the converted layers' ``weights`` or ``all`` trainable parameters (biases and
+  normalization scales too, as the HBFP emulators' optimizer does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from hbfpsim import formats
+from hbfpsim.formats import Format
+from hbfpsim.formats.rounding import Rounding
+from hbfpsim.numerics import Numerics
+from hbfpsim.schedule import FIRST, LAST, Rule, Schedule
+
+ROLES = ("activations", "weights", "gradients", "storage")
+BLOCKINGS = ("gemm", "emulator")
+ATTENTION = ("emulated", "fp32")
+STORED = ("weights", "all")
+
+
+@dataclass(frozen=True)
+class Roundings:
+    """The rounding mode of each tensor role."""
+
+    activations: Rounding = Rounding.RNE
+    weights: Rounding = Rounding.RNE
+    gradients: Rounding = Rounding.RNE
+    storage: Rounding = Rounding.RNE
+
+    @classmethod
+    def of(cls, value: Any, what: str = "rounding") -> Roundings:
+        """From a Roundings, one mode for every role (``"stochastic"``) or a table by role
+        (``{"weights": "even", "gradients": "stochastic"}``; roles not given round to
+        nearest even)."""
+        if isinstance(value, Roundings):
+            return value
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - set(ROLES))
+            if unknown:
+                raise ValueError(f"{what}: unknown role {unknown[0]!r} (expected "
+                                 f"{', '.join(ROLES)})")
+            return cls(**{role: Rounding.parse(mode, f"{what}.{role}")
+                          for role, mode in value.items()})
+        mode = Rounding.parse(value, what)
+        return cls(mode, mode, mode, mode)
+
+    @property
+    def stochastic(self) -> bool:
+        return Rounding.STOCHASTIC in self.modes
+
+    @property
+    def modes(self) -> tuple[Rounding, ...]:
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+    def __str__(self) -> str:
+        if len(set(self.modes)) == 1:
+            return self.activations.label
+        return " ".join(f"{role}={mode.label}" for role, mode in zip(ROLES, self.modes))
+
+
+@dataclass(frozen=True)
+class Method:
+    """Rounding, blocking, attention and storage of an emulated run (module docstring)."""
+
+    rounding: Roundings = Roundings()
+    blocking: str = "gemm"
+    attention: str = "emulated"
+    storage: str | Format | None = "auto"
+    stored: str = "weights"
+
+    def __post_init__(self) -> None:
+        for key, allowed in (("blocking", BLOCKINGS), ("attention", ATTENTION),
+                             ("stored", STORED)):
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"{key}: expected one of {', '.join(allowed)}, got "
+                                 f"{getattr(self, key)!r}")
+        if not isinstance(self.rounding, Roundings):
+            raise TypeError(f"rounding: expected a Roundings, got {self.rounding!r}")
+
+    def __str__(self) -> str:
+        storage = ("fp32" if self.storage is None else getattr(self.storage, "name",
+                                                                   self.storage))
+        return (f"{self.blocking} blocking, {self.rounding} rounding, attention "
+                f"{self.attention}, storage {storage} ({self.stored})")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One arithmetic a training run compares: a format schedule and a method."""
+
+    schedule: Schedule
+    method: Method = Method()
+
+    @property
+    def name(self) -> str:
+        return self.schedule.name
+
+    def __str__(self) -> str:
+        return f"{self.schedule}; {self.method}"
+
+
+def _method_preset(name: str, block: int, attention: str, keep_wide: bool,
+                   epochs: tuple = (None, None), steps: tuple = (None, None)) -> Variant:
+    def hbfp(bits: int) -> Format:
+        return formats.get(f"hbfp{bits}@{block}", compat="hbfpemulator")
+
+    narrow = Numerics.create(hbfp(4), source=f"preset {name}")
+    wide = Numerics.create(hbfp(6), source=f"preset {name}")
+    rules = ((Rule(wide, layers=(FIRST, LAST)),) if keep_wide else ()) + (
+        Rule(wide, epochs=epochs, steps=steps),)
+    return Variant(Schedule(name, narrow, rules),
+                   Method(Roundings.of("stochastic"), "emulator", attention, hbfp(16), "all"))
+
+
+# The Accuracy Booster as its authors train (Harma et al., arXiv 2211.10737, and the public
+# HBFPEmulator fork): HBFP4 with stochastic rounding everywhere and the emulator's exponent
+# rule (compat="hbfpemulator"), x, W and the output gradient quantized once in 1-D blocks
+# along their last axis, every parameter's wide copy in HBFP16;
+# the CNN recipe (CIFAR ResNets: blocks of 8) keeps the first and last layers in HBFP6 and
+# boosts the last epoch, the transformer recipe (blocks of 64, attention in floating point)
+# boosts the last 1% of the steps.
+METHOD_PRESETS = {
+    "booster-cnn": _method_preset("booster-cnn", 8, "emulated", True, epochs=("last", "last")),
+    "booster-transformer": _method_preset("booster-transformer", 64, "fp32", False,
+                                          steps=("99%", "last")),
+}
