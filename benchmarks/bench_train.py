@@ -5,8 +5,11 @@ For each built-in task (the digits CNN, the character-level transformer at its d
 size) it times whole training steps (forward, loss, backward, optimizer step) of the plain
 PyTorch model, then of the same model converted by ``hbfpsim.train.emulate`` with the fp32
 schedule (the emulation's own overhead), HBFP8 and HBFP4 (operands quantized along each
-GEMM's reduction axis, FP32 accumulation by torch, HBFP16 weight storage), and prints the
-median step time and its ratio to plain FP32. Every step runs on one torch thread, as
+GEMM's reduction axis, FP32 accumulation by torch, HBFP16 weight storage), HBFP4 with
+stochastic rounding in both blockings, and the method's preset; the HBFP4 rows with both
+quantizer engines (``auto``: hbfpsim's numba kernels on the tensors' memory; ``torch``: the
+same arithmetic in PyTorch operations, what runs on a GPU), and prints the median step time
+and its ratio to plain FP32. Every step runs on one torch thread, as
 ``hbfpsim train`` runs them (``loop.one_thread``). Rounds alternate the variants, so a slow
 moment of the shared machine falls on all of them. ``--busy`` times every round twice:
 on the machine as it is, then beside a process that keeps one CPU busy (a Python loop),
@@ -27,32 +30,46 @@ import time
 import torch
 
 from hbfpsim.train import emulate
+from hbfpsim.train.quantizer import engine
 from hbfpsim.train.spec import DEFAULTS
 from hbfpsim.train.tasks import TASKS
 from timing import machine
 
 TARGET = 3.0
 STEPS = {"digits": 200, "text": 30}
-VARIANTS = (None, "fp32", "hbfp8", "hbfp4")
+PRESET = {"digits": "booster-cnn", "text": "booster-transformer"}
+STOCHASTIC = {"rounding": "stochastic"}
+# label, schedule (None: plain torch), emulate's method keywords, quantizer engine
+VARIANTS = (("plain torch", None, {}, "auto"), ("fp32", "fp32", {}, "auto"),
+            ("hbfp8", "hbfp8", {}, "auto"), ("hbfp4", "hbfp4", {}, "auto"),
+            ("hbfp4 [torch]", "hbfp4", {}, "torch"),
+            ("hbfp4 sr", "hbfp4", STOCHASTIC, "auto"),
+            ("hbfp4 sr [torch]", "hbfp4", STOCHASTIC, "torch"),
+            ("hbfp4 sr emu", "hbfp4", {**STOCHASTIC, "blocking": "emulator"}, "auto"),
+            ("hbfp4 sr emu [torch]", "hbfp4", {**STOCHASTIC, "blocking": "emulator"}, "torch"),
+            ("method preset", "preset", {}, "auto"))
 
 
-def setup(task, variant):
+def setup(task, name, variant):
+    label, schedule, method, chosen = variant
     torch.manual_seed(0)
     model = task.model()
     optimizer = task.optimizer(model.parameters())
-    if variant is not None:
-        emulate(model, variant, optimizer=optimizer)
-    return model, optimizer
+    if schedule is not None:
+        emulate(model, PRESET[name] if schedule == "preset" else schedule,
+                optimizer=optimizer, epochs=1000, steps=10**6, **method)
+    return model, optimizer, chosen
 
 
-def steps(task, model, optimizer, batches) -> float:
-    start = time.perf_counter()
-    for batch in batches:
-        loss = task.loss(model, batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return (time.perf_counter() - start) / len(batches)
+def steps(task, model, optimizer, chosen, batches) -> float:
+    with engine(chosen):
+        start = time.perf_counter()
+        for batch in batches:
+            loss = task.loss(model, batch)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return (time.perf_counter() - start) / len(batches)
 
 
 def main() -> None:
@@ -70,7 +87,7 @@ def main() -> None:
     print(machine(), f"torch {torch.__version__}, {torch.get_num_threads()} thread")
     print(f"median over {args.rounds} rounds; ratio to plain FP32 torch in the same rounds\n")
     loads = ("idle", "busy") if args.busy else ("idle",)
-    print(f"{'task':8} {'variant':14} " + " ".join(f"{'ms/step':>9} {'vs FP32':>8}"
+    print(f"{'task':8} {'variant':26} " + " ".join(f"{'ms/step':>9} {'vs FP32':>8}"
                                                    for _ in loads)
           + ("   busy/idle ratio" if args.busy else ""))
     for name in args.task or STEPS:
@@ -79,21 +96,22 @@ def main() -> None:
         count = args.steps or STEPS[name]
         batches = list(itertools.islice(
             (b for epoch in itertools.count() for b in task.batches(0, epoch)), count))
-        runs = {v: setup(task, v) for v in VARIANTS}
-        for v in VARIANTS:                     # warm-up: numba kernels, allocator
+        runs = {v[0]: setup(task, name, v) for v in VARIANTS}
+        for v in runs:                         # warm-up: numba kernels, allocator
             steps(task, *runs[v], batches[:3])
         medians = {load: rounds(task, runs, batches, args.rounds, load) for load in loads}
-        for v in VARIANTS:
-            label = "plain torch" if v is None else f"emulated {v}"
-            ratio = {load: medians[load][v] / medians[load][None] for load in loads}
+        for v in runs:
+            plain = v == "plain torch"
+            label = v if plain else (PRESET[name] if v == "method preset" else f"emulated {v}")
+            ratio = {load: medians[load][v] / medians[load]["plain torch"] for load in loads}
             cells = " ".join(f"{medians[load][v] * 1e3:9.2f} {ratio[load]:7.2f}x"
                              for load in loads)
-            grew = f"   {ratio['busy'] / ratio['idle']:.2f}" if args.busy and v else ""
-            verdict = "" if v is None else ("  ok" if ratio["idle"] < TARGET
-                                            else "  above target")
-            print(f"{name:8} {label:14} {cells}{grew}{verdict}"
-                  + (f"   ({count} steps a round)" if v is None else ""))
-    print(f"\nTarget: emulated (fast path) under {TARGET:.0f}x plain FP32 per step.")
+            grew = f"   {ratio['busy'] / ratio['idle']:.2f}" if args.busy and not plain else ""
+            verdict = "" if plain else ("  ok" if ratio["idle"] < TARGET else "  above target")
+            print(f"{name:8} {label:26} {cells}{grew}{verdict}"
+                  + (f"   ({count} steps a round)" if plain else ""))
+    print(f"\nTarget: emulated (numba engine) under {TARGET:.0f}x plain FP32 per step. "
+          "sr: stochastic rounding; emu: emulator blocking; [torch]: the PyTorch engine.")
 
 
 def rounds(task, runs, batches, count: int, load: str) -> dict:

@@ -293,3 +293,44 @@ def test_both_quantizer_engines_train_the_same_weights(blocking):
         b, _ = _train("stochastic", 4, steps=2, blocking=blocking, stored="all")
     for (name, p), q in zip(a.named_parameters(), b.parameters()):
         assert torch.equal(p, q), name
+
+
+def test_both_blockings_count_the_same_macs():
+    """The same three products per layer (the first layer's backward-data skipped: its input
+    needs no gradient), whichever way they are quantized; attention products included."""
+    counts = []
+    for blocking in ("gemm", "emulator"):
+        _, emu = _train("even", 0, steps=1, blocking=blocking)
+        counts.append(dict(emu.macs))
+        model = CharTransformer(width=16, heads=2, depth=1, context=8)
+        emu = emulate(model, "hbfp4", blocking=blocking)
+        model(torch.randint(0, 128, (2, 8))).sum().backward()
+        counts.append(dict(emu.macs))
+    assert counts[0] == counts[2] == {"hbfp4@64": 16 * (2 * 8 * 9 * 64 + 3 * 16 * 72 * 64
+                                                        + 3 * 2560)}
+    assert counts[1] == counts[3]
+
+
+def test_every_output_names_the_method(tmp_path):
+    import csv
+    import json
+
+    from hbfpsim import text
+    from hbfpsim.train import job
+    pytest.importorskip("sklearn")
+    run = train_spec.parse({"train": {"task": "digits", "variants": ["hbfp4"], "seeds": [0],
+                                      "epochs": 1, "out": str(tmp_path / "out"),
+                                      "lr_schedule": "cosine"},
+                            "variant": [{"name": "hbfp4-emu", "input": "hbfp4",
+                                         "blocking": "emulator", "rounding": "stochastic"}]})
+    report = job.run(run, progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "out" / "results.csv")))
+    assert [(r["variant"], r["blocking"], r["rounding"]) for r in rows] == [
+        ("hbfp4", "gemm", "rne"), ("hbfp4-emu", "emulator", "stochastic")]
+    printed = text.train_report(report).splitlines()
+    assert "learning rate cosine 0.05 -> 0" in printed[0]
+    assert printed[1].split()[:3] == ["variant", "blocking", "rounding"]
+    assert printed[3].split()[:3] == ["hbfp4-emu", "emulator", "stochastic"]
+    meta = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert meta["variants"]["hbfp4-emu"].startswith("emulator blocking, stochastic rounding")
+    assert (tmp_path / "out" / "methods.png").stat().st_size > 10_000

@@ -113,9 +113,10 @@ class EmulatedConv2d(nn.Conv2d):
         def conv(qx, qw):
             return nn.functional.conv2d(qx, qw, None, self.stride, padding, self.dilation)
 
-        shape = conv(x[:1, :1].detach().to("meta").expand(1, *x.shape[1:]),
-                     self.weight.detach().to("meta")).shape
-        macs = x.shape[0] * math.prod(shape[1:]) * self.weight[0].numel()
+        positions = math.prod((size + 2 * p - d * (k - 1) - 1) // st + 1 for size, p, d, k, st
+                              in zip(x.shape[2:], padding, self.dilation, self.kernel_size,
+                                     self.stride))
+        macs = x.shape[0] * positions * self.weight.numel()
         y = emulator_op(self.site, x, self.weight, ("activations", "weights"), conv, macs)
         return y if self.bias is None else y + self.bias[:, None, None]
 

@@ -1,7 +1,9 @@
 """Training figures: ``curves`` (per variant, training loss and the validation metric per
 epoch, the mean over seeds as a line and the seeds' range as a band), in each format's colour
 (``hbfpsim.palette``), solid for ``gemm`` blocking and dashed for ``emulator`` blocking, the
-rounding in the legend. Object API on an Agg canvas, as the replay figures."""
+rounding in the legend; ``methods`` (when a run compares methods: the final metric of each
+schedule under each method, bars with the seeds' spread). Object API on an Agg canvas, as
+the replay figures."""
 
 from __future__ import annotations
 
@@ -40,11 +42,56 @@ def curves(runs: Sequence, metric, path: Path, title: str = "",
                                 linewidth=0)
     loss_ax.set(xlabel="epoch", ylabel="training loss (nats, epoch mean)", yscale="log")
     metric_ax.set(xlabel="epoch", ylabel=f"{metric.name} ({metric.unit})")
-    metric_ax.legend(fontsize=8)
+    metric_ax.legend(fontsize=7 if len(set(r.variant for r in runs)) < 8 else 5,
+                     ncol=1 if len(set(r.variant for r in runs)) < 8 else 2)
     for ax in (loss_ax, metric_ax):
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title, fontsize=9)
+    with staged_file(path) as tmp:
+        fig.savefig(tmp, dpi=150, format="png")
+    return path
+
+
+def methods(variants: Sequence, schedules: dict, metric, path: Path, title: str = "") -> Path:
+    """Bars of the final ``metric`` (mean over seeds, whiskers from min to max) of
+    ``variants`` (objects with variant, method, finals), grouped by schedule (``schedules``:
+    variant name -> Schedule; variants with equal numerics and rules share a group, named by
+    its first variant), one bar per method in a fixed order; to the PNG ``path``."""
+    groups: dict = {}
+    for v in variants:
+        s = schedules[v.variant]
+        groups.setdefault((s.default, s.rules), []).append(v)
+    kinds = list(dict.fromkeys((v.method.blocking, str(v.method.rounding)) for v in variants))
+    fig = Figure(figsize=(max(6.0, 1.1 * len(groups) + 2), 4), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    width = 0.8 / len(kinds)
+    for k, kind in enumerate(kinds):
+        xs, means, low, high = [], [], [], []
+        for g, members in enumerate(groups.values()):
+            for v in members:
+                if (v.method.blocking, str(v.method.rounding)) == kind:
+                    xs.append(g - 0.4 + width * (k + 0.5))
+                    means.append(np.mean(v.finals))
+                    low.append(means[-1] - min(v.finals))
+                    high.append(max(v.finals) - means[-1])
+        ax.bar(xs, means, width, yerr=[low, high], capsize=2, color=f"C{k}",
+               hatch="//" if kind[0] == "emulator" else None, edgecolor="white",
+               label=f"{kind[0]} blocking, {kind[1]} rounding")
+    reference = [v for v in variants if v.variant == "fp32"]
+    if reference:
+        ax.axhline(np.mean(reference[0].finals), color="0.3", linestyle="--", linewidth=0.8,
+                   label="fp32 mean")
+    ax.set_xticks(range(len(groups)), [members[0].variant for members in groups.values()])
+    ax.set(ylabel=f"final {metric.name} ({metric.unit})")
+    finals = [f for v in variants for f in v.finals]
+    span = max(finals) - min(finals)
+    ax.set_ylim(max(0.0, min(finals) - 0.1 * span), max(finals) + 0.1 * span)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, axis="y")
+    if title:
+        ax.set_title(title, fontsize=9)
     with staged_file(path) as tmp:
         fig.savefig(tmp, dpi=150, format="png")
     return path

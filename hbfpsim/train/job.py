@@ -6,7 +6,8 @@ The output folder holds ``checkpoints/`` (one per run, replaced after every epoc
 epoch: train loss, validation loss and metric, seconds), ``results.csv`` (per variant: its
 blocking, rounding and whole method, the final validation metric's mean, standard deviation,
 min and max over seeds, and the share of MACs per format), ``run.json`` (settings, Python and torch versions, wall time) and
-``curves.png``, and, when a variant is named ``fp32``, ``wasserstein.csv`` and
+``curves.png``, ``methods.png`` when the variants differ in method (final metric by schedule
+and method), and, when a variant is named ``fp32``, ``wasserstein.csv`` and
 ``wasserstein.png`` (``hbfpsim.train.analysis``). Each file is written whole under a
 temporary name and renamed; rerunning the same file resumes every unfinished run and reloads
 the finished ones.
@@ -36,7 +37,7 @@ from hbfpsim.config import ConfigError
 from hbfpsim.formats.threads import usable_cpus
 from hbfpsim.staging import staged_file
 from hbfpsim.train.analysis import wasserstein, write_wasserstein
-from hbfpsim.train.figures import curves
+from hbfpsim.train.figures import curves, methods
 from hbfpsim.train.loop import RunResult, one_thread, train_one
 from hbfpsim.train.method import Method
 from hbfpsim.train.spec import TrainSpec
@@ -168,5 +169,9 @@ def write(report: TrainReport) -> None:
     curves(report.runs, report.metric, out / "curves.png",
            title=f"{spec.task}: {report.about}; learning rate {spec.rate}",
            methods={v.name: v.method for v in spec.variants})
+    if len({v.method for v in spec.variants}) > 1:
+        methods(report.variants, {v.name: v.schedule for v in spec.variants}, report.metric,
+                out / "methods.png", title=f"{spec.task}: final {report.metric.name} by "
+                f"schedule and method ({len(spec.seeds)} seeds; whiskers: min to max)")
     if len(spec.variants) > 1 and any(v.name == REFERENCE for v in spec.variants):
         write_wasserstein(wasserstein(out, REFERENCE), out, REFERENCE)
