@@ -324,7 +324,8 @@ def test_every_output_names_the_method(tmp_path):
                             "variant": [{"name": "hbfp4-emu", "input": "hbfp4",
                                          "blocking": "emulator", "rounding": "stochastic"}]})
     report = job.run(run, progress=False)
-    rows = list(csv.DictReader(open(tmp_path / "out" / "results.csv")))
+    with open(tmp_path / "out" / "results.csv") as f:
+        rows = list(csv.DictReader(f))
     assert [(r["variant"], r["blocking"], r["rounding"]) for r in rows] == [
         ("hbfp4", "gemm", "rne"), ("hbfp4-emu", "emulator", "stochastic")]
     printed = text.train_report(report).splitlines()

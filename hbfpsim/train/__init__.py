@@ -9,8 +9,8 @@ is ``hbfpsim.quantize`` for torch tensors on any device; ``hbfpsim.train.job.run
 """
 
 from hbfpsim.train.emulate import (EmulatedConv2d, EmulatedLinear, EmulatedMatMul, Emulation,
-                                   MatMul, as_variant, emulate, pe_plan)
-from hbfpsim.train.method import Method, Roundings, Variant
+                                   MatMul, emulate, pe_plan)
+from hbfpsim.train.method import Method, Roundings, Variant, as_variant
 from hbfpsim.train.quantizer import quantize
 
 __all__ = ["EmulatedConv2d", "EmulatedLinear", "EmulatedMatMul", "Emulation", "MatMul",

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import replace
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from fnmatch import fnmatchcase
@@ -40,13 +39,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from hbfpsim import formats
 from hbfpsim.formats.rounding import Rounding
-from hbfpsim.formats.threads import calling_thread_only
 from hbfpsim.numerics import Numerics
-from hbfpsim.schedule import PHASES, PRESETS, Schedule, Where
-from hbfpsim.train.gemm import Conv2dFn, LinearFn, MatmulFn, emulator_op, round_tensor
-from hbfpsim.train.method import METHOD_PRESETS, Method, Roundings, Variant
+from hbfpsim.schedule import PHASES, Schedule, Where
+from hbfpsim.train.gemm import Conv2dFn, LinearFn, MatmulFn, emulator_op
+from hbfpsim.train.method import Method, Variant, as_variant, with_changes
+from hbfpsim.train.storage import keep_stored
 
 # (layer, phase, numerics, A, B, whether A is the weight) of every GEMM while counting
 Recorder = Callable[[str, str, Numerics, torch.Tensor, torch.Tensor, bool], None]
@@ -265,50 +263,6 @@ def exact_spec(exact: dict | None) -> dict | None:
     return {"layers": tuple(layers), "phases": tuple(phases), "epochs": tuple(epochs)}
 
 
-def as_variant(schedule: str | Schedule | Variant) -> Variant:
-    """A Variant from a Variant, a Schedule (the default method), a method preset
-    (``booster-cnn``, ``booster-transformer``: schedule and method), a schedule preset
-    (``booster``) or a format name (the fixed schedule: FP32 accumulation, no block
-    accumulator, as the public emulators compute)."""
-    if isinstance(schedule, Variant):
-        return schedule
-    if isinstance(schedule, Schedule):
-        return Variant(schedule)
-    if not isinstance(schedule, str):
-        raise ValueError(f"schedule: expected a format name, a preset "
-                         f"({', '.join([*PRESETS, *METHOD_PRESETS])}) or a Schedule, got "
-                         f"{schedule!r}")
-    if schedule in METHOD_PRESETS:
-        return METHOD_PRESETS[schedule]
-    if schedule in PRESETS:
-        return Variant(PRESETS[schedule])
-    return Variant(Schedule.fixed(Numerics.create(schedule, source="schedule")))
-
-
-def with_changes(method: Method, **changes: Any) -> Method:
-    """``method`` with the settings given (not None) replaced; ``rounding`` a mode or a
-    table by role, ``storage`` a format name, ``auto`` or ``none``."""
-    given = {k: v for k, v in changes.items() if v is not None}
-    if "rounding" in given:
-        given["rounding"] = Roundings.of(given["rounding"])
-    if "storage" in given:
-        given["storage"] = storage_name(given["storage"])
-    return replace(method, **given)
-
-
-def storage_name(value: Any) -> str | None:
-    """A storage setting: ``auto``, ``none`` (None: parameters stay FP32) or a format's
-    canonical name."""
-    if value is None or value == "none":
-        return None
-    if value == "auto":
-        return value
-    try:
-        return formats.get(value).name
-    except ValueError as err:
-        raise ValueError(f"storage: expected auto, none or a format name: {err}") from None
-
-
 def emulate(model: nn.Module, schedule: str | Schedule | Variant, *,
             optimizer: torch.optim.Optimizer | None = None, epochs: int | None = None,
             steps: int | None = None, exact: dict | None = None, seed: int = 0,
@@ -366,54 +320,9 @@ def emulate(model: nn.Module, schedule: str | Schedule | Variant, *,
         module.__class__ = emulated
         module.site = _Site(emu, name)
     if optimizer is not None:
-        _keep_stored(emu, model, optimizer, [m.weight for _, m, _ in targets
-                                             if hasattr(m, "weight")])
+        keep_stored(emu, model, optimizer, [m.weight for _, m, _ in targets
+                                            if hasattr(m, "weight")])
     return emu
-
-
-def _keep_stored(emu: Emulation, model: nn.Module, optimizer: torch.optim.Optimizer,
-                 weights: list[torch.Tensor]) -> None:
-    """After every optimizer step: the stored parameters rounded to the storage format,
-    then the step counted."""
-    method = emu.method
-    storage = method.storage
-    if storage == "auto":
-        hbfp = [f for n in emu.schedule.numerics for f in (n.input, n.weight)
-                if f.family == "hbfp"]
-        storage = f"hbfp16@{hbfp[0].block}" if hbfp else None
-    if storage is None:
-        optimizer.register_step_post_hook(lambda *_: emu.stepped())
-        return
-    wide = storage if isinstance(storage, formats.Format) else formats.get(storage)
-    if method.stored == "all":
-        ids = {id(w) for w in weights}
-        extra = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
-    else:
-        extra = []
-    # weights: blocks along the forward reduction axis (gemm) or the last axis (emulator)
-    by_row = weights if method.blocking == "gemm" else []
-    by_last = [*extra, *(weights if method.blocking == "emulator" else [])]
-
-    def after_step(*_):
-        store(emu, by_row, by_last, wide)
-        emu.stepped()
-    optimizer.register_step_post_hook(after_step)
-    store(emu, by_row, by_last, wide)
-    emu.draws = 0                # the first step's streams as after any other step
-
-
-@torch.no_grad()
-def store(emu: Emulation, by_row: list[torch.Tensor], by_last: list[torch.Tensor],
-          fmt: formats.Format) -> None:
-    """Round parameters in place to ``fmt`` with the storage rounding: ``by_row`` in blocks
-    along their forward reduction axis (all but the first dimension, flattened), ``by_last``
-    along their last axis."""
-    with calling_thread_only():
-        for w in by_row:
-            w.copy_(round_tensor(w.reshape(w.shape[0], -1), fmt, -1,
-                                 *emu.rounding("storage")).reshape(w.shape))
-        for p in by_last:
-            p.copy_(round_tensor(p, fmt, -1, *emu.rounding("storage")))
 
 
 def converted(model: nn.Module) -> list[tuple[str, Any]]:

@@ -42,8 +42,8 @@ def curves(runs: Sequence, metric, path: Path, title: str = "",
                                 linewidth=0)
     loss_ax.set(xlabel="epoch", ylabel="training loss (nats, epoch mean)", yscale="log")
     metric_ax.set(xlabel="epoch", ylabel=f"{metric.name} ({metric.unit})")
-    metric_ax.legend(fontsize=7 if len(set(r.variant for r in runs)) < 8 else 5,
-                     ncol=1 if len(set(r.variant for r in runs)) < 8 else 2)
+    many = len({r.variant for r in runs}) >= 8
+    metric_ax.legend(fontsize=5 if many else 7, ncol=2 if many else 1)
     for ax in (loss_ax, metric_ax):
         ax.grid(alpha=0.3)
     if title:

@@ -16,8 +16,13 @@ matmul a @ b       a @ b (a's last)       dy @ b^T (b's last)       a^T @ dy (a'
 
 (matmul multiplies two activations: both of its backward products are ``bwd_data``, as
 the trace capture labels them.) A ``Site`` says which numerics a product uses (its layer,
-phase and the current epoch, through the schedule) and whether it accumulates bit-exactly
+phase and the current epoch, through the schedule), the rounding and stream of each
+operand's role (activations, weights, gradients), and whether it accumulates bit-exactly
 through ``hbfpsim.mac.matmul`` instead of in FP32 by torch (the emulators' semantics).
+
+That is ``gemm`` blocking. ``emulator`` blocking (``emulator_op``) quantizes a layer's input,
+weight and output gradient once each along their last axis, as HBFPEmulator does, and lets
+the layer's native op and its autograd compute all three products from them.
 """
 
 from __future__ import annotations
@@ -88,12 +93,14 @@ def product(site: Site, phase: str, a: torch.Tensor, b: torch.Tensor, roles: tup
 
 def _exact(a: torch.Tensor, b: torch.Tensor, fa: Format, fb: Format, plan: str) -> torch.Tensor:
     """Bit-exact accumulation, one 2-D product per batch entry, through the MAC engine (which
-    quantizes A per row and B per column along K itself)."""
+    quantizes A per row and B per column along K itself; on the CPU, whatever the tensors'
+    device)."""
     batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    a3 = a.detach().expand(*batch, *a.shape[-2:]).reshape(-1, *a.shape[-2:]).numpy()
-    b3 = b.detach().expand(*batch, *b.shape[-2:]).reshape(-1, *b.shape[-2:]).numpy()
+    a3 = a.detach().expand(*batch, *a.shape[-2:]).reshape(-1, *a.shape[-2:]).cpu().numpy()
+    b3 = b.detach().expand(*batch, *b.shape[-2:]).reshape(-1, *b.shape[-2:]).cpu().numpy()
     out = np.stack([mac_matmul(x, y, fa, fb, plan=plan).out for x, y in zip(a3, b3)])
-    return torch.from_numpy(out.astype(np.float32)).reshape(*batch, a.shape[-2], b.shape[-1])
+    return torch.from_numpy(out.astype(np.float32)).reshape(
+        *batch, a.shape[-2], b.shape[-1]).to(a.device)
 
 
 class LinearFn(torch.autograd.Function):

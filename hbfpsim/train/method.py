@@ -23,14 +23,14 @@ format each GEMM uses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from hbfpsim import formats
 from hbfpsim.formats import Format
 from hbfpsim.formats.rounding import Rounding
 from hbfpsim.numerics import Numerics
-from hbfpsim.schedule import FIRST, LAST, Rule, Schedule
+from hbfpsim.schedule import FIRST, LAST, PRESETS, Rule, Schedule
 
 ROLES = ("activations", "weights", "gradients", "storage")
 BLOCKINGS = ("gemm", "emulator")
@@ -144,3 +144,47 @@ METHOD_PRESETS = {
     "booster-transformer": _method_preset("booster-transformer", 64, "fp32", False,
                                           steps=("99%", "last")),
 }
+
+
+def as_variant(schedule: str | Schedule | Variant) -> Variant:
+    """A Variant from a Variant, a Schedule (the default method), a method preset
+    (``booster-cnn``, ``booster-transformer``: schedule and method), a schedule preset
+    (``booster``) or a format name (the fixed schedule: FP32 accumulation, no block
+    accumulator, as the public emulators compute)."""
+    if isinstance(schedule, Variant):
+        return schedule
+    if isinstance(schedule, Schedule):
+        return Variant(schedule)
+    if not isinstance(schedule, str):
+        raise ValueError(f"schedule: expected a format name, a preset "
+                         f"({', '.join([*PRESETS, *METHOD_PRESETS])}) or a Schedule, got "
+                         f"{schedule!r}")
+    if schedule in METHOD_PRESETS:
+        return METHOD_PRESETS[schedule]
+    if schedule in PRESETS:
+        return Variant(PRESETS[schedule])
+    return Variant(Schedule.fixed(Numerics.create(schedule, source="schedule")))
+
+
+def with_changes(method: Method, **changes: Any) -> Method:
+    """``method`` with the settings given (not None) replaced; ``rounding`` a mode or a
+    table by role, ``storage`` a format name, ``auto`` or ``none``."""
+    given = {k: v for k, v in changes.items() if v is not None}
+    if "rounding" in given:
+        given["rounding"] = Roundings.of(given["rounding"])
+    if "storage" in given:
+        given["storage"] = storage_name(given["storage"])
+    return replace(method, **given)
+
+
+def storage_name(value: Any) -> str | None:
+    """A storage setting: ``auto``, ``none`` (None: parameters stay FP32) or a format's
+    canonical name."""
+    if value is None or value == "none":
+        return None
+    if value == "auto":
+        return value
+    try:
+        return formats.get(value).name
+    except ValueError as err:
+        raise ValueError(f"storage: expected auto, none or a format name: {err}") from None

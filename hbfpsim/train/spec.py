@@ -36,8 +36,8 @@ from hbfpsim.replay.runfile import (integer_key, known_keys, main_table, name_li
                                     variant_tables)
 from hbfpsim.schedule import PRESETS, Schedule
 from hbfpsim.staging import as_path
-from hbfpsim.train.emulate import as_variant, exact_spec, with_changes
-from hbfpsim.train.method import METHOD_PRESETS, Method, Variant
+from hbfpsim.train.emulate import exact_spec
+from hbfpsim.train.method import METHOD_PRESETS, Method, Variant, as_variant, with_changes
 from hbfpsim.train.rates import SHAPES, LearningRate
 
 METHOD_KEYS = ("rounding", "blocking", "attention", "storage", "stored")
