@@ -236,8 +236,10 @@ def train_report(report, wall_seconds: float | None = None) -> str:
                       ", ".join(f"{k} {s:.1%}" for k, s in v.mac_shares.items())))
     spec = report.spec
     better = "higher" if metric.higher_is_better else "lower"
+    own = "".join(f"\n{v.name}: learning rate {v.rate}" for v in spec.variants if v.rate)
     return (f"{spec.task}: {report.about}; {spec.epochs} epochs, learning rate {spec.rate}, "
             f"final {metric.name} ({better} is better)\n" + table(lines, right={3, 4, 5, 6, 7})
+            + own
             + f"\n{len(report.runs)} runs in "
             f"{report.wall_seconds if wall_seconds is None else wall_seconds:.1f} s; "
             f"wrote {spec.out}")

@@ -317,17 +317,26 @@ def test_every_output_names_the_method(tmp_path):
 
     from hbfpsim import text
     from hbfpsim.train import job
+    from hbfpsim.train.loop import checkpoint_path, load_checkpoint
     pytest.importorskip("sklearn")
     run = train_spec.parse({"train": {"task": "digits", "variants": ["hbfp4"], "seeds": [0],
                                       "epochs": 1, "out": str(tmp_path / "out"),
                                       "lr_schedule": "cosine"},
                             "variant": [{"name": "hbfp4-emu", "input": "hbfp4",
-                                         "blocking": "emulator", "rounding": "stochastic"}]})
+                                         "blocking": "emulator", "rounding": "stochastic"},
+                                        {"name": "flat", "input": "hbfp4",
+                                         "lr_schedule": "constant"}]})
     report = job.run(run, progress=False)
     with open(tmp_path / "out" / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [(r["variant"], r["blocking"], r["rounding"]) for r in rows] == [
-        ("hbfp4", "gemm", "rne"), ("hbfp4-emu", "emulator", "stochastic")]
+    assert [(r["variant"], r["blocking"], r["rounding"], r["learning_rate"]) for r in rows] == [
+        ("hbfp4", "gemm", "rne", "cosine 0.05 -> 0"),
+        ("hbfp4-emu", "emulator", "stochastic", "cosine 0.05 -> 0"),
+        ("flat", "gemm", "rne", "constant 0.05")]
+    # the rate the optimizer last used: the cosine's end (0), the variant's own constant
+    lrs = [load_checkpoint(checkpoint_path(tmp_path / "out", v.name, 0), run.key(v, 0))
+           ["optimizer"]["param_groups"][0]["lr"] for v in run.variants]
+    assert lrs == [0.0, 0.0, 0.05]
     printed = text.train_report(report).splitlines()
     assert "learning rate cosine 0.05 -> 0" in printed[0]
     assert printed[1].split()[:3] == ["variant", "blocking", "rounding"]
@@ -335,3 +344,4 @@ def test_every_output_names_the_method(tmp_path):
     meta = json.loads((tmp_path / "out" / "run.json").read_text())
     assert meta["variants"]["hbfp4-emu"].startswith("emulator blocking, stochastic rounding")
     assert (tmp_path / "out" / "methods.png").stat().st_size > 10_000
+    assert printed[-2] == "flat: learning rate constant 0.05"

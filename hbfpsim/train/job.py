@@ -4,7 +4,7 @@ the results over seeds.
 The output folder holds ``checkpoints/`` (one per run, replaced after every epoch),
 ``probes/`` (per-epoch tensors for the Wasserstein analysis), ``history.csv`` (per run and
 epoch: train loss, validation loss and metric, seconds), ``results.csv`` (per variant: its
-blocking, rounding and whole method, the final validation metric's mean, standard deviation,
+blocking, rounding and whole method, its learning rate, the final validation metric's mean, standard deviation,
 min and max over seeds, and the share of MACs per format), ``run.json`` (settings, Python and torch versions, wall time) and
 ``curves.png``, ``methods.png`` when the variants differ in method (final metric by schedule
 and method), and, when a variant is named ``fp32``, ``wasserstein.csv`` and
@@ -149,16 +149,19 @@ def write(report: TrainReport) -> None:
                             f"{h['val_loss']:.6g}", f"{h['metric']:.6g}", f"{h['seconds']:.3f}"])
     with staged_file(out / "results.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["variant", "blocking", "rounding", "method", "metric", "mean", "std",
-                    "min", "max", "seeds", "mac_shares"])
+        w.writerow(["variant", "blocking", "rounding", "method", "learning_rate", "metric",
+                    "mean", "std", "min", "max", "seeds", "mac_shares"])
+        rates = {v.name: v.rate or report.spec.rate for v in report.spec.variants}
         for v in report.variants:
             w.writerow([v.variant, v.method.blocking, str(v.method.rounding), str(v.method),
+                        str(rates[v.variant]),
                         report.metric.name, f"{v.mean:.6g}", f"{v.std:.6g}",
                         f"{min(v.finals):.6g}", f"{max(v.finals):.6g}", len(v.finals),
                         " ".join(f"{k}={s:.4f}" for k, s in v.mac_shares.items())])
     spec = report.spec
     meta = {"task": spec.task, "about": report.about, "settings": spec.settings,
-            "variants": {v.name: str(v.method) for v in spec.variants},
+            "variants": {v.name: str(v.method) + (f"; learning rate {v.rate}" if v.rate else "")
+                         for v in spec.variants},
             "schedules": [str(v.schedule) for v in spec.variants], "seeds": list(spec.seeds),
             "epochs": spec.epochs, "lr": str(spec.rate), "exact": spec.exact,
             "python": platform.python_version(), "torch": torch.__version__,

@@ -95,7 +95,7 @@ def train_one(spec: TrainSpec, task: Any, variant: Variant, seed: int, out: Path
     try:
         for epoch in range(len(history), spec.epochs):
             history.append(_epoch(task, model, optimizer, emu, seed, epoch, writer, spec,
-                                  progress))
+                                  variant.rate or spec.rate, progress))
             _probe(task, model, emu, out / "probes" / variant.name / f"seed{seed}" /
                    f"epoch{epoch:03d}.npz")
             if writer is not None and epoch == spec.capture.epochs[-1]:
@@ -127,7 +127,7 @@ def load_checkpoint(path: Path, key: str) -> dict:
     return state
 
 
-def _epoch(task, model, optimizer, emu, seed, epoch, writer, spec, progress) -> dict:
+def _epoch(task, model, optimizer, emu, seed, epoch, writer, spec, rate, progress) -> dict:
     emu.epoch = epoch
     model.train()
     start, total, steps = time.perf_counter(), 0.0, 0
@@ -137,7 +137,7 @@ def _epoch(task, model, optimizer, emu, seed, epoch, writer, spec, progress) -> 
                         if writer is not None and epoch in spec.capture.epochs
                         and step < spec.capture.steps else None)
         for group in optimizer.param_groups:
-            group["lr"] = spec.rate.at(emu.step, run_steps, task.steps_per_epoch())
+            group["lr"] = rate.at(emu.step, run_steps, task.steps_per_epoch())
         loss = task.loss(model, batch)
         optimizer.zero_grad()
         loss.backward()

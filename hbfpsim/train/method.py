@@ -23,7 +23,7 @@ format each GEMM uses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from hbfpsim import formats
@@ -31,6 +31,7 @@ from hbfpsim.formats import Format
 from hbfpsim.formats.rounding import Rounding
 from hbfpsim.numerics import Numerics
 from hbfpsim.schedule import FIRST, LAST, PRESETS, Rule, Schedule
+from hbfpsim.train.rates import LearningRate
 
 ROLES = ("activations", "weights", "gradients", "storage")
 BLOCKINGS = ("gemm", "emulator")
@@ -106,17 +107,20 @@ class Method:
 
 @dataclass(frozen=True)
 class Variant:
-    """One arithmetic a training run compares: a format schedule and a method."""
+    """One arithmetic a training run compares: a format schedule and a method (and, when it
+    has one of its own, a learning-rate schedule)."""
 
     schedule: Schedule
     method: Method = Method()
+    rate: LearningRate | None = field(default=None, repr=False)    # None: the run's
 
     @property
     def name(self) -> str:
         return self.schedule.name
 
     def __str__(self) -> str:
-        return f"{self.schedule}; {self.method}"
+        return f"{self.schedule}; {self.method}" + (f"; learning rate {self.rate}"
+                                                    if self.rate else "")
 
 
 def _method_preset(name: str, block: int, attention: str, keep_wide: bool,

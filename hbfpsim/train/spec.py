@@ -42,6 +42,7 @@ from hbfpsim.train.rates import SHAPES, LearningRate
 
 METHOD_KEYS = ("rounding", "blocking", "attention", "storage", "stored")
 LR_KEYS = ("lr_schedule", "warmup_steps", "lr_final", "lr_milestones", "lr_gamma")
+SHAPE_KEYS = ("lr_final", "lr_milestones", "lr_gamma")   # each for one lr_schedule only
 TRAIN_KEYS = ("task", "variants", "seeds", "epochs", "batch", "lr", "out", "steps_per_epoch",
               "context", "width", "depth", "heads", "text_bytes", "val_windows", "exact",
               "capture", *METHOD_KEYS, *LR_KEYS)
@@ -82,7 +83,8 @@ class TrainSpec:
     def key(self, variant: Variant, seed: int) -> str:
         """What a checkpoint must match to be resumed: everything that changes the run."""
         text = json.dumps([self.task, self.settings, repr(variant), seed, self.epochs,
-                           repr(self.rate), self.exact], sort_keys=True, default=str)
+                           repr(variant.rate or self.rate), self.exact], sort_keys=True,
+                          default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -119,9 +121,12 @@ def parse(data: dict, *, source: str = "<dict>", base: Path = Path("."),
         method = with_changes(Method(), **{k: table.get(k) for k in METHOD_KEYS})
     except ValueError as err:
         raise ConfigError(f"{where} {err}") from None
-    variants = _variants(table, data.get("variant", []), where, source, method)
-    seeds = _seeds(table.get("seeds", [0]), where)
     epochs = integer_key(table, "epochs", where, defaults["epochs"], 1, 10_000)
+    rate = _rate(table, where, settings["lr"], epochs)
+    lr_table = {k: table[k] for k in ("lr", *LR_KEYS) if k in table}
+    variants = _variants(table, data.get("variant", []), where, source, method,
+                         (lr_table, settings["lr"], epochs))
+    seeds = _seeds(table.get("seeds", [0]), where)
     out = out if out is not None else table.get("out", f"runs/{Path(source).stem}")
     if not isinstance(out, (str, Path)) or not str(out).strip():
         raise ConfigError(f"{where} out: expected a folder path, got {out!r}")
@@ -138,8 +143,8 @@ def parse(data: dict, *, source: str = "<dict>", base: Path = Path("."),
     if exact is not None and any(v.method.blocking != "gemm" for v in variants):
         raise ConfigError(f"{where} exact: bit-exact accumulation needs blocking gemm in "
                           "every variant")
-    return TrainSpec(task, settings, variants, seeds, epochs, Path(out),
-                     _rate(table, where, settings["lr"], epochs), exact, capture, source)
+    return TrainSpec(task, settings, variants, seeds, epochs, Path(out), rate, exact, capture,
+                     source)
 
 
 def _rate(table: dict, where: str, base: float, epochs: int) -> LearningRate:
@@ -180,8 +185,8 @@ def _base_rate(value: Any, where: str) -> float:
     return float(value)
 
 
-def _variants(table: dict, raw: Any, where: str, source: str,
-              method: Method) -> tuple[Variant, ...]:
+def _variants(table: dict, raw: Any, where: str, source: str, method: Method,
+              lr: tuple) -> tuple[Variant, ...]:
     named = []
     if "variants" in table:
         for name in name_list(table, "variants", where):
@@ -194,7 +199,7 @@ def _variants(table: dict, raw: Any, where: str, source: str,
                                           variant.schedule.rules), chosen))
     if not isinstance(raw, list):
         raise ConfigError(f"{source}: variant: expected [[variant]] tables")
-    tables = (*named, *_variant_tables(raw, source, method))
+    tables = (*named, *_variant_tables(raw, source, method, lr))
     if not tables:
         raise ConfigError(f"{where} variants: give at least one format or preset (or a "
                           "[[variant]] table)")
@@ -205,21 +210,33 @@ def _variants(table: dict, raw: Any, where: str, source: str,
     return tables
 
 
-def _variant_tables(raw: list, source: str, method: Method) -> tuple[Variant, ...]:
-    """``[[variant]]`` tables: a schedule as in replay run files, plus method keys."""
+def _variant_tables(raw: list, source: str, method: Method, lr: tuple
+                    ) -> tuple[Variant, ...]:
+    """``[[variant]]`` tables: a schedule as in replay run files, plus method keys and a
+    learning rate of its own (``lr`` and the schedule keys; those not given come from
+    ``[train]``, except, when the variant sets ``lr_schedule``, the keys of one shape)."""
     presets = {**PRESETS, **{name: v.schedule for name, v in METHOD_PRESETS.items()}}
-    plain = [{k: v for k, v in t.items() if k not in METHOD_KEYS} if isinstance(t, dict)
-             else t for t in raw]
+    own = (*METHOD_KEYS, "lr", *LR_KEYS)
+    plain = [{k: v for k, v in t.items() if k not in own} if isinstance(t, dict) else t
+             for t in raw]
     schedules = variant_tables(plain, source, steps=True, presets=presets)
+    lr_table, base, epochs = lr
     out = []
     for i, (t, schedule) in enumerate(zip(raw, schedules)):
+        where = f"{source}: [[variant]] {i + 1} ({schedule.name})"
         preset = METHOD_PRESETS.get(t.get("schedule"))
+        rate = None
+        if any(k in t for k in ("lr", *LR_KEYS)):
+            inherited = {k: v for k, v in lr_table.items()
+                         if "lr_schedule" not in t or k not in SHAPE_KEYS}
+            table = {**inherited, **{k: t[k] for k in ("lr", *LR_KEYS) if k in t}}
+            rate = _rate(table, where, _base_rate(table.get("lr", base), where), epochs)
         try:
             out.append(Variant(schedule, with_changes(
-                preset.method if preset else method, **{k: t.get(k) for k in METHOD_KEYS})))
+                preset.method if preset else method, **{k: t.get(k) for k in METHOD_KEYS}),
+                rate))
         except ValueError as err:
-            raise ConfigError(f"{source}: [[variant]] {i + 1} ({schedule.name}) {err}") \
-                from None
+            raise ConfigError(f"{where} {err}") from None
     return tuple(out)
 
 
