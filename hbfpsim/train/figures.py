@@ -53,16 +53,17 @@ def curves(runs: Sequence, metric, path: Path, title: str = "",
     return path
 
 
-def methods(variants: Sequence, schedules: dict, metric, path: Path, title: str = "") -> Path:
+def methods(variants: Sequence, setups: dict, metric, path: Path, title: str = "") -> Path:
     """Bars of the final ``metric`` (mean over seeds, whiskers from min to max) of
-    ``variants`` (objects with variant, method, finals), grouped by schedule (``schedules``:
-    variant name -> Schedule; variants with equal numerics and rules share a group, named by
-    its first variant), one bar per method in a fixed order; to the PNG ``path``."""
+    ``variants`` (objects with variant, method, finals), one bar per blocking and rounding,
+    grouped by the rest of their set-up (``setups``: variant name -> a hashable of its
+    schedule, other method settings and learning rate; a group is named by its first
+    variant); to the PNG ``path``."""
     groups: dict = {}
     for v in variants:
-        s = schedules[v.variant]
-        groups.setdefault((s.default, s.rules), []).append(v)
-    kinds = list(dict.fromkeys((v.method.blocking, str(v.method.rounding)) for v in variants))
+        groups.setdefault(setups[v.variant], []).append(v)
+    kinds = sorted({(v.method.blocking, str(v.method.rounding)) for v in variants},
+                   key=lambda kind: (kind[0] != "gemm", kind[1] != "rne", kind))
     fig = Figure(figsize=(max(6.0, 1.1 * len(groups) + 2), 4), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
@@ -83,7 +84,8 @@ def methods(variants: Sequence, schedules: dict, metric, path: Path, title: str 
     if reference:
         ax.axhline(np.mean(reference[0].finals), color="0.3", linestyle="--", linewidth=0.8,
                    label="fp32 mean")
-    ax.set_xticks(range(len(groups)), [members[0].variant for members in groups.values()])
+    ax.set_xticks(range(len(groups)), [members[0].variant for members in groups.values()],
+                  rotation=25 if len(groups) > 5 else 0, ha="right" if len(groups) > 5 else "center")
     ax.set(ylabel=f"final {metric.name} ({metric.unit})")
     finals = [f for v in variants for f in v.finals]
     span = max(finals) - min(finals)

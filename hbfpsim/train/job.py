@@ -26,7 +26,7 @@ import json
 import platform
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from hbfpsim.staging import staged_file
 from hbfpsim.train.analysis import wasserstein, write_wasserstein
 from hbfpsim.train.figures import curves, methods
 from hbfpsim.train.loop import RunResult, one_thread, train_one
-from hbfpsim.train.method import Method
+from hbfpsim.train.method import Method, Roundings
 from hbfpsim.train.spec import TrainSpec
 from hbfpsim.train.tasks import TASKS, Metric
 
@@ -173,7 +173,10 @@ def write(report: TrainReport) -> None:
            title=f"{spec.task}: {report.about}; learning rate {spec.rate}",
            methods={v.name: v.method for v in spec.variants})
     if len({v.method for v in spec.variants}) > 1:
-        methods(report.variants, {v.name: v.schedule for v in spec.variants}, report.metric,
+        setups = {v.name: (v.schedule.default, v.schedule.rules, v.rate,
+                           replace(v.method, rounding=Roundings(), blocking="gemm"))
+                  for v in spec.variants}
+        methods(report.variants, setups, report.metric,
                 out / "methods.png", title=f"{spec.task}: final {report.metric.name} by "
                 f"schedule and method ({len(spec.seeds)} seeds; whiskers: min to max)")
     if len(spec.variants) > 1 and any(v.name == REFERENCE for v in spec.variants):
