@@ -8,9 +8,8 @@
         traces/bert_base_step) on the tpu128 preset
 
 Wall time is the best of --repeats runs after a warm-up (numba compiles or loads its cache).
-Targets (issue 11; issue 4's were 10 ms per layer and 1 s per step): one ResNet-50 layer (a)
-under 100 us, the whole ResNet-50 step (c) under 20 ms, and the BERT-base step (d) no slower
-than before that issue (85 ms).
+Targets: one ResNet-50 layer (a) under 100 us, the whole ResNet-50 step (c) under 20 ms, and
+the BERT-base step (d) under 85 ms.
 
 With --scalesim-python PATH (an interpreter that has ``pip install scalesim``; SCALE-Sim 3.0
 needs numpy < 2), SCALE-Sim runs (a) in the same session, with the same array and ideal

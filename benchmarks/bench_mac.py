@@ -16,7 +16,7 @@ after GEMM at one thread count, so the steady state at each count is what matter
 Printed: the fastest one-thread block over the fastest two-thread block (the least
 disturbed runs of each, as the one-thread figures are best of --repeats), and in brackets
 the median of the pairs' ratios. The fast path (a) calls BLAS from numba's threads, one BLAS
-thread each, so its chunk products scale too. Targets (issue 11): on one thread (a) within
+thread each, so its chunk products scale too. Targets: on one thread (a) within
 6x of float32 BLAS, (b)-(d) at least 400 M MAC/s; two threads at least 1.7x one.
 
     python benchmarks/bench_mac.py [--size 512] [--repeats 5]

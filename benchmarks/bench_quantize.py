@@ -8,7 +8,7 @@ blocks along the last axis) it prints elements per second of
 - for MXFP6 also the ml_dtypes cast route (scale, cast, rescale; checked identical too),
 
 and each one's ratio to the NumPy baseline. Best of --repeats runs after a warm-up that
-compiles the kernels. Target (issue 11): HBFP >= 300 M elements/s per core.
+compiles the kernels. Target: HBFP >= 300 M elements/s per core.
 
     python benchmarks/bench_quantize.py [--log2n 24] [--repeats 5]
 """

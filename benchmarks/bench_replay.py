@@ -4,7 +4,7 @@
      output evaluated: exact MAC/s (sum of sampled * k over rows) and records/s per variant
   2. four 1024^3 GEMMs with Gaussian operands (a temporary trace), every output evaluated:
      HBFP4 with fixed13 block accumulation (BLAS fast path) and FP8 E4M3 into FP16 (sequential
-     kernel). Targets (issue): HBFP4 within 10x of float32 BLAS time; non-BLAS paths at least
+     kernel). Targets: HBFP4 within 10x of float32 BLAS time; non-BLAS paths at least
      400 M MAC/s per core
   3. traces/resnet50_step (shape only) with synthetic Gaussian operands, default sampling
      budget, hbfp4 and fp32: wall time per variant. Target: under 30 s per variant

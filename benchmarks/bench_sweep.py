@@ -3,13 +3,13 @@
 The sweep (written to a temporary spec): array rows and columns in {16, ..., 256} (not both
 256), three dataflows, four numerics variants (FP32, BF16, HBFP8, HBFP4 with block
 accumulation), DRAM at 4 to 256 bytes/cycle and latencies of 0 to 400 cycles: 10,080 runs,
-each replaying the trace's 161 GEMMs. ``hbfpsim.sweep.run`` executes it on a local process
-pool (``--workers``, default 2) into a temporary store, per-GEMM rows included; the figure is
-its wall time, runs per second, and the ratio to running the same runs one by one in one
-process (``compute.run_one`` per run with the timing caches cleared before each, as a
+each replaying the trace's 161 GEMMs. ``hbfpsim.sweep.execute.run`` executes it on a local
+process pool (``--workers``, default 2) into a temporary store, per-GEMM rows included; the
+figure is its wall time, runs per second, and the ratio to running the same runs one by one
+in one process (``compute.run_one`` per run with the timing caches cleared before each, as a
 separate replay of each configuration would be), measured in the same invocation on an
 evenly spread sample of ``--sample`` runs and scaled to all of them.
-Target (issue 13): the whole sweep in under 60 s on 2 cores.
+Target: the whole sweep in under 60 s on 2 cores.
 
     python benchmarks/bench_sweep.py [--workers 2] [--sample 400]
 """

@@ -133,7 +133,7 @@ class Pool:
     """``size`` children running ``python -m module``, each answering one request at a time
     (their module calls ``serve``). Use as a context manager; leaving it stops them
     (``close``). Their pipes are unbuffered: a buffered reader could hold frames that
-    ``select`` no longer sees waiting."""
+    ``select`` then does not report as waiting."""
 
     def __init__(self, module: str, size: int, env: dict[str, str] | None = None) -> None:
         self.children: list[subprocess.Popen] = []

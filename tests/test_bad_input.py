@@ -78,8 +78,8 @@ def test_gemm_dimensions(here, capsys, dims, words):
 
 
 def test_a_gemm_of_31_billion_folds_times_without_per_fold_arrays(capsys):
-    """1 x 1 x 10^12 used to allocate 233 GiB; identical folds are now grouped. Per-fold
-    events keep a limit."""
+    """1 x 1 x 10^12 has 31 billion folds (233 GiB as per-fold arrays): identical folds are
+    timed as a group. Per-fold events keep a limit."""
     assert cli.main(["gemm", "array32", "1", "1", "1000000000000"]) == 0
     out = capsys.readouterr().out
     assert "31250000000 folds" in out and "1000000000000 MACs" in out
@@ -129,7 +129,7 @@ def test_slow_dram_gives_honest_large_counts(tmp_path, capsys):
 
 def test_block_accumulator_needs_block_operands(tmp_path, capsys):
     """A fixed-point block accumulator with FP32 operands is refused, by gemm and by cost
-    array alike (they used to disagree on the plan)."""
+    array alike (both read the same plan)."""
     path = array_file(tmp_path, ('input = "hbfp4"', 'input = "fp32"'),
                       ('weight = "hbfp4"', 'weight = "fp32"'))
     for argv in (["gemm", path, "8", "8", "8"], ["cost", "array", path]):

@@ -8,7 +8,7 @@ import pytest
 
 from hbfpsim import cli
 from hbfpsim.cost import components, mac_cost
-from test_cost_model import table_28nm
+from helpers import table_28nm
 
 SMALL16 = str(Path(__file__).resolve().parents[1] / "hbfpsim" / "presets" / "small16.toml")
 

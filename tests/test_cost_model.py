@@ -2,10 +2,8 @@
 axis, energy and the array level. Oracles read the shipped tables directly (csv), not through
 hbfpsim.cost.components."""
 
-import csv
 import math
 from dataclasses import replace
-from importlib import resources
 
 import numpy as np
 import pytest
@@ -14,13 +12,7 @@ from hbfpsim.array import simulate
 from hbfpsim.config import ArrayConfig
 from hbfpsim.cost import array_cost, components, density_table, gemm_energy, mac_cost, width_sweep
 from hbfpsim.formats import get
-
-
-def table_28nm() -> dict:
-    text = resources.files("hbfpsim.cost").joinpath("data/area_28nm.csv").read_text()
-    rows = csv.DictReader(line for line in text.splitlines() if not line.startswith("#"))
-    return {(r["component"], r["format"], int(r["bits"]), r["block"]): float(r["area_um2"])
-            for r in rows}
+from helpers import table_28nm
 
 
 def density(fmt: str, acc: str | None = None) -> float:

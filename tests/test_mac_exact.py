@@ -169,7 +169,7 @@ def test_fixed_overflow_matches_oracle_on_short_rows():
     ("fp8_e4m3", "fp32", False),        # fp32 registers span 2^-149 .. 2^128
     ("fp8_e4m3", "e8m10", False),       # e8: subnormals down to 2^-136
     ("int8", "fixed52", True),          # products <= 127^2, register <= 2^51
-    ("int8", "fixed53", False),         # the register no longer fits below 2^52
+    ("int8", "fixed53", False),         # the register does not fit below 2^52
 ])
 def test_which_level_one_sums_are_exact_in_float64(fmt, plan, exact):
     """The condition that lets the sequential kernel skip TwoSum (float) or hold the register

@@ -12,42 +12,8 @@ import pytest
 
 from hbfpsim.replay import figures
 from hbfpsim.replay.figures import SQNR_CAP, draw, error_vs_density, pareto, sqnr_map
-from hbfpsim.replay.record import Row
 from hbfpsim.replay.run import Report
-
-LONG = "dominated_by_narrow_variant"
-# variant: (density vs FP32, SQNR dB, W1); fronts (denser and better): exact, fp32, narrow
-VARIANTS = {"exact": (0.5, math.inf, 0.0), "fp32": (1.0, 140.0, 1e-9),
-            LONG: (1.5, 30.0, 1e-3), "narrow": (2.0, 50.0, 1e-4)}
-WRITTEN = ("fp32", LONG)          # variants of the report written to files (fast)
-RECORDS = [(e, layer, phase) for e in (0, 5) for layer, phase in
-           (("conv1", "fwd"), ("fc", "fwd"), ("fc", "bwd_data"), ("fc", "bwd_weight"),
-            ("conv1", "bwd_weight"))]
-
-
-def row(variant: str, record: int, epoch: int, layer: str, phase: str, density: float = 1.0,
-        sqnr: float | None = None, w1: float | None = None, array: str = "arr8",
-        trace: str = "toy") -> Row:
-    accuracy = {} if sqnr is None else {"sampled": 4, "sqnr_db": sqnr, "w1": w1, "overflows": 0,
-                                        "full_swamps": 0, "partial_swamps": 0}
-    return Row(variant, array, trace, record, record, epoch, layer, phase, 4, 4, 4, 1, 64,
-               "x", "x", "plan", 1000 + 100 * record, 10, 0.5, 1e-6, 3e6, 1e6, 1e6, 1e6,
-               10.0, density, 1, "", **accuracy)
-
-
-def report(accuracy: bool = True, arrays: tuple[str, ...] = ("arr8",),
-           variants: tuple[str, ...] = tuple(VARIANTS)) -> Report:
-    rows = []
-    for array in arrays:
-        for variant in variants:
-            density, sqnr, w1 = VARIANTS[variant]
-            for i, (epoch, layer, phase) in enumerate(RECORDS):
-                shift = i % 3 - 1          # medians over records are the values above
-                rows.append(row(variant, i, epoch, layer, phase, density,
-                                sqnr + shift if accuracy else None,
-                                w1 * 10 ** (shift / 10) if accuracy else None, array))
-    return Report(None, rows, arrays={a: (8, 8) for a in arrays})
-
+from helpers import LONG, VARIANTS, WRITTEN, report, row
 
 def svg_text(path: Path) -> str:
     """Every text of an SVG: <text> elements and the comments matplotlib writes for text

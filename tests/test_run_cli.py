@@ -85,6 +85,19 @@ def test_bad_variant_is_one_line_naming_file_and_key(tmp_path, capsys, line, wor
     assert not (tmp_path / "out").exists()
 
 
+def _working(proc: subprocess.Popen, cpu_seconds: float = 1.0, deadline: float = 120) -> bool:
+    """Wait until ``proc`` has spent ``cpu_seconds`` of CPU time (it is past its start-up and
+    computing); whether it is still running then."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    end = time.monotonic() + deadline
+    while proc.poll() is None and time.monotonic() < end:
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        if (int(fields[11]) + int(fields[12])) / ticks >= cpu_seconds:   # utime + stime
+            return True
+        time.sleep(0.02)
+    return False
+
+
 @pytest.mark.parametrize("how,status,message", [
     (signal.SIGINT, 130, "hbfpsim: interrupted"),      # Ctrl-C
     (signal.SIGTERM, 143, "hbfpsim: terminated"),      # kill, a batch scheduler's time limit
@@ -96,8 +109,7 @@ def test_a_signal_exits_with_one_line_and_leaves_nothing(tmp_path, how, status, 
     proc = subprocess.Popen([sys.executable, "-m", "hbfpsim", "run", str(run), "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=tmp_path)
-    time.sleep(4)
-    assert proc.poll() is None, proc.communicate()
+    assert _working(proc), proc.communicate()
     proc.send_signal(how)
     printed, err = proc.communicate(timeout=60)
     assert proc.returncode == status and printed == ""

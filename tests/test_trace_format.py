@@ -178,7 +178,7 @@ def test_shipped_traces_open():
         assert len(t) > 0 and t.has_operands == name.endswith(("digits", "text"))
     sizes = {d.name: sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
              for d in (ROOT / "traces").iterdir() if d.is_dir()}
-    assert sizes.pop("transformer_text") < 30e6            # issue 14: under 30 MB
+    assert sizes.pop("transformer_text") < 30e6            # the transformer's trace: 30 MB
     assert sum(sizes.values()) < 20 * 2**20
     # the transformer's backward-weight GEMMs reduce over batch x context
     text = trace.open(ROOT / "traces" / "transformer_text")
