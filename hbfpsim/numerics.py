@@ -98,6 +98,14 @@ class Numerics:
         """Bits of a partial sum in the output buffer."""
         return self.output.bits
 
+    def to_dict(self) -> dict:
+        """The canonical form (formats by canonical name, accumulators by spec): what keys
+        and identities hash, equal for equal numerics."""
+        return {"input": self.input.canonical, "weight": self.weight.canonical,
+                "accumulator": str(self.accumulator), "output": str(self.output),
+                "block_accumulator": None if self.block_accumulator is None
+                else str(self.block_accumulator)}
+
     def __str__(self) -> str:
         block = f"{self.block_accumulator} blocks > " if self.block_accumulator else ""
         return (f"{self.input.name} x {self.weight.name}, {block}{self.accumulator} chain > "

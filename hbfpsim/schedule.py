@@ -162,6 +162,15 @@ class Schedule:
                 return rule.numerics
         return self.default
 
+    def to_dict(self) -> dict:
+        """The canonical form (the name left out: it labels, it does not compute); a rule's
+        ``steps`` appear only when it selects steps."""
+        return {"default": self.default.to_dict(),
+                "rules": [{"layers": list(r.layers), "phases": list(r.phases),
+                           "epochs": list(r.epochs), "numerics": r.numerics.to_dict(),
+                           **({"steps": list(r.steps)} if r.by_step else {})}
+                          for r in self.rules]}
+
     @property
     def by_step(self) -> bool:
         """Whether any rule selects steps (the schedule then changes within an epoch)."""

@@ -15,7 +15,7 @@ from hbfpsim.numerics import Numerics  # noqa: E402
 from hbfpsim.schedule import Rule, Schedule, Where  # noqa: E402
 from hbfpsim.train import emulate  # noqa: E402
 from hbfpsim.train import spec as train_spec  # noqa: E402
-from hbfpsim.train.method import METHOD_PRESETS, Roundings, Variant  # noqa: E402
+from hbfpsim.train.method import METHOD_PRESETS, Method, Roundings, Variant  # noqa: E402
 from hbfpsim.train.models import CharTransformer, digits_cnn  # noqa: E402
 from hbfpsim.train.rates import LearningRate  # noqa: E402
 
@@ -345,3 +345,22 @@ def test_every_output_names_the_method(tmp_path):
     assert meta["variants"]["hbfp4-emu"].startswith("emulator blocking, stochastic rounding")
     assert (tmp_path / "out" / "methods.png").stat().st_size > 10_000
     assert printed[-2] == "flat: learning rate constant 0.05"
+
+
+def test_one_canonical_identity_tells_every_setting_apart():
+    """Checkpoint keys hash the canonical forms (``to_dict``), which tell apart what the
+    names alone do not: the emulator's exponent rule, a saturating FP16, the method, the
+    rate; the variant's name is a label and changes nothing."""
+    run = _parse({"variants": ["hbfp4"]})
+    plain = run.variants[0]
+    emulator = emulator_variant(4, 64)
+    assert emulator.schedule.default.input.name == plain.schedule.default.input.name
+    assert emulator.schedule.to_dict() != plain.schedule.to_dict()
+    assert formats.get("fp16", saturate=True).canonical == "fp16:saturate=True"
+    assert formats.get("fp8_e4m3").canonical == "fp8_e4m3"            # its default
+    keys = {run.key(v, 0) for v in (
+        plain, emulator, Variant(plain.schedule, Method(blocking="emulator")),
+        Variant(plain.schedule, rate=LearningRate(3e-3, "cosine")))}
+    assert len(keys) == 4
+    renamed = Variant(Schedule("another-name", plain.schedule.default), plain.method)
+    assert run.key(renamed, 0) == run.key(plain, 0) != run.key(plain, 1)

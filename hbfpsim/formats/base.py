@@ -134,6 +134,17 @@ class Format(ABC):
     def describe(self) -> str:
         """One line: the element grid and the scale rule."""
 
+    def options(self) -> dict[str, Any]:
+        """The options (of ``formats.get``) this format was made with that differ from the
+        defaults of its name."""
+        return {}
+
+    @property
+    def canonical(self) -> str:
+        """The name and its non-default options (``hbfp4@64:compat=hbfpemulator``): one
+        string per distinct format, for keys and identities."""
+        return self.name + "".join(f":{k}={v}" for k, v in sorted(self.options().items()))
+
     def quantize(self, x: Any, axis: int = -1, rounding: str | Rounding = "even",
                  seed: int | None = None, nonfinite: str = "raise") -> np.ndarray:
         """The values ``x`` takes in this format: same shape; float32 for float32 (and

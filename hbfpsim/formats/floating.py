@@ -179,6 +179,9 @@ class FloatFormat(Format):
             "maps +-Inf to +-max" if self.saturate else "maps +-Inf to NaN")
         return f"keeps NaN and {inf}"
 
+    def options(self) -> dict:
+        return {} if self.saturate == (self.spec.bits == 8) else {"saturate": self.saturate}
+
     def describe(self) -> str:
         overflow = "saturating" if self.saturate else ("overflow to Inf" if self.spec.has_inf
                                                        else "overflow to NaN")

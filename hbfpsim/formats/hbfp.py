@@ -73,6 +73,9 @@ class HBFPFormat(Format):
         """Magnitude bits m - 1: the LSB weighs 2^(E - frac_bits)."""
         return self.mantissa_bits - 1
 
+    def options(self) -> dict:
+        return {} if self.compat is None else {"compat": self.compat}
+
     def describe(self) -> str:
         rule = ("E = ceil(log2(max|x| + 1e-8)) in float32 (HBFPEmulator)" if self.compat
                 else "E = floor(log2 max|x|) + 1")

@@ -41,6 +41,9 @@ class Int8Format(Format):
             raise ValueError(f"int8: option per={per!r} is not one of {GRANULARITIES}")
         return cls(per)
 
+    def options(self) -> dict:
+        return {} if self.per == "tensor" else {"per": self.per}
+
     def describe(self) -> str:
         return f"symmetric +-127 x float32 scale (max|x|/127) per {self.per}"
 

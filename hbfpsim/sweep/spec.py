@@ -134,7 +134,7 @@ class SweepSpec:
             raise ConfigError(f"{self.source}: the run {shown}: {err} (exclude such runs "
                               "with a constraint)") from None
         resolved = json.dumps({**identity, "config": _canonical_config(config),
-                               "schedule": _canonical_schedule(schedule)},
+                               "schedule": schedule.to_dict()},
                               sort_keys=True, separators=(",", ":"), allow_nan=False)
         return Run(hashlib.sha256(resolved.encode()).hexdigest()[:32], values, config,
                    schedule, resolved)
@@ -310,16 +310,3 @@ def _canonical_config(config: ArrayConfig) -> dict:
         v = getattr(config, k)
         out[k] = "inf" if v == math.inf else float(v) if k in FLOAT_KEYS else v
     return out
-
-
-def _canonical_numerics(n: Numerics) -> dict:
-    return {"input": n.input.name, "weight": n.weight.name, "accumulator": str(n.accumulator),
-            "output": str(n.output),
-            "block_accumulator": None if n.block_accumulator is None else str(n.block_accumulator)}
-
-
-def _canonical_schedule(s: Schedule) -> dict:
-    return {"default": _canonical_numerics(s.default),
-            "rules": [{"layers": list(r.layers), "phases": list(r.phases),
-                       "epochs": list(r.epochs), "numerics": _canonical_numerics(r.numerics)}
-                      for r in s.rules]}

@@ -162,7 +162,8 @@ def write(report: TrainReport) -> None:
     meta = {"task": spec.task, "about": report.about, "settings": spec.settings,
             "variants": {v.name: str(v.method) + (f"; learning rate {v.rate}" if v.rate else "")
                          for v in spec.variants},
-            "schedules": [str(v.schedule) for v in spec.variants], "seeds": list(spec.seeds),
+            "schedules": {v.name: v.schedule.to_dict() for v in spec.variants},
+            "seeds": list(spec.seeds),
             "epochs": spec.epochs, "lr": str(spec.rate), "exact": spec.exact,
             "python": platform.python_version(), "torch": torch.__version__,
             "cpu": platform.processor() or platform.machine(),

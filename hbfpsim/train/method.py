@@ -98,6 +98,13 @@ class Method:
         if not isinstance(self.rounding, Roundings):
             raise TypeError(f"rounding: expected a Roundings, got {self.rounding!r}")
 
+    def to_dict(self) -> dict:
+        """The canonical form, for keys and identities."""
+        storage = self.storage.canonical if isinstance(self.storage, Format) else self.storage
+        return {"rounding": dict(zip(ROLES, (m.label for m in self.rounding.modes))),
+                "blocking": self.blocking, "attention": self.attention, "storage": storage,
+                "stored": self.stored}
+
     def __str__(self) -> str:
         storage = ("fp32" if self.storage is None else getattr(self.storage, "name",
                                                                    self.storage))
@@ -117,6 +124,11 @@ class Variant:
     @property
     def name(self) -> str:
         return self.schedule.name
+
+    def to_dict(self) -> dict:
+        """The canonical form of what it computes (schedule, method, its own rate if any)."""
+        return {"schedule": self.schedule.to_dict(), "method": self.method.to_dict(),
+                "rate": None if self.rate is None else self.rate.to_dict()}
 
     def __str__(self) -> str:
         return f"{self.schedule}; {self.method}" + (f"; learning rate {self.rate}"

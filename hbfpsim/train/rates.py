@@ -34,6 +34,11 @@ class LearningRate:
             raise ValueError(f"lr_schedule: expected one of {', '.join(SHAPES)}, got "
                              f"{self.shape!r}")
 
+    def to_dict(self) -> dict:
+        """The canonical form, for keys and identities."""
+        return {"base": self.base, "shape": self.shape, "warmup": self.warmup,
+                "final": self.final, "milestones": list(self.milestones), "gamma": self.gamma}
+
     def at(self, step: int, steps: int, steps_per_epoch: int) -> float:
         """The rate of optimizer step ``step`` (from 0) of a run of ``steps`` steps."""
         if step < self.warmup:

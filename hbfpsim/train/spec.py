@@ -82,9 +82,10 @@ class TrainSpec:
 
     def key(self, variant: Variant, seed: int) -> str:
         """What a checkpoint must match to be resumed: everything that changes the run."""
-        text = json.dumps([self.task, self.settings, repr(variant), seed, self.epochs,
-                           repr(variant.rate or self.rate), self.exact], sort_keys=True,
-                          default=str)
+        text = json.dumps({"task": self.task, "settings": self.settings, "seed": seed,
+                           "variant": variant.to_dict(), "epochs": self.epochs,
+                           "rate": (variant.rate or self.rate).to_dict(), "exact": self.exact},
+                          sort_keys=True, separators=(",", ":"), allow_nan=False)
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
