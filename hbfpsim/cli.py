@@ -28,6 +28,16 @@ def _formats(args) -> str:
     return text.formats_table([formats.get(name) for name in args.names or formats.STANDARD])
 
 
+def _formats_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``formats`` command's arguments (handled by ``_formats``)."""
+    p = sub.add_parser("formats", help="list number formats with their bits per element",
+                       description="List number formats: element bits, block, shared-exponent "
+                                   "bits, storage bits per element and the element grid.")
+    p.set_defaults(run=_formats)
+    p.add_argument("names", nargs="*", metavar="FORMAT",
+                   help="formats to show, e.g. hbfp5@32 mxfp4 (default: the standard set)")
+
+
 def _gemm(args) -> str:
     from hbfpsim import text
     from hbfpsim.array import load, simulate
@@ -35,6 +45,19 @@ def _gemm(args) -> str:
     config = load(args.config)
     report = simulate(config, args.m, args.n, args.k, engine=args.engine, events=args.events)
     return text.gemm(config, report, gemm_energy(config, report))
+
+
+def _gemm_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``gemm`` command's arguments (handled by ``_gemm``)."""
+    g = sub.add_parser("gemm", help="time one GEMM on an array configuration",
+                       description="Time C = A B (A: M x K, B: K x N) on the array described "
+                                   "by a configuration file: cycles, stalls, utilization, "
+                                   "SRAM and DRAM traffic.")
+    g.set_defaults(run=_gemm)
+    _gemm_arguments(g)
+    g.add_argument("--engine", choices=("fast", "simpy"), default="fast",
+                   help="timing engine (same results; simpy is the discrete-event model)")
+    g.add_argument("--events", action="store_true", help="print the per-fold schedule")
 
 
 def _trace(args) -> str:
@@ -47,6 +70,25 @@ def _trace(args) -> str:
     out = import_topology(args.topology, args.out, batch=args.batch, rounding=rounding,
                           force=args.force)
     return text.trace_info(trace.open(out))
+
+
+def _trace_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``trace`` command's arguments (handled by ``_trace``)."""
+    t = sub.add_parser("trace", help="inspect GEMM traces, import SCALE-Sim topologies",
+                       description="Summarize a trace (records per phase, MACs, operand "
+                                   "bytes, layers) or turn a SCALE-Sim topology into a "
+                                   "shape-only trace (docs/traces.md).")
+    t.set_defaults(run=_trace)
+    tsub = t.add_subparsers(dest="trace_command", required=True, metavar="ACTION")
+    info = tsub.add_parser("info", help="records per phase, MACs, bytes, layers")
+    info.add_argument("path", help="trace directory (holding manifest.json)")
+    imp = tsub.add_parser("import-scalesim", help="a SCALE-Sim topology CSV as a shape-only trace")
+    imp.add_argument("topology", help="SCALE-Sim topology file (conv or GEMM format)")
+    imp.add_argument("out", help="trace directory to write")
+    imp.add_argument("--batch", type=int, default=1, help="batch size (multiplies M)")
+    _replace_trace(imp)
+    imp.add_argument("--scalesim-rounding", action="store_true",
+                     help="output sizes as SCALE-Sim computes them: ceil((in - k + s) / s)")
 
 
 def _capture(args) -> str:
@@ -92,6 +134,22 @@ def _capture(args) -> str:
     return f"{out}: written by {script}"
 
 
+def _capture_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``capture`` command's arguments (handled by ``_capture``)."""
+    c = sub.add_parser("capture", help="capture the GEMMs of a PyTorch training run",
+                       description="Run a built-in example (mlp-digits, cnn-digits) or a "
+                                   "script defining main(capture) and write its trace; "
+                                   "capture(model, **options) gives the capture context.")
+    c.set_defaults(run=_capture)
+    c.add_argument("source", help="mlp-digits | cnn-digits | path/to/script.py")
+    c.add_argument("--out", required=True, help="trace directory to write")
+    _replace_trace(c)
+    c.add_argument("--epochs", type=int, help="training epochs (built-in examples)")
+    c.add_argument("--max-mb", type=float, help="operand storage budget in MB")
+    c.add_argument("--steps", help="step numbers to record, e.g. 0,100,200 (scripts)")
+    c.add_argument("--layers", help="module name patterns to record, e.g. 'fc*,conv2' (scripts)")
+
+
 def _accumulator_options(pairs: Sequence[str]) -> dict:
     """``--acc FORMAT=ACC`` options as {canonical format name: accumulator object}."""
     from hbfpsim import formats
@@ -118,6 +176,18 @@ def _density(args) -> str:
     return text.density_report(rows, sweep)
 
 
+def _density_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``density`` command's arguments (handled by ``_density``)."""
+    d = sub.add_parser("density", help="arithmetic density per format and accumulator",
+                       description="MAC/s per um^2 relative to FP32 at equal clock, per format "
+                                   "at its default accumulator (and the Accuracy Booster mix), "
+                                   "then against the accumulator width. 28 nm model.")
+    d.set_defaults(run=_density)
+    d.add_argument("names", nargs="*", metavar="FORMAT", help="formats (default: the standard set)")
+    _accumulators(d)
+    d.add_argument("--no-booster", action="store_true", help="leave out the Accuracy Booster mix")
+
+
 def _plot(args) -> str:
     from hbfpsim import plots
     stores = [args.store] if args.plot_command in ("sweep", "heatmap") else []
@@ -139,6 +209,63 @@ def _plot(args) -> str:
         written = plots.plot_vrr_knee(args.out, lengths=tuple(args.lengths),
                                       max_lost=args.max_lost, budget=args.budget)
     return f"wrote {written}"
+
+
+def _plot_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``plot`` command's arguments (handled by ``_plot``)."""
+    pl = sub.add_parser("plot", help="draw figures",
+                        description="Draw one figure into a file (its format follows the "
+                                    "suffix: .png, .pdf, .svg); docs/figures.md shows each.")
+    pl.set_defaults(run=_plot)
+    plsub = pl.add_subparsers(dest="plot_command", required=True, metavar="FIGURE")
+    pd = plsub.add_parser("density", help="density per format and against accumulator width")
+    _figure_file(pd, "density.png")
+    ps = plsub.add_parser("sweep", help="a sweep's runs: two totals against each other, with "
+                                        "the Pareto front",
+                          description="One point per finished run of a sweep store, in its "
+                                      "variant's colour, and the Pareto front (ringed). "
+                                      "Totals: seconds, cycles, energy_pj, density, "
+                                      "utilization, stall_share, array_area_um2, and for "
+                                      "sweeps with compute = \"accuracy\" sqnr_db_median, "
+                                      "w1_median, rel_error_median, vrr_median.")
+    ps.add_argument("--store", required=True, help="sweep store, e.g. runs/demo.sqlite")
+    ps.add_argument("--x", default="seconds", help="total on the x axis (default: seconds)")
+    ps.add_argument("--y", default="energy_pj", help="total on the y axis (default: energy_pj)")
+    _figure_file(ps, "sweep.png")
+    ph = plsub.add_parser("heatmap", help="utilization or stall share per array shape (sweep)",
+                          description="A heat map over the array shapes (rows x cols) of a "
+                                      "sweep store, one panel per dataflow; each cell is the "
+                                      "mean over the runs of that shape (every other axis).")
+    ph.add_argument("--store", required=True, help="sweep store, e.g. runs/demo.sqlite")
+    ph.add_argument("--value", default="utilization",
+                    help="utilization or stall_share (default: utilization)")
+    ph.add_argument("--variant", help="only this variant's runs (default: all)")
+    ph.add_argument("--dataflow", help="only this dataflow (default: a panel each)")
+    _figure_file(ph, "heatmap.png")
+    pt = plsub.add_parser("timeline", help="per-fold timeline of one GEMM on an array",
+                          description="Each fold of C = A B (A: M x K, B: K x N) on the array "
+                                      "as a bar over the cycles it computes, coloured by the "
+                                      "buffer it waited on.")
+    _gemm_arguments(pt)
+    pt.add_argument("--max-folds", type=int, default=200,
+                    help="draw at most this many folds, the first ones (default 200)")
+    _figure_file(pt, "timeline.png")
+    pa = plsub.add_parser("area", help="area per MAC by part, per format (28 nm model)")
+    pa.add_argument("formats", nargs="+", metavar="FORMAT", help="formats, e.g. fp32 mxfp4 hbfp4")
+    _accumulators(pa)
+    _figure_file(pa, "area.png")
+    pv = plsub.add_parser("vrr", help="variance retention against accumulator bits, knees marked",
+                          description="Modelled VRR and variance lost against the fraction "
+                                      "bits of an e8m<bits> accumulator, per accumulation "
+                                      "length, round to nearest (sequential, chunks of 64) and "
+                                      "toward zero; the knee of each marked (docs/vrr.md).")
+    pv.add_argument("--lengths", type=int, nargs="+", default=[4096, 65536, 1048576],
+                    metavar="N", help="products per sum (default 4096 65536 1048576)")
+    pv.add_argument("--max-lost", type=float, default=math.log(50),
+                    help="knee: variance lost allowed, in product variances (default ln 50)")
+    pv.add_argument("--budget", type=int,
+                    help="also measure with the MAC engine, MACs per point (slow)")
+    _figure_file(pv, "vrr.png")
 
 
 def _cost(args) -> str:
@@ -168,6 +295,29 @@ def _cost(args) -> str:
     return f"{calibrate.summary(result)}\nwrote {args.out}"
 
 
+def _cost_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``cost`` command's arguments (handled by ``_cost``)."""
+    co = sub.add_parser("cost", help="area and energy of a MAC or an array; calibrate",
+                        description="The 28 nm cost model (docs/cost.md): one MAC's area and "
+                                    "energy by part, an array's area, a PE synthesized by "
+                                    "Yosys, or the model refitted to Yosys (hw extra).")
+    co.set_defaults(run=_cost)
+    cosub = co.add_subparsers(dest="cost_command", required=True, metavar="ACTION")
+    cm = cosub.add_parser("mac", help="area and energy of one MAC, part by part")
+    cm.add_argument("format", help="a format name, e.g. hbfp4, mxfp6_e3m2, fp32")
+    cm.add_argument("--acc", help="accumulator (default: exact for block formats)")
+    ca = cosub.add_parser("array", help="area of an array configuration")
+    ca.add_argument("config", help="array configuration (TOML)")
+    cs = cosub.add_parser("synth", help="synthesize one PE with Yosys (hw extra)")
+    cs.add_argument("format", help="hbfp*, int8 or mx* format")
+    cs.add_argument("--acc", required=True, help="fixed-point accumulator, e.g. fixed16")
+    cs.add_argument("--verilog", help="also write the generated Verilog to this file")
+    cc = cosub.add_parser("calibrate", help="fit the model to Yosys synthesis (hw extra)")
+    cc.add_argument("--out", default="fitted.json",
+                    help="where to write the fitted constants (default: fitted.json here; the "
+                         "shipped file is hbfpsim/cost/data/fitted.json)")
+
+
 def _run(args) -> str:
     from hbfpsim import replay, text
     spec = replay.load(args.runfile, out=args.out)
@@ -175,6 +325,21 @@ def _run(args) -> str:
     report = replay.run(spec, progress=None if not args.quiet else False)
     files = replay.write(report, spec.out, force=args.force, figures=not args.no_plots)
     return text.run_report(report.summary(), process_seconds(), str(spec.out), files)
+
+
+def _run_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``run`` command's arguments (handled by ``_run``)."""
+    r = sub.add_parser("run", help="replay traces on arrays in several formats (the main job)",
+                       description="Replay the traces a run file names on its arrays under "
+                                   "each numerics variant: time, energy, density and bit-exact "
+                                   "accuracy per GEMM. Prints a table per variant and writes "
+                                   "gemms.csv, summary.csv, run.json and figures.")
+    r.set_defaults(run=_run)
+    r.add_argument("runfile", help="run file (TOML), e.g. configs/quickstart.toml")
+    r.add_argument("--out", help="output folder (default: the run file's [run] out)")
+    r.add_argument("--force", action="store_true", help="replace an existing output folder")
+    r.add_argument("--no-plots", action="store_true", help="write the tables only")
+    _quiet(r)
 
 
 def _train(args) -> str:
@@ -201,6 +366,23 @@ def _train(args) -> str:
         f"\nwrote {', '.join(map(str, written))}" for _ in written[:1])
 
 
+def _train_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``train`` command's arguments (handled by ``_train``)."""
+    tr = sub.add_parser("train", help="emulated training over formats and seeds (torch)",
+                        description="Train the run file's task in every variant (format, "
+                                    "preset or schedule) and seed with emulated GEMMs; resumes "
+                                    "from the checkpoints in its output folder. Prints the "
+                                    "final validation metric over seeds and writes "
+                                    "history.csv, results.csv, run.json and curves.png.")
+    tr.set_defaults(run=_train)
+    tr.add_argument("runfile", help="training run file (TOML), e.g. configs/train_digits.toml")
+    tr.add_argument("--out", help="output folder (default: the run file's [train] out)")
+    tr.add_argument("--landscape", action="append", choices=("1d", "2d"),
+                    help="then draw the final models' loss landscapes along filter-normalized "
+                         "random directions (21 points in 1-D, 11 x 11 in 2-D; repeatable)")
+    _quiet(tr)
+
+
 def _advise(args) -> str:
     from hbfpsim import text, trace
     from hbfpsim.array import load
@@ -211,6 +393,23 @@ def _advise(args) -> str:
     advice = advise(t, config, max_lost=args.max_lost, check=not args.no_check)
     block = block_advice(config, probability=args.probability)
     return text.advice_report(config, t, advice, block, args.max_lost)
+
+
+def _advise_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``advise`` command's arguments (handled by ``_advise``)."""
+    a = sub.add_parser("advise", help="the narrowest accumulators a trace needs on an array",
+                       description="Per phase and layer of a trace: the reduction lengths the "
+                                   "array's dataflow produces and the fewest accumulator "
+                                   "fraction bits that keep the variance lost under a "
+                                   "threshold (theory), checked by replaying the trace.")
+    a.set_defaults(run=_advise)
+    a.add_argument("trace", help="trace directory")
+    a.add_argument("--array", default="array32", help="array preset or configuration file")
+    a.add_argument("--max-lost", type=float, default=math.log(50),
+                   help="variance lost allowed, in product variances (default ln 50, Sakr)")
+    a.add_argument("--probability", type=float, default=1e-6,
+                   help="block accumulator overflow probability allowed (default 1e-6)")
+    a.add_argument("--no-check", action="store_true", help="theory only, no replay")
 
 
 def _sweep(args) -> str:
@@ -231,42 +430,8 @@ def _sweep(args) -> str:
         return f"wrote {export(db, args.out)}"
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line like every other error (status 2)."""
-
-    def error(self, message: str):
-        self.exit(2, f"hbfpsim: error: {self.prog}: {message} (see {self.prog} --help)\n")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="hbfpsim", description=(
-        "Time, cost and accuracy of HBFP / MX / FP systolic-array training accelerators."))
-    parser.add_argument("--version", action="version", version=f"hbfpsim {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    r = sub.add_parser("run", help="replay traces on arrays in several formats (the main job)",
-                       description="Replay the traces a run file names on its arrays under "
-                                   "each numerics variant: time, energy, density and bit-exact "
-                                   "accuracy per GEMM. Prints a table per variant and writes "
-                                   "gemms.csv, summary.csv, run.json and figures.")
-    r.set_defaults(run=_run)
-    r.add_argument("runfile", help="run file (TOML), e.g. configs/quickstart.toml")
-    r.add_argument("--out", help="output folder (default: the run file's [run] out)")
-    r.add_argument("--force", action="store_true", help="replace an existing output folder")
-    r.add_argument("--no-plots", action="store_true", help="write the tables only")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
-    tr = sub.add_parser("train", help="emulated training over formats and seeds (torch)",
-                        description="Train the run file's task in every variant (format, "
-                                    "preset or schedule) and seed with emulated GEMMs; resumes "
-                                    "from the checkpoints in its output folder. Prints the "
-                                    "final validation metric over seeds and writes "
-                                    "history.csv, results.csv, run.json and curves.png.")
-    tr.set_defaults(run=_train)
-    tr.add_argument("runfile", help="training run file (TOML), e.g. configs/train_digits.toml")
-    tr.add_argument("--out", help="output folder (default: the run file's [train] out)")
-    tr.add_argument("--landscape", action="append", choices=("1d", "2d"),
-                    help="then draw the final models' loss landscapes along filter-normalized "
-                         "random directions (21 points in 1-D, 11 x 11 in 2-D; repeatable)")
-    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+def _sweep_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``sweep`` command's arguments (handled by ``_sweep``)."""
     sw = sub.add_parser("sweep", help="design-space sweeps into a resumable store",
                         description="Expand a sweep spec (axes, constraints, traces) into runs "
                                     "and compute them in batches on a process pool or a Dask "
@@ -280,158 +445,66 @@ def _parser() -> argparse.ArgumentParser:
                      "tcp://HOST:PORT (default: a local process pool)")
     swr.add_argument("--workers", type=int, help="worker processes (default: every core)")
     swr.add_argument("--batch", type=int, help="runs per task (default: about 1 s of work)")
-    swr.add_argument("--quiet", action="store_true", help="no progress bar")
+    _quiet(swr)
     sws = swsub.add_parser("status", help="runs done, failed and pending")
     sws.add_argument("--store", required=True, help="SQLite store")
     swe = swsub.add_parser("export", help="one row per run: swept keys, then totals")
     swe.add_argument("--store", required=True, help="SQLite store")
     swe.add_argument("--out", required=True, help="file to write (.csv, or .parquet with "
                      "the parquet extra)")
-    a = sub.add_parser("advise", help="the narrowest accumulators a trace needs on an array",
-                       description="Per phase and layer of a trace: the reduction lengths the "
-                                   "array's dataflow produces and the fewest accumulator "
-                                   "fraction bits that keep the variance lost under a "
-                                   "threshold (theory), checked by replaying the trace.")
-    a.set_defaults(run=_advise)
-    a.add_argument("trace", help="trace directory")
-    a.add_argument("--array", default="array32", help="array preset or configuration file")
-    a.add_argument("--max-lost", type=float, default=math.log(50),
-                   help="variance lost allowed, in product variances (default ln 50, Sakr)")
-    a.add_argument("--probability", type=float, default=1e-6,
-                   help="block accumulator overflow probability allowed (default 1e-6)")
-    a.add_argument("--no-check", action="store_true", help="theory only, no replay")
-    p = sub.add_parser("formats", help="list number formats with their bits per element",
-                       description="List number formats: element bits, block, shared-exponent "
-                                   "bits, storage bits per element and the element grid.")
-    p.set_defaults(run=_formats)
-    p.add_argument("names", nargs="*", metavar="FORMAT",
-                   help="formats to show, e.g. hbfp5@32 mxfp4 (default: the standard set)")
-    g = sub.add_parser("gemm", help="time one GEMM on an array configuration",
-                       description="Time C = A B (A: M x K, B: K x N) on the array described "
-                                   "by a configuration file: cycles, stalls, utilization, "
-                                   "SRAM and DRAM traffic.")
-    g.set_defaults(run=_gemm)
-    g.add_argument("config", help="array configuration (TOML), e.g. array32")
-    for dim, what in (("M", "rows of A and C"), ("N", "columns of B and C"),
-                      ("K", "the reduction: columns of A, rows of B")):
-        g.add_argument(dim.lower(), type=int, metavar=dim, help=what)
-    g.add_argument("--engine", choices=("fast", "simpy"), default="fast",
-                   help="timing engine (same results; simpy is the discrete-event model)")
-    g.add_argument("--events", action="store_true", help="print the per-fold schedule")
-    t = sub.add_parser("trace", help="inspect GEMM traces, import SCALE-Sim topologies",
-                       description="Summarize a trace (records per phase, MACs, operand "
-                                   "bytes, layers) or turn a SCALE-Sim topology into a "
-                                   "shape-only trace (docs/traces.md).")
-    t.set_defaults(run=_trace)
-    tsub = t.add_subparsers(dest="trace_command", required=True, metavar="ACTION")
-    info = tsub.add_parser("info", help="records per phase, MACs, bytes, layers")
-    info.add_argument("path", help="trace directory (holding manifest.json)")
-    imp = tsub.add_parser("import-scalesim", help="a SCALE-Sim topology CSV as a shape-only trace")
-    imp.add_argument("topology", help="SCALE-Sim topology file (conv or GEMM format)")
-    imp.add_argument("out", help="trace directory to write")
-    imp.add_argument("--batch", type=int, default=1, help="batch size (multiplies M)")
-    imp.add_argument("--force", action="store_true", help="replace an existing trace directory")
-    imp.add_argument("--scalesim-rounding", action="store_true",
-                     help="output sizes as SCALE-Sim computes them: ceil((in - k + s) / s)")
-    c = sub.add_parser("capture", help="capture the GEMMs of a PyTorch training run",
-                       description="Run a built-in example (mlp-digits, cnn-digits) or a "
-                                   "script defining main(capture) and write its trace; "
-                                   "capture(model, **options) gives the capture context.")
-    c.set_defaults(run=_capture)
-    c.add_argument("source", help="mlp-digits | cnn-digits | path/to/script.py")
-    c.add_argument("--out", required=True, help="trace directory to write")
-    c.add_argument("--force", action="store_true", help="replace an existing trace directory")
-    c.add_argument("--epochs", type=int, help="training epochs (built-in examples)")
-    c.add_argument("--max-mb", type=float, help="operand storage budget in MB")
-    c.add_argument("--steps", help="step numbers to record, e.g. 0,100,200 (scripts)")
-    c.add_argument("--layers", help="module name patterns to record, e.g. 'fc*,conv2' (scripts)")
-    d = sub.add_parser("density", help="arithmetic density per format and accumulator",
-                       description="MAC/s per um^2 relative to FP32 at equal clock, per format "
-                                   "at its default accumulator (and the Accuracy Booster mix), "
-                                   "then against the accumulator width. 28 nm model.")
-    d.set_defaults(run=_density)
-    d.add_argument("names", nargs="*", metavar="FORMAT", help="formats (default: the standard set)")
-    d.add_argument("--acc", action="append", default=[], metavar="FORMAT=ACC",
-                   help="accumulator of a format, e.g. --acc hbfp4=fixed16 (repeatable)")
-    d.add_argument("--no-booster", action="store_true", help="leave out the Accuracy Booster mix")
-    pl = sub.add_parser("plot", help="draw figures",
-                        description="Draw one figure into a file (its format follows the "
-                                    "suffix: .png, .pdf, .svg); docs/figures.md shows each.")
-    pl.set_defaults(run=_plot)
-    plsub = pl.add_subparsers(dest="plot_command", required=True, metavar="FIGURE")
-    pd = plsub.add_parser("density", help="density per format and against accumulator width")
-    pd.add_argument("--out", default="density.png", help="file to write (.png, .pdf, .svg)")
-    ps = plsub.add_parser("sweep", help="a sweep's runs: two totals against each other, with "
-                                        "the Pareto front",
-                          description="One point per finished run of a sweep store, in its "
-                                      "variant's colour, and the Pareto front (ringed). "
-                                      "Totals: seconds, cycles, energy_pj, density, "
-                                      "utilization, stall_share, array_area_um2, and for "
-                                      "sweeps with compute = \"accuracy\" sqnr_db_median, "
-                                      "w1_median, rel_error_median, vrr_median.")
-    ps.add_argument("--store", required=True, help="sweep store, e.g. runs/demo.sqlite")
-    ps.add_argument("--x", default="seconds", help="total on the x axis (default: seconds)")
-    ps.add_argument("--y", default="energy_pj", help="total on the y axis (default: energy_pj)")
-    ps.add_argument("--out", default="sweep.png", help="file to write (.png, .pdf, .svg)")
-    ph = plsub.add_parser("heatmap", help="utilization or stall share per array shape (sweep)",
-                          description="A heat map over the array shapes (rows x cols) of a "
-                                      "sweep store, one panel per dataflow; each cell is the "
-                                      "mean over the runs of that shape (every other axis).")
-    ph.add_argument("--store", required=True, help="sweep store, e.g. runs/demo.sqlite")
-    ph.add_argument("--value", default="utilization",
-                    help="utilization or stall_share (default: utilization)")
-    ph.add_argument("--variant", help="only this variant's runs (default: all)")
-    ph.add_argument("--dataflow", help="only this dataflow (default: a panel each)")
-    ph.add_argument("--out", default="heatmap.png", help="file to write (.png, .pdf, .svg)")
-    pt = plsub.add_parser("timeline", help="per-fold timeline of one GEMM on an array",
-                          description="Each fold of C = A B (A: M x K, B: K x N) on the array "
-                                      "as a bar over the cycles it computes, coloured by the "
-                                      "buffer it waited on.")
-    pt.add_argument("config", help="array configuration (TOML), e.g. array32")
-    for dim, what in (("M", "rows of A and C"), ("N", "columns of B and C"),
-                      ("K", "the reduction: columns of A, rows of B")):
-        pt.add_argument(dim.lower(), type=int, metavar=dim, help=what)
-    pt.add_argument("--max-folds", type=int, default=200,
-                    help="draw at most this many folds, the first ones (default 200)")
-    pt.add_argument("--out", default="timeline.png", help="file to write (.png, .pdf, .svg)")
-    pa = plsub.add_parser("area", help="area per MAC by part, per format (28 nm model)")
-    pa.add_argument("formats", nargs="+", metavar="FORMAT", help="formats, e.g. fp32 mxfp4 hbfp4")
-    pa.add_argument("--acc", action="append", default=[], metavar="FORMAT=ACC",
-                    help="accumulator of a format, e.g. --acc hbfp4=fixed16 (repeatable)")
-    pa.add_argument("--out", default="area.png", help="file to write (.png, .pdf, .svg)")
-    pv = plsub.add_parser("vrr", help="variance retention against accumulator bits, knees marked",
-                          description="Modelled VRR and variance lost against the fraction "
-                                      "bits of an e8m<bits> accumulator, per accumulation "
-                                      "length, round to nearest (sequential, chunks of 64) and "
-                                      "toward zero; the knee of each marked (docs/vrr.md).")
-    pv.add_argument("--lengths", type=int, nargs="+", default=[4096, 65536, 1048576],
-                    metavar="N", help="products per sum (default 4096 65536 1048576)")
-    pv.add_argument("--max-lost", type=float, default=math.log(50),
-                    help="knee: variance lost allowed, in product variances (default ln 50)")
-    pv.add_argument("--budget", type=int,
-                    help="also measure with the MAC engine, MACs per point (slow)")
-    pv.add_argument("--out", default="vrr.png", help="file to write (.png, .pdf, .svg)")
-    co = sub.add_parser("cost", help="area and energy of a MAC or an array; calibrate",
-                        description="The 28 nm cost model (docs/cost.md): one MAC's area and "
-                                    "energy by part, an array's area, a PE synthesized by "
-                                    "Yosys, or the model refitted to Yosys (hw extra).")
-    co.set_defaults(run=_cost)
-    cosub = co.add_subparsers(dest="cost_command", required=True, metavar="ACTION")
-    cm = cosub.add_parser("mac", help="area and energy of one MAC, part by part")
-    cm.add_argument("format", help="a format name, e.g. hbfp4, mxfp6_e3m2, fp32")
-    cm.add_argument("--acc", help="accumulator (default: exact for block formats)")
-    ca = cosub.add_parser("array", help="area of an array configuration")
-    ca.add_argument("config", help="array configuration (TOML)")
-    cs = cosub.add_parser("synth", help="synthesize one PE with Yosys (hw extra)")
-    cs.add_argument("format", help="hbfp*, int8 or mx* format")
-    cs.add_argument("--acc", required=True, help="fixed-point accumulator, e.g. fixed16")
-    cs.add_argument("--verilog", help="also write the generated Verilog to this file")
-    cc = cosub.add_parser("calibrate", help="fit the model to Yosys synthesis (hw extra)")
-    cc.add_argument("--out", default="fitted.json",
-                    help="where to write the fitted constants (default: fitted.json here; the "
-                         "shipped file is hbfpsim/cost/data/fitted.json)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line like every other error (status 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"hbfpsim: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="hbfpsim", description=(
+        "Time, cost and accuracy of HBFP / MX / FP systolic-array training accelerators."))
+    parser.add_argument("--version", action="version", version=f"hbfpsim {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _run_parser(sub)
+    _train_parser(sub)
+    _sweep_parser(sub)
+    _advise_parser(sub)
+    _formats_parser(sub)
+    _gemm_parser(sub)
+    _trace_parser(sub)
+    _capture_parser(sub)
+    _density_parser(sub)
+    _plot_parser(sub)
+    _cost_parser(sub)
     _describe(parser)
     return parser
+
+
+def _gemm_arguments(parser: argparse.ArgumentParser) -> None:
+    """CONFIG M N K: an array configuration and one GEMM's dimensions."""
+    parser.add_argument("config", help="array configuration (TOML), e.g. array32")
+    for dim, what in (("M", "rows of A and C"), ("N", "columns of B and C"),
+                      ("K", "the reduction: columns of A, rows of B")):
+        parser.add_argument(dim.lower(), type=int, metavar=dim, help=what)
+
+
+def _accumulators(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--acc", action="append", default=[], metavar="FORMAT=ACC",
+                        help="accumulator of a format, e.g. --acc hbfp4=fixed16 (repeatable)")
+
+
+def _figure_file(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--out", default=default, help="file to write (.png, .pdf, .svg)")
+
+
+def _quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _replace_trace(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing trace directory")
 
 
 def _describe(parser: argparse.ArgumentParser) -> None:
