@@ -20,10 +20,10 @@ last layers and for the last epoch, each accumulating inside its blocks of 64 in
 fixed-point register that never overflows (13 and 17 bits: ``cost.default_accumulator``) and
 across blocks in FP32.
 
->>> from hbfpsim.schedule import PRESETS, Where
+>>> from hbfpsim.schedule import PRESETS, RunContext
 >>> s = PRESETS["booster"]
->>> where = Where(first_layer="conv1", last_layer="fc", last_epoch=89)
->>> [s.numerics_for(layer, "fwd", epoch, where).input.name
+>>> context = RunContext(first_layer="conv1", last_layer="fc", last_epoch=89)
+>>> [s.numerics_for(layer, "fwd", epoch, context).input.name
 ...  for layer, epoch in (("conv1", 0), ("layer2.conv", 0), ("layer2.conv", 89))]
 ['hbfp6@64', 'hbfp4@64', 'hbfp6@64']
 """
@@ -43,7 +43,7 @@ FIRST, LAST = "@first", "@last"
 
 
 @dataclass(frozen=True)
-class Where:
+class RunContext:
     """What ``@first``, ``@last`` and the epoch ``"last"`` mean for one trace or run."""
 
     first_layer: str | None = None
@@ -90,22 +90,22 @@ class Rule:
         """Whether the rule depends on the step (not only on the epoch)."""
         return self.steps != (None, None)
 
-    def matches(self, layer: str, phase: str, epoch: int, where: Where,
+    def matches(self, layer: str, phase: str, epoch: int, context: RunContext,
                 step: int | None = None) -> bool:
         if phase not in self.phases:
             return False
-        named = {FIRST: where.first_layer, LAST: where.last_layer}
+        named = {FIRST: context.first_layer, LAST: context.last_layer}
         if not any(layer == named[p] if p in named else fnmatchcase(layer, p)
                    for p in self.layers):
             return False
-        if not _within(epoch, self.epochs, where.last_epoch, "epoch"):
+        if not _within(epoch, self.epochs, context.last_epoch, "epoch"):
             return False
         if not self.by_step:
             return True
         if step is None:
             raise ValueError("a rule selects steps, which only a training run has (traces "
                              "know epochs): use epochs")
-        return _within(step, self.steps, where.last_step, "step")
+        return _within(step, self.steps, context.last_step, "step")
 
 
 def _epoch(e: object) -> bool:
@@ -128,7 +128,7 @@ def _resolve(e: int | str | None, last: int | None, what: str) -> int | None:
         return e
     if last is None:
         raise ValueError(f"a rule names {e!r}, but the run's last {what} is unknown: give "
-                         f"Where(last_{what}=...)")
+                         f"RunContext(last_{what}=...)")
     found = _RELATIVE.fullmatch(e)
     if found[2] is not None:
         return math.floor(float(found[2]) / 100 * (last + 1))
@@ -148,8 +148,8 @@ class Schedule:
     default: Numerics
     rules: tuple[Rule, ...] = ()
 
-    def numerics_for(self, layer: str, phase: str, epoch: int, where: Where = Where(),
-                     step: int | None = None) -> Numerics:
+    def numerics_for(self, layer: str, phase: str, epoch: int,
+                     context: RunContext = RunContext(), step: int | None = None) -> Numerics:
         """The numerics of ``layer``'s ``phase`` GEMM in ``epoch`` (and, for rules by step,
         at the run's optimizer ``step``)."""
         if not isinstance(layer, str) or phase not in PHASES or not _epoch(epoch) or \
@@ -158,7 +158,7 @@ class Schedule:
                              f"{', '.join(PHASES)}, an epoch >= 0 and a step >= 0 or None, "
                              f"got {layer!r}, {phase!r}, {epoch!r}, {step!r}")
         for rule in self.rules:
-            if rule.matches(layer, phase, epoch, where, step):
+            if rule.matches(layer, phase, epoch, context, step):
                 return rule.numerics
         return self.default
 
@@ -191,16 +191,16 @@ class Schedule:
         return cls(name or numerics.input.name, numerics)
 
 
-def where_of(layers: Iterable[tuple[str, str]], epochs: Iterable[int],
-             last_epoch: int | None = None) -> Where:
-    """``Where`` for a run whose GEMMs have these (layer, phase) pairs in order and these
+def run_context(layers: Iterable[tuple[str, str]], epochs: Iterable[int],
+             last_epoch: int | None = None) -> RunContext:
+    """``RunContext`` for a run whose GEMMs have these (layer, phase) pairs in order and these
     epochs: first and last layer in forward order (any phase when no ``fwd`` GEMM is
     given); the last epoch is ``last_epoch`` when known (a training run of E epochs has
     E - 1), else the largest seen."""
     pairs = list(layers)
     order = [layer for layer, phase in pairs if phase == "fwd"] or [layer for layer, _ in pairs]
     seen = list(epochs)
-    return Where(order[0] if order else None, order[-1] if order else None,
+    return RunContext(order[0] if order else None, order[-1] if order else None,
                  last_epoch if last_epoch is not None else max(seen, default=None))
 
 
@@ -213,4 +213,4 @@ def _booster() -> Schedule:
 
 PRESETS = {"booster": _booster()}
 
-__all__ = ["PHASES", "PRESETS", "Rule", "Schedule", "Where", "where_of"]
+__all__ = ["PHASES", "PRESETS", "Rule", "RunContext", "Schedule", "run_context"]

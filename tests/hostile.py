@@ -2509,24 +2509,24 @@ def api_replay_and_schedule() -> Iterator[Case]:
     yield api(g, "Rule(numerics=string)", lambda _w: rule_raw(), "Rule('hbfp6')")
 
     def booster(layer, phase, epoch, **where):
-        from hbfpsim.schedule import PRESETS, Where
-        return PRESETS["booster"].numerics_for(layer, phase, epoch, Where(**where)).input.name
+        from hbfpsim.schedule import PRESETS, RunContext
+        return PRESETS["booster"].numerics_for(layer, phase, epoch, RunContext(**where)).input.name
 
     yield api(g, "booster(no-last-epoch)", lambda _w: booster("fc", "fwd", 3),
-              "PRESETS['booster'].numerics_for('fc', 'fwd', 3) without Where")
+              "PRESETS['booster'].numerics_for('fc', 'fwd', 3) without RunContext")
     yield api(g, "booster(layer=None)", lambda _w: booster(None, "fwd", 3, last_epoch=5),
-              "PRESETS['booster'].numerics_for(None, 'fwd', 3, Where(last_epoch=5))")
+              "PRESETS['booster'].numerics_for(None, 'fwd', 3, RunContext(last_epoch=5))")
     yield api(g, "booster(phase=upper-case)", lambda _w: booster("fc", "FWD", 3, last_epoch=5),
-              "PRESETS['booster'].numerics_for('fc', 'FWD', 3, Where(last_epoch=5))")
+              "PRESETS['booster'].numerics_for('fc', 'FWD', 3, RunContext(last_epoch=5))")
     yield api(g, "booster(last-epoch)", lambda _w: booster("x", "fwd", 5, first_layer="a",
                                                            last_layer="b", last_epoch=5),
               "booster in the last epoch", expect=lambda v: v == "hbfp6@64")
 
-    def where_of(*args):
-        from hbfpsim.schedule import where_of
-        return where_of(*args)
+    def run_context(*args):
+        from hbfpsim.schedule import run_context
+        return run_context(*args)
 
-    yield api(g, "where_of(empty)", lambda _w: where_of([], []), "where_of([], [])",
+    yield api(g, "run_context(empty)", lambda _w: run_context([], []), "run_context([], [])",
               expect=lambda w: w.first_layer is None and w.last_epoch is None)
     for label, kw in (("input=unknown", {"input": "nope"}), ("input=int", {"input": 5}),
                       ("block=float", {"input": "hbfp4", "block_accumulator": "fp32"}),

@@ -1,4 +1,4 @@
-"""hbfpsim.schedule: rule matching, first rule wins, where_of, the Accuracy Booster preset.
+"""hbfpsim.schedule: rule matching, first rule wins, run_context, the Accuracy Booster preset.
 
 Expected numerics are worked by hand from the rules' meaning (module docstring of
 hbfpsim.schedule and Harma et al., arXiv 2211.10737): HBFP6 for the first and the last layer
@@ -12,14 +12,14 @@ import itertools
 import pytest
 
 from hbfpsim.numerics import Numerics
-from hbfpsim.schedule import PHASES, PRESETS, Rule, Schedule, Where, where_of
+from hbfpsim.schedule import PHASES, PRESETS, Rule, RunContext, Schedule, run_context
 
 FP32 = Numerics.create("fp32")
 BF16 = Numerics.create("bf16")
 H4 = Numerics.create("hbfp4", block_accumulator="fixed13")
 H6 = Numerics.create("hbfp6", block_accumulator="fixed17")
 H8 = Numerics.create("hbfp8", block_accumulator="fixed21")
-WHERE = Where(first_layer="conv1", last_layer="fc", last_epoch=29)
+WHERE = RunContext(first_layer="conv1", last_layer="fc", last_epoch=29)
 
 
 def test_phase_names():
@@ -57,7 +57,7 @@ def test_rule_layer_list_is_any_of():
 
 def test_first_last_unknown_match_nothing():
     rule = Rule(H6, layers=("@first", "@last"))
-    nowhere = Where()
+    nowhere = RunContext()
     for layer in ("conv1", "fc", "@first", "@last", ""):
         assert not rule.matches(layer, "fwd", 0, nowhere)
 
@@ -85,10 +85,10 @@ def test_rule_epochs(epochs, matching):
     assert {e for e in range(30) if rule.matches("x", "fwd", e, WHERE)} == matching
 
 
-def test_last_epoch_follows_where():
+def test_last_epoch_follows_the_run_context():
     rule = Rule(H6, epochs=("last", "last"))
-    assert rule.matches("x", "fwd", 89, Where(last_epoch=89))
-    assert not rule.matches("x", "fwd", 29, Where(last_epoch=89))
+    assert rule.matches("x", "fwd", 89, RunContext(last_epoch=89))
+    assert not rule.matches("x", "fwd", 29, RunContext(last_epoch=89))
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -134,35 +134,35 @@ def test_numerics_distinct_default_first():
     assert s.numerics == (H4, H6, FP32)
 
 
-# --- where_of --------------------------------------------------------------------------------
+# --- run_context --------------------------------------------------------------------------------
 
 
-def test_where_of_forward_order():
+def test_run_context_forward_order():
     pairs = [("conv1", "fwd"), ("conv2", "fwd"), ("fc", "fwd"),
              ("fc", "bwd_data"), ("fc", "bwd_weight"), ("conv2", "bwd_data"),
              ("conv2", "bwd_weight"), ("conv1", "bwd_weight"),
              ("conv1", "fwd"), ("conv2", "fwd"), ("fc", "fwd")]
-    where = where_of(pairs, [0, 0, 0, 0, 0, 0, 0, 0, 5, 5, 5])
-    assert where == Where("conv1", "fc", 5)
+    where = run_context(pairs, [0, 0, 0, 0, 0, 0, 0, 0, 5, 5, 5])
+    assert where == RunContext("conv1", "fc", 5)
     # backward phases first in the list do not change which layers are first and last
-    where = where_of([("fc", "bwd_weight"), ("head", "bwd_data")] + pairs[:3], [0] * 5)
+    where = run_context([("fc", "bwd_weight"), ("head", "bwd_data")] + pairs[:3], [0] * 5)
     assert (where.first_layer, where.last_layer) == ("conv1", "fc")
 
 
-def test_where_of_falls_back_to_any_phase():
-    where = where_of([("fc", "bwd_weight"), ("mid", "bwd_data"), ("conv1", "bwd_weight")],
+def test_run_context_falls_back_to_any_phase():
+    where = run_context([("fc", "bwd_weight"), ("mid", "bwd_data"), ("conv1", "bwd_weight")],
                      [2, 4, 3])
-    assert where == Where("fc", "conv1", 4)
+    assert where == RunContext("fc", "conv1", 4)
 
 
-def test_where_of_last_epoch_given_overrides_seen():
-    where = where_of([("a", "fwd"), ("b", "fwd")], [0, 15, 29], last_epoch=89)
+def test_run_context_last_epoch_given_overrides_seen():
+    where = run_context([("a", "fwd"), ("b", "fwd")], [0, 15, 29], last_epoch=89)
     assert where.last_epoch == 89
-    assert where_of([("a", "fwd")], [3, 1, 2]).last_epoch == 3
+    assert run_context([("a", "fwd")], [3, 1, 2]).last_epoch == 3
 
 
-def test_where_of_empty():
-    assert where_of([], []) == Where(None, None, None)
+def test_run_context_empty():
+    assert run_context([], []) == RunContext(None, None, None)
 
 
 # --- the Accuracy Booster preset ----------------------------------------------------------------
@@ -185,8 +185,8 @@ def test_booster_on_three_layers_thirty_epochs():
     order = ([(layer, "fwd") for layer in layers]
              + [("fc", "bwd_data"), ("fc", "bwd_weight"), ("conv2", "bwd_data"),
                 ("conv2", "bwd_weight"), ("conv1", "bwd_weight")])
-    where = where_of(order, range(30), last_epoch=29)
-    assert where == Where("conv1", "fc", 29)
+    where = run_context(order, range(30), last_epoch=29)
+    assert where == RunContext("conv1", "fc", 29)
     booster = PRESETS["booster"]
     six = set()
     for layer, phase, epoch in itertools.product(layers, PHASES, range(30)):
@@ -205,7 +205,7 @@ def test_booster_on_three_layers_thirty_epochs():
 def test_last_epoch_unknown_does_not_match_every_epoch():
     rule = Rule(H6, epochs=("last", "last"))
     try:
-        matched = [e for e in range(30) if rule.matches("conv2", "fwd", e, Where())]
+        matched = [e for e in range(30) if rule.matches("conv2", "fwd", e, RunContext())]
         got = PRESETS["booster"].numerics_for("conv2", "fwd", 0)
     except ValueError:
         return

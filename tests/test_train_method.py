@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 from hbfpsim import formats  # noqa: E402
 from hbfpsim.config import ConfigError  # noqa: E402
 from hbfpsim.numerics import Numerics  # noqa: E402
-from hbfpsim.schedule import Rule, Schedule, Where  # noqa: E402
+from hbfpsim.schedule import Rule, RunContext, Schedule  # noqa: E402
 from hbfpsim.train import emulate  # noqa: E402
 from hbfpsim.train import spec as train_spec  # noqa: E402
 from hbfpsim.train.method import METHOD_PRESETS, Method, Roundings, Variant  # noqa: E402
@@ -209,7 +209,7 @@ def test_attention_in_fp32_leaves_the_products_of_activations_alone():
     (("95%", "last"), {9}), ((None, "last-8"), {0, 1})])
 def test_rules_by_step(steps, matching):
     rule = Rule(Numerics.create("hbfp6"), steps=steps)
-    where = Where(last_epoch=0, last_step=9)
+    where = RunContext(last_epoch=0, last_step=9)
     assert {s for s in range(10) if rule.matches("x", "fwd", 0, where, s)} == matching
     with pytest.raises(ValueError, match="only a training run has"):
         rule.matches("x", "fwd", 0, where)

@@ -23,7 +23,7 @@ from hbfpsim.formats import Format
 from hbfpsim.mac import AccumulationPlan, matmul
 from hbfpsim.numerics import Numerics
 from hbfpsim.replay.synthetic import Source
-from hbfpsim.schedule import Schedule, Where
+from hbfpsim.schedule import RunContext, Schedule
 from hbfpsim.trace import Gemm
 
 EVENTS = ("overflows", "full_swamps", "partial_swamps")
@@ -134,7 +134,7 @@ def _fp32_area() -> float:
     return mac_cost("fp32").area
 
 
-def replay(gemm: Gemm, config: ArrayConfig, schedule: Schedule, where: Where, trace: str,
+def replay(gemm: Gemm, config: ArrayConfig, schedule: Schedule, context: RunContext, trace: str,
            *, max_outputs: int, max_macs: int, seed: int,
            synthetic: Source | None = None, epochs: int = 1, evaluate: bool = True,
            memo: dict | None = None) -> Row:
@@ -142,7 +142,7 @@ def replay(gemm: Gemm, config: ArrayConfig, schedule: Schedule, where: Where, tr
     only, no accuracy. ``memo``: a dict for the calls of one ``config`` (a run), which then
     looks each numerics and shape up once instead of hashing the configuration per record."""
     r = gemm.record
-    numerics = schedule.numerics_for(r.layer, r.phase, r.epoch, where)
+    numerics = schedule.numerics_for(r.layer, r.phase, r.epoch, context)
     if memo is None:
         one = costed(with_numerics(config, numerics), r.m, r.n, r.k)
     else:

@@ -18,7 +18,7 @@ from hbfpsim.replay.record import Row, replay
 from hbfpsim.replay.runfile import RunSpec, load
 from hbfpsim.replay.summary import summarize
 from hbfpsim.replay.synthetic import Fitted, Gaussian, Source
-from hbfpsim.schedule import Where, where_of
+from hbfpsim.schedule import RunContext, run_context
 
 
 @dataclass
@@ -43,13 +43,13 @@ class Report:
         return pd.DataFrame([asdict(r) for r in self.rows])
 
 
-def where_for(trace: traces.Trace) -> Where:
+def trace_context(trace: traces.Trace) -> RunContext:
     """First and last layers and last epoch of a trace; a capture that records how many
     epochs the training ran (``capture.epochs``) fixes the last epoch, else the last seen."""
     epochs = trace.capture.get("epochs")
     last = epochs - 1 if isinstance(epochs, int) and not isinstance(epochs, bool) \
         and epochs > 0 else None
-    return where_of(((r.layer, r.phase) for r in trace.records),
+    return run_context(((r.layer, r.phase) for r in trace.records),
                     (r.epoch for r in trace.records), last)
 
 
@@ -95,14 +95,14 @@ def run(spec: RunSpec | str | Path, progress: bool | None = None,
               desc="replay", dynamic_ncols=True) as bar, contextlib.closing(helper):
         if opened and len(opened[0]):       # a cold start: this process's kernels, then wait
             helper.first(next(iter(opened[0])), spec.arrays[0], spec.variants[0],
-                         where_for(opened[0]))
+                         trace_context(opened[0]))
             helper.wait()
         for trace in opened:
-            where, weights = where_for(trace), epoch_weights(trace) if len(trace) else {}
+            context, weights = trace_context(trace), epoch_weights(trace) if len(trace) else {}
             for gemm in trace:
                 for array in spec.arrays:
                     for variant in spec.variants:
-                        row = replay(gemm, array, variant, where, trace.path.name,
+                        row = replay(gemm, array, variant, context, trace.path.name,
                                      max_outputs=spec.sampling.max_outputs,
                                      max_macs=spec.sampling.max_macs, seed=spec.sampling.seed,
                                      synthetic=synthetic, epochs=weights[gemm.record.epoch])

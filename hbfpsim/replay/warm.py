@@ -36,7 +36,7 @@ from hbfpsim.config import ArrayConfig
 from hbfpsim.formats.threads import PARALLEL_ELEMENTS, usable_cpus
 from hbfpsim.replay.runfile import Sampling
 from hbfpsim.replay.synthetic import Source
-from hbfpsim.schedule import Schedule, Where
+from hbfpsim.schedule import RunContext, Schedule
 
 WAIT_SECONDS = 300.0         # the longest a run waits for the helper
 SWITCH = "HBFPSIM_WARM_UP"   # "auto" (default): a helper when it pays; "always"; "never"
@@ -55,12 +55,12 @@ class Helper:
         self._child = child
         self._formats = formats
 
-    def first(self, gemm, config: ArrayConfig, variant: Schedule, where: Where) -> None:
+    def first(self, gemm, config: ArrayConfig, variant: Schedule, context: RunContext) -> None:
         """Compile this process's share: the GEMM kernel of ``variant``'s family
         (``gemm_kernel``), then the parallel rounding kernels of ``formats``."""
         if self._child is None:
             return
-        gemm_kernel(gemm, config, variant, where)
+        gemm_kernel(gemm, config, variant, context)
         from hbfpsim import formats
         zeros = np.zeros((PARALLEL_ELEMENTS // 64, 64), np.float32)
         for name in self._formats:
@@ -85,14 +85,14 @@ class Helper:
             self._child = None
 
 
-def gemm_kernel(gemm, config: ArrayConfig, variant: Schedule, where: Where) -> None:
+def gemm_kernel(gemm, config: ArrayConfig, variant: Schedule, context: RunContext) -> None:
     """Compile the GEMM kernel of ``variant``'s family (and the rounding kernels it calls),
     by a two-by-two product of ``gemm``'s operands (ones for a shape-only record) under the
     numerics and plan the variant gives it."""
     from hbfpsim.array.mapping import Mapping, plan_for
     from hbfpsim.mac import matmul
     r = gemm.record
-    numerics = variant.numerics_for(r.layer, r.phase, r.epoch, where)
+    numerics = variant.numerics_for(r.layer, r.phase, r.epoch, context)
     plan = plan_for(Mapping.of(r.m, r.n, r.k, config), numerics)
     if gemm.a is not None:
         a = np.asarray(gemm.a[0] if gemm.a.ndim == 3 else gemm.a)[:2]
@@ -145,15 +145,15 @@ def _compiled() -> bool:
 def _compile_the_rest() -> None:
     from hbfpsim import trace as traces
     from hbfpsim.replay.record import replay
-    from hbfpsim.replay.run import epoch_weights, where_for
+    from hbfpsim.replay.run import epoch_weights, trace_context
 
     path, config, variants, sampling, synthetic = children.receive(sys.stdin.buffer)
     trace = traces.open(path)
-    where, weights = where_for(trace), epoch_weights(trace)
+    context, weights = trace_context(trace), epoch_weights(trace)
     gemm = next(iter(trace))
-    gemm_kernel(gemm, config, variants[0], where)      # first: its callees the other shares
+    gemm_kernel(gemm, config, variants[0], context)      # first: its callees the other shares
     for variant in variants:
-        replay(gemm, config, variant, where, trace.path.name,
+        replay(gemm, config, variant, context, trace.path.name,
                max_outputs=sampling.max_outputs, max_macs=sampling.max_macs,
                seed=sampling.seed, synthetic=synthetic, epochs=weights[gemm.record.epoch])
 

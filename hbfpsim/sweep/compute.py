@@ -20,7 +20,7 @@ from hbfpsim import trace as traces
 from hbfpsim.config import ArrayConfig
 from hbfpsim.cost import array_cost
 from hbfpsim.replay.record import COLUMNS, replay
-from hbfpsim.replay.run import epoch_weights, where_for
+from hbfpsim.replay.run import epoch_weights, trace_context
 from hbfpsim.replay.runfile import Sampling
 from hbfpsim.replay.summary import totals
 from hbfpsim.replay.synthetic import Fitted, Gaussian, Source
@@ -72,7 +72,7 @@ class Result:
     error: str | None = None
 
 
-_OPEN: dict[Path, tuple] = {}      # per process: trace -> (gemms, where, epoch weights)
+_OPEN: dict[Path, tuple] = {}      # per process: trace -> (gemms, run context, epoch weights)
 _SOURCES: dict[tuple, Source | None] = {}
 
 
@@ -93,9 +93,9 @@ def run_one(job: Job, task: Task) -> Result:
     rows, ids, memo = [], [], {}
     trace_ids = job.trace_ids or range(len(job.traces))
     for trace_id, path in zip(trace_ids, job.traces):
-        gemms, where, weights = _opened(path)
+        gemms, context, weights = _opened(path)
         for gemm in gemms:
-            rows.append(replay(gemm, task.config, task.schedule, where, path.name,
+            rows.append(replay(gemm, task.config, task.schedule, context, path.name,
                                max_outputs=job.sampling.max_outputs,
                                max_macs=job.sampling.max_macs, seed=job.sampling.seed,
                                synthetic=source, epochs=weights[gemm.record.epoch],
@@ -113,7 +113,7 @@ def run_one(job: Job, task: Task) -> Result:
 def _opened(path: Path) -> tuple:
     if path not in _OPEN:
         t = traces.open(path)
-        _OPEN[path] = (list(t), where_for(t), epoch_weights(t) if len(t) else {})
+        _OPEN[path] = (list(t), trace_context(t), epoch_weights(t) if len(t) else {})
     return _OPEN[path]
 
 

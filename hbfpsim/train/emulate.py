@@ -41,7 +41,7 @@ from torch import nn
 
 from hbfpsim.formats.rounding import Rounding
 from hbfpsim.numerics import Numerics
-from hbfpsim.schedule import PHASES, Schedule, Where
+from hbfpsim.schedule import PHASES, RunContext, Schedule
 from hbfpsim.train.gemm import Conv2dFn, LinearFn, MatmulFn, emulator_op
 from hbfpsim.train.method import Method, Variant, as_variant, with_changes
 from hbfpsim.train.storage import keep_stored
@@ -157,9 +157,10 @@ class Emulation:
                  epochs: int | None, steps: int | None, exact: dict | None, seed: int):
         self.schedule, self.method, self.seed = schedule, method, seed
         self.layers = tuple(layers)
-        self.where = Where(layers[0] if layers else None, layers[-1] if layers else None,
-                           None if epochs is None else epochs - 1,
-                           None if steps is None else steps - 1)
+        self.context = RunContext(layers[0] if layers else None,
+                                  layers[-1] if layers else None,
+                                  None if epochs is None else epochs - 1,
+                                  None if steps is None else steps - 1)
         self.epoch = 0
         self.step = 0                  # optimizer steps so far
         self.draws = 0                 # stochastic quantizations in this step
@@ -175,7 +176,7 @@ class Emulation:
         found = self._numerics.get(key)
         if found is None:
             found = self._numerics[key] = self.schedule.numerics_for(layer, phase, self.epoch,
-                                                                     self.where, step)
+                                                                     self.context, step)
         return found
 
     def rounding(self, role: str) -> tuple[int, int]:
