@@ -2,7 +2,7 @@
 configs/quickstart.toml``, as a whole process, cold (numba's cache empty, as after a fresh
 install) and warm (a rerun), with the machine's load average at the start of each run.
 
-A cold run splits its compilation over two processes (``replay.warm``); the baseline, run
+A cold run splits its compilation over two processes (``replay.precompile``); the baseline, run
 side by side in the same rounds, is the same cold run with that split turned off
 (``HBFPSIM_WARM_UP=never``). Each cold run gets an empty numba cache of its own
 (``NUMBA_CACHE_DIR``); the warm reruns reuse the last one. Targets: cold at most 30 s, warm

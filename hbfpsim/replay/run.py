@@ -81,12 +81,12 @@ def run(spec: RunSpec | str | Path, progress: bool | None = None,
     if not isinstance(spec, RunSpec):
         spec = load(spec)
     start = time.perf_counter()
-    from hbfpsim.replay import warm          # here: python -m hbfpsim.replay.warm imports us
+    from hbfpsim.replay import precompile    # here: python -m hbfpsim.replay.precompile imports us
 
     opened = [traces.open(path) for path in spec.traces]
     synthetic = _synthetic(spec)
-    helper = warm.start(opened[0], spec.arrays[0], spec.variants, spec.sampling, synthetic) \
-        if opened and spec.arrays else warm.Helper(None)
+    helper = precompile.start(opened[0], spec.arrays[0], spec.variants, spec.sampling, synthetic) \
+        if opened and spec.arrays else precompile.Helper(None)
     report = Report(spec, arrays={a.name: (a.rows, a.cols) for a in spec.arrays})
     jobs = len(spec.arrays) * len(spec.variants)
     total = sum(len(t) for t in opened) * jobs

@@ -11,7 +11,7 @@ second core, the work is split in two:
   two-by-two product of the first record under that variant's numerics and plan) and, when
   the trace has operands that large, the parallel rounding kernels (a tensor of
   ``PARALLEL_ELEMENTS`` values rounded in each format of every variant);
-- a helper (``python -m hbfpsim.replay.warm``, a child of this process that dies with it:
+- a helper (``python -m hbfpsim.replay.precompile``, a child of this process that dies with it:
   ``hbfpsim.children``) compiles the other family's GEMM kernel first (the two share their
   largest callees, which this process then finds in the cache), then replays the first
   record under each variant of the other family (timing, cost, rounding, the metrics).
@@ -116,7 +116,7 @@ def start(trace, config: ArrayConfig, variants: Sequence[Schedule], sampling: Sa
     large = any(max(r.m * r.k, r.k * r.n) >= PARALLEL_ELEMENTS for r in trace.records)
     formats = sorted({f.name for v in variants for n in v.numerics
                       for f in (n.input, n.weight)}) if large else []
-    child = children.start("hbfpsim.replay.warm", stdin=subprocess.PIPE,
+    child = children.start("hbfpsim.replay.precompile", stdin=subprocess.PIPE,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         children.send(child.stdin, (trace.path, config, later, sampling, synthetic))
