@@ -136,9 +136,9 @@ def _fp32_area() -> float:
 
 def replay(gemm: Gemm, config: ArrayConfig, schedule: Schedule, context: RunContext, trace: str,
            *, max_outputs: int, max_macs: int, seed: int,
-           synthetic: Source | None = None, epochs: int = 1, evaluate: bool = True,
+           synthetic: Source | None = None, epochs: int = 1, with_accuracy: bool = True,
            memo: dict | None = None) -> Row:
-    """The row of one record (see the module docstring); ``evaluate=False``: time and cost
+    """The row of one record (see the module docstring); ``with_accuracy=False``: time and cost
     only, no accuracy. ``memo``: a dict for the calls of one ``config`` (a run), which then
     looks each numerics and shape up once instead of hashing the configuration per record."""
     r = gemm.record
@@ -158,19 +158,19 @@ def replay(gemm: Gemm, config: ArrayConfig, schedule: Schedule, context: RunCont
               count * energy["compute"], count * energy["sram"], count * energy["dram"],
               one.mac_area_um2, one.density, epochs,
               "" if gemm.a is not None or synthetic is None else synthetic.label)
-    if not evaluate or (gemm.a is None and synthetic is None) or r.k > max_macs:
+    if not with_accuracy or (gemm.a is None and synthetic is None) or r.k > max_macs:
         return row                 # not evaluated: no operands, or one output is over budget
     sample = choose(r.m, r.n, r.k, r.count, max_outputs=max_outputs, max_macs=max_macs,
                     seed=seed, key=r.id)
-    acc = accuracy(gemm, numerics, report.plan, sample, seed, synthetic)
+    acc = measure_accuracy(gemm, numerics, report.plan, sample, seed, synthetic)
     return replace(row, sampled=acc.sampled, rel_error=acc.rel_error, sqnr_db=acc.sqnr_db,
                    max_abs_error=acc.max_abs_error, w1=acc.w1, vrr=acc.vrr,
                    **{f"{name}_se": v for name, v in acc.se.items()},
                    **{name: getattr(acc, name) for name in EVENTS})
 
 
-def accuracy(gemm: Gemm, numerics: Numerics, plan: AccumulationPlan, sample: Sample,
-             seed: int, synthetic: Source | None = None) -> Accuracy:
+def measure_accuracy(gemm: Gemm, numerics: Numerics, plan: AccumulationPlan,
+                     sample: Sample, seed: int, synthetic: Source | None = None) -> Accuracy:
     """Metrics of the record's sampled outputs computed as ``plan`` and ``numerics`` say."""
     r = gemm.record
     rng = np.random.default_rng(np.random.SeedSequence([seed, r.id, 1]))

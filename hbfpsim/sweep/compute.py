@@ -99,7 +99,7 @@ def run_one(job: Job, task: Task) -> Result:
                                max_outputs=job.sampling.max_outputs,
                                max_macs=job.sampling.max_macs, seed=job.sampling.seed,
                                synthetic=source, epochs=weights[gemm.record.epoch],
-                               evaluate=job.accuracy, memo=memo))
+                               with_accuracy=job.accuracy, memo=memo))
             ids.append((task.run_id, trace_id, gemm.record.id))
     out = totals(rows, (task.config.rows, task.config.cols))
     out["array_area_um2"] = array_cost(task.config).area
