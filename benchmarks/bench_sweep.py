@@ -3,10 +3,10 @@
 The sweep (written to a temporary spec): array rows and columns in {16, ..., 256} (not both
 256), three dataflows, four numerics variants (FP32, BF16, HBFP8, HBFP4 with block
 accumulation), DRAM at 4 to 256 bytes/cycle and latencies of 0 to 400 cycles: 10,080 runs,
-each replaying the trace's 161 GEMMs. ``hbfpsim.sweep.execute.run`` executes it on a local
+each replaying the trace's 161 GEMMs. ``hbfpsim.sweep.driver.run`` executes it on a local
 process pool (``--workers``, default 2) into a temporary store, per-GEMM rows included; the
 figure is its wall time, runs per second, and the ratio to running the same runs one by one
-in one process (``compute.run_one`` per run with the timing caches cleared before each, as a
+in one process (``batch.run_one`` per run with the timing caches cleared before each, as a
 separate replay of each configuration would be), measured in the same invocation on an
 evenly spread sample of ``--sample`` runs and scaled to all of them.
 Target: the whole sweep in under 60 s on 2 cores.
@@ -26,8 +26,8 @@ from timing import machine
 from hbfpsim.array import grouped
 from hbfpsim.replay import record
 from hbfpsim.sweep import load
-from hbfpsim.sweep.compute import Job, Task, run_one
-from hbfpsim.sweep.execute import run
+from hbfpsim.sweep.batch import Job, Task, run_one
+from hbfpsim.sweep.driver import run
 from hbfpsim.sweep.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -414,11 +414,11 @@ def _advise_parser(sub: argparse._SubParsersAction) -> None:
 
 def _sweep(args) -> str:
     from hbfpsim import sweep, text
-    from hbfpsim.sweep import execute
+    from hbfpsim.sweep import driver
     from hbfpsim.sweep.store import export, open_existing
     if args.sweep_command == "run":
         spec = sweep.load(args.spec)
-        outcome = execute.run(spec, args.store, scheduler=args.scheduler,
+        outcome = driver.run(spec, args.store, scheduler=args.scheduler,
                               workers=args.workers, batch=args.batch,
                               progress=None if not args.quiet else False)
         with open_existing(args.store) as db:

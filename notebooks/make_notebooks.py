@@ -751,11 +751,11 @@ SWEEP = [
     md('''
         ## Run it
 
-        `execute.run(spec, store, workers=2)` runs the pending runs on two worker processes
+        `driver.run(spec, store, workers=2)` runs the pending runs on two worker processes
         and writes each result to the store as it arrives.
     '''),
     code('''
-        from hbfpsim.sweep.execute import run
+        from hbfpsim.sweep.driver import run
         from hbfpsim.sweep.store import open_existing
 
         store = folder / "sweep.sqlite"

@@ -2610,7 +2610,7 @@ def swept_store(text: str = SWEEP) -> Callable[[Path], None]:
     """s.toml and the tiny trace, and the sweep run into s.sqlite (12 runs)."""
     def fn(work: Path) -> None:
         from hbfpsim.sweep import load
-        from hbfpsim.sweep.execute import run
+        from hbfpsim.sweep.driver import run
         run(load(work / "s.toml"), work / "s.sqlite", workers=1, progress=False)
     return steps(sweep_setup(text), fn)
 

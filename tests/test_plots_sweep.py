@@ -27,7 +27,7 @@ from hbfpsim.plots import timeline as timeline_plots
 from hbfpsim.plots import vrr as vrr_plots
 from hbfpsim.plots.common import unit_for
 from hbfpsim.sweep import parse
-from hbfpsim.sweep.execute import run
+from hbfpsim.sweep.driver import run
 from hbfpsim.sweep.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -62,7 +62,7 @@ def snippet(tmp: Path, scheduler: str | None = None) -> str:
     return "\n".join([
         f"print({MARK!r})",
         "import hbfpsim.replay, hbfpsim.sweep",
-        "from hbfpsim.sweep.execute import run",
+        "from hbfpsim.sweep.driver import run",
         f"report = hbfpsim.replay.run({str(tmp / 'run.toml')!r}, progress=False)",
         "print('replay rows', len(report.rows))",
         f"outcome = run(hbfpsim.sweep.load({str(tmp / 'sweep.toml')!r}), "

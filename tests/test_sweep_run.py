@@ -17,8 +17,8 @@ import pytest
 from hbfpsim import replay
 from hbfpsim.cli import main
 from hbfpsim.sweep import load
-from hbfpsim.sweep.compute import TIMING_COLUMNS
-from hbfpsim.sweep.execute import run
+from hbfpsim.sweep.batch import TIMING_COLUMNS
+from hbfpsim.sweep.driver import run
 from hbfpsim.sweep.store import TOTALS, Store, export
 
 ROOT = Path(__file__).resolve().parents[1]

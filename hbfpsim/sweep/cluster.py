@@ -1,6 +1,6 @@
 """A Dask ``LocalCluster`` in a child process: ``python -m hbfpsim.sweep.cluster WORKERS``.
 
-``execute`` starts it for ``scheduler = "local"``: it starts the cluster (``WORKERS``
+``driver`` starts it for ``scheduler = "local"``: it starts the cluster (``WORKERS``
 worker processes of one thread on the loopback interface, no dashboard), sends the
 scheduler's address as one frame of ``hbfpsim.children`` and closes the cluster when its
 standard input ends. Dask starts its worker processes with multiprocessing's spawn method,

@@ -34,7 +34,7 @@ from hbfpsim import trace as traces
 from hbfpsim.config import ConfigError
 from hbfpsim.replay.run import epoch_weights
 from hbfpsim.staging import staged_file
-from hbfpsim.sweep.compute import (ACCURACY_COLUMNS, RECORD_COLUMNS, TIMING_COLUMNS, Job,
+from hbfpsim.sweep.batch import (ACCURACY_COLUMNS, RECORD_COLUMNS, TIMING_COLUMNS, Job,
                                    Result, Task, run_batch)
 from hbfpsim.sweep.spec import Run, SweepSpec, trace_hashes
 

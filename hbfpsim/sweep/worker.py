@@ -1,4 +1,4 @@
-"""A local sweep worker: ``python -m hbfpsim.sweep.worker``, one of ``execute``'s pool
+"""A local sweep worker: ``python -m hbfpsim.sweep.worker``, one of ``driver``'s pool
 (``hbfpsim.children.Pool``).
 
 Each request is a batch (the store's path, the ``Job`` and a list of ``Task``): it runs the

@@ -31,7 +31,7 @@ from pathlib import Path
 from hbfpsim import children
 from hbfpsim.config import ConfigError
 from hbfpsim.formats.threads import usable_cpus
-from hbfpsim.sweep.compute import Job, Result, Task, run_batch
+from hbfpsim.sweep.batch import Job, Result, Task, run_batch
 from hbfpsim.sweep.spec import SweepSpec
 from hbfpsim.sweep.store import Store
 
