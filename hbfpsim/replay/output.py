@@ -65,10 +65,7 @@ def _run_json(report: Report) -> dict:
         "traces": [str(t) for t in spec.traces],
         "arrays": [{"name": a.name, "source": a.source, "rows": a.rows, "cols": a.cols,
                     "dataflow": a.dataflow} for a in spec.arrays],
-        "variants": [{"name": v.name, "default": str(v.default),
-                      "rules": [{"layers": list(r.layers), "phases": list(r.phases),
-                                 "epochs": list(r.epochs), "numerics": str(r.numerics)}
-                                for r in v.rules]} for v in spec.variants],
+        "variants": [{"name": v.name, **v.to_dict()} for v in spec.variants],
         "sampling": {"max_outputs": spec.sampling.max_outputs,
                      "max_macs": spec.sampling.max_macs, "seed": spec.sampling.seed},
         "synthetic": spec.synthetic, "fit": None if spec.fit is None else str(spec.fit),
