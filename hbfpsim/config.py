@@ -26,13 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from hbfpsim.staging import as_path
+from hbfpsim.validate import ConfigError
 
 DATAFLOWS = ("ws", "os", "is")
 PRESETS = Path(__file__).resolve().parent / "presets"
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown or out of range."""
 
 
 def _int_in(low: int, high: int):

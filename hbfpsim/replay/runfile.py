@@ -50,6 +50,7 @@ from hbfpsim.numerics import KEYS, Numerics
 from hbfpsim.schedule import PRESETS, Rule, Schedule
 from hbfpsim.staging import as_path
 from hbfpsim.trace import PHASES
+from hbfpsim.validate import integer_key, known_keys, main_table, name_list
 
 SYNTHETIC = ("none", "gaussian", "fitted")
 RUN_KEYS = ("traces", "arrays", "out", "seed", "max_outputs", "max_macs", "synthetic", "fit",
@@ -146,32 +147,6 @@ def variant_tables(raw: list, source: str, steps: bool = False,
     return variants
 
 
-def main_table(data: Any, name: str, tables: tuple[str, ...], keys: tuple[str, ...],
-               source: str, names: str) -> dict:
-    """The ``[name]`` table of a run, sweep or training file given as nested dicts, checked:
-    ``data`` holds only ``tables`` (``variant`` as ``[[variant]]``), ``[name]`` is there and
-    holds only ``keys``. ``names`` says what ``[name]`` names, for the message when missing."""
-    listing = ", ".join("[[variant]]" if t == "variant" else f"[{t}]" for t in tables)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: a table of tables ({listing}), got "
-                          f"{type(data).__name__}")
-    extra = sorted(set(data) - set(tables))
-    if extra:
-        raise ConfigError(f"{source}: unknown table [{extra[0]}] (expected {listing})")
-    table = data.get(name)
-    if not isinstance(table, dict):
-        raise ConfigError(f"{source}: [{name}] is missing: it names {names}")
-    known_keys(table, keys, f"{source}: [{name}]")
-    return table
-
-
-def known_keys(table: dict, keys: tuple[str, ...], where: str) -> None:
-    extra = sorted(set(table) - set(keys))
-    if extra:
-        raise ConfigError(f"{where} unknown key '{extra[0]}' (expected one of "
-                          f"{', '.join(keys)})")
-
-
 def trace_dirs(table: dict, where: str, base: Path) -> tuple[Path, ...]:
     """``traces``: trace directories relative to ``base``, each holding a manifest."""
     traces = tuple(base / t for t in name_list(table, "traces", where))
@@ -201,24 +176,6 @@ def accuracy_keys(table: dict, where: str, base: Path) -> tuple[Sampling, str, P
                         integer_key(table, "max_macs", where, Sampling.max_macs, 1, MAX_MACS),
                         integer_key(table, "seed", where, 0, 0, 2**63 - 1))
     return sampling, synthetic, fit
-
-
-def name_list(run: dict, key: str, where: str) -> list[str]:
-    value = run.get(key)
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not value or not all(
-            isinstance(v, str) and v.strip() for v in value):
-        raise ConfigError(f"{where} {key}: expected a non-empty list of names, got {value!r}")
-    return value
-
-
-def integer_key(table: dict, key: str, where: str, default: int, low: int, high: int) -> int:
-    value = table.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise ConfigError(f"{where} {key}: expected an integer in [{low}, {high}], "
-                          f"got {value!r}")
-    return value
 
 
 def array_named(name: str, base: Path, where: str) -> ArrayConfig:

@@ -48,11 +48,12 @@ from hbfpsim.mac import parse_accumulator
 from hbfpsim.numerics import KEYS as NUMERICS_KEYS
 from hbfpsim.numerics import Numerics
 from hbfpsim.replay.record import with_numerics
-from hbfpsim.replay.runfile import (Sampling, accuracy_keys, array_named, main_table,
-                                     trace_dirs, variant_tables)
+from hbfpsim.replay.runfile import (Sampling, accuracy_keys, array_named, trace_dirs,
+                                    variant_tables)
 from hbfpsim.schedule import Schedule
 from hbfpsim.staging import as_path
 from hbfpsim.sweep.expr import Constraint
+from hbfpsim.validate import main_table
 
 COMPUTE = ("timing", "accuracy")
 SWEEP_KEYS = ("name", "traces", "base", "compute", "constraints", "seed", "max_outputs",

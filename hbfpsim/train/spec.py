@@ -32,13 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from hbfpsim.config import ConfigError, read_toml
-from hbfpsim.replay.runfile import (integer_key, known_keys, main_table, name_list,
-                                    variant_tables)
+from hbfpsim.replay.runfile import variant_tables
 from hbfpsim.schedule import PRESETS, Schedule
 from hbfpsim.staging import as_path
 from hbfpsim.train.emulate import exact_spec
 from hbfpsim.train.method import METHOD_PRESETS, Method, Variant, as_variant, with_changes
 from hbfpsim.train.rates import SHAPES, LearningRate
+from hbfpsim.validate import integer_key, known_keys, main_table, name_list
 
 METHOD_KEYS = ("rounding", "blocking", "attention", "storage", "stored")
 LR_KEYS = ("lr_schedule", "warmup_steps", "lr_final", "lr_milestones", "lr_gamma")
