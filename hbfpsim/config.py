@@ -26,14 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from hbfpsim.staging import as_path
-from hbfpsim.validate import ConfigError
+from hbfpsim.validate import ConfigError, is_integer
 
 DATAFLOWS = ("ws", "os", "is")
 PRESETS = Path(__file__).resolve().parent / "presets"
 
 
 def _int_in(low: int, high: int):
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+    return lambda v: is_integer(v, low, high)
 
 
 def _number_in(low: float, high: float, zero: bool = False):

@@ -38,6 +38,7 @@ from fnmatch import fnmatchcase
 
 from hbfpsim.numerics import Numerics
 from hbfpsim.trace import PHASES
+from hbfpsim.validate import is_integer
 
 FIRST, LAST = "@first", "@last"
 
@@ -109,7 +110,7 @@ class Rule:
 
 
 def _epoch(e: object) -> bool:
-    return isinstance(e, int) and not isinstance(e, bool) and e >= 0
+    return is_integer(e, 0)
 
 
 _RELATIVE = re.compile(r"last(?:-([0-9]{1,9}))?|([0-9]{1,3}(?:\.[0-9]+)?)%")

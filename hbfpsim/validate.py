@@ -6,7 +6,21 @@ uses these."""
 
 from __future__ import annotations
 
+import math
+from numbers import Integral
 from typing import Any
+
+
+def is_integer(value: Any, low: int | None = None, high: int | None = None) -> bool:
+    """An integer (Python or NumPy; not a bool) within [low, high] (an end None: open)."""
+    return (isinstance(value, Integral) and not isinstance(value, bool)
+            and (low is None or value >= low) and (high is None or value <= high))
+
+
+def is_number(value: Any, low: float = -math.inf, high: float = math.inf) -> bool:
+    """A finite real number (int or float; not a bool) within [low, high]."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and low <= value <= high)
 
 
 class ConfigError(ValueError):
@@ -51,7 +65,7 @@ def name_list(run: dict, key: str, where: str) -> list[str]:
 
 def integer_key(table: dict, key: str, where: str, default: int, low: int, high: int) -> int:
     value = table.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+    if not is_integer(value, low, high):
         raise ConfigError(f"{where} {key}: expected an integer in [{low}, {high}], "
                           f"got {value!r}")
     return value

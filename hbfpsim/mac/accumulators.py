@@ -24,6 +24,7 @@ from functools import cached_property
 
 from hbfpsim.formats.floating import FloatSpec
 from hbfpsim.formats.rounding import SPELLINGS, Rounding
+from hbfpsim.validate import is_integer
 
 FLOAT_NAMES = {"fp32": (8, 23), "bf16": (8, 7), "fp16": (5, 10)}
 _FIXED = re.compile(r"fixed([0-9]+)")
@@ -39,7 +40,7 @@ class FixedAccumulator:
     kind = "fixed"
 
     def __post_init__(self) -> None:
-        if not (_integer(self.width) and 8 <= self.width <= 64):
+        if not (is_integer(self.width) and 8 <= self.width <= 64):
             raise ValueError(f"accumulator fixed{self.width}: fixed-point width must be in "
                              "[8, 64]")
 
@@ -74,7 +75,7 @@ class FloatAccumulator:
     kind = "float"
 
     def __post_init__(self) -> None:
-        if not (_integer(self.exp_bits) and _integer(self.man_bits)
+        if not (is_integer(self.exp_bits) and is_integer(self.man_bits)
                 and 2 <= self.exp_bits <= 11 and 1 <= self.man_bits <= 52):
             raise ValueError(f"accumulator e{self.exp_bits}m{self.man_bits}: e{{E}}m{{M}} needs "
                              "2 <= E <= 11 and 1 <= M <= 52")
@@ -142,10 +143,6 @@ def parse_accumulator(spec: str | Accumulator) -> Accumulator:
     return FloatAccumulator(exp_bits, man_bits, Rounding.parse(options.get("rounding", "rne")),
                             options.get("subnormals", "sub") == "sub",
                             options.get("overflow", "inf") == "sat")
-
-
-def _integer(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _modifiers(spec: str, mods: list[str], groups: dict[str, tuple[str, ...]]) -> dict[str, str]:

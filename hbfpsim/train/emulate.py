@@ -45,6 +45,7 @@ from hbfpsim.schedule import PHASES, RunContext, Schedule
 from hbfpsim.train.gemm import Conv2dFn, LinearFn, MatmulFn, emulator_op
 from hbfpsim.train.method import Method, Variant, as_variant, with_changes
 from hbfpsim.train.storage import keep_stored
+from hbfpsim.validate import is_integer
 
 # (layer, phase, numerics, A, B, whether A is the weight) of every GEMM while counting
 Recorder = Callable[[str, str, Numerics, torch.Tensor, torch.Tensor, bool], None]
@@ -259,7 +260,7 @@ def exact_spec(exact: dict | None) -> dict | None:
         raise ValueError(f"exact phases: expected a list of fwd, bwd_data, bwd_weight, got "
                          f"{phases!r}")
     if not (isinstance(epochs, (list, tuple)) and len(epochs) == 2 and all(
-            isinstance(e, int) and not isinstance(e, bool) and e >= 0 for e in epochs)):
+            is_integer(e, 0) for e in epochs)):
         raise ValueError(f"exact epochs: expected [first, last] (integers >= 0), got {epochs!r}")
     return {"layers": tuple(layers), "phases": tuple(phases), "epochs": tuple(epochs)}
 
@@ -297,7 +298,7 @@ def emulate(model: nn.Module, schedule: str | Schedule | Variant, *,
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                   or value < 1):
             raise ValueError(f"{key}: expected an integer >= 1, got {value!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+    if not is_integer(seed, 0, 2**63 - 1):
         raise ValueError(f"seed: expected an integer in [0, 2^63), got {seed!r}")
     if exact is not None and method.blocking == "emulator":
         raise ValueError("exact: bit-exact accumulation reads each GEMM's operands in blocks "

@@ -38,7 +38,7 @@ from hbfpsim.staging import as_path
 from hbfpsim.train.emulate import exact_spec
 from hbfpsim.train.method import METHOD_PRESETS, Method, Variant, as_variant, with_changes
 from hbfpsim.train.rates import SHAPES, LearningRate
-from hbfpsim.validate import integer_key, known_keys, main_table, name_list
+from hbfpsim.validate import integer_key, is_integer, known_keys, main_table, name_list
 
 METHOD_KEYS = ("rounding", "blocking", "attention", "storage", "stored")
 LR_KEYS = ("lr_schedule", "warmup_steps", "lr_final", "lr_milestones", "lr_gamma")
@@ -164,7 +164,7 @@ def _rate(table: dict, where: str, base: float, epochs: int) -> LearningRate:
         raise ConfigError(f"{where} lr_gamma: expected a factor in (0, 1], got {gamma!r}")
     milestones = table.get("lr_milestones", [])
     if not isinstance(milestones, list) or not all(
-            isinstance(m, int) and not isinstance(m, bool) and 0 < m < epochs
+            is_integer(m, 1, epochs - 1)
             for m in milestones) or milestones != sorted(set(milestones)):
         raise ConfigError(f"{where} lr_milestones: expected increasing epochs in [1, "
                           f"{epochs - 1}], got {milestones!r}")
@@ -243,7 +243,7 @@ def _variant_tables(raw: list, source: str, method: Method, lr: tuple
 
 def _seeds(value: Any, where: str) -> tuple[int, ...]:
     if not isinstance(value, list) or not 1 <= len(value) <= 100 or not all(
-            isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**32 for s in value) \
+            is_integer(s, 0, 2**32 - 1) for s in value) \
             or len(set(value)) != len(value):
         raise ConfigError(f"{where} seeds: expected 1 to 100 distinct integers in [0, 2^32), "
                           f"got {value!r}")
@@ -268,7 +268,7 @@ def _capture(raw: Any, names: list[str], seeds: tuple[int, ...], epochs: int, wh
                           f"{seed!r}")
     chosen = raw.get("epochs", [0])
     if not isinstance(chosen, list) or not chosen or not all(
-            isinstance(e, int) and not isinstance(e, bool) and 0 <= e < epochs for e in chosen):
+            is_integer(e, 0, epochs - 1) for e in chosen):
         raise ConfigError(f"{where} epochs: expected a list of epochs in [0, {epochs - 1}], "
                           f"got {chosen!r}")
     steps = integer_key(raw, "steps", where, 1, 1, 10**6)
