@@ -31,8 +31,13 @@ class Report:
     wall_seconds: float = 0.0
     arrays: dict[str, tuple[int, int]] = field(default_factory=dict)   # name: (rows, cols)
 
+    _summary: tuple = field(default=(-1, []), repr=False, compare=False)
+
     def summary(self) -> list[dict]:
-        return summarize(self.rows, self.arrays)
+        """The summary rows, computed once for the rows there are (rows are only added)."""
+        if self._summary[0] != len(self.rows):
+            self._summary = (len(self.rows), summarize(self.rows, self.arrays))
+        return self._summary[1]
 
     def dataframe(self):
         """The rows as a pandas DataFrame (needs pandas)."""
@@ -50,7 +55,7 @@ def trace_context(trace: traces.Trace) -> RunContext:
     last = epochs - 1 if isinstance(epochs, int) and not isinstance(epochs, bool) \
         and epochs > 0 else None
     return run_context(((r.layer, r.phase) for r in trace.records),
-                    (r.epoch for r in trace.records), last)
+                       (r.epoch for r in trace.records), last)
 
 
 def epoch_weights(trace: traces.Trace) -> dict[int, int]:
