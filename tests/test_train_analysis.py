@@ -159,7 +159,7 @@ def test_landscape_centre_is_the_recorded_validation_loss(trained, tmp_path):
         [(v, a, 0.0) for v in ("fp32", "hbfp4") for a in (-1.0, -0.5, 0.0, 0.5, 1.0)]
     for variant in ("fp32", "hbfp4"):
         loss = {r["a"]: r["loss"] for r in rows if r["variant"] == variant}
-        assert loss[0.0] == pytest.approx(histories[variant][-1]["val_loss"], abs=1e-6)
+        assert loss[0.0] == pytest.approx(histories[variant][-1].val_loss, abs=1e-6)
         assert loss[-1.0] > loss[0.0] and loss[1.0] > loss[0.0]
     # the variants' numerics matter: their landscapes differ away from the centre too
     fp32 = [r["loss"] for r in rows if r["variant"] == "fp32"]
@@ -180,7 +180,7 @@ def test_landscape_2d_grid_and_its_figure(trained, tmp_path):
     assert sorted((r["a"], r["b"]) for r in rows) == \
         sorted((a, b) for a in (-0.5, 0.0, 0.5) for b in (-0.5, 0.0, 0.5))
     centre = next(r["loss"] for r in rows if r["a"] == 0 and r["b"] == 0)
-    assert centre == pytest.approx(histories["fp32"][-1]["val_loss"], abs=1e-6)
+    assert centre == pytest.approx(histories["fp32"][-1].val_loss, abs=1e-6)
     # the second direction is not the first: moving along b alone differs from along a
     at = {(r["a"], r["b"]): r["loss"] for r in rows}
     assert at[(0.5, 0.0)] != at[(0.0, 0.5)]
@@ -244,7 +244,7 @@ def test_scan_restores_weights_epoch_and_mode(trained):
     assert list(after) == list(before)
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert emu.epoch == 7 and model.training
-    assert losses[0] == pytest.approx(histories["hbfp4"][-1]["val_loss"], abs=1e-6)
+    assert losses[0] == pytest.approx(histories["hbfp4"][-1].val_loss, abs=1e-6)
     assert len(set(losses)) == 3
     assert sum(emu.macs.values()) == 0                        # evaluations are not counted
     with pytest.raises(ValueError, match="second direction"):

@@ -140,7 +140,7 @@ path = "{tmp_path / 'trace'}"
         + [("2", "bwd_data"), ("6", "bwd_data")])
     fwd = next(r for r in records if r.layer == "2" and r.phase == "fwd")
     assert (fwd.m, fwd.n, fwd.k) == (32 * 64, 16, 72)          # im2col: positions x out, K = C k k
-    assert report.variants[0].finals[0] == report.runs[0].history[-1]["metric"]
+    assert report.variants[0].finals[0] == report.runs[0].history[-1].metric
 
 
 @pytest.mark.parametrize("table,message", [

@@ -31,7 +31,7 @@ def curves(runs: Sequence, metric, path: Path, title: str = "",
         length = min(len(r.history) for r in mine)
         epochs = np.arange(1, length + 1)
         for ax, key in ((loss_ax, "train_loss"), (metric_ax, "metric")):
-            values = np.array([[h[key] for h in r.history[:length]] for r in mine])
+            values = np.array([[getattr(h, key) for h in r.history[:length]] for r in mine])
             colour = format_colour(name)
             method = (methods or {}).get(name, Method())
             ax.plot(epochs, values.mean(0), color=colour,

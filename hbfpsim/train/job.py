@@ -132,7 +132,7 @@ def _variants(runs: list[RunResult], spec: TrainSpec) -> tuple[VariantResult, ..
                 macs[fmt] = macs.get(fmt, 0) + count
         total = sum(macs.values()) or 1
         out.append(VariantResult(name, methods[name],
-                                 tuple(r.history[-1]["metric"] for r in mine),
+                                 tuple(r.history[-1].metric for r in mine),
                                  {f: c / total for f, c in sorted(macs.items())}))
     return tuple(out)
 
@@ -145,8 +145,8 @@ def write(report: TrainReport) -> None:
         w.writerow(["variant", "seed", "epoch", "train_loss", "val_loss", "metric", "seconds"])
         for r in report.runs:
             for h in r.history:
-                w.writerow([r.variant, r.seed, h["epoch"], f"{h['train_loss']:.6g}",
-                            f"{h['val_loss']:.6g}", f"{h['metric']:.6g}", f"{h['seconds']:.3f}"])
+                w.writerow([r.variant, r.seed, h.epoch, f"{h.train_loss:.6g}",
+                            f"{h.val_loss:.6g}", f"{h.metric:.6g}", f"{h.seconds:.3f}"])
     with staged_file(out / "results.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["variant", "blocking", "rounding", "method", "learning_rate", "metric",

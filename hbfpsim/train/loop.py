@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -34,11 +34,23 @@ from hbfpsim.train.spec import TrainSpec
 PROBE_VALUES = 8192          # values kept per probed tensor (evenly spaced)
 
 
+@dataclass(frozen=True)
+class EpochMetrics:
+    """One epoch of a run: the mean training loss (nats), the validation loss and metric
+    (the task's), and its wall time (s)."""
+
+    epoch: int
+    train_loss: float
+    val_loss: float
+    metric: float
+    seconds: float
+
+
 @dataclass
 class RunResult:
     variant: str
     seed: int
-    history: list[dict]          # per epoch: train_loss, val_loss, metric, seconds
+    history: list[EpochMetrics]
     macs: dict[str, int]         # emulated MACs per input format
 
 
@@ -79,12 +91,12 @@ def train_one(spec: TrainSpec, task: Any, variant: Variant, seed: int, out: Path
     model, optimizer, emu = build(spec, task, variant, seed)
     path = checkpoint_path(out, variant.name, seed)
     key = spec.key(variant, seed)
-    history: list[dict] = []
+    history: list[EpochMetrics] = []
     if path.exists():
         state = load_checkpoint(path, key)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        history = list(state["history"])
+        history = [EpochMetrics(**h) for h in state["history"]]
         emu.macs.update(state["macs"])
         emu.step = state["step"]
         if progress is not None:
@@ -103,7 +115,8 @@ def train_one(spec: TrainSpec, task: Any, variant: Variant, seed: int, out: Path
                 writer = None
             with staged_file(path) as tmp:
                 torch.save({"key": key, "model": model.state_dict(),
-                            "optimizer": optimizer.state_dict(), "history": history,
+                            "optimizer": optimizer.state_dict(),
+                            "history": [asdict(h) for h in history],
                             "macs": dict(emu.macs), "step": emu.step}, tmp)
     finally:
         if writer is not None:
@@ -127,7 +140,8 @@ def load_checkpoint(path: Path, key: str) -> dict:
     return state
 
 
-def _epoch(task, model, optimizer, emu, seed, epoch, writer, spec, rate, progress) -> dict:
+def _epoch(task, model, optimizer, emu, seed, epoch, writer, spec, rate,
+           progress) -> EpochMetrics:
     emu.epoch = epoch
     model.train()
     start, total, steps = time.perf_counter(), 0.0, 0
@@ -150,8 +164,8 @@ def _epoch(task, model, optimizer, emu, seed, epoch, writer, spec, rate, progres
     model.eval()
     with emu.uncounted():
         val_loss, metric = task.evaluate(model)
-    return {"epoch": epoch, "train_loss": total / max(steps, 1), "val_loss": val_loss,
-            "metric": metric, "seconds": time.perf_counter() - start}
+    return EpochMetrics(epoch, total / max(steps, 1), val_loss, metric,
+                        time.perf_counter() - start)
 
 
 def _writer(spec: TrainSpec, variant: Variant, seed: int, done: int, about: str
