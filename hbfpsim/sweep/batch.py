@@ -70,6 +70,7 @@ class Result:
     totals: dict | None
     gemms: list[tuple]
     error: str | None = None
+    accuracy: bool = False        # whether the rows hold the ACCURACY_COLUMNS
 
 
 _OPEN: dict[Path, tuple] = {}      # per process: trace -> (gemms, run context, epoch weights)
@@ -106,7 +107,7 @@ def run_one(job: Job, task: Task) -> Result:
     out["worker_seconds"] = time.perf_counter() - start
     if job.accuracy:
         return Result(task.key, out, [(*i, *_TIMING(r), *_ACCURACY(r))
-                                      for i, r in zip(ids, rows)])
+                                      for i, r in zip(ids, rows)], accuracy=True)
     return Result(task.key, out, [(*i, *_TIMING(r)) for i, r in zip(ids, rows)])
 
 

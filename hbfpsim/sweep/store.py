@@ -144,10 +144,10 @@ class Store:
         done is left as it is. Returns how many runs were added."""
         added = 0
         sets = ", ".join(f'"{c}" = ?' for c in TOTALS)
-        inserts = {n: f"INSERT INTO gemms (run, trace, record, {', '.join(cols)}) VALUES "
-                      f"({', '.join('?' * (len(cols) + 3))})"
-                   for cols in (TIMING_COLUMNS, TIMING_COLUMNS + ACCURACY_COLUMNS)
-                   for n in [len(cols) + 3]}
+        inserts = {accuracy: f"INSERT INTO gemms (run, trace, record, {', '.join(cols)}) "
+                             f"VALUES ({', '.join('?' * (len(cols) + 3))})"
+                   for accuracy, cols in ((False, TIMING_COLUMNS),
+                                          (True, TIMING_COLUMNS + ACCURACY_COLUMNS))}
         with self._transaction():
             for r in results:
                 if r.error is not None:
@@ -162,7 +162,7 @@ class Store:
                                        ).rowcount:
                     continue
                 if r.gemms:
-                    self.db.executemany(inserts[len(r.gemms[0])], r.gemms)
+                    self.db.executemany(inserts[r.accuracy], r.gemms)
                 added += 1
         return added
 
