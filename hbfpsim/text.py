@@ -8,7 +8,7 @@ from pathlib import Path
 
 from hbfpsim.array import GemmReport
 from hbfpsim.config import ArrayConfig
-from hbfpsim.cost import ArrayCost, DensityRow, MacCost
+from hbfpsim.cost import ArrayCost, DensityRow, Energy, MacCost
 from hbfpsim.formats import Format
 from hbfpsim.mac import FixedAccumulator
 from hbfpsim.numerics import Numerics
@@ -32,9 +32,9 @@ def formats_table(fmts: Sequence[Format]) -> str:
     return table(rows, right={2, 3, 4, 5})
 
 
-def gemm(config: ArrayConfig, r: GemmReport, energy: dict[str, float]) -> str:
+def gemm(config: ArrayConfig, r: GemmReport, energy: Energy) -> str:
     """What ``hbfpsim gemm`` prints: one GEMM's cycles, stalls, traffic, time and energy
-    (``energy``: pJ by part, as ``cost.gemm_energy`` gives it)."""
+    (pJ by part, as ``cost.gemm_energy`` gives it)."""
     stalls = ", ".join(f"{name} {cycles}" for name, cycles in r.stalls.items() if cycles)
     sram = ", ".join(f"{b} {v['reads']}/{v['writes']}" for b, v in r.sram.items())
     numerics = Numerics.of(config)
@@ -49,8 +49,8 @@ def gemm(config: ArrayConfig, r: GemmReport, energy: dict[str, float]) -> str:
         f"SRAM bytes    reads/writes: {sram}",
         f"DRAM bytes    reads {r.dram['reads']}, writes {r.dram['writes']}",
         f"time          {r.seconds * 1e3:.4g} ms at {config.clock_ghz:g} GHz",
-        f"energy        {energy['total'] / 1e6:.4g} uJ = {energy['compute'] / 1e6:.4g} compute "
-        f"+ {energy['sram'] / 1e6:.4g} SRAM + {energy['dram'] / 1e6:.4g} DRAM (28 nm model)",
+        f"energy        {energy.total / 1e6:.4g} uJ = {energy.compute / 1e6:.4g} compute "
+        f"+ {energy.sram / 1e6:.4g} SRAM + {energy.dram / 1e6:.4g} DRAM (28 nm model)",
     ]
     if r.events is not None:
         lines.append("fold  start      end  waited on")

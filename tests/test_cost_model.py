@@ -214,15 +214,15 @@ def test_gemm_energy_adds_compute_sram_and_dram():
     report = simulate(config, 200, 96, 300)
     energy = gemm_energy(config, report)
     cost = array_cost(config)
-    assert energy["compute"] == pytest.approx(200 * 96 * 300 * cost.pe
+    assert energy.compute == pytest.approx(200 * 96 * 300 * cost.pe
                                               * components.logic_energy_density())
     per_bit = {"input": 8, "weight": 32, "output": 1024}       # each buffer at its own size
-    assert energy["sram"] == pytest.approx(sum(
+    assert energy.sram == pytest.approx(sum(
         8 * (v["reads"] + v["writes"]) * components.sram_energy_per_bit(per_bit[b])
         for b, v in report.sram.items()))
     dram_bytes = report.dram["reads"] + report.dram["writes"]
-    assert energy["dram"] == pytest.approx(8 * dram_bytes * 1300 / 64)
-    assert energy["total"] == pytest.approx(energy["compute"] + energy["sram"] + energy["dram"])
+    assert energy.dram == pytest.approx(8 * dram_bytes * 1300 / 64)
+    assert energy.total == pytest.approx(energy.compute + energy.sram + energy.dram)
 
 
 def test_a_narrower_format_costs_less_energy_for_the_same_gemm():
@@ -230,5 +230,5 @@ def test_a_narrower_format_costs_less_energy_for_the_same_gemm():
     narrow = gemm_energy(HBFP4_ARRAY, simulate(HBFP4_ARRAY, 128, 64, 256))
     wide = gemm_energy(fp32, simulate(fp32, 128, 64, 256))
     for part in ("compute", "dram", "total"):
-        assert narrow[part] < wide[part], part
-    assert math.isfinite(wide["total"])
+        assert getattr(narrow, part) < getattr(wide, part), part
+    assert math.isfinite(wide.total)

@@ -131,7 +131,7 @@ def timing_and_energy(row: dict, numerics: Numerics):
     energy = gemm_energy(hw, report)
     for part in ("total", "compute", "sram", "dram"):
         column = "energy_pj" if part == "total" else f"{part}_pj"
-        assert close(row[column], count * energy[part]), column
+        assert close(row[column], count * getattr(energy, part)), column
     area = array_cost(hw).mac.area
     assert close(row["mac_area_um2"], area)
     assert close(row["density"], mac_cost("fp32").area / area)
@@ -416,7 +416,7 @@ def test_batched_records(batched, variant):
         hw = replay.with_numerics(ARRAY, numerics)
         one = simulate(hw, m, n, k)
         assert row["cycles"] == 3 * one.total_cycles
-        assert close(row["energy_pj"], 3 * gemm_energy(hw, one)["total"])
+        assert close(row["energy_pj"], 3 * gemm_energy(hw, one).total)
         timing_and_energy(row, numerics)
         s = choose(m, n, k, 3, max_outputs=BATCH_OUTPUTS, seed=9, key=i)
         entries.append(len(s.batches))

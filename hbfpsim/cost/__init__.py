@@ -11,9 +11,9 @@ arithmetic density, at 28 nm, from published synthesis tables (see docs/cost.md)
 1.54
 """
 
-from hbfpsim.cost.array import ArrayCost, array_cost, gemm_energy
+from hbfpsim.cost.array import ArrayCost, Energy, array_cost, gemm_energy
 from hbfpsim.cost.density import DensityRow, density_table, mixed_density, width_sweep
 from hbfpsim.cost.mac import MacCost, default_accumulator, mac_cost
 
-__all__ = ["ArrayCost", "DensityRow", "MacCost", "array_cost", "default_accumulator",
+__all__ = ["ArrayCost", "DensityRow", "Energy", "MacCost", "array_cost", "default_accumulator",
            "density_table", "gemm_energy", "mac_cost", "mixed_density", "width_sweep"]

@@ -98,16 +98,27 @@ def array_cost(config: ArrayConfig) -> ArrayCost:
                      sum(c.sram_area(k) for k in kib.values()), kib)
 
 
+@dataclass(frozen=True)
+class Energy:
+    """The energy of one GEMM by part, pJ: the PEs' MACs, SRAM and DRAM reads and writes."""
+
+    compute: float
+    sram: float
+    dram: float
+
+    @property
+    def total(self) -> float:
+        """pJ, all parts."""
+        return self.compute + self.sram + self.dram
+
+
 def gemm_energy(config: ArrayConfig, report: AccessCounts,
-                cost: ArrayCost | None = None) -> dict[str, float]:
-    """pJ of one simulated GEMM on ``config``, by part: "compute" (the PEs), "sram" and "dram"
-    (reads and writes); "total" is their sum. ``cost``: ``array_cost(config)``, when the
-    caller has it."""
+                cost: ArrayCost | None = None) -> Energy:
+    """The ``Energy`` of one simulated GEMM on ``config``. ``cost``: ``array_cost(config)``,
+    when the caller has it."""
     cost = array_cost(config) if cost is None else cost
-    energy = {"compute": report.macs * cost.pe * c.logic_energy_density()}
-    energy["sram"] = sum(8 * (counts["reads"] + counts["writes"])
-                         * c.sram_energy_per_bit(cost.sram_kib[buffer])
-                         for buffer, counts in report.sram.items())
-    energy["dram"] = 8 * (report.dram["reads"] + report.dram["writes"]) * c.DRAM_PJ_PER_BIT
-    energy["total"] = sum(energy.values())
-    return energy
+    sram = sum(8 * (counts["reads"] + counts["writes"])
+               * c.sram_energy_per_bit(cost.sram_kib[buffer])
+               for buffer, counts in report.sram.items())
+    return Energy(report.macs * cost.pe * c.logic_energy_density(), sram,
+                  8 * (report.dram["reads"] + report.dram["writes"]) * c.DRAM_PJ_PER_BIT)

@@ -18,7 +18,7 @@ import numpy as np
 from hbfpsim.accuracy import Accuracy, Sample, choose, evaluate, exact_product
 from hbfpsim.array import GemmReport, simulate
 from hbfpsim.config import ArrayConfig
-from hbfpsim.cost import ArrayCost, array_cost, gemm_energy, mac_cost
+from hbfpsim.cost import ArrayCost, Energy, array_cost, gemm_energy, mac_cost
 from hbfpsim.formats import Format
 from hbfpsim.mac import AccumulationPlan, matmul
 from hbfpsim.numerics import Numerics
@@ -97,12 +97,12 @@ def with_numerics(config: ArrayConfig, numerics: Numerics) -> ArrayConfig:
 
 
 class Costed(NamedTuple):
-    """One GEMM of a shape on one configuration: its timing report, its energy by part
-    (pJ: compute, sram, dram, total), its plan as text, the MAC area (um^2) and the density
+    """One GEMM of a shape on one configuration: its timing report, its energy by part (pJ),
+    its plan as text, the MAC area (um^2) and the density
     relative to an FP32 MAC's."""
 
     report: GemmReport
-    energy: dict
+    energy: Energy
     plan: str
     mac_area_um2: float
     density: float
@@ -154,8 +154,8 @@ def replay(gemm: Gemm, config: ArrayConfig, schedule: Schedule, context: RunCont
     row = Row(schedule.name, config.name, trace, r.id, r.step, r.epoch, r.layer, r.phase,
               r.m, r.n, r.k, count, r.macs, numerics.input.name, numerics.weight.name,
               one.plan, count * report.total_cycles, count * report.stall_cycles,
-              report.utilization, count * report.seconds, count * energy["total"],
-              count * energy["compute"], count * energy["sram"], count * energy["dram"],
+              report.utilization, count * report.seconds, count * energy.total,
+              count * energy.compute, count * energy.sram, count * energy.dram,
               one.mac_area_um2, one.density, epochs,
               "" if gemm.a is not None or synthetic is None else synthetic.label)
     if not with_accuracy or (gemm.a is None and synthetic is None) or r.k > max_macs:
