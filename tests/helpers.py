@@ -33,9 +33,12 @@ def row(variant: str, record: int, epoch: int, layer: str, phase: str, density: 
         trace: str = "toy") -> Row:
     accuracy = {} if sqnr is None else {"sampled": 4, "sqnr_db": sqnr, "w1": w1, "overflows": 0,
                                         "full_swamps": 0, "partial_swamps": 0}
-    return Row(variant, array, trace, record, record, epoch, layer, phase, 4, 4, 4, 1, 64,
-               "x", "x", "plan", 1000 + 100 * record, 10, 0.5, 1e-6, 3e6, 1e6, 1e6, 1e6,
-               10.0, density, 1, "", **accuracy)
+    return Row(variant=variant, array=array, trace=trace, record=record, step=record,
+               epoch=epoch, layer=layer, phase=phase, m=4, n=4, k=4, count=1, macs=64,
+               input="x", weight="x", plan="plan", cycles=1000 + 100 * record,
+               stall_cycles=10, utilization=0.5, seconds=1e-6, energy_pj=3e6, compute_pj=1e6,
+               sram_pj=1e6, dram_pj=1e6, mac_area_um2=10.0, density=density, epochs=1,
+               synthetic="", **accuracy)
 
 
 def report(accuracy: bool = True, arrays: tuple[str, ...] = ("arr8",),

@@ -693,10 +693,10 @@ def test_quickstart_loads():
 def test_rows_convert_to_a_dataframe():
     pd = pytest.importorskip("pandas")
     report = replay.Report(replay.load(ROOT / "configs" / "quickstart.toml"))
-    rows = [replay.Row(*(["v", "a", "t", 1, 0, 0, "l", "fwd"] + [1] * 5
-                         + ["fp32", "fp32", "fp32"] + [2, 0, 0.5, 1e-9, 1.0, 1.0, 0.0, 0.0,
-                                                       10.0, 1.0, 1, ""]))]
-    report.rows.extend(rows)
+    from dataclasses import replace
+
+    from helpers import row
+    report.rows.append(replace(row("v", 1, 0, "l", "fwd"), cycles=2))
     frame = report.dataframe()
     assert isinstance(frame, pd.DataFrame)
     assert list(frame.columns) == list(replay.COLUMNS) and frame["cycles"].tolist() == [2]

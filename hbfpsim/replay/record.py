@@ -151,13 +151,16 @@ def replay(gemm: Gemm, config: ArrayConfig, schedule: Schedule, context: RunCont
         if one is None:
             one = memo[key] = costed(with_numerics(config, numerics), r.m, r.n, r.k)
     report, energy, count = one.report, one.energy, r.count
-    row = Row(schedule.name, config.name, trace, r.id, r.step, r.epoch, r.layer, r.phase,
-              r.m, r.n, r.k, count, r.macs, numerics.input.name, numerics.weight.name,
-              one.plan, count * report.total_cycles, count * report.stall_cycles,
-              report.utilization, count * report.seconds, count * energy.total,
-              count * energy.compute, count * energy.sram, count * energy.dram,
-              one.mac_area_um2, one.density, epochs,
-              "" if gemm.a is not None or synthetic is None else synthetic.label)
+    row = Row(variant=schedule.name, array=config.name, trace=trace, record=r.id, step=r.step,
+              epoch=r.epoch, layer=r.layer, phase=r.phase, m=r.m, n=r.n, k=r.k, count=count,
+              macs=r.macs, input=numerics.input.name, weight=numerics.weight.name,
+              plan=one.plan, cycles=count * report.total_cycles,
+              stall_cycles=count * report.stall_cycles, utilization=report.utilization,
+              seconds=count * report.seconds, energy_pj=count * energy.total,
+              compute_pj=count * energy.compute, sram_pj=count * energy.sram,
+              dram_pj=count * energy.dram, mac_area_um2=one.mac_area_um2,
+              density=one.density, epochs=epochs,
+              synthetic="" if gemm.a is not None or synthetic is None else synthetic.label)
     if not with_accuracy or (gemm.a is None and synthetic is None) or r.k > max_macs:
         return row                 # not evaluated: no operands, or one output is over budget
     sample = choose(r.m, r.n, r.k, r.count, max_outputs=max_outputs, max_macs=max_macs,
