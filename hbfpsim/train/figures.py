@@ -7,6 +7,7 @@ the replay figures."""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def curves(runs: Sequence, metric, path: Path, title: str = "",
     for ax in (loss_ax, metric_ax):
         ax.grid(alpha=0.3)
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(textwrap.fill(title, 140), fontsize=8)
     with staged_file(path) as tmp:
         fig.savefig(tmp, dpi=150, format="png")
     return path
