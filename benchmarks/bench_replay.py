@@ -10,7 +10,7 @@
      budget, hbfp4 and fp32: wall time per variant. Target: under 30 s per variant
 
 A replay is timed end to end (trace opening, array model, quantization, MAC engine, float64
-reference, metrics); the replay layer's array-model caches are cleared before every timed run,
+reference, metrics); each run costs its shapes afresh (a run's ``Costing`` lives as long as the run),
 numba is warmed up once beforehand (compilation excluded). BLAS runs on one thread, numba on
 --threads (default: all), so "per core" divides MAC/s by the numba threads.
 
@@ -39,7 +39,6 @@ import numpy as np
 from timing import best_time, machine
 
 from hbfpsim import trace as traces
-from hbfpsim.replay import record
 from hbfpsim.replay.run import run
 from hbfpsim.replay.runfile import parse
 
@@ -61,12 +60,10 @@ def spec(trace: Path, variants: list[str], **run_keys):
 
 
 def replay_times(run_spec, repeats: int):
-    """Wall times of ``repeats`` replays (array-model caches cleared first) and the last
-    report."""
+    """Wall times of ``repeats`` replays and the last report (each replay costs its shapes
+    afresh: a run's ``Costing`` lives as long as the run)."""
     times = []
     for _ in range(repeats):
-        record.costed.cache_clear()
-        record._array_cost.cache_clear()
         t0 = time.perf_counter()
         report = run(run_spec, progress=False)
         times.append(time.perf_counter() - t0)

@@ -24,7 +24,7 @@ from pathlib import Path
 from timing import machine
 
 from hbfpsim.array import grouped
-from hbfpsim.replay import record
+from hbfpsim.sweep import batch
 from hbfpsim.sweep import load
 from hbfpsim.sweep.batch import Job, Task, run_one
 from hbfpsim.sweep.driver import run
@@ -77,7 +77,7 @@ def one_by_one(spec, sample: int) -> float:
     run_one(job, Task(picked[0].key, picked[0].config, picked[0].schedule))   # warm up
     total = 0.0
     for r in picked:
-        record.costed.cache_clear()
+        batch._COSTINGS.clear()
         grouped._demand.cache_clear()
         start = time.perf_counter()
         run_one(job, Task(r.key, r.config, r.schedule))

@@ -24,17 +24,19 @@ import sys
 from timing import best_time, machine
 
 from hbfpsim.array import grouped, load, simulate
+from hbfpsim.numerics import Numerics
 from hbfpsim.trace.models import resnet50_training_step
 
 CHILD = r"""
 import json, resource, sys, time
 from hbfpsim.array import grouped, load, simulate
+from hbfpsim.numerics import Numerics
 engine, m, n, k, repeats = json.loads(sys.argv[1])
 config = load("array32")
-simulate(config, 64, 64, 64), grouped.grouped_report(config, 64, 64, 64)   # numba caches
+simulate(config, 64, 64, 64), simulate(config, 64, 64, 64, events=True)   # numba caches
 baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 run = {"per-fold": lambda *gemm: simulate(*gemm, events=True),
-       "grouped": grouped.grouped_report}[engine]
+       "grouped": lambda c, *gemm: grouped.grouped_report(c, Numerics.of(c), *gemm)}[engine]
 best = float("inf")
 for _ in range(repeats):
     t0 = time.perf_counter()
@@ -98,13 +100,14 @@ def main() -> None:
     print(row("grouped", fast))
 
     config = load("array32")
+    numerics = Numerics.of(config)
     gemms = [(m, n, k) for _, _, m, n, k, _ in resnet50_training_step()]
 
     def per_fold() -> list[int]:
         return [simulate(config, *g, events=True).total_cycles for g in gemms]
 
     def fast() -> list[int]:
-        return [grouped.grouped_report(config, *g).total_cycles for g in gemms]
+        return [grouped.grouped_report(config, numerics, *g).total_cycles for g in gemms]
 
     agree = "agree" if per_fold() == fast() else "DISAGREE"          # also the warm-up
     slow_s, fast_s = best_time(per_fold, args.repeats), best_time(fast, args.repeats)

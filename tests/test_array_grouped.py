@@ -74,7 +74,7 @@ def test_runs_expand_to_the_per_fold_demand_and_cycles():
     for trial in range(150):
         config = random_config(rng, DATAFLOWS[trial % 3])
         m, n, k = random_shape(rng, config)
-        runs, _ = grouped.fold_runs(config, m, n, k)
+        runs, _ = grouped.fold_runs(config, Numerics.of(config), m, n, k)
         mapping = Mapping.of(m, n, k, config)
         assert sum(runs.weights) == mapping.folds
         assert (runs.row_counts, runs.col_counts) == (
@@ -226,10 +226,10 @@ def test_the_overflow_guard_agrees_with_timing_check_total():
             want = simulate(slow, 2**40, 4, k, events=True)
         except ValueError as err:
             with pytest.raises(ValueError, match="beyond the 2\\^61") as got:
-                grouped.grouped_report(slow, 2**40, 4, k)
+                grouped.grouped_report(slow, Numerics.of(slow), 2**40, 4, k)
             assert str(got.value) == str(err)
         else:
-            assert grouped.grouped_report(slow, 2**40, 4, k).total_cycles == want.total_cycles
+            assert grouped.grouped_report(slow, Numerics.of(slow), 2**40, 4, k).total_cycles == want.total_cycles
 
 
 # --- simulate (grouped) is the per-fold path -----------------------------------------------
@@ -241,7 +241,7 @@ def compare(config, m, n, k):
     assert got.events is None
     assert {**vars(got), "events": None} == {**vars(want), "events": None}, (config, m, n, k)
     assert got.total_cycles - got.compute_cycles == sum(got.stalls.values())
-    g = grouped.grouped_report(config, m, n, k)
+    g = grouped.grouped_report(config, Numerics.of(config), m, n, k)
     assert (g.folds, g.total_cycles, g.stalls, g.sram, g.dram, g.utilization) == (
         got.folds, got.total_cycles, got.stalls, got.sram, got.dram, got.utilization)
 
@@ -282,14 +282,14 @@ def test_grouped_report_equals_simulate_on_presets(preset, path):
 def test_the_same_errors():
     config = ArrayConfig(rows=4, cols=4, dataflow="ws")
     with pytest.raises(ValueError, match=r"GEMM dimension K must be an integer in \[1, 2\^40\]"):
-        grouped.grouped_report(config, 3, 3, 0)
+        grouped.grouped_report(config, Numerics.of(config), 3, 3, 0)
     small = ArrayConfig(rows=64, cols=64, dataflow="ws", input_kib=1)
     with pytest.raises(ValueError, match="holds less than one 64 x 64 tile"):
-        grouped.grouped_report(small, 3, 3, 3)
+        grouped.grouped_report(small, Numerics.of(small), 3, 3, 3)
     slow = ArrayConfig(rows=4, cols=4, dataflow="ws", input_kib=0.25, weight_kib=0.25,
                        output_kib=0.25, dram_bytes_per_cycle=2.0**-10)
     with pytest.raises(ValueError, match="beyond the 2\\^61"):
-        grouped.grouped_report(slow, 2**40, 2**40, 2**40)
+        grouped.grouped_report(slow, Numerics.of(slow), 2**40, 2**40, 2**40)
 
 
 # --- any fold count -------------------------------------------------------------------------
@@ -299,7 +299,7 @@ HUGE = 400_000
 
 def test_a_400000_cubed_gemm_is_timed_as_groups_of_folds():
     config = load("array32")
-    report = grouped.grouped_report(config, HUGE, HUGE, HUGE)
+    report = grouped.grouped_report(config, Numerics.of(config), HUGE, HUGE, HUGE)
     assert report.folds == math.ceil(HUGE / 32) ** 2
     assert report.total_cycles == report.compute_cycles + sum(report.stalls.values())
     assert report.compute_cycles == report.folds * (2 * 32 + 32 + HUGE - 2)
@@ -320,14 +320,14 @@ def test_steps_do_not_grow_with_the_fold_count(monkeypatch):
     config = load("array32")
     for side in (4_000, 40_000, HUGE):
         calls.clear()
-        grouped.grouped_report(config, side, side, side)
+        grouped.grouped_report(config, Numerics.of(config), side, side, side)
         assert len(calls) < 100, (side, len(calls))
     rng = np.random.default_rng(14)
     for trial in range(100):            # up to 10^5 x 10^5 folds on random memories
         config = random_config(rng, DATAFLOWS[trial % 3])
         sr, sc = (int(rng.integers(1, 10**5)) * side for side in (config.rows, config.cols))
         calls.clear()
-        grouped.grouped_report(config, *spatial_to_gemm(config.dataflow, sr, sc, 1000))
+        grouped.grouped_report(config, Numerics.of(config), *spatial_to_gemm(config.dataflow, sr, sc, 1000))
         assert len(calls) < 100, (config, sr, sc, len(calls))
 
 
@@ -348,8 +348,10 @@ def peak_rss_mib(script):
 
 
 def test_a_400000_cubed_gemm_in_little_memory():
-    imports = "from hbfpsim.array import load, grouped; config = load('array32')"
+    imports = ("from hbfpsim.array import load, grouped; from hbfpsim.numerics import Numerics; "
+               "config = load('array32')")
     baseline = peak_rss_mib(imports)
-    peak = peak_rss_mib(f"{imports}; grouped.grouped_report(config, {HUGE}, {HUGE}, {HUGE})")
+    peak = peak_rss_mib(f"{imports}; grouped.grouped_report(config, Numerics.of(config), "
+                        f"{HUGE}, {HUGE}, {HUGE})")
     assert peak < 200, (peak, baseline)
     assert peak - baseline < 10, (peak, baseline)    # beyond the imports: next to nothing

@@ -1,7 +1,7 @@
 """hbfpsim.replay: a run equals its parts, the booster schedule, SQNR ordering on the shipped
 digits traces, shape-only and batched records, the atomic output folder, run-file checks.
 
-Oracles: the parts called directly (``hbfpsim.array.simulate`` on ``with_numerics``,
+Oracles: the parts called directly (``hbfpsim.array.simulate`` with the variant's numerics,
 ``hbfpsim.cost.gemm_energy``, ``hbfpsim.mac.matmul`` on the rows and columns
 ``hbfpsim.accuracy.choose`` picks), the exact product and the metrics in plain NumPy, W1 from
 ``scipy.stats.wasserstein_distance``, and facts worked out by hand from the trace manifests.
@@ -120,19 +120,18 @@ def oracle_metrics(hw: np.ndarray, exact: np.ndarray) -> dict[str, float]:
 
 def timing_and_energy(row: dict, numerics: Numerics):
     """The row's time, energy and MAC area from the array and cost models called directly."""
-    hw = replay.with_numerics(ARRAY, numerics)
-    report = simulate(hw, row["m"], row["n"], row["k"])
+    report = simulate(ARRAY, row["m"], row["n"], row["k"], numerics=numerics)
     count = row["count"]
     assert row["plan"] == str(report.plan)
     assert row["cycles"] == count * report.total_cycles
     assert row["stall_cycles"] == count * report.stall_cycles
     assert close(row["utilization"], report.utilization)
     assert close(row["seconds"], count * report.seconds)
-    energy = gemm_energy(hw, report)
+    energy = gemm_energy(ARRAY, report, numerics=numerics)
     for part in ("total", "compute", "sram", "dram"):
         column = "energy_pj" if part == "total" else f"{part}_pj"
         assert close(row[column], count * getattr(energy, part)), column
-    area = array_cost(hw).mac.area
+    area = array_cost(ARRAY, numerics).mac.area
     assert close(row["mac_area_um2"], area)
     assert close(row["density"], mac_cost("fp32").area / area)
     assert row["input"] == numerics.input.name and row["weight"] == numerics.weight.name
@@ -413,10 +412,9 @@ def test_batched_records(batched, variant):
     for i, ((m, n, k), (a, b)) in enumerate(zip(BATCHED, operands)):
         (row,) = find(rows, variant=variant, record=i)
         assert row["count"] == 3 and row["macs"] == 3 * m * n * k
-        hw = replay.with_numerics(ARRAY, numerics)
-        one = simulate(hw, m, n, k)
+        one = simulate(ARRAY, m, n, k, numerics=numerics)
         assert row["cycles"] == 3 * one.total_cycles
-        assert close(row["energy_pj"], 3 * gemm_energy(hw, one).total)
+        assert close(row["energy_pj"], 3 * gemm_energy(ARRAY, one, numerics=numerics).total)
         timing_and_energy(row, numerics)
         s = choose(m, n, k, 3, max_outputs=BATCH_OUTPUTS, seed=9, key=i)
         entries.append(len(s.batches))
@@ -451,7 +449,7 @@ def test_per_tensor_sample_quantizes_as_the_whole(tmp_path):
     s = choose(m, n, k, max_outputs=400, seed=1, key=0)
     assert 217 not in s.rows and 13 not in s.cols, "the outliers lie outside the sample"
     numerics = VARIANTS["int8"][1]
-    plan = simulate(replay.with_numerics(ARRAY, numerics), m, n, k).plan
+    plan = simulate(ARRAY, m, n, k, numerics=numerics).plan
     full, _ = matmul(a, b, numerics.input, numerics.weight, plan)
     at = np.ix_(s.rows, s.cols)
     exact = a.astype(np.float64) @ b.astype(np.float64)

@@ -40,7 +40,7 @@ def test_axes_expand_in_order_with_ranges_and_sections():
     assert last.values == {"variant": "hbfp4", "rows": 64, "cols": 24,
                            "dram_bytes_per_cycle": 64}
     assert (last.config.rows, last.config.cols, last.config.dram_bytes_per_cycle) == (64, 24, 64)
-    assert last.config.input == "hbfp4@64" and last.schedule.name == "hbfp4"
+    assert last.schedule.default.input.name == "hbfp4@64" and last.schedule.name == "hbfp4"
     assert len({r.key for r in runs}) == len(runs)
 
 

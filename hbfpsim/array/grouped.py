@@ -67,18 +67,19 @@ class FoldRuns(NamedTuple):
         return [c * r for c in self.col_counts for r in self.row_counts]
 
 
-def checked_bits(config: ArrayConfig) -> tuple[float, float, float]:
-    """Storage bits per element of what each buffer holds (input, weight, output: partial
-    sums), after checking the numerics and that each buffer holds one array tile (once per
-    distinct configuration)."""
+def checked_bits(config: ArrayConfig, numerics: Numerics) -> tuple[float, float, float]:
+    """Storage bits per element of what each buffer holds under ``numerics`` (input, weight,
+    output: partial sums), after checking that each buffer holds one array tile (once per
+    distinct configuration and numerics)."""
     if not isinstance(config, ArrayConfig):
-        Numerics.of(config)                 # the TypeError naming what it must be
-    return _checked_bits(config)
+        raise TypeError(f"expected an ArrayConfig (hbfpsim.array.load(...)), got {config!r:.80}")
+    if not isinstance(numerics, Numerics):
+        raise TypeError(f"expected a Numerics (hbfpsim.numerics), got {numerics!r:.80}")
+    return _checked_bits(config, numerics)
 
 
 @lru_cache(maxsize=1024)
-def _checked_bits(config: ArrayConfig) -> tuple[float, float, float]:
-    numerics = Numerics.of(config)
+def _checked_bits(config: ArrayConfig, numerics: Numerics) -> tuple[float, float, float]:
     bits = {"input": numerics.input.storage_bits, "weight": numerics.weight.storage_bits,
             "output": numerics.psum_bits}
     check_buffers({"input": config.input_kib, "weight": config.weight_kib,
@@ -86,11 +87,13 @@ def _checked_bits(config: ArrayConfig) -> tuple[float, float, float]:
     return bits["input"], bits["weight"], bits["output"]
 
 
-def fold_runs(config: ArrayConfig, m: int, n: int, k: int) -> tuple[FoldRuns, Mapping]:
-    """The runs of C[M, N] = A[M, K] B[K, N] on ``config`` and their mapping, after
+def fold_runs(config: ArrayConfig, numerics: Numerics, m: int, n: int, k: int
+              ) -> tuple[FoldRuns, Mapping]:
+    """The runs of C[M, N] = A[M, K] B[K, N] on ``config`` under ``numerics`` and their
+    mapping, after
     simulate's checks (buffers, GEMM dimensions), from one representative fold of each kind
     (``memory.kind_demand``) with timing.py's arithmetic on Python ints."""
-    bits_a, bits_b, bits_psum = checked_bits(config)
+    bits_a, bits_b, bits_psum = checked_bits(config, numerics)
     mapping = Mapping.of(m, n, k, config)
     row_kinds, row_counts = zip(*classes(mapping.row_folds))
     col_kinds, col_counts = zip(*classes(mapping.col_folds))
@@ -303,10 +306,11 @@ def _runs(x: State, trace: _Trace, runs: list[tuple[int, int]], after: int | Non
     return x
 
 
-def grouped_report(config: ArrayConfig, m: int, n: int, k: int) -> GemmReport:
-    """``simulate(config, m, n, k)``: its report (without per-fold events), for any number
-    of folds, in time and memory independent of it."""
-    runs, mapping = fold_runs(config, m, n, k)
+def grouped_report(config: ArrayConfig, numerics: Numerics, m: int, n: int, k: int
+                   ) -> GemmReport:
+    """``simulate(config, m, n, k, numerics=numerics)``: its report (without per-fold
+    events), for any number of folds, in time and memory independent of it."""
+    runs, mapping = fold_runs(config, numerics, m, n, k)
     latency, weights = config.dram_latency_cycles, runs.weights
     check_total(runs, latency)
     total, prefetch, drain, stalls = run_schedule(
@@ -321,11 +325,7 @@ def grouped_report(config: ArrayConfig, m: int, n: int, k: int) -> GemmReport:
                       total - compute, dict(zip(STALLS, (*stalls, *sram))), prefetch, drain,
                       mapping.macs / (total * config.rows * config.cols),
                       mapping.mapping_efficiency, sram_traffic(totals), dram_traffic(totals),
-                      _plan(config, mapping), total / (config.clock_ghz * 1e9))
-
-
-def _plan(config: ArrayConfig, mapping: Mapping) -> AccumulationPlan:
-    return _plan_for(mapping, Numerics.of(config))
+                      _plan_for(mapping, numerics), total / (config.clock_ghz * 1e9))
 
 
 @lru_cache(maxsize=4096)

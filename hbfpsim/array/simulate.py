@@ -23,18 +23,22 @@ def load(spec: str | Path, base: str | Path | None = None) -> cfg.ArrayConfig:
     return config
 
 
-def simulate(config: cfg.ArrayConfig, m: int, n: int, k: int, *, engine: str = "fast",
+def simulate(config: cfg.ArrayConfig, m: int, n: int, k: int, *,
+             numerics: Numerics | None = None, engine: str = "fast",
              events: bool = False) -> GemmReport:
-    """Time C[M, N] = A[M, K] B[K, N] on ``config``'s array. ``engine``: "fast" (the fold
+    """Time C[M, N] = A[M, K] B[K, N] on ``config``'s array (its hardware: shape, dataflow,
+    buffers, DRAM) under ``numerics`` (formats and accumulators: what a schedule hands the
+    array; default, the ``[numerics]`` the configuration names). ``engine``: "fast" (the fold
     recurrence) or "simpy" (the discrete-event simulation; same results). ``events``: keep
     the per-fold schedule (at most MAX_FOLDS folds). Without events the fast engine groups
     identical folds (grouped.py: time and memory independent of the fold count); with them,
     or on simpy, every fold is costed and timed on its own (the same results)."""
     if engine not in ENGINES:
         raise ValueError(f"engine={engine!r} is not one of {ENGINES}")
+    numerics = Numerics.of(config) if numerics is None else numerics
     if engine == "fast" and not events:
-        return grouped.grouped_report(config, m, n, k)
-    bits = grouped.checked_bits(config)
+        return grouped.grouped_report(config, numerics, m, n, k)
+    bits = grouped.checked_bits(config, numerics)
     mapping = Mapping.of(m, n, k, config)
     if mapping.folds > MAX_FOLDS:
         raise ValueError(f"GEMM {m} x {n} x {k} takes {mapping.folds:,} folds on a "
@@ -60,7 +64,7 @@ def simulate(config: cfg.ArrayConfig, m: int, n: int, k: int, *, engine: str = "
         total - mapping.compute_cycles, stall_by, s.prefetch_cycles, s.drain_cycles,
         mapping.macs / (total * config.rows * config.cols), mapping.mapping_efficiency,
         memory.sram_traffic(totals), memory.dram_traffic(totals),
-        plan_for(mapping, Numerics.of(config)), total / (config.clock_ghz * 1e9), fold_events)
+        plan_for(mapping, numerics), total / (config.clock_ghz * 1e9), fold_events)
 
 
 def fold_costs(mapping: Mapping, config: cfg.ArrayConfig, bits: tuple[float, float, float]

@@ -77,9 +77,10 @@ def pe_accumulator(numerics: Numerics, fmt: Format) -> Accumulator:
     return default_accumulator(fmt)
 
 
-def array_cost(config: ArrayConfig) -> ArrayCost:
-    """The area of ``config``'s array and buffers."""
-    numerics = Numerics.of(config)
+def array_cost(config: ArrayConfig, numerics: Numerics | None = None) -> ArrayCost:
+    """The area of ``config``'s array and buffers with MACs for ``numerics`` (default, the
+    ``[numerics]`` the configuration names)."""
+    numerics = Numerics.of(config) if numerics is None else numerics
     macs = []
     for key, fmt in (("input", numerics.input), ("weight", numerics.weight)):
         try:
@@ -112,11 +113,12 @@ class Energy:
         return self.compute + self.sram + self.dram
 
 
-def gemm_energy(config: ArrayConfig, report: AccessCounts,
-                cost: ArrayCost | None = None) -> Energy:
-    """The ``Energy`` of one simulated GEMM on ``config``. ``cost``: ``array_cost(config)``,
-    when the caller has it."""
-    cost = array_cost(config) if cost is None else cost
+def gemm_energy(config: ArrayConfig, report: AccessCounts, cost: ArrayCost | None = None,
+                *, numerics: Numerics | None = None) -> Energy:
+    """The ``Energy`` of one GEMM simulated on ``config`` under ``numerics`` (default, the
+    configuration's own). ``cost``: ``array_cost(config, numerics)``, when the caller has
+    it."""
+    cost = array_cost(config, numerics) if cost is None else cost
     sram = sum(8 * (counts["reads"] + counts["writes"])
                * c.sram_energy_per_bit(cost.sram_kib[buffer])
                for buffer, counts in report.sram.items())

@@ -8,9 +8,9 @@ figures in an output folder, atomically. ``hbfpsim run RUN.toml`` does both.
 """
 
 from hbfpsim.replay.output import write
-from hbfpsim.replay.record import COLUMNS, Row, replay, with_numerics
+from hbfpsim.replay.record import COLUMNS, Costing, Row, replay
 from hbfpsim.replay.run import Report, run, trace_context
 from hbfpsim.replay.runfile import RunSpec, Sampling, load
 
-__all__ = ["COLUMNS", "Report", "Row", "RunSpec", "Sampling", "load", "replay",
-           "run", "trace_context", "with_numerics", "write"]
+__all__ = ["COLUMNS", "Costing", "Report", "Row", "RunSpec", "Sampling", "load", "replay",
+           "run", "trace_context", "write"]

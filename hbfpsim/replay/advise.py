@@ -27,7 +27,7 @@ from hbfpsim.accuracy import vrr as theory
 from hbfpsim.array import Mapping, plan_for
 from hbfpsim.config import ArrayConfig
 from hbfpsim.numerics import Numerics
-from hbfpsim.replay.record import replay
+from hbfpsim.replay.record import Costing, replay
 from hbfpsim.replay.run import trace_context
 from hbfpsim.schedule import Schedule
 from hbfpsim.trace import PHASES, Trace
@@ -101,7 +101,7 @@ def advise(trace: Trace, config: ArrayConfig, *, max_lost: float = theory.LOST_C
 
 def _checked(trace: Trace, config: ArrayConfig, advice: dict, seed: int, max_outputs: int,
              max_macs: int) -> dict:
-    context = trace_context(trace)
+    context, costing = trace_context(trace), Costing(config)
     measured: dict[tuple, list[list[float]]] = {key: [[], []] for key in advice}
     for gemm in trace:
         key = gemm.record.phase, gemm.record.layer
@@ -112,7 +112,7 @@ def _checked(trace: Trace, config: ArrayConfig, advice: dict, seed: int, max_out
                 continue
             acc = f"e8m{bits}"
             schedule = Schedule.fixed(Numerics.create("fp32", accumulator=acc, output=acc))
-            row = replay(gemm, config, schedule, context, trace.path.name,
+            row = replay(gemm, costing, schedule, context, trace.path.name,
                          max_outputs=max_outputs, max_macs=max_macs, seed=seed)
             measured[key][i].append(row.vrr)
     return {key: _with(a, *measured[key]) for key, a in advice.items()}

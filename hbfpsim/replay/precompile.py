@@ -144,7 +144,7 @@ def _compiled() -> bool:
 
 def _compile_the_rest() -> None:
     from hbfpsim import trace as traces
-    from hbfpsim.replay.record import replay
+    from hbfpsim.replay.record import Costing, replay
     from hbfpsim.replay.run import epoch_weights, trace_context
 
     path, config, variants, sampling, synthetic = children.receive(sys.stdin.buffer)
@@ -152,8 +152,9 @@ def _compile_the_rest() -> None:
     context, weights = trace_context(trace), epoch_weights(trace)
     gemm = next(iter(trace))
     gemm_kernel(gemm, config, variants[0], context)      # first: its callees the other shares
+    costing = Costing(config)
     for variant in variants:
-        replay(gemm, config, variant, context, trace.path.name,
+        replay(gemm, costing, variant, context, trace.path.name,
                max_outputs=sampling.max_outputs, max_macs=sampling.max_macs,
                seed=sampling.seed, synthetic=synthetic, epochs=weights[gemm.record.epoch])
 

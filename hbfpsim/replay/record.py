@@ -10,7 +10,6 @@ that plan, bit-exact, and ``accuracy.evaluate`` compares them with the exact pro
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -85,21 +84,10 @@ class Row:
 COLUMNS = tuple(f.name for f in fields(Row))
 
 
-@lru_cache(maxsize=4096)
-def with_numerics(config: ArrayConfig, numerics: Numerics) -> ArrayConfig:
-    """``config`` with its ``[numerics]`` replaced by ``numerics`` (by name: the array and
-    cost models resolve names through ``Numerics.of``, cached, to equal objects). Cached:
-    every record of a trace asks for the same few."""
-    return replace(config, input=numerics.input.name, weight=numerics.weight.name,
-                   accumulator=str(numerics.accumulator), output=str(numerics.output),
-                   block_accumulator=None if numerics.block_accumulator is None
-                   else str(numerics.block_accumulator))
-
-
 class Costed(NamedTuple):
-    """One GEMM of a shape on one configuration: its timing report, its energy by part (pJ),
-    its plan as text, the MAC area (um^2) and the density
-    relative to an FP32 MAC's."""
+    """One GEMM of a shape on one array under one numerics: its timing report, its energy by
+    part (pJ), its plan as text, the MAC area (um^2) and the density relative to an FP32
+    MAC's."""
 
     report: GemmReport
     energy: Energy
@@ -108,50 +96,49 @@ class Costed(NamedTuple):
     density: float
 
 
-@lru_cache(maxsize=4096)
-def costed(config: ArrayConfig, m: int, n: int, k: int) -> Costed:
-    """``Costed`` once per configuration and shape (a trace repeats shapes; a sweep's runs
-    share configurations)."""
-    report = simulate(config, m, n, k)
-    cost = _array_cost(config)
-    area = cost.mac.area
-    return Costed(report, gemm_energy(config, report, cost), _text(report.plan), area,
-                  _fp32_area() / area)
+class Costing:
+    """Time and cost of GEMMs on one array (``config``'s hardware) under the numerics a
+    schedule hands it, each (numerics, shape) simulated and costed once: a trace repeats
+    shapes, and a schedule's variants share numerics on most layers."""
+
+    def __init__(self, config: ArrayConfig) -> None:
+        self.config = config
+        self._fp32_area = mac_cost("fp32").area
+        self._costs: dict[Numerics, ArrayCost] = {}
+        self._done: dict[tuple[Numerics, int, int, int], Costed] = {}
+
+    def __call__(self, numerics: Numerics, m: int, n: int, k: int) -> Costed:
+        """``Costed`` of one M x N x K GEMM under ``numerics``."""
+        key = (numerics, m, n, k)
+        one = self._done.get(key)
+        if one is None:
+            one = self._done[key] = self._costed(numerics, m, n, k)
+        return one
+
+    def array_cost(self, numerics: Numerics) -> ArrayCost:
+        """``cost.array_cost`` of the array with MACs for ``numerics``."""
+        cost = self._costs.get(numerics)
+        if cost is None:
+            cost = self._costs[numerics] = array_cost(self.config, numerics)
+        return cost
+
+    def _costed(self, numerics: Numerics, m: int, n: int, k: int) -> Costed:
+        report = simulate(self.config, m, n, k, numerics=numerics)
+        cost = self.array_cost(numerics)
+        return Costed(report, gemm_energy(self.config, report, cost), str(report.plan),
+                      cost.mac.area, self._fp32_area / cost.mac.area)
 
 
-@lru_cache(maxsize=1024)
-def _text(plan: AccumulationPlan) -> str:
-    return str(plan)
-
-
-@lru_cache(maxsize=1024)
-def _array_cost(config: ArrayConfig) -> ArrayCost:
-    return array_cost(config)
-
-
-@lru_cache(maxsize=1)
-def _fp32_area() -> float:
-    return mac_cost("fp32").area
-
-
-def replay(gemm: Gemm, config: ArrayConfig, schedule: Schedule, context: RunContext, trace: str,
+def replay(gemm: Gemm, costing: Costing, schedule: Schedule, context: RunContext, trace: str,
            *, max_outputs: int, max_macs: int, seed: int,
-           synthetic: Source | None = None, epochs: int = 1, with_accuracy: bool = True,
-           memo: dict | None = None) -> Row:
-    """The row of one record (see the module docstring); ``with_accuracy=False``: time and cost
-    only, no accuracy. ``memo``: a dict for the calls of one ``config`` (a run), which then
-    looks each numerics and shape up once instead of hashing the configuration per record."""
+           synthetic: Source | None = None, epochs: int = 1, with_accuracy: bool = True) -> Row:
+    """The row of one record on ``costing``'s array (see the module docstring);
+    ``with_accuracy=False``: time and cost only, no accuracy."""
     r = gemm.record
     numerics = schedule.numerics_for(r.layer, r.phase, r.epoch, context)
-    if memo is None:
-        one = costed(with_numerics(config, numerics), r.m, r.n, r.k)
-    else:
-        key = (id(numerics), r.m, r.n, r.k)      # the schedule holds its numerics
-        one = memo.get(key)
-        if one is None:
-            one = memo[key] = costed(with_numerics(config, numerics), r.m, r.n, r.k)
+    one = costing(numerics, r.m, r.n, r.k)
     report, energy, count = one.report, one.energy, r.count
-    row = Row(variant=schedule.name, array=config.name, trace=trace, record=r.id, step=r.step,
+    row = Row(variant=schedule.name, array=costing.config.name, trace=trace, record=r.id, step=r.step,
               epoch=r.epoch, layer=r.layer, phase=r.phase, m=r.m, n=r.n, k=r.k, count=count,
               macs=r.macs, input=numerics.input.name, weight=numerics.weight.name,
               plan=one.plan, cycles=count * report.total_cycles,

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hbfpsim import trace as traces
-from hbfpsim.replay.record import Row, replay
+from hbfpsim.replay.record import Costing, Row, replay
 from hbfpsim.replay.runfile import RunSpec, load
 from hbfpsim.replay.summary import summarize
 from hbfpsim.replay.synthetic import Fitted, Gaussian, Source
@@ -94,6 +94,7 @@ def run(spec: RunSpec | str | Path, progress: bool | None = None,
         if opened and spec.arrays else precompile.Helper(None)
     report = Report(spec, arrays={a.name: (a.rows, a.cols) for a in spec.arrays})
     jobs = len(spec.arrays) * len(spec.variants)
+    costings = [Costing(array) for array in spec.arrays]
     total = sum(len(t) for t in opened) * jobs
     macs = 0
     with tqdm(total=total, unit="rec", disable=None if progress is None else not progress,
@@ -105,9 +106,9 @@ def run(spec: RunSpec | str | Path, progress: bool | None = None,
         for trace in opened:
             context, weights = trace_context(trace), epoch_weights(trace) if len(trace) else {}
             for gemm in trace:
-                for array in spec.arrays:
+                for costing in costings:
                     for variant in spec.variants:
-                        row = replay(gemm, array, variant, context, trace.path.name,
+                        row = replay(gemm, costing, variant, context, trace.path.name,
                                      max_outputs=spec.sampling.max_outputs,
                                      max_macs=spec.sampling.max_macs, seed=spec.sampling.seed,
                                      synthetic=synthetic, epochs=weights[gemm.record.epoch])

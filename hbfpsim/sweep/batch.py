@@ -18,8 +18,7 @@ from pathlib import Path
 
 from hbfpsim import trace as traces
 from hbfpsim.config import ArrayConfig
-from hbfpsim.cost import array_cost
-from hbfpsim.replay.record import COLUMNS, replay
+from hbfpsim.replay.record import COLUMNS, Costing, replay
 from hbfpsim.replay.run import epoch_weights, trace_context
 from hbfpsim.replay.runfile import Sampling
 from hbfpsim.replay.summary import totals
@@ -75,6 +74,8 @@ class Result:
 
 _OPEN: dict[Path, tuple] = {}      # per process: trace -> (gemms, run context, epoch weights)
 _SOURCES: dict[tuple, Source | None] = {}
+_COSTINGS: dict[ArrayConfig, Costing] = {}   # per process: the arrays of its latest runs
+MAX_COSTINGS = 64
 
 
 def run_batch(job: Job, tasks: list[Task]) -> list[Result]:
@@ -91,19 +92,20 @@ def run_batch(job: Job, tasks: list[Task]) -> list[Result]:
 def run_one(job: Job, task: Task) -> Result:
     start = time.perf_counter()
     source = _source(job)
-    rows, ids, memo = [], [], {}
+    rows, ids = [], []
+    costing = _costing(task.config)
     trace_ids = job.trace_ids or range(len(job.traces))
     for trace_id, path in zip(trace_ids, job.traces):
         gemms, context, weights = _opened(path)
         for gemm in gemms:
-            rows.append(replay(gemm, task.config, task.schedule, context, path.name,
+            rows.append(replay(gemm, costing, task.schedule, context, path.name,
                                max_outputs=job.sampling.max_outputs,
                                max_macs=job.sampling.max_macs, seed=job.sampling.seed,
                                synthetic=source, epochs=weights[gemm.record.epoch],
-                               with_accuracy=job.accuracy, memo=memo))
+                               with_accuracy=job.accuracy))
             ids.append((task.run_id, trace_id, gemm.record.id))
     out = totals(rows, (task.config.rows, task.config.cols))
-    out["array_area_um2"] = array_cost(task.config).area
+    out["array_area_um2"] = costing.array_cost(task.schedule.default).area
     out["worker_seconds"] = time.perf_counter() - start
     if job.accuracy:
         return Result(task.key, out, [(*i, *_TIMING(r), *_ACCURACY(r))
@@ -116,6 +118,17 @@ def _opened(path: Path) -> tuple:
         t = traces.open(path)
         _OPEN[path] = (list(t), trace_context(t), epoch_weights(t) if len(t) else {})
     return _OPEN[path]
+
+
+def _costing(config: ArrayConfig) -> Costing:
+    """The array's ``Costing``, shared by the runs of this process on the same hardware
+    (a sweep's variants and trace sets); the oldest is dropped past MAX_COSTINGS."""
+    costing = _COSTINGS.get(config)
+    if costing is None:
+        if len(_COSTINGS) >= MAX_COSTINGS:
+            del _COSTINGS[next(iter(_COSTINGS))]
+        costing = _COSTINGS[config] = Costing(config)
+    return costing
 
 
 def _source(job: Job) -> Source | None:

@@ -47,7 +47,6 @@ from hbfpsim.formats import resolve
 from hbfpsim.mac import parse_accumulator
 from hbfpsim.numerics import KEYS as NUMERICS_KEYS
 from hbfpsim.numerics import Numerics
-from hbfpsim.replay.record import with_numerics
 from hbfpsim.replay.runfile import (Sampling, accuracy_keys, array_named, trace_dirs,
                                     variant_tables)
 from hbfpsim.schedule import Schedule
@@ -68,7 +67,8 @@ NONE = "none"                # block_accumulator = "none": no block accumulator
 @dataclass(frozen=True)
 class Run:
     """One configuration of a sweep: its key, the swept values (axis: value), the array
-    configuration and the schedule it runs, and the canonical JSON its key hashes."""
+    configuration (the hardware: what a run times and costs), the schedule whose numerics
+    it runs, and the canonical JSON its key hashes."""
 
     key: str
     values: dict
@@ -126,11 +126,10 @@ class SweepSpec:
             if self.variants:
                 schedule = by_name[values["variant"]] if "variant" in values \
                     else self.variants[0]
-                config = with_numerics(config, schedule.default)
             else:
                 schedule = Schedule.fixed(Numerics.of(config))
             for numerics in schedule.numerics:
-                checked_bits(with_numerics(config, numerics))
+                checked_bits(config, numerics)
         except ValueError as err:          # ConfigError, or a buffer smaller than a tile
             raise ConfigError(f"{self.source}: the run {shown}: {err} (exclude such runs "
                               "with a constraint)") from None
