@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hbfpsim.array import GemmReport
 from hbfpsim.config import ArrayConfig
@@ -13,6 +14,9 @@ from hbfpsim.formats import Format
 from hbfpsim.mac import FixedAccumulator
 from hbfpsim.numerics import Numerics
 from hbfpsim.trace import Trace
+
+if TYPE_CHECKING:               # the replay's summary, imported only where a run is replayed
+    from hbfpsim.replay.summary import Summary
 
 
 def table(rows: Sequence[Sequence[str]], right: set[int] = frozenset()) -> str:
@@ -141,7 +145,7 @@ def synth_report(fmt: Format, acc: FixedAccumulator, r: dict, verilog: str | Non
     return "\n".join(lines + ([f"  Verilog      {verilog}"] if verilog else []))
 
 
-def run_report(summary: Sequence[dict], wall_seconds: float, out: str | None = None,
+def run_report(summary: Sequence[Summary], wall_seconds: float, out: str | None = None,
                files: Sequence[Path] = ()) -> str:
     """What ``hbfpsim run`` prints: per variant (and array, trace), one line per phase:
     cycles, utilization, stall share, energy (uJ), density vs FP32, and median SQNR (dB) and
@@ -149,18 +153,16 @@ def run_report(summary: Sequence[dict], wall_seconds: float, out: str | None = N
     run wrote ``files``."""
     blocks, groups = [], {}
     for s in summary:
-        groups.setdefault((s["variant"], s["array"], s["trace"]), []).append(s)
+        groups.setdefault((s.variant, s.array, s.trace), []).append(s)
     for (variant, array, trace), rows in groups.items():
         lines = [("phase", "records", "cycles", "util", "stalls", "energy uJ", "density",
                   "SQNR dB", "W1")]
         for s in rows:
-            lines.append((s["phase"], str(s["records"]), str(s["cycles"]),
-                          f"{s['utilization']:.1%}", f"{s['stall_share']:.1%}",
-                          f"{s['energy_pj'] / 1e6:.2f}", f"{s['density']:.2f}x",
-                          _maybe(s["sqnr_db_median"], "{:.1f}"), _maybe(s["w1_median"],
-                                                                         "{:.2e}")))
-        synthetic = f", synthetic operands: {rows[0]['synthetic']}" if rows[0]["synthetic"] \
-            else ""
+            lines.append((s.phase, str(s.records), str(s.cycles), f"{s.utilization:.1%}",
+                          f"{s.stall_share:.1%}", f"{s.energy_pj / 1e6:.2f}",
+                          f"{s.density:.2f}x", _maybe(s.sqnr_db_median, "{:.1f}"),
+                          _maybe(s.w1_median, "{:.2e}")))
+        synthetic = f", synthetic operands: {rows[0].synthetic}" if rows[0].synthetic else ""
         blocks.append(f"{variant} on {array}, {trace}{synthetic}\n"
                       + table(lines, right=set(range(1, 9))))
     tail = f"{len(summary)} summary rows in {wall_seconds:.1f} s"

@@ -6,9 +6,12 @@ from __future__ import annotations
 import csv
 import math
 from importlib import resources
+from types import SimpleNamespace
 
+from hbfpsim.config import ArrayConfig
 from hbfpsim.replay.record import Row
 from hbfpsim.replay.run import Report
+from hbfpsim.trace import GemmRecord
 
 
 def table_28nm() -> dict:
@@ -33,8 +36,8 @@ def row(variant: str, record: int, epoch: int, layer: str, phase: str, density: 
         trace: str = "toy") -> Row:
     accuracy = {} if sqnr is None else {"sampled": 4, "sqnr_db": sqnr, "w1": w1, "overflows": 0,
                                         "full_swamps": 0, "partial_swamps": 0}
-    return Row(variant=variant, array=array, trace=trace, record=record, step=record,
-               epoch=epoch, layer=layer, phase=phase, m=4, n=4, k=4, count=1, macs=64,
+    return Row(variant=variant, array=array, trace=trace,
+               trace_record=GemmRecord(record, record, epoch, layer, phase, 4, 4, 4),
                input="x", weight="x", plan="plan", cycles=1000 + 100 * record,
                stall_cycles=10, utilization=0.5, seconds=1e-6, energy_pj=3e6, compute_pj=1e6,
                sram_pj=1e6, dram_pj=1e6, mac_area_um2=10.0, density=density, epochs=1,
@@ -52,4 +55,12 @@ def report(accuracy: bool = True, arrays: tuple[str, ...] = ("arr8",),
                 rows.append(row(variant, i, epoch, layer, phase, density,
                                 sqnr + shift if accuracy else None,
                                 w1 * 10 ** (shift / 10) if accuracy else None, array))
-    return Report(None, rows, arrays={a: (8, 8) for a in arrays})
+    return report_of(rows, arrays)
+
+
+def report_of(rows: list[Row], arrays=("arr8",)) -> Report:
+    """A Report of ``rows`` on 8 x 8 arrays named ``arrays``; its spec a stand-in that
+    holds only the arrays (what the summary reads)."""
+    spec = SimpleNamespace(arrays=[ArrayConfig(rows=8, cols=8, dataflow="ws", name=a)
+                                   for a in arrays])
+    return Report(spec, rows)

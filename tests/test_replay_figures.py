@@ -12,8 +12,8 @@ import pytest
 
 from hbfpsim.replay import figures
 from hbfpsim.replay.figures import SQNR_CAP, draw, error_vs_density, pareto, sqnr_map
-from hbfpsim.replay.run import Report
-from helpers import LONG, VARIANTS, WRITTEN, report, row
+from helpers import LONG, VARIANTS, WRITTEN, report, report_of, row
+
 
 def svg_text(path: Path) -> str:
     """Every text of an SVG: <text> elements and the comments matplotlib writes for text
@@ -112,7 +112,7 @@ def test_non_finite_sqnr_does_not_crash():
     rows = [row("v", i, 0, layer, "fwd", 1.0, sqnr, w1) for i, (layer, sqnr, w1) in
             enumerate([("a", math.inf, 0.0), ("b", -math.inf, math.inf),
                        ("c", math.nan, math.nan), ("d", 10.0, math.nan)])]
-    rep = Report(None, rows, arrays={"arr8": (8, 8)})
+    rep = report_of(rows)
     for fig in (error_vs_density(rep.summary()), sqnr_map(rows, "v", "arr8", "toy")):
         fig.canvas.draw()
     panel = fig.axes[0].images[0].get_array()
@@ -150,7 +150,7 @@ def test_names_of_close_points_do_not_overlap():
              "booster": (17.7, 29.8, 4.9e-5), "hbfp4": (18.9, 18.6, 5.9e-5)}
     rows = [row(v, i, 0, "fc", "fwd", density, sqnr, w1)
             for i, (v, (density, sqnr, w1)) in enumerate(close.items())]
-    fig = error_vs_density(Report(None, rows, arrays={"arr8": (8, 8)}).summary())
+    fig = error_vs_density(report_of(rows).summary())
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     for ax in fig.axes:

@@ -122,11 +122,11 @@ def test_store_rows_are_the_replays(reference, tmp_path):
     for row, got in zip(sorted(report.rows, key=lambda r: r.record), mine):
         assert got[2] == row.record
         assert got[3:3 + len(TIMING_COLUMNS)] == tuple(getattr(row, c) for c in TIMING_COLUMNS)
-    total = [s for s in report.summary() if s["phase"] == "all"][0]
+    total = [s for s in report.summary() if s.phase == "all"][0]
     got = dict(zip(("key", "status", *[c for c in TOTALS if c != "worker_seconds"]),
                    next(r for r in runs if r[0] == key)))
     for name in ("macs", "cycles", "stall_cycles", "energy_pj", "utilization", "density"):
-        assert got[name] == pytest.approx(total[name], rel=1e-12), name
+        assert got[name] == pytest.approx(getattr(total, name), rel=1e-12), name
 
 
 def test_resume_recomputes_nothing(reference, tmp_path):

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
@@ -39,7 +40,7 @@ from hbfpsim.formats.threads import usable_cpus
 from hbfpsim.palette import format_colour
 from hbfpsim.replay.record import Row
 from hbfpsim.replay.run import Report
-from hbfpsim.replay.summary import ALL
+from hbfpsim.replay.summary import ALL, Summary
 from hbfpsim.trace import PHASES
 
 SQNR_CAP = 200.0                                     # dB: where +-inf SQNR is drawn
@@ -62,9 +63,10 @@ def pareto(points: Sequence[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: (points[i][0], -points[i][1]))
 
 
-def _config(summary: Sequence[dict]) -> str:
+def _config(summary: Sequence[Summary]) -> str:
     """The run's trace(s) on its array(s), for titles."""
-    names = [list(dict.fromkeys(s[what] for s in summary)) for what in ("trace", "array")]
+    names = [list(dict.fromkeys(getattr(s, what) for s in summary))
+             for what in ("trace", "array")]
     return " on ".join(f"{what}{'s' * (len(n) > 1)} {', '.join(n)}"
                        for what, n in zip(("trace", "array"), names))
 
@@ -73,26 +75,27 @@ def _sqnr(value: float) -> float:
     return float(np.clip(value, -SQNR_CAP, SQNR_CAP))
 
 
-def error_vs_density(summary: Sequence[dict]) -> Figure | None:
+def error_vs_density(summary: Sequence[Summary]) -> Figure | None:
     """Median SQNR and W1 against density per variant, with Pareto fronts (None if no
     variant was evaluated)."""
-    alls = [s for s in summary if s["phase"] == ALL and s["sqnr_db_median"] is not None]
+    alls = [s for s in summary if s.phase == ALL and s.sqnr_db_median is not None]
     if not alls:
         return None
-    w1s = [s["w1_median"] for s in alls if s["w1_median"] is not None]
+    w1s = [s.w1_median for s in alls if s.w1_median is not None]
     positive = [w for w in w1s if 0 < w < np.inf]
     floor = min(positive) / 10 if positive else 1e-12
     fig = Figure(figsize=(13, 5.5), layout="constrained")
     FigureCanvasAgg(fig)
     left, right = fig.subplots(1, 2)
-    groups = list(dict.fromkeys((s["array"], s["trace"]) for s in alls))
+    groups = list(dict.fromkeys((s.array, s.trace) for s in alls))
     drawn: dict[str, None] = {}                # variants on either panel, in order
     labels: dict = {left: [], right: []}       # (x, y, variant) to name beside its point
     for n, (array, trace) in enumerate(groups):
-        mine = [s for s in alls if (s["array"], s["trace"]) == (array, trace)]
+        mine = [s for s in alls if (s.array, s.trace) == (array, trace)]
         marker, style = GROUP_STYLES[n % len(GROUP_STYLES)]
         for ax, key, sign in ((left, "sqnr_db_median", 1), (right, "w1_median", -1)):
-            values = [(s["density"], s[key], s["variant"]) for s in mine if s[key] is not None]
+            values = [(s.density, getattr(s, key), s.variant) for s in mine
+                      if getattr(s, key) is not None]
             values = [(x, _sqnr(y) if sign > 0 else max(y, floor), v) for x, y, v in values
                       if np.isfinite(y) or (sign > 0 and not np.isnan(y))]
             if not values:
@@ -166,6 +169,23 @@ def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
+def colour_limits(grid: np.ndarray) -> tuple[float, float]:
+    """The ends of a heat map's colour scale, in ``grid``'s units: its least and greatest
+    values ignoring NaN, widened by 1 each way when they are equal."""
+    lo, hi = np.nanmin(grid), np.nanmax(grid)
+    return (lo - 1, hi + 1) if lo == hi else (lo, hi)
+
+
+def label_cells(ax: Axes, panel: np.ndarray, lo: float, hi: float, digits: int) -> None:
+    """Write each finite cell's value (``panel``'s units, ``digits`` decimals, 7 pt) on a
+    heat map drawn over [``lo``, ``hi``] with viridis: black on the light upper half of the
+    scale, white on the dark lower half."""
+    for (i, j), value in np.ndenumerate(panel):
+        if np.isfinite(value):
+            ax.text(j, i, f"{value:.{digits}f}", ha="center", va="center", fontsize=7,
+                    color="black" if value > (lo + hi) / 2 else "white")
+
+
 def sqnr_map(rows: Sequence[Row], variant: str, array: str, trace: str) -> Figure | None:
     """SQNR (dB) per layer x epoch, one panel per phase, of one variant on one array and
     trace (None if none of its records was evaluated); rows: the whole run's."""
@@ -182,8 +202,7 @@ def sqnr_map(rows: Sequence[Row], variant: str, array: str, trace: str) -> Figur
     grid = np.full((len(PHASES), len(layers), len(epochs)), np.nan)
     for (phase, layer, epoch), values in cells.items():
         grid[PHASES.index(phase), layers.index(layer), epochs.index(epoch)] = np.median(values)
-    lo, hi = np.nanmin(grid), np.nanmax(grid)
-    lo, hi = (lo - 1, hi + 1) if lo == hi else (lo, hi)
+    lo, hi = colour_limits(grid)
     # laid out by hand (inches), not by a layout engine: these maps are most of a run's
     # figures, and measuring every label to place them costs a third of their drawing time
     label_size = 8 if len(layers) > 20 else 10
@@ -206,10 +225,7 @@ def sqnr_map(rows: Sequence[Row], variant: str, array: str, trace: str) -> Figur
                       rotation=90 if rotate else 0)
         ax.set(xlabel="epoch (captured)", title=phase)
         if panel.size <= 60:
-            for (i, j), value in np.ndenumerate(panel):
-                if np.isfinite(value):
-                    ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=7,
-                            color="black" if value > (lo + hi) / 2 else "white")
+            label_cells(ax, panel, lo, hi, 0)
     axes[0].set_yticks(range(len(layers)), layers, fontsize=label_size)
     axes[0].set_ylabel("layer")
     bar = fig.add_axes((1 - (right - 0.15) / width, bottom / height, 0.15 / width,
@@ -220,17 +236,17 @@ def sqnr_map(rows: Sequence[Row], variant: str, array: str, trace: str) -> Figur
     return fig
 
 
-def time_energy(summary: Sequence[dict]) -> Figure | None:
+def time_energy(summary: Sequence[Summary]) -> Figure | None:
     """Cycles and energy per phase of each variant (None for an empty run)."""
-    per_phase = [s for s in summary if s["phase"] != ALL]
+    per_phase = [s for s in summary if s.phase != ALL]
     if not per_phase:
         return None
-    bars = list(dict.fromkeys((s["variant"], s["array"], s["trace"]) for s in per_phase))
+    bars = list(dict.fromkeys((s.variant, s.array, s.trace) for s in per_phase))
     several = len({bar[1:] for bar in bars}) > 1
     names = [f"{v}\n{a}, {t}" if several else v for v, a, t in bars]
-    get = {(s["variant"], s["array"], s["trace"], s["phase"]): s for s in per_phase}
-    phases = [p for p in PHASES if any(s["phase"] == p for s in per_phase)]
-    peak = max(s["energy_pj"] for s in per_phase)
+    get = {(s.variant, s.array, s.trace, s.phase): s for s in per_phase}
+    phases = [p for p in PHASES if any(s.phase == p for s in per_phase)]
+    peak = max(s.energy_pj for s in per_phase)
     scale, unit = next((f, u) for f, u in ENERGY_UNITS if peak >= f or u == "pJ")
     fig = Figure(figsize=(max(11.0, 4 + 1.3 * len(bars)), 5.5), layout="constrained")
     FigureCanvasAgg(fig)
@@ -239,13 +255,13 @@ def time_energy(summary: Sequence[dict]) -> Figure | None:
     width = 0.8 / len(phases)
     bottom = np.zeros(len(bars))
     for i, phase in enumerate(phases):
-        cycles = np.array([get.get((*bar, phase), {}).get("cycles", 0) for bar in bars])
+        cycles = np.array([getattr(get.get((*bar, phase)), "cycles", 0) for bar in bars])
         left.bar(x, cycles, 0.7, bottom=bottom, color=str(0.35 + 0.25 * i),
                  hatch=HATCHES[i], edgecolor="white", label=phase)
         bottom += cycles
         base = np.zeros(len(bars))
         for key, _, colour in PARTS:
-            energy = np.array([get.get((*bar, phase), {}).get(key, 0.0) for bar in bars])
+            energy = np.array([getattr(get.get((*bar, phase)), key, 0.0) for bar in bars])
             right.bar(x + (i - (len(phases) - 1) / 2) * width, energy / scale, width,
                       bottom=base, color=colour, hatch=HATCHES[i], edgecolor="white")
             base += energy / scale

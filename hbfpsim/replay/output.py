@@ -14,8 +14,9 @@ from dataclasses import astuple
 from importlib import metadata
 from pathlib import Path
 
-from hbfpsim.replay.record import COLUMNS
+from hbfpsim.replay.record import COLUMNS, row_values
 from hbfpsim.replay.run import Report
+from hbfpsim.replay.summary import COLUMNS as SUMMARY_COLUMNS
 from hbfpsim.staging import staged_dir
 
 PACKAGES = ("hbfpsim", "numpy", "numba", "scipy", "ml_dtypes", "matplotlib")
@@ -26,10 +27,9 @@ def write(report: Report, out: str | Path, force: bool = False, figures: bool = 
     """Write the report's files into ``out`` (atomically); returns the files written."""
     out = Path(out)
     with staged_dir(out, force) as tmp:
-        _csv(tmp / "gemms.csv", COLUMNS, (astuple(r) for r in report.rows))
-        summary = report.summary()
-        if summary:
-            _csv(tmp / "summary.csv", tuple(summary[0]), (tuple(s.values()) for s in summary))
+        _csv(tmp / "gemms.csv", COLUMNS, map(row_values, report.rows))
+        if report.summary():
+            _csv(tmp / "summary.csv", SUMMARY_COLUMNS, map(astuple, report.summary()))
         (tmp / "run.json").write_text(json.dumps(_run_json(report), indent=1) + "\n")
         if figures and report.spec.figures:
             from hbfpsim.replay.figures import draw

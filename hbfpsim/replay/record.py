@@ -10,6 +10,7 @@ that plan, bit-exact, and ``accuracy.evaluate`` compares them with the exact pro
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from operator import attrgetter
 from typing import NamedTuple
 
 import numpy as np
@@ -23,7 +24,7 @@ from hbfpsim.mac import AccumulationPlan, matmul
 from hbfpsim.numerics import Numerics
 from hbfpsim.replay.synthetic import Source
 from hbfpsim.schedule import RunContext, Schedule
-from hbfpsim.trace import Gemm
+from hbfpsim.trace import Gemm, GemmRecord
 
 EVENTS = ("overflows", "full_swamps", "partial_swamps")
 
@@ -31,25 +32,18 @@ EVENTS = ("overflows", "full_swamps", "partial_swamps")
 @dataclass(slots=True)
 class Row:
     """One (variant, array, trace, record): a row of ``gemms.csv`` (slots, not frozen: a
-    frozen dataclass of this width costs 9 us to build, a sweep builds millions). Cycles are array clock
-    cycles for all ``count`` GEMMs, energies pJ, density MAC/s per um^2 over an FP32 MAC's;
-    ``epochs``: training epochs the record stands for (``run.epoch_weights``).
-    Accuracy fields are None when the record was not evaluated (shape-only, no synthetic
-    operands); ``*_se`` are their standard errors (0 when every output was evaluated)."""
+    frozen dataclass of this width costs 9 us to build, a sweep builds millions). The trace
+    record's fields (``record`` its id, then RECORD_FIELDS) are read through from
+    ``trace_record``, not copied. Cycles are array clock cycles for all ``count`` GEMMs,
+    energies pJ, density MAC/s per um^2 over an FP32 MAC's; ``epochs``: training epochs the
+    record stands for (``run.epoch_weights``). Accuracy fields are None when the record was
+    not evaluated (shape-only, no synthetic operands); ``*_se`` are their standard errors (0
+    when every output was evaluated)."""
 
     variant: str
     array: str
     trace: str
-    record: int
-    step: int
-    epoch: int
-    layer: str
-    phase: str
-    m: int
-    n: int
-    k: int
-    count: int
-    macs: int
+    trace_record: GemmRecord
     input: str
     weight: str
     plan: str
@@ -81,7 +75,13 @@ class Row:
     partial_swamps: int | None = None
 
 
-COLUMNS = tuple(f.name for f in fields(Row))
+RECORD_FIELDS = ("step", "epoch", "layer", "phase", "m", "n", "k", "count", "macs")
+for _name in ("id", *RECORD_FIELDS):
+    setattr(Row, "record" if _name == "id" else _name,
+            property(attrgetter(f"trace_record.{_name}"), doc=f"``GemmRecord.{_name}``"))
+COLUMNS = ("variant", "array", "trace", "record", *RECORD_FIELDS,
+           *[f.name for f in fields(Row)][4:])
+row_values = attrgetter(*COLUMNS)        # a Row's values in COLUMNS order
 
 
 class Costed(NamedTuple):
@@ -138,9 +138,8 @@ def replay(gemm: Gemm, costing: Costing, schedule: Schedule, context: RunContext
     numerics = schedule.numerics_for(r.layer, r.phase, r.epoch, context)
     one = costing(numerics, r.m, r.n, r.k)
     report, energy, count = one.report, one.energy, r.count
-    row = Row(variant=schedule.name, array=costing.config.name, trace=trace, record=r.id, step=r.step,
-              epoch=r.epoch, layer=r.layer, phase=r.phase, m=r.m, n=r.n, k=r.k, count=count,
-              macs=r.macs, input=numerics.input.name, weight=numerics.weight.name,
+    row = Row(variant=schedule.name, array=costing.config.name, trace=trace, trace_record=r,
+              input=numerics.input.name, weight=numerics.weight.name,
               plan=one.plan, cycles=count * report.total_cycles,
               stall_cycles=count * report.stall_cycles, utilization=report.utilization,
               seconds=count * report.seconds, energy_pj=count * energy.total,
@@ -200,7 +199,8 @@ def _per_tensor(fmt: Format) -> bool:
 def _with_anchor(picked: np.ndarray, x: np.ndarray, axis: int, anchored: bool
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Indices to take along ``axis`` (0: rows of A, 1: columns of B), with the one holding
-    x's largest magnitude when ``anchored``: a per-tensor scale must see it) and where the sample sits in them."""
+    x's largest magnitude when ``anchored`` (a per-tensor scale must see it), and where the
+    sample sits in them."""
     if not anchored:
         return picked, np.arange(len(picked))
     peak = int(np.argmax(np.abs(np.asarray(x, np.float64)).max(axis=1 - axis)))

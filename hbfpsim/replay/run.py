@@ -10,13 +10,13 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hbfpsim import trace as traces
-from hbfpsim.replay.record import Costing, Row, replay
+from hbfpsim.replay.record import COLUMNS, Costing, Row, replay, row_values
 from hbfpsim.replay.runfile import RunSpec, load
-from hbfpsim.replay.summary import summarize
+from hbfpsim.replay.summary import Summary, summarize
 from hbfpsim.replay.synthetic import Fitted, Gaussian, Source
 from hbfpsim.schedule import RunContext, run_context
 
@@ -29,14 +29,14 @@ class Report:
     spec: RunSpec
     rows: list[Row] = field(default_factory=list)
     wall_seconds: float = 0.0
-    arrays: dict[str, tuple[int, int]] = field(default_factory=dict)   # name: (rows, cols)
 
     _summary: tuple = field(default=(-1, []), repr=False, compare=False)
 
-    def summary(self) -> list[dict]:
+    def summary(self) -> list[Summary]:
         """The summary rows, computed once for the rows there are (rows are only added)."""
         if self._summary[0] != len(self.rows):
-            self._summary = (len(self.rows), summarize(self.rows, self.arrays))
+            shapes = {a.name: (a.rows, a.cols) for a in self.spec.arrays}
+            self._summary = (len(self.rows), summarize(self.rows, shapes))
         return self._summary[1]
 
     def dataframe(self):
@@ -45,7 +45,7 @@ class Report:
             import pandas as pd
         except ImportError as err:
             raise ImportError("Report.dataframe needs pandas: pip install pandas") from err
-        return pd.DataFrame([asdict(r) for r in self.rows])
+        return pd.DataFrame(map(row_values, self.rows), columns=COLUMNS)
 
 
 def trace_context(trace: traces.Trace) -> RunContext:
@@ -92,7 +92,7 @@ def run(spec: RunSpec | str | Path, progress: bool | None = None,
     synthetic = _synthetic(spec)
     helper = precompile.start(opened[0], spec.arrays[0], spec.variants, spec.sampling, synthetic) \
         if opened and spec.arrays else precompile.Helper(None)
-    report = Report(spec, arrays={a.name: (a.rows, a.cols) for a in spec.arrays})
+    report = Report(spec)
     jobs = len(spec.arrays) * len(spec.variants)
     costings = [Costing(array) for array in spec.arrays]
     total = sum(len(t) for t in opened) * jobs

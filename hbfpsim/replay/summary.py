@@ -3,13 +3,15 @@
 Totals add up (MACs, cycles, stall cycles, seconds, pJ, event counts); utilization is the
 MAC-weighted one, MACs / (cycles x R x C); density is the mix of the records' over the
 training run the trace samples (``cost.mixed_density`` weighted by MACs x the epochs each
-record stands for), so a schedule's last-epoch rule weighs one epoch, not one captured epoch; accuracy metrics are medians over the records evaluated (None when
-none was), since one long outlier GEMM should not hide what most GEMMs do.
+record stands for), so a schedule's last-epoch rule weighs one epoch, not one captured
+epoch; accuracy metrics are medians over the records evaluated (None when none was), since
+one long outlier GEMM should not hide what most GEMMs do.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -17,13 +19,58 @@ from hbfpsim.cost import mixed_density
 from hbfpsim.replay.record import EVENTS, Row
 
 ALL = "all"
-TOTALS = ("macs", "cycles", "stall_cycles", "seconds", "energy_pj", "compute_pj", "sram_pj",
-          "dram_pj")
+SUMS = ("macs", "cycles", "stall_cycles", "seconds", "energy_pj", "compute_pj", "sram_pj",
+        "dram_pj")
 MEDIANS = ("sqnr_db", "w1", "rel_error", "vrr")
+NAMES = ("variant", "array", "trace", "phase")
 
 
-def summarize(rows: Sequence[Row], arrays: dict[str, tuple[int, int]]) -> list[dict]:
-    """One dict per (variant, array, trace, phase), phases in trace order then ``all``."""
+@dataclass(frozen=True)
+class Summary:
+    """One (variant, array, trace, phase) of a run, a row of ``summary.csv``. Cycles are
+    array clock cycles, seconds s, energies pJ, ``density`` x an FP32 MAC's MAC/s per um^2,
+    ``stall_share`` and ``utilization`` fractions; medians and event counts are over the
+    ``evaluated`` records (None when none was)."""
+
+    variant: str
+    array: str
+    trace: str
+    phase: str
+    records: int
+    gemms: int
+    macs: int
+    cycles: int
+    stall_cycles: int
+    seconds: float
+    energy_pj: float
+    compute_pj: float
+    sram_pj: float
+    dram_pj: float
+    stall_share: float
+    utilization: float
+    density: float
+    evaluated: int
+    synthetic: str
+    sqnr_db_median: float | None
+    w1_median: float | None
+    rel_error_median: float | None
+    vrr_median: float | None
+    overflows: int | None
+    full_swamps: int | None
+    partial_swamps: int | None
+
+    def totals(self) -> dict:
+        """The fields past the naming ones (``TOTALS``), by name."""
+        return {name: getattr(self, name) for name in TOTALS}
+
+
+COLUMNS = tuple(f.name for f in fields(Summary))
+TOTALS = COLUMNS[len(NAMES):]
+
+
+def summarize(rows: Sequence[Row], arrays: dict[str, tuple[int, int]]) -> list[Summary]:
+    """One ``Summary`` per (variant, array, trace, phase), phases in trace order then
+    ``all``; ``arrays``: each array's (rows, cols) by name."""
     groups: dict[tuple, list[Row]] = {}
     for row in rows:
         for phase in (row.phase, ALL):
@@ -33,34 +80,25 @@ def summarize(rows: Sequence[Row], arrays: dict[str, tuple[int, int]]) -> list[d
     for row in rows:
         first.setdefault((row.variant, row.array, row.trace), len(first))
     keys = sorted(groups, key=lambda key: (first[key[:3]], order[key[3]]))
-    return [_summary(key, groups[key], arrays[key[1]]) for key in keys]
+    return [summary_of(key, groups[key], arrays[key[1]]) for key in keys]
 
 
-def totals(rows: Sequence[Row], shape: tuple[int, int]) -> dict:
-    """The ``all``-phases summary of ``rows`` (any mix of traces) on an R x C array,
-    without the naming fields (variant, array, trace, phase)."""
-    out = _summary(("", "", "", ALL), list(rows), shape)
-    for name in ("variant", "array", "trace", "phase"):
-        del out[name]
-    return out
-
-
-def _summary(key: tuple, rows: list[Row], shape: tuple[int, int]) -> dict:
-    variant, array, trace, phase = key
-    out = {"variant": variant, "array": array, "trace": trace, "phase": phase,
-           "records": len(rows), "gemms": sum(r.count for r in rows)}
-    out.update({name: sum(getattr(r, name) for r in rows) for name in TOTALS})
-    out["stall_share"] = out["stall_cycles"] / out["cycles"]
-    out["utilization"] = out["macs"] / (out["cycles"] * shape[0] * shape[1])
-    out["density"] = mixed_density((r.density, r.macs * r.epochs) for r in rows)
+def summary_of(key: tuple[str, str, str, str], rows: Sequence[Row], shape: tuple[int, int]
+               ) -> Summary:
+    """The ``Summary`` named ``key`` (variant, array, trace, phase) of ``rows`` (any mix of
+    phases and traces) on an R x C array."""
+    sums = {name: sum(getattr(r, name) for r in rows) for name in SUMS}
     evaluated = [r for r in rows if r.sampled is not None]
-    out["evaluated"] = len(evaluated)
-    out["synthetic"] = ",".join(sorted({r.synthetic for r in rows if r.synthetic}))
-    for name in MEDIANS:
-        out[f"{name}_median"] = _median(getattr(r, name) for r in evaluated)
-    for name in EVENTS:
-        out[name] = sum(getattr(r, name) for r in evaluated) if evaluated else None
-    return out
+    return Summary(
+        *key, records=len(rows), gemms=sum(r.count for r in rows), **sums,
+        stall_share=sums["stall_cycles"] / sums["cycles"],
+        utilization=sums["macs"] / (sums["cycles"] * shape[0] * shape[1]),
+        density=mixed_density((r.density, r.macs * r.epochs) for r in rows),
+        evaluated=len(evaluated),
+        synthetic=",".join(sorted({r.synthetic for r in rows if r.synthetic})),
+        **{f"{name}_median": _median(getattr(r, name) for r in evaluated) for name in MEDIANS},
+        **{name: sum(getattr(r, name) for r in evaluated) if evaluated else None
+           for name in EVENTS})
 
 
 def _median(values: Iterable[float]) -> float | None:

@@ -4,7 +4,8 @@ A worker (a local process or a Dask worker) gets a ``Job`` (the traces and what 
 shared by every run of the sweep) and a batch of ``Task``s (a run's key, configuration and
 schedule). It opens each trace once per process, replays every record under each run with
 ``replay.record.replay`` (timing and cost, and accuracy when asked) and returns one
-``Result`` per run: the run's totals (``replay.summary.totals``) and its per-GEMM rows.
+``Result`` per run: the run's totals (``replay.summary.Summary.totals``) and its per-GEMM
+rows.
 Nothing is written here: the process that owns the store writes results as they arrive, so
 a worker killed mid-batch loses nothing that was stored and the batch is simply run again.
 """
@@ -21,7 +22,7 @@ from hbfpsim.config import ArrayConfig
 from hbfpsim.replay.record import COLUMNS, Costing, replay
 from hbfpsim.replay.run import epoch_weights, trace_context
 from hbfpsim.replay.runfile import Sampling
-from hbfpsim.replay.summary import totals
+from hbfpsim.replay.summary import ALL, summary_of
 from hbfpsim.replay.synthetic import Fitted, Gaussian, Source
 from hbfpsim.schedule import Schedule
 
@@ -59,7 +60,7 @@ class Task:
 
 @dataclass(frozen=True)
 class Result:
-    """One run's outcome: ``totals`` (summary fields, plus ``array_area_um2`` and
+    """One run's outcome: ``totals`` (``Summary.totals()``, plus ``array_area_um2`` and
     ``worker_seconds``) and ``gemms``, per-GEMM rows as the store takes them: (run id,
     trace id, record id, *TIMING_COLUMNS, and with accuracy *ACCURACY_COLUMNS); or, for a
     configuration the models refuse (e.g. an array side that makes chunks straddle the
@@ -104,7 +105,7 @@ def run_one(job: Job, task: Task) -> Result:
                                synthetic=source, epochs=weights[gemm.record.epoch],
                                with_accuracy=job.accuracy))
             ids.append((task.run_id, trace_id, gemm.record.id))
-    out = totals(rows, (task.config.rows, task.config.cols))
+    out = summary_of(("", "", "", ALL), rows, (task.config.rows, task.config.cols)).totals()
     out["array_area_um2"] = costing.array_cost(task.schedule.default).area
     out["worker_seconds"] = time.perf_counter() - start
     if job.accuracy:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from hbfpsim import trace as traces
 from hbfpsim.config import ConfigError
+from hbfpsim.replay import summary
 from hbfpsim.replay.run import epoch_weights
 from hbfpsim.staging import staged_file
 from hbfpsim.sweep.batch import (ACCURACY_COLUMNS, RECORD_COLUMNS, TIMING_COLUMNS, Job,
@@ -39,11 +40,7 @@ from hbfpsim.sweep.batch import (ACCURACY_COLUMNS, RECORD_COLUMNS, TIMING_COLUMN
 from hbfpsim.sweep.spec import Run, SweepSpec, trace_hashes
 
 SCHEMA = "hbfpsim-sweep-store/1"
-TOTALS = ("records", "gemms", "macs", "cycles", "stall_cycles", "seconds", "energy_pj",
-          "compute_pj", "sram_pj", "dram_pj", "stall_share", "utilization", "density",
-          "evaluated", "synthetic", "sqnr_db_median", "w1_median", "rel_error_median",
-          "vrr_median", "overflows", "full_swamps", "partial_swamps", "array_area_um2",
-          "worker_seconds")
+TOTALS = (*summary.TOTALS, "array_area_um2", "worker_seconds")   # a run's columns
 EXPORTS = (".csv", ".parquet")
 
 
