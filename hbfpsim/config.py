@@ -13,7 +13,8 @@ A configuration file has four sections (see the shipped presets, ``hbfpsim/prese
 Every value is checked for type and range; an error names the file, the section and key, and
 what was expected. Format and accumulator names are strings here; ``hbfpsim.numerics``
 resolves them, once (and reports errors with the same file and key). This module imports
-nothing from hbfpsim but ``staging`` and no numba, so every layer may read it cheaply.
+nothing from hbfpsim but ``staging`` and ``validate``, and no numba, so every layer may read
+it cheaply.
 """
 
 from __future__ import annotations
@@ -26,25 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from hbfpsim.staging import as_path
-from hbfpsim.validate import ConfigError, is_integer
+from hbfpsim.validate import (ConfigError, integer_in, is_number, is_text, known_keys,
+                              number_in)
 
 DATAFLOWS = ("ws", "os", "is")
 PRESETS = Path(__file__).resolve().parent / "presets"
-
-
-def _int_in(low: int, high: int):
-    return lambda v: is_integer(v, low, high)
-
-
-def _number_in(low: float, high: float, zero: bool = False):
-    """A finite number in [low, high] (or exactly 0 with ``zero``)."""
-    return lambda v: (isinstance(v, (int, float)) and not isinstance(v, bool)
-                      and math.isfinite(v) and (low <= v <= high or (zero and v == 0)))
-
-
-def _text(v: Any) -> bool:
-    return isinstance(v, str) and bool(v.strip())
-
 
 # Ranges keep every timing quantity far inside int64 (array/simulate.py checks the totals)
 # and refuse values no hardware has: a typo fails here, not as a 200 GiB allocation.
@@ -58,35 +45,36 @@ MAX_CLOCK_GHZ = 100.0
 REQUIRED = object()
 SCHEMA: dict[str, dict[str, tuple]] = {
     "array": {
-        "rows": (_int_in(1, MAX_SIDE), f"an integer in [1, {MAX_SIDE}]", REQUIRED),
-        "cols": (_int_in(1, MAX_SIDE), f"an integer in [1, {MAX_SIDE}]", REQUIRED),
+        "rows": (integer_in(1, MAX_SIDE), f"an integer in [1, {MAX_SIDE}]", REQUIRED),
+        "cols": (integer_in(1, MAX_SIDE), f"an integer in [1, {MAX_SIDE}]", REQUIRED),
         "dataflow": (lambda v: v in DATAFLOWS, "one of 'ws', 'os', 'is'", REQUIRED),
-        "clock_ghz": (_number_in(1e-6, MAX_CLOCK_GHZ), f"a number in (0, {MAX_CLOCK_GHZ:g}] "
-                      "(GHz)", 1.0),
+        "clock_ghz": (number_in(1e-6, MAX_CLOCK_GHZ),
+                      f"a number in (0, {MAX_CLOCK_GHZ:g}] (GHz)", 1.0),
     },
     "numerics": {
-        "input": (_text, "a format name such as 'hbfp4'", "fp32"),
-        "weight": (_text, "a format name such as 'hbfp4'", "fp32"),
-        "block_accumulator": (lambda v: v is None or _text(v), ("an accumulator such as "
+        "input": (is_text, "a format name such as 'hbfp4'", "fp32"),
+        "weight": (is_text, "a format name such as 'hbfp4'", "fp32"),
+        "block_accumulator": (lambda v: v is None or is_text(v), ("an accumulator such as "
                               "'fixed16'"), None),
-        "accumulator": (_text, "an accumulator such as 'fp32'", "fp32"),
-        "output": (_text, "an accumulator such as 'fp32'", "fp32"),
+        "accumulator": (is_text, "an accumulator such as 'fp32'", "fp32"),
+        "output": (is_text, "an accumulator such as 'fp32'", "fp32"),
     },
     "buffers": {
-        "input_kib": (_number_in(2.0**-10, MAX_KIB), "a positive number up to 2^40 (KiB)",
+        "input_kib": (number_in(2.0**-10, MAX_KIB), "a positive number up to 2^40 (KiB)",
                       REQUIRED),
-        "weight_kib": (_number_in(2.0**-10, MAX_KIB), "a positive number up to 2^40 (KiB)",
+        "weight_kib": (number_in(2.0**-10, MAX_KIB), "a positive number up to 2^40 (KiB)",
                        REQUIRED),
-        "output_kib": (_number_in(2.0**-10, MAX_KIB), "a positive number up to 2^40 (KiB)",
+        "output_kib": (number_in(2.0**-10, MAX_KIB), "a positive number up to 2^40 (KiB)",
                        REQUIRED),
         "double_buffered": (lambda v: isinstance(v, bool), "true or false", True),
-        "sram_bytes_per_cycle": (_number_in(MIN_BANDWIDTH, MAX_BANDWIDTH, zero=True),
+        "sram_bytes_per_cycle": (lambda v: is_number(v, 0, 0)
+                                 or is_number(v, MIN_BANDWIDTH, MAX_BANDWIDTH),
                                  "0 (unlimited) or a number in [2^-10, 2^40] (bytes/cycle)", 0),
     },
     "dram": {
-        "bytes_per_cycle": (_number_in(MIN_BANDWIDTH, MAX_BANDWIDTH),
+        "bytes_per_cycle": (number_in(MIN_BANDWIDTH, MAX_BANDWIDTH),
                             "a number in [2^-10, 2^40] (bytes/cycle)", REQUIRED),
-        "latency_cycles": (_int_in(0, MAX_LATENCY), "an integer in [0, 2^32] (cycles)", 0),
+        "latency_cycles": (integer_in(0, MAX_LATENCY), "an integer in [0, 2^32] (cycles)", 0),
     },
 }
 
@@ -242,10 +230,7 @@ def from_dict(data: dict, source: str = "<dict>", name: str = "custom") -> Array
         given = data.get(section, {})
         if not isinstance(given, dict):
             raise ConfigError(f"{source}: [{section}] must be a table")
-        extra = sorted(set(given) - set(keys))
-        if extra:
-            raise ConfigError(f"{source}: [{section}] unknown key '{extra[0]}' (expected one of "
-                              f"{', '.join(keys)})")
+        known_keys(given, tuple(keys), f"{source}: [{section}]")
         for key, (_, expected, default) in keys.items():
             if key not in given and default is REQUIRED:
                 raise ConfigError(f"{source}: [{section}] {key} is missing: expected {expected}")

@@ -82,7 +82,7 @@ class Rule:
                     not all(e is None or _end(e) for e in value):
                 raise ValueError(f"rule {key}: expected [first, last] with integers >= 0, "
                                  f"'last', 'last-N' or 'P%', got {value!r}")
-            if all(isinstance(e, int) for e in value) and value[0] > value[1]:
+            if all(is_integer(e) for e in value) and value[0] > value[1]:
                 raise ValueError(f"rule {key}: first {value[0]} is after last {value[1]}, "
                                  "so the rule would never apply")
 
@@ -109,23 +109,19 @@ class Rule:
         return _within(step, self.steps, context.last_step, "step")
 
 
-def _epoch(e: object) -> bool:
-    return is_integer(e, 0)
-
-
 _RELATIVE = re.compile(r"last(?:-([0-9]{1,9}))?|([0-9]{1,3}(?:\.[0-9]+)?)%")
 
 
 def _end(e: object) -> bool:
     """An integer >= 0, 'last', 'last-N' or 'P%' with 0 <= P <= 100."""
-    if _epoch(e):
+    if is_integer(e, 0):
         return True
     found = isinstance(e, str) and _RELATIVE.fullmatch(e)
     return bool(found) and (found[2] is None or float(found[2]) <= 100)
 
 
 def _resolve(e: int | str | None, last: int | None, what: str) -> int | None:
-    if e is None or isinstance(e, int):
+    if e is None or is_integer(e):
         return e
     if last is None:
         raise ValueError(f"a rule names {e!r}, but the run's last {what} is unknown: give "
@@ -153,8 +149,8 @@ class Schedule:
                      context: RunContext = RunContext(), step: int | None = None) -> Numerics:
         """The numerics of ``layer``'s ``phase`` GEMM in ``epoch`` (and, for rules by step,
         at the run's optimizer ``step``)."""
-        if not isinstance(layer, str) or phase not in PHASES or not _epoch(epoch) or \
-                not (step is None or _epoch(step)):
+        if not isinstance(layer, str) or phase not in PHASES or not is_integer(epoch, 0) or \
+                not (step is None or is_integer(step, 0)):
             raise ValueError(f"numerics_for: expected a layer name, a phase in "
                              f"{', '.join(PHASES)}, an epoch >= 0 and a step >= 0 or None, "
                              f"got {layer!r}, {phase!r}, {epoch!r}, {step!r}")

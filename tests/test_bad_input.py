@@ -324,3 +324,73 @@ def test_rules_check_their_fields(kwargs, error):
 def test_wrong_argument_types_say_what_was_expected(call):
     with pytest.raises(TypeError, match="must be a path|expected an ArrayConfig"):
         call()
+
+
+# --- one definition of an integer and a number (hbfpsim.validate) ------------------------------
+
+def test_a_number_too_large_for_a_float_is_out_of_range(tmp_path, capsys):
+    """A 401-digit integer where a number goes: a ConfigError naming the key, not an
+    OverflowError from converting it to float."""
+    path = array_file(tmp_path, ("input_kib = 64", "input_kib = 1" + "0" * 400))
+    rejected(["gemm", path, "64", "64", "64"], capsys, path, "[buffers] input_kib",
+             "a positive number up to 2^40")
+    from hbfpsim.config import ConfigError
+    from hbfpsim.train import spec
+    with pytest.raises(ConfigError, match=r"\[train\] lr: expected a number in \(0, 10\]"):
+        spec.parse({"train": {"task": "digits", "variants": ["fp32"], "lr": 10**400}})
+
+
+@pytest.mark.parametrize("table,message", [
+    ({"task": ["digits"]}, "task: expected one of digits, text, got ['digits']"),   # a list
+    ({"capture": {"path": "t", "seed": 0.0}},                                      # a float
+     "capture seed: expected one of the run's seeds [0], got 0.0"),
+])
+def test_training_run_keys_of_the_wrong_type(table, message):
+    from hbfpsim.config import ConfigError
+    from hbfpsim.train import spec
+    with pytest.raises(ConfigError) as err:
+        spec.parse({"train": {"task": "digits", "variants": ["fp32"], **table}}, source="r.toml")
+    assert message in str(err.value) and "r.toml" in str(err.value)
+
+
+def test_a_landscape_seed_is_an_integer_seed_of_the_run():
+    pytest.importorskip("torch")
+    from hbfpsim.train import landscape, spec
+    run = spec.parse({"train": {"task": "digits", "variants": ["fp32"]}})
+    with pytest.raises(ValueError, match=r"^seed: expected one of the run's seeds \[0\], got 0.0"):
+        landscape.landscape(run, seed=0.0)
+
+
+@pytest.mark.parametrize("length", [2.5, True])
+def test_plan_chunk_lengths_are_integers(length):
+    """A level built from code with a fractional or boolean chunk length."""
+    from hbfpsim.mac import parse_accumulator
+    from hbfpsim.mac.plan import AccumulationPlan, Level
+    fp32 = parse_accumulator("fp32")
+    with pytest.raises(ValueError, match=r"level 1 needs a chunk length in \[1, 2\^40\]"):
+        AccumulationPlan((Level(fp32, length), Level(fp32)))
+
+
+def test_vrr_arguments_of_the_wrong_type():
+    from hbfpsim.accuracy.vrr import min_mantissa_bits
+    from hbfpsim.plots.vrr import vrr_figure
+    with pytest.raises(ValueError, match="max_lost=True: expected a positive number"):
+        min_mantissa_bits(64, max_lost=True)
+    with pytest.raises(ValueError, match="budget: expected a positive number of MACs"):
+        vrr_figure(budget=None)            # plot_vrr always measures
+
+
+def test_numpy_integers_are_integers():
+    """Where an integer goes, a NumPy one works as a Python one: rule epochs, the emulation's
+    seed (stochastic rounding streams), plan lengths."""
+    from hbfpsim.mac.plan import as_plan
+    from hbfpsim.numerics import Numerics
+    from hbfpsim.schedule import Rule, RunContext
+    rule = Rule(Numerics.create("hbfp6"), epochs=(np.int64(1), "last"))
+    assert rule.matches("fc", "fwd", 2, RunContext(last_epoch=5))
+    assert str(as_plan([(np.int64(64), "fixed16"), (None, "fp32")])) == "fixed16*64 > fp32"
+    torch = pytest.importorskip("torch")
+    from hbfpsim.train import emulate
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8))
+    emulate(model, "hbfp4", seed=np.int64(3), rounding="stochastic")
+    assert model(torch.ones(2, 8)).shape == (2, 8)

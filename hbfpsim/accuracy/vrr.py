@@ -36,7 +36,7 @@ from scipy.special import ndtr
 from hbfpsim import formats
 from hbfpsim.formats import Rounding
 from hbfpsim.mac import matmul
-from hbfpsim.validate import is_integer
+from hbfpsim.validate import is_integer, is_number, is_real
 
 LOST_CUTOFF = math.log(50)   # knee: v(n) = exp(n (1 - VRR)) <= 50 (Sakr et al.'s cut-off)
 MODELLED = (Rounding.RNE, Rounding.RTZ)
@@ -83,7 +83,7 @@ def min_mantissa_bits(n: int, *, chunk: int | None = None,
     at most ``max_lost`` product variances: the knee of Sakr et al., whose cut-off
     v(n) = exp(n (1 - VRR)) <= 50 is the default ``max_lost = ln 50``. Raises ValueError if
     even 52 bits lose more."""
-    if not (isinstance(max_lost, (int, float)) and max_lost > 0):
+    if not (is_real(max_lost) and max_lost > 0):
         raise ValueError(f"max_lost={max_lost!r}: expected a positive number of product "
                          "variances")
 
@@ -207,9 +207,9 @@ def measured_vrr(n: int, m_acc: int, *, chunk: int | None = None,
     _check_mantissa(m_acc)
     if chunk is not None:
         _check_chunk(n, chunk)
-    if not (is_integer(trials) and trials >= 2):
+    if not is_integer(trials, 2):
         raise ValueError(f"trials={trials!r}: expected an integer >= 2")
-    if not (is_integer(exp_bits) and 2 <= exp_bits <= 11):
+    if not is_integer(exp_bits, 2, 11):
         raise ValueError(f"exp_bits={exp_bits!r}: expected an integer in 2..11 (e{{E}}m{{M}} "
                          "accumulators)")
     acc = f"e{exp_bits}m{m_acc}:{Rounding.parse(rounding).label}"
@@ -248,7 +248,7 @@ def worst_case_width(a_bits: int, b_bits: int, k: int) -> int:
     data-type bound). It is sufficient for every k and exact when k is a power of two and
     a, b >= 3; otherwise fewer bits may suffice."""
     for name, bits in (("a_bits", a_bits), ("b_bits", b_bits)):
-        if not (is_integer(bits) and bits >= 2):
+        if not is_integer(bits, 2):
             raise ValueError(f"{name}={bits!r}: expected an integer >= 2 (sign included)")
     _check_length(k, "k")
     return a_bits + b_bits - 1 + (k - 1).bit_length()
@@ -271,10 +271,10 @@ def overflow_probability(width: int, a_bits: int, b_bits: int, k: int, *,
       walk (the barrier moves out by 0.5826 step standard deviations).
 
     0 from :func:`worst_case_width` bits up."""
-    if not (is_integer(width) and width >= 2):
+    if not is_integer(width, 2):
         raise ValueError(f"width={width!r}: expected an integer >= 2 bits")
     widest = worst_case_width(a_bits, b_bits, k)
-    if not (is_integer(block) and block >= k):
+    if not is_integer(block, k):
         raise ValueError(f"block={block!r}: expected an integer >= k={k} (a fixed-point "
                          "sum stays inside one block of each operand)")
     if width >= widest:
@@ -292,7 +292,7 @@ def min_fixed_width(k: int, a_bits: int, b_bits: int, *, probability: float = 1e
     """The narrowest accumulator (bits) whose :func:`overflow_probability` for a ``k``-long
     dot product is at most ``probability``, in (0, 1). Never more than
     :func:`worst_case_width`, which is the width for a guarantee."""
-    if not (isinstance(probability, (int, float)) and 0.0 < probability < 1.0):
+    if not (is_number(probability) and 0.0 < probability < 1.0):
         raise ValueError(f"probability={probability!r}: expected a number in (0, 1)")
     widest = worst_case_width(a_bits, b_bits, k)
     return next(w for w in range(2, widest + 1)
@@ -353,18 +353,18 @@ def _exit_probability(a: np.ndarray) -> np.ndarray:
 # ---- argument checks --------------------------------------------------------------------
 
 def _check_length(n, name: str) -> None:
-    if not (is_integer(n) and n >= 1):
+    if not is_integer(n, 1):
         raise ValueError(f"{name}={n!r}: expected an integer number of products >= 1")
 
 
 def _check_mantissa(m_acc) -> None:
-    if not (is_integer(m_acc) and 1 <= m_acc <= MAX_MANTISSA):
+    if not is_integer(m_acc, 1, MAX_MANTISSA):
         raise ValueError(f"m_acc={m_acc!r}: expected an integer number of accumulator "
                          f"fraction bits in 1..{MAX_MANTISSA}")
 
 
 def _check_chunk(n: int, chunk) -> None:
-    if not (is_integer(chunk) and 1 <= chunk <= n and n % chunk == 0):
+    if not (is_integer(chunk, 1, n) and n % chunk == 0):
         raise ValueError(f"chunk={chunk!r}: expected an integer in 1..n={n} that divides n")
 
 

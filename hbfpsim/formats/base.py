@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -20,6 +19,7 @@ import numpy as np
 from hbfpsim.formats import kernels
 from hbfpsim.formats.rounding import Rounding
 from hbfpsim.formats.threads import threads_for
+from hbfpsim.validate import is_integer
 
 NONFINITE_POLICIES = ("raise", "propagate")
 _NARROW_FLOATS = {"float16", "bfloat16", "float8_e4m3fn", "float8_e5m2", "float6_e3m2fn",
@@ -68,7 +68,9 @@ class Layout:
 
 
 def normalize_axis(axis: Any, ndim: int) -> int:
-    if not isinstance(axis, Integral) or isinstance(axis, bool):
+    """``axis`` of an input with ``ndim`` dimensions, an integer in [-ndim, ndim), as an
+    index in [0, ndim)."""
+    if not is_integer(axis):
         raise ValueError(f"axis must be an integer, got {axis!r}")
     if not -ndim <= axis < ndim:
         raise ValueError(f"axis={axis} is out of range for an input with {ndim} dimension(s)")
@@ -82,7 +84,7 @@ def rounding_mode(rounding: Any, seed: Any) -> tuple[int, int]:
         return int(mode), 0
     if seed is None:
         raise ValueError("rounding='stochastic' needs seed=<int>: the same seed gives the same bits")
-    if not isinstance(seed, Integral) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+    if not is_integer(seed, 0, 2**63 - 1):
         raise ValueError(f"seed must be an integer in [0, 2^63), got {seed!r}")
     return int(mode), int(seed)
 

@@ -40,7 +40,7 @@ class FixedAccumulator:
     kind = "fixed"
 
     def __post_init__(self) -> None:
-        if not (is_integer(self.width) and 8 <= self.width <= 64):
+        if not is_integer(self.width, 8, 64):
             raise ValueError(f"accumulator fixed{self.width}: fixed-point width must be in "
                              "[8, 64]")
 
@@ -75,8 +75,7 @@ class FloatAccumulator:
     kind = "float"
 
     def __post_init__(self) -> None:
-        if not (is_integer(self.exp_bits) and is_integer(self.man_bits)
-                and 2 <= self.exp_bits <= 11 and 1 <= self.man_bits <= 52):
+        if not (is_integer(self.exp_bits, 2, 11) and is_integer(self.man_bits, 1, 52)):
             raise ValueError(f"accumulator e{self.exp_bits}m{self.man_bits}: e{{E}}m{{M}} needs "
                              "2 <= E <= 11 and 1 <= M <= 52")
         object.__setattr__(self, "rounding", Rounding.parse(self.rounding))

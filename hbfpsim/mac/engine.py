@@ -25,6 +25,7 @@ from hbfpsim.formats.threads import PARALLEL_MACS, one_blas_thread, threads_for
 from hbfpsim.mac.operands import Operand, prepare
 from hbfpsim.mac.plan import AccumulationPlan, as_plan
 from hbfpsim.mac.copies import by_chunk, transposed
+from hbfpsim.validate import is_integer
 
 STAT_NAMES = ("inexact", "partial_swamps", "full_swamps", "overflows", "inexact_conversions")
 
@@ -99,8 +100,7 @@ def matmul(A: Any, B: Any, fmt_a: str | formats.Format, fmt_b: str | formats.For
     needs_seed = operand_rounding == Rounding.STOCHASTIC or any(
         isinstance(lv.accumulator, FloatAccumulator)
         and lv.accumulator.rounding == Rounding.STOCHASTIC for lv in plan.levels)
-    if needs_seed and (seed is None or not isinstance(seed, (int, np.integer))
-                       or isinstance(seed, bool) or not 0 <= seed < 2**63):
+    if needs_seed and not is_integer(seed, 0, 2**63 - 1):
         raise ValueError("stochastic rounding needs seed=<int in [0, 2^63)>: the same seed "
                          "gives the same bits")
     seed_a, seed_b, seed_acc = derive_seeds(seed or 0)

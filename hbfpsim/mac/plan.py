@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hbfpsim.mac.accumulators import Accumulator, parse_accumulator
+from hbfpsim.validate import is_integer, is_text
 
 
 MAX_CHUNK = 2**40      # inputs per chunk: beyond any reduction a GEMM has
@@ -50,7 +51,7 @@ class AccumulationPlan:
             if last and level.length is not None:
                 raise ValueError(f"plan {self}: the last level sums everything it receives; "
                                  f"drop '*{level.length}'")
-            if not last and (level.length is None or not 1 <= level.length <= MAX_CHUNK):
+            if not last and not is_integer(level.length, 1, MAX_CHUNK):
                 raise ValueError(f"plan {self}: level {i + 1} needs a chunk length in "
                                  f"[1, 2^40]")
         kinds = [level.accumulator.kind for level in self.levels]
@@ -64,7 +65,7 @@ class AccumulationPlan:
     @classmethod
     def parse(cls, text: str, fused: bool = True) -> AccumulationPlan:
         """A plan from its text form (see the module docstring)."""
-        if not isinstance(text, str) or not text.strip():
+        if not is_text(text):
             raise ValueError(f"an accumulation plan must be a non-empty string, got {text!r}")
         levels = []
         for part in text.split(">"):
@@ -107,10 +108,10 @@ def as_plan(plan: Any) -> AccumulationPlan:
             if not (isinstance(item, (list, tuple)) and len(item) == 2):
                 raise ValueError(f"plan levels must be (length, accumulator) pairs, got {item!r}")
             length, acc = item
-            if length is not None and (not isinstance(length, int) or isinstance(length, bool)):
+            if length is not None and not is_integer(length):
                 raise ValueError(f"plan level {item!r}: expected (length, accumulator) with the "
                                  "length an integer or None")
-            levels.append(Level(parse_accumulator(acc), length))
+            levels.append(Level(parse_accumulator(acc), None if length is None else int(length)))
         return AccumulationPlan(tuple(levels))
     raise ValueError(f"plan must be an AccumulationPlan, a string such as 'fixed16*64 > fp32' "
                      f"or a list of (length, accumulator) pairs, got {plan!r}")

@@ -20,11 +20,12 @@ from statistics import fmean
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
 
 from hbfpsim.palette import format_colour
 from hbfpsim.plots.common import (AREA_UNITS, PERCENT, TIME_UNITS, check_figure_path, footnote,
                                   save, unit_for)
-from hbfpsim.replay.figures import ENERGY_UNITS, pareto
+from hbfpsim.replay.figures import ENERGY_UNITS, colour_limits, label_cells, pareto
 from hbfpsim.sweep.store import TOTALS, Store, open_existing
 
 
@@ -205,11 +206,12 @@ def _log2_label(value: float) -> str:
     return f"$2^{{{int(exponent)}}}$" if exponent.is_integer() else f"{value:g}"
 
 
-def heatmap_figure(store: Store | str | Path, value: str = "utilization",
-                   variant: str | None = None, dataflow: str | None = None) -> Figure:
-    """The figure of ``plot_sweep_heatmap``."""
-    if value not in HEAT_VALUES:
-        raise ValueError(f"value: expected one of {', '.join(HEAT_VALUES)}, got {value!r}")
+def _shape_runs(store: Store | str | Path, variant: str | None, dataflow: str | None
+                ) -> tuple[list[dict], str, list[str]]:
+    """The finished runs of ``store`` that have an array shape (rows and cols), only
+    ``variant``'s and ``dataflow``'s where given; the line naming the store (``sweep_runs``);
+    the choices made, as 'variant hbfp4', for the title. A ValueError for a store without
+    shapes, or a choice its runs do not sweep or do not hold."""
     every, source = sweep_runs(store)
     runs = [r for r in every if r.get("rows") is not None and r.get("cols") is not None]
     if not runs:
@@ -227,9 +229,15 @@ def heatmap_figure(store: Store | str | Path, value: str = "utilization",
                              f"{', '.join(map(str, have))})")
         runs = [r for r in runs if r[arg] == wanted]
         chosen.append(f"{arg} {wanted}")
-    _values(runs, source, value, "value")
-    measure = MEASURES[value]
-    factor, unit = measure.units[0]                  # a fraction, drawn in %
+    return runs, source, chosen
+
+
+def _shape_grid(runs: list[dict], value: str, factor: float
+                ) -> tuple[list[str | None], list[int], list[int], np.ndarray]:
+    """The heat map's panels (dataflows in run order, or [None] when not swept), its rows
+    and cols (array sides in PEs, ascending), and the grid (panel, row, col) of the mean of
+    the column ``value`` over the runs of each cell, divided by ``factor`` (stored units per
+    drawn unit); NaN where no run has a value."""
     panels = list(dict.fromkeys(r["dataflow"] for r in runs)) if "dataflow" in runs[0] \
         else [None]
     rows, cols = sorted({r["rows"] for r in runs}), sorted({r["cols"] for r in runs})
@@ -242,8 +250,15 @@ def heatmap_figure(store: Store | str | Path, value: str = "utilization",
     grid = np.full((len(panels), len(rows), len(cols)), np.nan)
     for where, values in cells.items():
         grid[where] = fmean(values) / factor
-    lo, hi = np.nanmin(grid), np.nanmax(grid)
-    lo, hi = (lo - 1, hi + 1) if lo == hi else (lo, hi)
+    return panels, rows, cols, grid
+
+
+def _heat_panels(grid: np.ndarray, panels: list[str | None], rows: list[int],
+                 cols: list[int]) -> tuple[Figure, np.ndarray, AxesImage]:
+    """A figure with one heat map per panel of ``grid`` (``_shape_grid``), rows (PEs, y)
+    by cols (PEs, x) at power-of-two ticks, on one colour scale, cells labelled when 400 or
+    fewer; its axes and the last panel's image (for the colour bar)."""
+    lo, hi = colour_limits(grid)
     fig = Figure(figsize=(2.5 + (1.0 + 0.6 * len(cols)) * len(panels), 2.2 + 0.5 * len(rows)),
                  layout="constrained")
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
@@ -251,15 +266,26 @@ def heatmap_figure(store: Store | str | Path, value: str = "utilization",
         image = ax.imshow(panel, origin="lower", cmap="viridis", vmin=lo, vmax=hi,
                           interpolation="nearest")
         if panel.size <= 400:
-            for (i, j), v in np.ndenumerate(panel):
-                if np.isfinite(v):
-                    ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=7,
-                            color="black" if v > (lo + hi) / 2 else "white")
+            label_cells(ax, panel, lo, hi, 1)
         ax.set_xticks(range(len(cols)), [_log2_label(c) for c in cols])
         ax.set(xlabel="array columns (PEs)",
                title="all runs" if name is None else f"dataflow {name}")
     axes[0].set_yticks(range(len(rows)), [_log2_label(r) for r in rows])
     axes[0].set_ylabel("array rows (PEs)")
+    return fig, axes, image
+
+
+def heatmap_figure(store: Store | str | Path, value: str = "utilization",
+                   variant: str | None = None, dataflow: str | None = None) -> Figure:
+    """The figure of ``plot_sweep_heatmap``."""
+    if value not in HEAT_VALUES:
+        raise ValueError(f"value: expected one of {', '.join(HEAT_VALUES)}, got {value!r}")
+    runs, source, chosen = _shape_runs(store, variant, dataflow)
+    _values(runs, source, value, "value")
+    measure = MEASURES[value]
+    factor, unit = measure.units[0]                  # a fraction, drawn in %
+    panels, rows, cols, grid = _shape_grid(runs, value, factor)
+    fig, axes, image = _heat_panels(grid, panels, rows, cols)
     fig.colorbar(image, ax=list(axes), label=f"mean {measure.label} ({unit})")
     fig.suptitle(f"Mean {measure.label} per array shape{''.join(', ' + c for c in chosen)}: "
                  f"{source}")

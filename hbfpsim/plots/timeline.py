@@ -12,6 +12,7 @@ from matplotlib.patches import Patch
 from hbfpsim.array import load, simulate
 from hbfpsim.config import ArrayConfig
 from hbfpsim.plots.common import check_figure_path, footnote, save
+from hbfpsim.validate import is_integer
 
 MAX_FOLDS_SHOWN = 200
 WAITS = ((None, "no wait", "#bdbdbd"),
@@ -23,7 +24,7 @@ WAITS = ((None, "no wait", "#bdbdbd"),
 def timeline_figure(config: ArrayConfig | str | Path, m: int, n: int, k: int,
                     max_folds: int = MAX_FOLDS_SHOWN) -> Figure:
     """The figure of ``plot_timeline``."""
-    if not isinstance(max_folds, int) or isinstance(max_folds, bool) or max_folds < 1:
+    if not is_integer(max_folds, 1):
         raise ValueError(f"max_folds: expected an integer >= 1, got {max_folds!r}")
     if not isinstance(config, ArrayConfig):
         config = load(config)

@@ -26,6 +26,7 @@ from hbfpsim.accuracy.vrr import (LOST_CUTOFF, MAX_MANTISSA, measured_vrr, min_m
                                   variance_lost, vrr)
 from hbfpsim.formats import Rounding
 from hbfpsim.plots.common import check_figure_path, save
+from hbfpsim.validate import is_integer, is_real
 
 PANELS = (("rne", None), ("rne", 64), ("rtz", None))        # (rounding, chunk)
 BITS = (4, 6, 8, 10, 12, 14, 16)                             # plot_vrr's accumulators
@@ -73,9 +74,9 @@ def _knee(n: int, chunk: int | None, rounding: str, max_lost: float) -> int | No
     return min_mantissa_bits(n, chunk=chunk, rounding=rounding, max_lost=max_lost)
 
 
-def _check_budget(budget: int | None) -> None:
-    if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool)
-                               or budget < 1):
+def _check_budget(budget: int | None, optional: bool) -> None:
+    """``budget``: MACs per measured point, an integer >= 1 (or None when ``optional``)."""
+    if not (optional and budget is None) and not is_integer(budget, 1):
         raise ValueError(f"budget: expected a positive number of MACs per measured point, "
                          f"got {budget!r}")
 
@@ -84,7 +85,7 @@ def vrr_figure(budget: int = 50_000_000, bits: Sequence[int] = BITS,
                panels: Sequence[tuple[str, int | None]] = PANELS,
                log: Log | None = None) -> Figure:
     """The figure of ``plot_vrr``."""
-    _check_budget(budget)
+    _check_budget(budget, optional=False)
     _check_panels(panels)
     fig = Figure(figsize=(5 * len(panels), 5), layout="constrained")
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
@@ -129,14 +130,12 @@ def vrr_knee_figure(lengths: Sequence[int] = LENGTHS,
                     max_lost: float = LOST_CUTOFF, budget: int | None = None,
                     log: Log | None = None) -> Figure:
     """The figure of ``plot_vrr_knee``."""
-    if not lengths or any(not isinstance(n, int) or isinstance(n, bool) or n < 2
-                          for n in lengths):
+    if not lengths or not all(is_integer(n, 2) for n in lengths):
         raise ValueError(f"lengths: expected one or more integers >= 2 (products per sum), "
                          f"got {lengths!r:.80}")
     _check_panels(panels)
-    _check_budget(budget)
-    if not (isinstance(max_lost, (int, float)) and not isinstance(max_lost, bool)
-            and max_lost > 0):
+    _check_budget(budget, optional=True)
+    if not (is_real(max_lost) and max_lost > 0):
         raise ValueError(f"max_lost: expected a positive number of product variances, got "
                          f"{max_lost!r}")
     for rounding, chunk in panels:
@@ -147,36 +146,7 @@ def vrr_knee_figure(lengths: Sequence[int] = LENGTHS,
     fig = Figure(figsize=(5 * len(panels), 8.5), layout="constrained")
     top, bottom = fig.subplots(2, len(panels), sharex="col", sharey="row", squeeze=False)
     for ax, low, (rounding, chunk) in zip(top, bottom, panels):
-        knees = [_knee(n, chunk, rounding, max_lost) for n in lengths]
-        last = MAX_MANTISSA if None in knees else max(knees) + KNEE_MARGIN
-        bits = np.arange(1, min(MAX_MANTISSA, last) + 1)
-        for colour, n, knee in zip(_colours(len(lengths)), lengths, knees):
-            power = math.log2(n)
-            name = f"2^{int(power)}" if power.is_integer() else f"{n:,}"
-            values = np.array([vrr(n, int(b), chunk=chunk, rounding=rounding) for b in bits])
-            lost = n * (1.0 - values)                 # variance_lost, product variances
-            found = (f"knee: {knee} bits" if knee is not None
-                     else f"no knee up to {MAX_MANTISSA} bits")
-            ax.plot(bits, values, color=colour, label=f"n = {name} ({found})")
-            low.plot(bits, np.where(lost > 0, lost, np.nan), color=colour)
-            if knee is None:
-                continue
-            for a, y in ((ax, values), (low, lost)):
-                a.axvline(knee, color=colour, linestyle=":", linewidth=1)
-                a.plot([knee], [y[knee - 1]], marker="*", ms=12, color=colour, linestyle="",
-                       gid=f"knee:{n}" if a is ax else None)
-            if budget is not None:
-                for b in range(max(1, knee - 3), knee + 2):
-                    _measure(ax, b, n, b, rounding, chunk, budget, colour, log)
-        ax.set_title(_title(rounding, chunk))
-        ax.legend(fontsize=8, loc="lower right")
-        low.axhline(max_lost, color="black", linestyle="--", linewidth=1,
-                    label=f"cut-off: {max_lost:.3g} product variances")
-        low.set(xlabel="accumulator fraction bits M (e8m{M})", yscale="log")
-        low.xaxis.set_major_locator(MaxNLocator(integer=True))
-        low.legend(fontsize=8, loc="upper right")
-        for a in (ax, low):
-            a.grid(True, alpha=0.3)
+        _knee_column(ax, low, rounding, chunk, lengths, max_lost, budget, log)
     top[0].set_ylabel("VRR = Var(computed sum) / Var(exact sum)")
     top[0].set_ylim(-0.03, 1.05)
     bottom[0].set_ylabel("variance lost n (1 - VRR)\n(product variances, log; ≤ 0 not drawn)")
@@ -185,6 +155,53 @@ def vrr_knee_figure(lengths: Sequence[int] = LENGTHS,
                  f"products); ★ knee: fewest bits losing at most {max_lost:.3g} product "
                  f"variances{measured}")
     return fig
+
+
+def _knee_column(ax: Axes, low: Axes, rounding: str, chunk: int | None,
+                 lengths: Sequence[int], max_lost: float, budget: int | None,
+                 log: Log | None) -> None:
+    """One (rounding, chunk) column of ``plot_vrr_knee``: for each length, the modelled VRR
+    on ``ax`` and the variance lost (product variances) on ``low`` against the fraction bits
+    M, from 1 to the largest knee + KNEE_MARGIN (MAX_MANTISSA if a length has no knee), knees
+    marked and, with a ``budget``, measured around; the cut-off ``max_lost`` on ``low``."""
+    knees = [_knee(n, chunk, rounding, max_lost) for n in lengths]
+    last = MAX_MANTISSA if None in knees else max(knees) + KNEE_MARGIN
+    bits = np.arange(1, min(MAX_MANTISSA, last) + 1)
+    for colour, n, knee in zip(_colours(len(lengths)), lengths, knees):
+        _knee_curves(ax, low, bits, n, knee, rounding, chunk, colour)
+        if knee is not None and budget is not None:
+            for b in range(max(1, knee - 3), knee + 2):
+                _measure(ax, b, n, b, rounding, chunk, budget, colour, log)
+    ax.set_title(_title(rounding, chunk))
+    ax.legend(fontsize=8, loc="lower right")
+    low.axhline(max_lost, color="black", linestyle="--", linewidth=1,
+                label=f"cut-off: {max_lost:.3g} product variances")
+    low.set(xlabel="accumulator fraction bits M (e8m{M})", yscale="log")
+    low.xaxis.set_major_locator(MaxNLocator(integer=True))
+    low.legend(fontsize=8, loc="upper right")
+    for a in (ax, low):
+        a.grid(True, alpha=0.3)
+
+
+def _knee_curves(ax: Axes, low: Axes, bits: np.ndarray, n: int, knee: int | None,
+                 rounding: str, chunk: int | None, colour) -> None:
+    """Length ``n``'s modelled VRR (dimensionless) on ``ax`` and variance lost, n (1 - VRR)
+    in product variances, on ``low`` (values <= 0 not drawn), against the fraction bits
+    ``bits``; its ``knee`` (bits, or None) as a star and a dotted line on both."""
+    power = math.log2(n)
+    name = f"2^{int(power)}" if power.is_integer() else f"{n:,}"
+    values = np.array([vrr(n, int(b), chunk=chunk, rounding=rounding) for b in bits])
+    lost = n * (1.0 - values)                 # variance_lost, product variances
+    found = (f"knee: {knee} bits" if knee is not None
+             else f"no knee up to {MAX_MANTISSA} bits")
+    ax.plot(bits, values, color=colour, label=f"n = {name} ({found})")
+    low.plot(bits, np.where(lost > 0, lost, np.nan), color=colour)
+    if knee is None:
+        return
+    for a, y in ((ax, values), (low, lost)):
+        a.axvline(knee, color=colour, linestyle=":", linewidth=1)
+        a.plot([knee], [y[knee - 1]], marker="*", ms=12, color=colour, linestyle="",
+               gid=f"knee:{n}" if a is ax else None)
 
 
 def plot_vrr_knee(path: str | Path, lengths: Sequence[int] = LENGTHS,

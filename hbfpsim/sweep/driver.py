@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hbfpsim import children
-from hbfpsim.config import ConfigError
 from hbfpsim.formats.threads import usable_cpus
 from hbfpsim.sweep.batch import Job, Result, Task, run_batch
 from hbfpsim.sweep.spec import SweepSpec
 from hbfpsim.sweep.store import Store
+from hbfpsim.validate import ConfigError, is_integer
 
 TASK_SECONDS = 1.0           # aim for batches of about this much work
 RUN_SECONDS = {"timing": 0.01, "accuracy": 1.0}    # a guess per run, to size batches
@@ -63,8 +63,7 @@ def run(spec: SweepSpec, store: str | Path, *, scheduler: str | None = None,
 
     start = time.perf_counter()
     workers = _workers(workers)
-    if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool)
-                              or not 1 <= batch <= 10**6):
+    if batch is not None and not is_integer(batch, 1, 10**6):
         raise ConfigError(f"batch: expected an integer in [1, 1000000], got {batch!r}")
     _check_scheduler(scheduler)
     runs = spec.runs()
@@ -90,10 +89,9 @@ def run(spec: SweepSpec, store: str | Path, *, scheduler: str | None = None,
 def _workers(workers: int | None) -> int:
     if workers is None:
         return usable_cpus()
-    if not isinstance(workers, int) or isinstance(workers, bool) or \
-            not 1 <= workers <= MAX_WORKERS:
+    if not is_integer(workers, 1, MAX_WORKERS):
         raise ConfigError(f"workers: expected an integer in [1, {MAX_WORKERS}], got {workers!r}")
-    return workers
+    return int(workers)
 
 
 def _check_scheduler(scheduler: str | None) -> None:

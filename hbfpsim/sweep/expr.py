@@ -21,7 +21,7 @@ import operator
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from hbfpsim.config import ConfigError
+from hbfpsim.validate import ConfigError, is_real, is_text
 
 MAX_LENGTH = 1000          # characters in one constraint
 MAX_EXPONENT = 64
@@ -39,7 +39,7 @@ class Constraint:
     """One parsed constraint; ``holds(values)`` evaluates it on a run's keys."""
 
     def __init__(self, text: str, names: Iterable[str], where: str) -> None:
-        if not isinstance(text, str) or not text.strip() or len(text) > MAX_LENGTH:
+        if not is_text(text) or len(text) > MAX_LENGTH:
             raise ConfigError(f"{where}: expected an expression of 1 to {MAX_LENGTH} "
                               f"characters, got {text!r:.80}")
         self.text, self.where, self.names = text, where, frozenset(names)
@@ -97,8 +97,7 @@ class Constraint:
                 else values[node.id]
         if kind is ast.BinOp:
             left, right = self._value(node.left, values), self._value(node.right, values)
-            if not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                       for v in (left, right)):
+            if not (is_real(left) and is_real(right)):
                 raise TypeError(f"arithmetic takes numbers, got {left!r} and {right!r}")
             if type(node.op) is ast.Pow and abs(right) > MAX_EXPONENT:
                 raise ValueError(f"an exponent must be at most {MAX_EXPONENT} in magnitude, "

@@ -9,7 +9,6 @@ captured, and the manifest records the final test accuracy.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from torch import nn
 
 from hbfpsim.staging import check_free
 from hbfpsim.trace.pytorch import Capture
+from hbfpsim.validate import is_integer, is_number
 
 EXAMPLES = ("mlp-digits", "cnn-digits")
 MAX_EPOCHS = 10_000
@@ -62,13 +62,13 @@ def train_and_capture(kind: str, out: str | Path, *, epochs: int = 30, batch: in
     existing one only with ``force``). Returns the captured epochs, steps and the final test
     accuracy."""
     model = build(kind)
-    for name, value, high in (("epochs", epochs, MAX_EPOCHS), ("batch", batch, 1437),
-                              ("seed", seed, 2**32 - 1)):
-        low = 0 if name == "seed" else 1
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+    for name, value, low, high in (("epochs", epochs, 1, MAX_EPOCHS), ("batch", batch, 1, 1437),
+                                   ("seed", seed, 0, 2**32 - 1)):
+        if not is_integer(value, low, high):
             raise ValueError(f"{name} must be an integer from {low} to {high}, got {value!r}")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf:
+    if not (is_number(lr) and lr > 0):
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    epochs, batch, seed = int(epochs), int(batch), int(seed)
     check_free(out, force)
     torch.manual_seed(seed)
     x_train, y_train, x_test, y_test = digits(seed)

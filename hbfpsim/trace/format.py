@@ -26,7 +26,6 @@ nothing behind.
 from __future__ import annotations
 
 import json
-import numbers
 import os
 import shutil
 import weakref
@@ -40,6 +39,7 @@ import numpy as np
 from hbfpsim.staging import as_path, staged_dir
 from hbfpsim.trace.manifest import (MANIFEST, PHASES, SCHEMA, TraceError, check_operand,
                                     check_record, check_values, read_manifest, show)
+from hbfpsim.validate import is_integer
 
 
 class TraceWarning(UserWarning):
@@ -150,9 +150,7 @@ _WRITING: set[Path] = set()     # outputs the open writers of this process are b
 
 def _as_int(value: Any) -> Any:
     """NumPy and other integers as int; anything else (bool, float) left for the check."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return int(value)
-    return value
+    return int(value) if is_integer(value) else value
 
 
 def _to_json(data: dict, what: str) -> str:

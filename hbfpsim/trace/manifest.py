@@ -22,6 +22,8 @@ from typing import Any, BinaryIO
 import numpy as np
 from numpy.lib import format as npy
 
+from hbfpsim.validate import is_integer
+
 SCHEMA = "hbfpsim-trace/1"
 PHASES = ("fwd", "bwd_data", "bwd_weight")
 MANIFEST = "manifest.json"
@@ -142,7 +144,7 @@ def check_values(values: dict) -> None:
     for key in ("id", "step", "epoch", *SIZES):
         v = values[key]
         low, high, top = (1, MAX_SIZE, "2**40") if key in SIZES else (0, MAX_INDEX, "2**62")
-        if not isinstance(v, int) or isinstance(v, bool) or not low <= v <= high:
+        if not is_integer(v, low, high):
             raise ValueError(f"'{key}' must be an integer from {low} to {top}, got {show(v)}")
     m, n, k, count = (values[key] for key in SIZES)
     for name, elements in (("A", m * k * count), ("B", k * n * count), ("C", m * n * count)):

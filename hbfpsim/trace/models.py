@@ -19,6 +19,7 @@ import inspect
 from pathlib import Path
 
 from hbfpsim.trace.format import TraceWriter
+from hbfpsim.validate import is_integer
 
 Entry = tuple[str, str, int, int, int, int]
 
@@ -115,8 +116,9 @@ def shape_trace(path: str | Path, model: str, *, force: bool = False, **settings
         if key not in accepted:
             raise ValueError(f"{model}: unknown setting {key!r} (the settings are "
                              f"{', '.join(accepted)})")
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**20:
+        if not is_integer(value, 1, 2**20):
             raise ValueError(f"{model}: {key} must be an integer from 1 to 2**20, got {value!r}")
+    settings = {key: int(value) for key, value in settings.items()}
     gemms = generator(**settings)         # a size too small for the network fails in add
     with TraceWriter(path, model, description=describe(**settings), force=force,
                      capture={"kind": "shape-only", "generator": f"hbfpsim.trace.models."

@@ -30,8 +30,6 @@ The trace appears at ``path`` only when the ``with`` block ends normally.
 from __future__ import annotations
 
 import fnmatch
-import math
-import numbers
 import re
 import warnings
 from importlib.metadata import version
@@ -45,6 +43,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from hbfpsim.staging import check_free
 from hbfpsim.trace.format import TraceWarning, TraceWriter
 from hbfpsim.trace.manifest import MAX_INDEX, show
+from hbfpsim.validate import is_integer, is_number
 
 TAG = "hbfpsim_layer"
 FUNCTIONAL = "<functional>"
@@ -74,12 +73,10 @@ class Capture:
         self.steps = _steps(steps)
         self.layers = _layers(layers, set(self._names.values()))
         if max_bytes is not None:
-            if isinstance(max_bytes, bool) or not isinstance(max_bytes, numbers.Real) or \
-                    not math.isfinite(max_bytes) or max_bytes < 0:
+            if not is_number(max_bytes, 0):
                 raise ValueError(f"capture: max_bytes must be a finite number >= 0 (or None "
                                  f"for no limit), got {show(max_bytes)}")
-            max_bytes = int(max_bytes) if isinstance(max_bytes, numbers.Integral) \
-                else float(max_bytes)
+            max_bytes = int(max_bytes) if is_integer(max_bytes) else float(max_bytes)
         self.max_bytes = max_bytes
         for key, value in (("name", name or ""), ("description", description)):
             if not isinstance(value, str):
@@ -102,7 +99,7 @@ class Capture:
     def start_step(self, epoch: int | None = None) -> None:
         """Call at the start of each training step (steps are numbered from 0)."""
         if epoch is not None:
-            if _integer(epoch, MAX_INDEX) is None:
+            if not is_integer(epoch, 0, MAX_INDEX):
                 raise ValueError(f"start_step: epoch must be an integer >= 0, got {show(epoch)}")
             self.epoch = int(epoch)
         self.step += 1
@@ -313,22 +310,13 @@ def capture(path: str | Path, model: torch.nn.Module, **options) -> Capture:
     return Capture(path, model, **options)
 
 
-def _integer(value, high: int) -> int | None:
-    """``value`` as an int if it is an integer (not a bool) from 0 to ``high``, else None."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and \
-            0 <= value <= high:
-        return int(value)
-    return None
-
-
 def _steps(steps) -> set[int] | None:
     if steps is None:
         return None
     if not isinstance(steps, (str, bytes)) and hasattr(steps, "__iter__"):
         steps = list(steps)
-        values = [_integer(s, MAX_INDEX) for s in steps]
-        if None not in values:
-            return set(values)
+        if all(is_integer(s, 0, MAX_INDEX) for s in steps):
+            return {int(s) for s in steps}
     raise ValueError(f"capture: steps must be a list of integers >= 0 (or None for all), "
                      f"got {show(steps)}")
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from hbfpsim.staging import check_free
 from hbfpsim.trace.format import TraceError, TraceWarning, TraceWriter
 from hbfpsim.trace.manifest import read_text, show
+from hbfpsim.validate import is_integer
 
 ROUNDINGS = ("pytorch", "scalesim")
 MAX_VALUE = 2**31                  # every number of a topology, and the batch
@@ -64,8 +65,9 @@ def import_topology(csv_path: str | Path, out_dir: str | Path, *, batch: int = 1
     csv_path = Path(csv_path)
     if rounding not in ROUNDINGS:
         raise ValueError(f"rounding={rounding!r} is not one of {ROUNDINGS}")
-    if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_VALUE:
+    if not is_integer(batch, 1, MAX_VALUE):
         raise ValueError(f"batch must be an integer from 1 to 2**31, got {show(batch)}")
+    batch = int(batch)
     if model is not None and not isinstance(model, str):
         raise ValueError(f"model must be a string, got {show(model)}")
     check_free(out_dir, force)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from hbfpsim.trace.examples import digits
+from hbfpsim.validate import is_integer
 
 VOCAB = 128                 # ASCII
 DEFAULT_TEXT_BYTES = 2_000_000
@@ -37,8 +38,7 @@ def stdlib_files() -> list[Path]:
 def stdlib_text(max_bytes: int = DEFAULT_TEXT_BYTES) -> tuple[torch.Tensor, torch.Tensor, str]:
     """(train tokens, validation tokens, a description of the text) from the first
     ``max_bytes`` ASCII bytes of the standard library's source, int64 token ids."""
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or \
-            not 10_000 <= max_bytes <= MAX_TEXT_BYTES:
+    if not is_integer(max_bytes, 10_000, MAX_TEXT_BYTES):
         raise ValueError(f"text bytes: expected an integer from 10000 to {MAX_TEXT_BYTES}, "
                          f"got {max_bytes!r}")
     chunks, size, used = [], 0, 0

@@ -45,10 +45,11 @@ from hbfpsim.schedule import PHASES, RunContext, Schedule
 from hbfpsim.train.gemm import Conv2dFn, LinearFn, MatmulFn, emulator_op
 from hbfpsim.train.method import Method, Variant, as_variant, with_changes
 from hbfpsim.train.storage import keep_stored
-from hbfpsim.validate import is_integer
+from hbfpsim.validate import is_integer, known_keys
 
 # (layer, phase, numerics, A, B, whether A is the weight) of every GEMM while counting
 Recorder = Callable[[str, str, Numerics, torch.Tensor, torch.Tensor, bool], None]
+EXACT_KEYS = ("layers", "phases", "epochs")
 
 
 class MatMul(nn.Module):
@@ -156,7 +157,7 @@ class Emulation:
 
     def __init__(self, schedule: Schedule, method: Method, layers: list[str],
                  epochs: int | None, steps: int | None, exact: dict | None, seed: int):
-        self.schedule, self.method, self.seed = schedule, method, seed
+        self.schedule, self.method, self.seed = schedule, method, int(seed)
         self.layers = tuple(layers)
         self.context = RunContext(layers[0] if layers else None,
                                   layers[-1] if layers else None,
@@ -243,13 +244,14 @@ def pe_plan(numerics: Numerics) -> str:
 
 
 def exact_spec(exact: dict | None) -> dict | None:
+    """The GEMMs that accumulate bit-exactly, checked, with defaults filled in: ``layers``
+    (name patterns, default all), ``phases`` (default all) and ``epochs`` ([first, last],
+    default all); None stays None."""
     if exact is None:
         return None
     if not isinstance(exact, dict):
         raise ValueError(f"exact: expected a dict with layers, phases, epochs; got {exact!r}")
-    extra = sorted(set(exact) - {"layers", "phases", "epochs"})
-    if extra:
-        raise ValueError(f"exact: unknown key {extra[0]!r} (expected layers, phases, epochs)")
+    known_keys(exact, EXACT_KEYS, "exact:")
     layers = exact.get("layers", ["*"])
     phases = exact.get("phases", list(PHASES))
     epochs = exact.get("epochs", [0, 2**31])
@@ -295,15 +297,29 @@ def emulate(model: nn.Module, schedule: str | Schedule | Variant, *,
     method = with_changes(variant.method, rounding=rounding, blocking=blocking,
                           attention=attention, storage=storage, stored=stored)
     for key, value in (("epochs", epochs), ("steps", steps)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 1):
+        if value is not None and not is_integer(value, 1):
             raise ValueError(f"{key}: expected an integer >= 1, got {value!r}")
     if not is_integer(seed, 0, 2**63 - 1):
         raise ValueError(f"seed: expected an integer in [0, 2^63), got {seed!r}")
     if exact is not None and method.blocking == "emulator":
         raise ValueError("exact: bit-exact accumulation reads each GEMM's operands in blocks "
                          "along its own K, which needs blocking='gemm'")
-    swaps = _SWAPS if method.attention == "emulated" else _SWAPS[:2]
+    targets = _targets(model, _SWAPS if method.attention == "emulated" else _SWAPS[:2])
+    emu = Emulation(variant.schedule, method, [name for name, _, _ in targets], epochs, steps,
+                    exact, seed)
+    for name, module, emulated in targets:
+        module.__class__ = emulated
+        module.site = _Site(emu, name)
+    if optimizer is not None:
+        keep_stored(emu, model, optimizer, [m.weight for _, m, _ in targets
+                                            if hasattr(m, "weight")])
+    return emu
+
+
+def _targets(model: nn.Module, swaps: tuple[tuple[type, type], ...]
+             ) -> list[tuple[str, nn.Module, type]]:
+    """(name, module, emulated class) of every module of ``model`` that ``swaps`` converts,
+    in registration order; a ValueError for a grouped convolution or for none at all."""
     targets = []
     for name, module in model.named_modules():
         for plain, emulated in swaps:
@@ -316,15 +332,7 @@ def emulate(model: nn.Module, schedule: str | Schedule | Variant, *,
     if not targets:
         raise ValueError("emulate: the model has no Linear, Conv2d or hbfpsim.train.MatMul "
                          "module to convert")
-    emu = Emulation(variant.schedule, method, [name for name, _, _ in targets], epochs, steps,
-                    exact, seed)
-    for name, module, emulated in targets:
-        module.__class__ = emulated
-        module.site = _Site(emu, name)
-    if optimizer is not None:
-        keep_stored(emu, model, optimizer, [m.weight for _, m, _ in targets
-                                            if hasattr(m, "weight")])
-    return emu
+    return targets
 
 
 def converted(model: nn.Module) -> list[tuple[str, Any]]:

@@ -32,6 +32,7 @@ from hbfpsim.train import spec as train_spec
 from hbfpsim.train.emulate import Emulation
 from hbfpsim.train.job import make_task
 from hbfpsim.train.loop import build, checkpoint_path, load_checkpoint
+from hbfpsim.validate import is_integer, is_number
 
 Direction = dict[str, torch.Tensor]     # by parameter name, in the weights' units
 
@@ -128,20 +129,19 @@ def landscape(spec: train_spec.TrainSpec | str | Path, variants: list[str] | Non
         raise ValueError(f"variants: expected a non-empty list of variant names, got "
                          f"{variants!r:.80}")
     seed = spec.seeds[0] if seed is None else seed
-    if isinstance(seed, bool) or seed not in spec.seeds:
+    if not (is_integer(seed) and seed in spec.seeds):
         raise ValueError(f"seed: expected one of the run's seeds {list(spec.seeds)}, got "
                          f"{seed!r:.80}")
-    if isinstance(points, bool) or not isinstance(points, int) or not 3 <= points <= 201:
+    if not is_integer(points, 3, 201):
         raise ValueError(f"points: expected an integer from 3 to 201, got {points!r:.80}")
-    if isinstance(span, bool) or not isinstance(span, (int, float)) or \
-            not (math.isfinite(span) and span > 0):
+    if not (is_number(span) and span > 0):
         raise ValueError(f"span: expected a finite number > 0, got {span!r:.80}")
-    if isinstance(seed_directions, bool) or not isinstance(seed_directions, int) or \
-            not 0 <= seed_directions < 2**63:
+    if not is_integer(seed_directions, 0, 2**63 - 1):
         raise ValueError(f"seed_directions: expected an integer in [0, 2^63), got "
                          f"{seed_directions!r:.80}")
+    seed = int(seed)
     states = {name: _finished(spec, schedules[name], seed) for name in names}
-    steps = grid(points, float(span))
+    steps = grid(int(points), float(span))
     plane = [(a, b) for a in steps for b in (steps if two_d else [0.0])]
     task = make_task(spec)
     rows = []
@@ -151,7 +151,7 @@ def landscape(spec: train_spec.TrainSpec | str | Path, variants: list[str] | Non
             bar.set_postfix_str(name)
             model, _, emu = build(spec, task, schedules[name], seed)
             model.load_state_dict(states[name])
-            generator = torch.Generator().manual_seed(seed_directions)
+            generator = torch.Generator().manual_seed(int(seed_directions))
             d = filter_normalized(model, generator)
             e = filter_normalized(model, generator) if two_d else None
             losses = scan(model, task, emu, spec.epochs - 1, d, e, plane, bar)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,8 @@ from hbfpsim.staging import as_path
 from hbfpsim.train.emulate import exact_spec
 from hbfpsim.train.method import METHOD_PRESETS, Method, Variant, as_variant, with_changes
 from hbfpsim.train.rates import SHAPES, LearningRate
-from hbfpsim.validate import integer_key, is_integer, known_keys, main_table, name_list
+from hbfpsim.validate import (checked_key, choice_key, integer_key, is_integer, is_number,
+                              is_text, known_keys, main_table, name_list, number_in)
 
 METHOD_KEYS = ("rounding", "blocking", "attention", "storage", "stored")
 LR_KEYS = ("lr_schedule", "warmup_steps", "lr_final", "lr_milestones", "lr_gamma")
@@ -102,16 +102,14 @@ def parse(data: dict, *, source: str = "<dict>", base: Path = Path("."),
     table = main_table(data, "train", ("train", "variant"), TRAIN_KEYS, source,
                        "the task and variants")
     where = f"{source}: [train]"
-    task = table.get("task")
-    if task not in DEFAULTS:
-        raise ConfigError(f"{where} task: expected one of {', '.join(DEFAULTS)}, got {task!r}")
+    task = choice_key(table, "task", where, None, tuple(DEFAULTS))
     defaults = DEFAULTS[task]
     if task == "digits":
         stray = sorted(set(table) & set(TEXT_LIMITS))
         if stray:
             raise ConfigError(f"{where} {stray[0]}: only the text task takes it")
     settings = {"batch": integer_key(table, "batch", where, defaults["batch"], 1, 4096),
-                "lr": _base_rate(table.get("lr", defaults["lr"]), where)}
+                "lr": _base_rate(table, where, defaults["lr"])}
     if task == "text":
         for key, (low, high) in TEXT_LIMITS.items():
             settings[key] = integer_key(table, key, where, defaults[key], low, high)
@@ -127,9 +125,10 @@ def parse(data: dict, *, source: str = "<dict>", base: Path = Path("."),
     lr_table = {k: table[k] for k in ("lr", *LR_KEYS) if k in table}
     variants = _variants(table, data.get("variant", []), where, source, method,
                          (lr_table, settings["lr"], epochs))
-    seeds = _seeds(table.get("seeds", [0]), where)
+    seeds = tuple(checked_key(table, "seeds", where, [0], _seed_list,
+                              "1 to 100 distinct integers in [0, 2^32)"))
     out = out if out is not None else table.get("out", f"runs/{Path(source).stem}")
-    if not isinstance(out, (str, Path)) or not str(out).strip():
+    if not (isinstance(out, (str, Path)) and is_text(str(out))):
         raise ConfigError(f"{where} out: expected a folder path, got {out!r}")
     try:
         exact = exact_spec(table.get("exact"))
@@ -149,25 +148,16 @@ def parse(data: dict, *, source: str = "<dict>", base: Path = Path("."),
 
 
 def _rate(table: dict, where: str, base: float, epochs: int) -> LearningRate:
-    shape = table.get("lr_schedule", "constant")
-    if shape not in SHAPES:
-        raise ConfigError(f"{where} lr_schedule: expected one of {', '.join(SHAPES)}, got "
-                          f"{shape!r}")
+    shape = choice_key(table, "lr_schedule", where, "constant", SHAPES)
     warmup = integer_key(table, "warmup_steps", where, 0, 0, 10**7)
-    final = table.get("lr_final", 0.0)
-    if isinstance(final, bool) or not isinstance(final, (int, float)) or \
-            not 0 <= final <= 1:
-        raise ConfigError(f"{where} lr_final: expected a fraction of lr in [0, 1], got "
-                          f"{final!r}")
-    gamma = table.get("lr_gamma", 0.1)
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 < gamma <= 1:
-        raise ConfigError(f"{where} lr_gamma: expected a factor in (0, 1], got {gamma!r}")
-    milestones = table.get("lr_milestones", [])
-    if not isinstance(milestones, list) or not all(
-            is_integer(m, 1, epochs - 1)
-            for m in milestones) or milestones != sorted(set(milestones)):
-        raise ConfigError(f"{where} lr_milestones: expected increasing epochs in [1, "
-                          f"{epochs - 1}], got {milestones!r}")
+    final = checked_key(table, "lr_final", where, 0.0, number_in(0, 1),
+                        "a fraction of lr in [0, 1]")
+    gamma = checked_key(table, "lr_gamma", where, 0.1, lambda v: is_number(v, 0, 1) and v > 0,
+                        "a factor in (0, 1]")
+    milestones = checked_key(
+        table, "lr_milestones", where, [],
+        lambda v: isinstance(v, list) and all(is_integer(m, 1, epochs - 1) for m in v)
+        and v == sorted(set(v)), f"increasing epochs in [1, {epochs - 1}]")
     for key, needs in (("lr_final", "cosine"), ("lr_milestones", "step"),
                        ("lr_gamma", "step")):
         if key in table and shape != needs:
@@ -179,11 +169,10 @@ def _rate(table: dict, where: str, base: float, epochs: int) -> LearningRate:
     return LearningRate(base, shape, warmup, float(final), tuple(milestones), float(gamma))
 
 
-def _base_rate(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-            not (math.isfinite(value) and 0 < value <= 10):
-        raise ConfigError(f"{where} lr: expected a number in (0, 10], got {value!r}")
-    return float(value)
+def _base_rate(table: dict, where: str, default: float) -> float:
+    """``lr``: the base learning rate (``default`` when absent), in (0, 10]."""
+    return float(checked_key(table, "lr", where, default,
+                             lambda v: is_number(v, 0, 10) and v > 0, "a number in (0, 10]"))
 
 
 def _variants(table: dict, raw: Any, where: str, source: str, method: Method,
@@ -231,7 +220,7 @@ def _variant_tables(raw: list, source: str, method: Method, lr: tuple
             inherited = {k: v for k, v in lr_table.items()
                          if "lr_schedule" not in t or k not in SHAPE_KEYS}
             table = {**inherited, **{k: t[k] for k in ("lr", *LR_KEYS) if k in t}}
-            rate = _rate(table, where, _base_rate(table.get("lr", base), where), epochs)
+            rate = _rate(table, where, _base_rate(table, where, base), epochs)
         try:
             out.append(Variant(schedule, with_changes(
                 preset.method if preset else method, **{k: t.get(k) for k in METHOD_KEYS}),
@@ -241,13 +230,10 @@ def _variant_tables(raw: list, source: str, method: Method, lr: tuple
     return tuple(out)
 
 
-def _seeds(value: Any, where: str) -> tuple[int, ...]:
-    if not isinstance(value, list) or not 1 <= len(value) <= 100 or not all(
-            is_integer(s, 0, 2**32 - 1) for s in value) \
-            or len(set(value)) != len(value):
-        raise ConfigError(f"{where} seeds: expected 1 to 100 distinct integers in [0, 2^32), "
-                          f"got {value!r}")
-    return tuple(value)
+def _seed_list(value: Any) -> bool:
+    """1 to 100 distinct integers in [0, 2^32)."""
+    return (isinstance(value, list) and 1 <= len(value) <= 100
+            and all(is_integer(s, 0, 2**32 - 1) for s in value) and len(set(value)) == len(value))
 
 
 def _capture(raw: Any, names: list[str], seeds: tuple[int, ...], epochs: int, where: str,
@@ -258,31 +244,19 @@ def _capture(raw: Any, names: list[str], seeds: tuple[int, ...], epochs: int, wh
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a table")
     known_keys(raw, CAPTURE_KEYS, where)
-    variant = raw.get("variant", names[0])
-    if variant not in names:
-        raise ConfigError(f"{where} variant: expected one of {', '.join(names)}, got "
-                          f"{variant!r}")
-    seed = raw.get("seed", seeds[0])
-    if seed not in seeds or isinstance(seed, bool):
-        raise ConfigError(f"{where} seed: expected one of the run's seeds {list(seeds)}, got "
-                          f"{seed!r}")
-    chosen = raw.get("epochs", [0])
-    if not isinstance(chosen, list) or not chosen or not all(
-            is_integer(e, 0, epochs - 1) for e in chosen):
-        raise ConfigError(f"{where} epochs: expected a list of epochs in [0, {epochs - 1}], "
-                          f"got {chosen!r}")
+    variant = choice_key(raw, "variant", where, names[0], tuple(names))
+    seed = checked_key(raw, "seed", where, seeds[0], lambda v: is_integer(v) and v in seeds,
+                       f"one of the run's seeds {list(seeds)}")
+    chosen = checked_key(raw, "epochs", where, [0],
+                         lambda v: isinstance(v, list) and bool(v)
+                         and all(is_integer(e, 0, epochs - 1) for e in v),
+                         f"a list of epochs in [0, {epochs - 1}]")
     steps = integer_key(raw, "steps", where, 1, 1, 10**6)
-    layers = raw.get("layers", ["*"])
-    if not isinstance(layers, list) or not layers or not all(
-            isinstance(p, str) and p.strip() for p in layers):
-        raise ConfigError(f"{where} layers: expected a list of layer name patterns, got "
-                          f"{layers!r}")
-    path = raw.get("path")
-    if not isinstance(path, str) or not path.strip():
-        raise ConfigError(f"{where} path: expected the trace folder to write, got {path!r}")
-    budget = raw.get("max_bytes")
-    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
-                               or not (math.isfinite(budget) and budget >= 0)):
-        raise ConfigError(f"{where} max_bytes: expected a number >= 0, got {budget!r}")
+    layers = checked_key(raw, "layers", where, ["*"],
+                         lambda v: isinstance(v, list) and bool(v) and all(map(is_text, v)),
+                         "a list of layer name patterns")
+    path = checked_key(raw, "path", where, None, is_text, "the trace folder to write")
+    budget = checked_key(raw, "max_bytes", where, None, lambda v: v is None or is_number(v, 0),
+                         "a number >= 0")
     return Capture(variant, seed, tuple(sorted(set(chosen))), steps, tuple(layers), base / path,
                    budget)
