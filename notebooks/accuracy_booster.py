@@ -3,7 +3,7 @@
 #
 # The Accuracy Booster (Harma et al., arXiv 2211.10737) trains in HBFP4 and switches
 # to HBFP6 where 4 bits hurt most: the first and last layers, and the last epoch. It
-# ships as the schedule preset `booster` (`hbfpsim.schedule.PRESETS`). Here it is
+# ships as the schedule preset `booster` (`hbfpsim.format_schedule.PRESETS`). Here it is
 # replayed with HBFP4, HBFP6 and FP32 on the shipped CNN trace (`traces/cnn_digits`,
 # the real operands of epochs 0, 15 and 29 of a 30-epoch training run) on `array32`.
 #
@@ -25,7 +25,7 @@ if not (ROOT / "traces").is_dir():
     raise FileNotFoundError(f"open this notebook from notebooks/ (cwd: {Path.cwd()})")
 
 # %%
-from hbfpsim.schedule import PRESETS
+from hbfpsim.format_schedule import PRESETS
 
 booster = PRESETS["booster"]
 

@@ -2489,7 +2489,7 @@ def api_replay_and_schedule() -> Iterator[Case]:
         return Numerics.create(**kw)
 
     def rule(**kw):
-        from hbfpsim.schedule import Rule
+        from hbfpsim.format_schedule import Rule
         return Rule(numerics(input="hbfp6"), **kw)
 
     for label, kw in (("phases=upper-case", {"phases": ("FWD",)}),
@@ -2503,13 +2503,13 @@ def api_replay_and_schedule() -> Iterator[Case]:
         yield api(g, f"Rule({label})", lambda _w, kw=kw: rule(**kw), f"Rule(hbfp6, **{kw!r})")
 
     def rule_raw():
-        from hbfpsim.schedule import Rule
+        from hbfpsim.format_schedule import Rule
         return Rule("hbfp6")
 
     yield api(g, "Rule(numerics=string)", lambda _w: rule_raw(), "Rule('hbfp6')")
 
     def booster(layer, phase, epoch, **where):
-        from hbfpsim.schedule import PRESETS, RunContext
+        from hbfpsim.format_schedule import PRESETS, RunContext
         return PRESETS["booster"].numerics_for(layer, phase, epoch, RunContext(**where)).input.name
 
     yield api(g, "booster(no-last-epoch)", lambda _w: booster("fc", "fwd", 3),
@@ -2523,7 +2523,7 @@ def api_replay_and_schedule() -> Iterator[Case]:
               "booster in the last epoch", expect=lambda v: v == "hbfp6@64")
 
     def run_context(*args):
-        from hbfpsim.schedule import run_context
+        from hbfpsim.format_schedule import run_context
         return run_context(*args)
 
     yield api(g, "run_context(empty)", lambda _w: run_context([], []), "run_context([], [])",

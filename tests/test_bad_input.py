@@ -310,7 +310,7 @@ def test_mixed_density_needs_finite_positive_parts(parts):
     ({"epochs": None}, ValueError), ({"phases": ("FWD",)}, ValueError)])
 def test_rules_check_their_fields(kwargs, error):
     from hbfpsim.numerics import Numerics
-    from hbfpsim.schedule import Rule
+    from hbfpsim.format_schedule import Rule
     with pytest.raises(error, match="rule"):
         Rule(Numerics.create("hbfp6"), **kwargs)
     with pytest.raises(TypeError, match="expected a Numerics"):
@@ -385,7 +385,7 @@ def test_numpy_integers_are_integers():
     seed (stochastic rounding streams), plan lengths."""
     from hbfpsim.mac.plan import as_plan
     from hbfpsim.numerics import Numerics
-    from hbfpsim.schedule import Rule, RunContext
+    from hbfpsim.format_schedule import Rule, RunContext
     rule = Rule(Numerics.create("hbfp6"), epochs=(np.int64(1), "last"))
     assert rule.matches("fc", "fwd", 2, RunContext(last_epoch=5))
     assert str(as_plan([(np.int64(64), "fixed16"), (None, "fp32")])) == "fixed16*64 > fp32"

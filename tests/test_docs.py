@@ -66,8 +66,8 @@ def test_readme_quickstart_table_is_current(tmp_path, monkeypatch, capsys):
 
 def test_schedule_and_accuracy_docstring_examples():
     import hbfpsim.accuracy
-    import hbfpsim.schedule
+    import hbfpsim.format_schedule
 
-    for module in (hbfpsim.accuracy, hbfpsim.schedule):
+    for module in (hbfpsim.accuracy, hbfpsim.format_schedule):
         result = run_examples(module.__doc__, module.__name__)
         assert result.attempted >= 2 and result.failed == 0, module.__name__

@@ -32,7 +32,7 @@ from hbfpsim.config import ConfigError
 from hbfpsim.cost import array_cost, gemm_energy, mac_cost
 from hbfpsim.mac import matmul
 from hbfpsim.numerics import Numerics
-from hbfpsim.schedule import PRESETS
+from hbfpsim.format_schedule import PRESETS
 from hbfpsim.trace import TraceWriter
 from hbfpsim.trace import open as open_trace
 

@@ -131,7 +131,7 @@ def test_exact_layers_accumulate_through_the_mac_engine():
     (here a BF16 chain, which rounds every addition), the others in FP32 by torch."""
     from hbfpsim.mac import matmul
     from hbfpsim.numerics import Numerics
-    from hbfpsim.schedule import Schedule
+    from hbfpsim.format_schedule import Schedule
     rng = np.random.default_rng(5)
     x, w = wide_spread(rng, (16, 40)), wide_spread(rng, (8, 40))
     schedule = Schedule.fixed(Numerics.create(FMT, accumulator="bf16"))

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 from hbfpsim import formats  # noqa: E402
 from hbfpsim.config import ConfigError  # noqa: E402
 from hbfpsim.numerics import Numerics  # noqa: E402
-from hbfpsim.schedule import Rule, RunContext, Schedule  # noqa: E402
+from hbfpsim.format_schedule import Rule, RunContext, Schedule  # noqa: E402
 from hbfpsim.train import emulate  # noqa: E402
 from hbfpsim.train import spec as train_spec  # noqa: E402
 from hbfpsim.train.method import METHOD_PRESETS, Method, Roundings, Variant  # noqa: E402

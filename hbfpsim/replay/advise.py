@@ -29,7 +29,7 @@ from hbfpsim.config import ArrayConfig
 from hbfpsim.numerics import Numerics
 from hbfpsim.replay.record import Costing, replay
 from hbfpsim.replay.run import trace_context
-from hbfpsim.schedule import Schedule
+from hbfpsim.format_schedule import Schedule
 from hbfpsim.trace import PHASES, Trace
 
 FP32 = Numerics.create("fp32")

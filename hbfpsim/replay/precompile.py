@@ -36,7 +36,7 @@ from hbfpsim.config import ArrayConfig
 from hbfpsim.formats.threads import PARALLEL_ELEMENTS, usable_cpus
 from hbfpsim.replay.runfile import Sampling
 from hbfpsim.replay.synthetic import Source
-from hbfpsim.schedule import RunContext, Schedule
+from hbfpsim.format_schedule import RunContext, Schedule
 
 WAIT_SECONDS = 300.0         # the longest a run waits for the helper
 SWITCH = "HBFPSIM_WARM_UP"   # "auto" (default): a helper when it pays; "always"; "never"

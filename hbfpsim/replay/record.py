@@ -23,7 +23,7 @@ from hbfpsim.formats import Format
 from hbfpsim.mac import AccumulationPlan, matmul
 from hbfpsim.numerics import Numerics
 from hbfpsim.replay.synthetic import Source
-from hbfpsim.schedule import RunContext, Schedule
+from hbfpsim.format_schedule import RunContext, Schedule
 from hbfpsim.trace import Gemm, GemmRecord
 
 EVENTS = ("overflows", "full_swamps", "partial_swamps")

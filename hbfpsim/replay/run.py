@@ -18,7 +18,7 @@ from hbfpsim.replay.record import COLUMNS, Costing, Row, replay, row_values
 from hbfpsim.replay.runfile import RunSpec, load
 from hbfpsim.replay.summary import Summary, summarize
 from hbfpsim.replay.synthetic import Fitted, Gaussian, Source
-from hbfpsim.schedule import RunContext, run_context
+from hbfpsim.format_schedule import RunContext, run_context
 
 
 @dataclass

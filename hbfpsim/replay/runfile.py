@@ -22,7 +22,7 @@
     name = "booster"
     schedule = "booster"
 
-    [[variant]]                          # or default numerics plus rules (hbfpsim.schedule)
+    [[variant]]                          # or default numerics plus rules (hbfpsim.format_schedule)
     name = "mine"
     input = "hbfp4"
     [[variant.rule]]
@@ -47,7 +47,7 @@ from typing import Any
 from hbfpsim.array import load as load_array
 from hbfpsim.config import ArrayConfig, ConfigError, read_toml
 from hbfpsim.numerics import KEYS, Numerics
-from hbfpsim.schedule import PRESETS, Rule, Schedule
+from hbfpsim.format_schedule import PRESETS, Rule, Schedule
 from hbfpsim.staging import as_path
 from hbfpsim.trace import PHASES
 from hbfpsim.validate import integer_key, known_keys, main_table, name_list

@@ -24,7 +24,7 @@ from hbfpsim.replay.run import epoch_weights, trace_context
 from hbfpsim.replay.runfile import Sampling
 from hbfpsim.replay.summary import ALL, summary_of
 from hbfpsim.replay.synthetic import Fitted, Gaussian, Source
-from hbfpsim.schedule import Schedule
+from hbfpsim.format_schedule import Schedule
 
 RECORD_COLUMNS = ("step", "epoch", "layer", "phase", "m", "n", "k", "count", "macs",
                   "epochs")     # the trace's: the same in every run

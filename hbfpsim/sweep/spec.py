@@ -49,7 +49,7 @@ from hbfpsim.numerics import KEYS as NUMERICS_KEYS
 from hbfpsim.numerics import Numerics
 from hbfpsim.replay.runfile import (Sampling, accuracy_keys, array_named, trace_dirs,
                                     variant_tables)
-from hbfpsim.schedule import Schedule
+from hbfpsim.format_schedule import Schedule
 from hbfpsim.staging import as_path
 from hbfpsim.sweep.expr import Constraint
 from hbfpsim.validate import main_table

@@ -41,7 +41,7 @@ from torch import nn
 
 from hbfpsim.formats.rounding import Rounding
 from hbfpsim.numerics import Numerics
-from hbfpsim.schedule import PHASES, RunContext, Schedule
+from hbfpsim.format_schedule import PHASES, RunContext, Schedule
 from hbfpsim.train.gemm import Conv2dFn, LinearFn, MatmulFn, emulator_op
 from hbfpsim.train.method import Method, Variant, as_variant, with_changes
 from hbfpsim.train.storage import keep_stored

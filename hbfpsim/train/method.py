@@ -30,7 +30,7 @@ from hbfpsim import formats
 from hbfpsim.formats import Format
 from hbfpsim.formats.rounding import Rounding
 from hbfpsim.numerics import Numerics
-from hbfpsim.schedule import FIRST, LAST, PRESETS, Rule, Schedule
+from hbfpsim.format_schedule import FIRST, LAST, PRESETS, Rule, Schedule
 from hbfpsim.train.rates import LearningRate
 
 ROLES = ("activations", "weights", "gradients", "storage")

@@ -20,7 +20,7 @@ last layers and for the last epoch, each accumulating inside its blocks of 64 in
 fixed-point register that never overflows (13 and 17 bits: ``cost.default_accumulator``) and
 across blocks in FP32.
 
->>> from hbfpsim.schedule import PRESETS, RunContext
+>>> from hbfpsim.format_schedule import PRESETS, RunContext
 >>> s = PRESETS["booster"]
 >>> context = RunContext(first_layer="conv1", last_layer="fc", last_epoch=89)
 >>> [s.numerics_for(layer, "fwd", epoch, context).input.name

@@ -1,7 +1,7 @@
-"""hbfpsim.schedule: rule matching, first rule wins, run_context, the Accuracy Booster preset.
+"""hbfpsim.format_schedule: rule matching, first rule wins, run_context, the Accuracy Booster preset.
 
 Expected numerics are worked by hand from the rules' meaning (module docstring of
-hbfpsim.schedule and Harma et al., arXiv 2211.10737): HBFP6 for the first and the last layer
+hbfpsim.format_schedule and Harma et al., arXiv 2211.10737): HBFP6 for the first and the last layer
 and for the last epoch, HBFP4 elsewhere.
 """
 
@@ -12,7 +12,7 @@ import itertools
 import pytest
 
 from hbfpsim.numerics import Numerics
-from hbfpsim.schedule import PHASES, PRESETS, Rule, RunContext, Schedule, run_context
+from hbfpsim.format_schedule import PHASES, PRESETS, Rule, RunContext, Schedule, run_context
 
 FP32 = Numerics.create("fp32")
 BF16 = Numerics.create("bf16")
