@@ -49,6 +49,17 @@ class Numerics:
             if not isinstance(getattr(self, key), kinds):
                 raise TypeError(f"Numerics.{key} must be {expected}, got {getattr(self, key)!r} "
                                 "(Numerics.create takes names)")
+        object.__setattr__(self, "_hash", hash(tuple(getattr(self, key) for key in KEYS)))
+
+    def __hash__(self) -> int:
+        """Computed once: a replay looks numerics up per record."""
+        return self._hash
+
+    def __reduce__(self) -> tuple:
+        """Rebuilt from its fields, so another process hashes it afresh (string hashes are
+        salted per process)."""
+        return Numerics, (self.input, self.weight, self.accumulator, self.output,
+                          self.block_accumulator)
 
     @classmethod
     def create(cls, input: str | Format = "fp32", weight: str | Format | None = None,

@@ -1,6 +1,10 @@
 """The seams: one rounding vocabulary for formats and accumulators, float layouts derived from
 one spec, and the resolved numerics every layer reads."""
 
+import os
+import pickle
+import subprocess
+import sys
 from dataclasses import replace
 
 import ml_dtypes
@@ -88,6 +92,19 @@ def test_numerics_from_names_and_objects():
     assert n.psum_bits == 32 and Numerics.create().weight.name == "fp32"
     with pytest.raises(TypeError, match="Numerics.input must be"):
         Numerics("hbfp4", get("hbfp4"), FloatAccumulator(8, 23), FloatAccumulator(8, 23))
+
+
+def test_numerics_pickled_into_another_process_hash_as_its_own():
+    """A sweep sends schedules to worker processes, whose string hashes are salted
+    differently: a Numerics unpickled there finds the one built there in a dict."""
+    sent = pickle.dumps(Numerics.create("hbfp4", accumulator="e5m10"))
+    probe = ("import pickle, sys; from hbfpsim.numerics import Numerics; "
+             "got = pickle.loads(sys.stdin.buffer.read()); "
+             "print({Numerics.create('hbfp4', accumulator='e5m10'): 'found'}.get(got))")
+    for seed in ("1", "2"):
+        done = subprocess.run([sys.executable, "-c", probe], input=sent, capture_output=True,
+                              check=True, env={**os.environ, "PYTHONHASHSEED": seed})
+        assert done.stdout.decode().strip() == "found"
 
 
 @pytest.mark.parametrize("key,value,message", [

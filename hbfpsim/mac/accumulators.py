@@ -107,8 +107,9 @@ class FloatAccumulator:
 
     @property
     def base(self) -> str:
-        names = {v: k for k, v in FLOAT_NAMES.items()}
-        return names.get((self.exp_bits, self.man_bits), f"e{self.exp_bits}m{self.man_bits}")
+        """The layout's name: ``fp32``, ``bf16``, ... or ``eXmY``."""
+        return _FLOAT_BASES.get((self.exp_bits, self.man_bits),
+                                f"e{self.exp_bits}m{self.man_bits}")
 
     def __str__(self) -> str:
         mods = [m for m, default in ((self.rounding.label, "rne"),
@@ -118,6 +119,7 @@ class FloatAccumulator:
 
 
 Accumulator = FixedAccumulator | FloatAccumulator
+_FLOAT_BASES = {layout: name for name, layout in FLOAT_NAMES.items()}
 
 
 def parse_accumulator(spec: str | Accumulator) -> Accumulator:
