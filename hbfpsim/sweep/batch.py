@@ -19,19 +19,16 @@ from pathlib import Path
 
 from hbfpsim import trace as traces
 from hbfpsim.config import ArrayConfig
-from hbfpsim.replay.record import COLUMNS, Costing, replay
+from hbfpsim.replay.record import COLUMNS, RECORD_FIELDS, Costing, replay
 from hbfpsim.replay.run import epoch_weights, trace_context
 from hbfpsim.replay.runfile import Sampling
 from hbfpsim.replay.summary import ALL, summary_of
 from hbfpsim.replay.synthetic import Fitted, Gaussian, Source
 from hbfpsim.format_schedule import Schedule
 
-RECORD_COLUMNS = ("step", "epoch", "layer", "phase", "m", "n", "k", "count", "macs",
-                  "epochs")     # the trace's: the same in every run
-TIMING_COLUMNS = ("input", "weight", "plan", "cycles", "stall_cycles", "utilization",
-                  "seconds", "energy_pj", "compute_pj", "sram_pj", "dram_pj", "mac_area_um2",
-                  "density")
-ACCURACY_COLUMNS = tuple(c for c in COLUMNS[COLUMNS.index("synthetic"):])
+RECORD_COLUMNS = (*RECORD_FIELDS, "epochs")          # the trace's: the same in every run
+TIMING_COLUMNS = COLUMNS[COLUMNS.index("input"):COLUMNS.index("epochs")]    # the run's
+ACCURACY_COLUMNS = COLUMNS[COLUMNS.index("synthetic"):]
 _TIMING, _ACCURACY = attrgetter(*TIMING_COLUMNS), attrgetter(*ACCURACY_COLUMNS)
 
 

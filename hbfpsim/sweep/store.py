@@ -11,7 +11,7 @@ Tables:
   configuration) and its totals (``TOTALS``; units as in ``replay.summary``: cycles, s,
   pJ, um^2);
 - ``gemms``: one row per (run, trace, record), the replay's per-GEMM columns that depend
-  on the run (``compute.TIMING_COLUMNS``, and ``ACCURACY_COLUMNS`` when computed; NULL
+  on the run (``batch.TIMING_COLUMNS``, and ``ACCURACY_COLUMNS`` when computed; NULL
   otherwise), by integer ids: a 10,000-run sweep of a 161-GEMM trace writes 1.6 M of them.
 
 A run's totals and all its GEMM rows go in one transaction with its ``done``: a kill at any
