@@ -20,6 +20,12 @@ last layers and for the last epoch, each accumulating inside its blocks of 64 in
 fixed-point register that never overflows (13 and 17 bits: ``cost.default_accumulator``) and
 across blocks in FP32.
 
+In a run file (replay, sweep or training), each ``[[variant]]`` table is a schedule
+(``variant_tables`` reads and checks them, errors naming the file, table and key): the keys
+of an array's ``[numerics]`` (the default), or ``schedule = "booster"`` (a preset), and any
+``[[variant.rule]]`` tables with ``layers``, ``phases``, ``epochs`` (and in training run
+files ``steps``) and the numerics keys they change.
+
 >>> from hbfpsim.format_schedule import PRESETS, RunContext
 >>> s = PRESETS["booster"]
 >>> context = RunContext(first_layer="conv1", last_layer="fc", last_epoch=89)
@@ -32,13 +38,15 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import Any
 
-from hbfpsim.numerics import Numerics
+from hbfpsim.numerics import KEYS, Numerics
 from hbfpsim.trace import PHASES
-from hbfpsim.validate import is_integer
+from hbfpsim.validate import ConfigError, is_integer, known_keys
 
 FIRST, LAST = "@first", "@last"
 
@@ -210,4 +218,88 @@ def _booster() -> Schedule:
 
 PRESETS = {"booster": _booster()}
 
-__all__ = ["PHASES", "PRESETS", "Rule", "RunContext", "Schedule", "run_context"]
+
+def variant_tables(raw: list, source: str, steps: bool = False,
+                   presets: dict[str, Schedule] = PRESETS) -> tuple[Schedule, ...]:
+    """The ``[[variant]]`` tables, each checked, names unique. ``steps``: rules may select
+    optimizer steps; ``presets``: the schedules ``schedule = NAME`` may name (training run
+    files have more)."""
+    variants = tuple(variant_table(v, f"{source}: [[variant]] {i + 1}", steps, presets)
+                     for i, v in enumerate(raw))
+    names = [v.name for v in variants]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise ConfigError(f"{source}: [[variant]] name {dup!r} is used twice")
+    return variants
+
+
+def _numerics(table: dict, where: str, inherit: dict | None = None) -> Numerics:
+    names = {**(inherit or {}), **{k: table[k] for k in KEYS if k in table}}
+    for key, value in names.items():
+        if not (isinstance(value, str) and value.strip()):
+            raise ConfigError(f"{where} {key}: expected a name such as 'hbfp4', got {value!r}")
+    return Numerics.create(**names, source=where)
+
+
+def variant_table(raw: Any, where: str, steps: bool = False,
+                  presets: dict[str, Schedule] = PRESETS) -> Schedule:
+    """One ``[[variant]]`` table (``where``: its file and position, for errors)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a table")
+    known_keys(raw, ("name", "schedule", "rule", *KEYS), where)
+    name = raw.get("name")
+    if not (isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name)):
+        raise ConfigError(f"{where} name: expected 1 to 64 ASCII letters, digits, '-', '_', "
+                          f"'.', starting with a letter or digit (it names figure files), "
+                          f"got {reprlib.repr(name)}")
+    if "schedule" in raw:
+        extra = sorted(set(raw) - {"name", "schedule"})
+        if extra:
+            raise ConfigError(f"{where} ({name}) {extra[0]}: a preset schedule takes no other "
+                              "keys (write a variant with rules to change its numerics)")
+        preset = presets.get(raw["schedule"])
+        if preset is None:
+            raise ConfigError(f"{where} schedule: expected one of {', '.join(presets)}, "
+                              f"got {raw['schedule']!r}")
+        return Schedule(name, preset.default, preset.rules)
+    inherit = {k: raw[k] for k in KEYS if k in raw}
+    rules = raw.get("rule", [])
+    if not isinstance(rules, list):
+        raise ConfigError(f"{where} rule: expected [[variant.rule]] tables")
+    return Schedule(name, _numerics(raw, f"{where} ({name})"),
+                    tuple(_rule(r, f"{where} ({name}) rule {i + 1}:", inherit, steps)
+                          for i, r in enumerate(rules)))
+
+
+def _rule(raw: Any, where: str, inherit: dict, steps: bool) -> Rule:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table")
+    if "steps" in raw and not steps:
+        raise ConfigError(f"{where} steps: rules by step apply to training run files; "
+                          "traces know epochs only")
+    known_keys(raw, ("layers", "phases", "epochs", "steps", *KEYS), where)
+    if not set(raw) & set(KEYS):
+        raise ConfigError(f"{where} gives no numerics (input, weight, accumulator, ...)")
+    layers = raw.get("layers", ["*"])
+    phases = raw.get("phases", list(PHASES))
+    epochs = raw.get("epochs", [None, None])
+    by_step = raw.get("steps", [None, None])
+    for key, value in (("layers", layers), ("phases", phases)):
+        if not isinstance(value, list) or not value or not all(isinstance(v, str)
+                                                                for v in value):
+            raise ConfigError(f"{where} {key}: expected a non-empty list of strings, "
+                              f"got {value!r}")
+    for key, value in (("epochs", epochs), ("steps", by_step)):
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} {key}: expected [first, last], got {value!r}")
+    try:
+        return Rule(_numerics(raw, where, inherit), tuple(layers), tuple(phases),
+                    tuple(epochs), tuple(by_step))
+    except ValueError as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"{where} {err}") from None
+
+
+__all__ = ["PHASES", "PRESETS", "Rule", "RunContext", "Schedule", "run_context", "variant_table",
+           "variant_tables"]

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 from hbfpsim import formats  # noqa: E402
 from hbfpsim.config import ConfigError  # noqa: E402
 from hbfpsim.numerics import Numerics  # noqa: E402
-from hbfpsim.format_schedule import Rule, RunContext, Schedule  # noqa: E402
+from hbfpsim.format_schedule import Rule, RunContext, Schedule, variant_table  # noqa: E402
 from hbfpsim.train import emulate  # noqa: E402
 from hbfpsim.train import spec as train_spec  # noqa: E402
 from hbfpsim.train.method import METHOD_PRESETS, Method, Roundings, Variant  # noqa: E402
@@ -279,10 +279,9 @@ def test_bad_method_keys_name_the_key(table, variants, message):
 
 
 def test_replay_run_files_refuse_rules_by_step():
-    from hbfpsim.replay import runfile
     with pytest.raises(ConfigError, match="steps: rules by step apply to training run files"):
-        runfile.variant_table({"name": "v", "input": "hbfp4",
-                               "rule": [{"steps": [1, 2], "input": "hbfp6"}]}, "f")
+        variant_table({"name": "v", "input": "hbfp4",
+                      "rule": [{"steps": [1, 2], "input": "hbfp6"}]}, "f")
 
 
 @pytest.mark.parametrize("blocking", ["gemm", "emulator"])

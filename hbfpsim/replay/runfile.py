@@ -22,7 +22,7 @@
     name = "booster"
     schedule = "booster"
 
-    [[variant]]                          # or default numerics plus rules (hbfpsim.format_schedule)
+    [[variant]]                          # or numerics plus rules (format_schedule)
     name = "mine"
     input = "hbfp4"
     [[variant.rule]]
@@ -38,19 +38,15 @@ is checked here; an error names the file, the table and the key.
 
 from __future__ import annotations
 
-import re
 import reprlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from hbfpsim.array import load as load_array
 from hbfpsim.config import ArrayConfig, ConfigError, read_toml
-from hbfpsim.numerics import KEYS, Numerics
-from hbfpsim.format_schedule import PRESETS, Rule, Schedule
+from hbfpsim.format_schedule import Schedule, variant_tables
 from hbfpsim.staging import as_path
-from hbfpsim.trace import PHASES
-from hbfpsim.validate import integer_key, known_keys, main_table, name_list
+from hbfpsim.validate import integer_key, main_table, name_list
 
 SYNTHETIC = ("none", "gaussian", "fitted")
 RUN_KEYS = ("traces", "arrays", "out", "seed", "max_outputs", "max_macs", "synthetic", "fit",
@@ -133,20 +129,6 @@ def figure_formats(run: dict, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def variant_tables(raw: list, source: str, steps: bool = False,
-                   presets: dict[str, Schedule] = PRESETS) -> tuple[Schedule, ...]:
-    """The ``[[variant]]`` tables, each checked, names unique. ``steps``: rules may select
-    optimizer steps; ``presets``: the schedules ``schedule = NAME`` may name (training run
-    files have more)."""
-    variants = tuple(variant_table(v, f"{source}: [[variant]] {i + 1}", steps, presets)
-                     for i, v in enumerate(raw))
-    names = [v.name for v in variants]
-    if len(set(names)) != len(names):
-        dup = next(n for n in names if names.count(n) > 1)
-        raise ConfigError(f"{source}: [[variant]] name {dup!r} is used twice")
-    return variants
-
-
 def trace_dirs(table: dict, where: str, base: Path) -> tuple[Path, ...]:
     """``traces``: trace directories relative to ``base``, each holding a manifest."""
     traces = tuple(base / t for t in name_list(table, "traces", where))
@@ -183,70 +165,3 @@ def array_named(name: str, base: Path, where: str) -> ArrayConfig:
         return load_array(name, base)
     except ConfigError as err:
         raise ConfigError(f"{where} arrays: {err}") from None
-
-
-def _numerics(table: dict, where: str, inherit: dict | None = None) -> Numerics:
-    names = {**(inherit or {}), **{k: table[k] for k in KEYS if k in table}}
-    for key, value in names.items():
-        if not (isinstance(value, str) and value.strip()):
-            raise ConfigError(f"{where} {key}: expected a name such as 'hbfp4', got {value!r}")
-    return Numerics.create(**names, source=where)
-
-
-def variant_table(raw: Any, where: str, steps: bool = False,
-                  presets: dict[str, Schedule] = PRESETS) -> Schedule:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: must be a table")
-    known_keys(raw, ("name", "schedule", "rule", *KEYS), where)
-    name = raw.get("name")
-    if not (isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name)):
-        raise ConfigError(f"{where} name: expected 1 to 64 ASCII letters, digits, '-', '_', "
-                          f"'.', starting with a letter or digit (it names figure files), "
-                          f"got {reprlib.repr(name)}")
-    if "schedule" in raw:
-        extra = sorted(set(raw) - {"name", "schedule"})
-        if extra:
-            raise ConfigError(f"{where} ({name}) {extra[0]}: a preset schedule takes no other "
-                              "keys (write a variant with rules to change its numerics)")
-        preset = presets.get(raw["schedule"])
-        if preset is None:
-            raise ConfigError(f"{where} schedule: expected one of {', '.join(presets)}, "
-                              f"got {raw['schedule']!r}")
-        return Schedule(name, preset.default, preset.rules)
-    inherit = {k: raw[k] for k in KEYS if k in raw}
-    rules = raw.get("rule", [])
-    if not isinstance(rules, list):
-        raise ConfigError(f"{where} rule: expected [[variant.rule]] tables")
-    return Schedule(name, _numerics(raw, f"{where} ({name})"),
-                    tuple(_rule(r, f"{where} ({name}) rule {i + 1}:", inherit, steps)
-                          for i, r in enumerate(rules)))
-
-
-def _rule(raw: Any, where: str, inherit: dict, steps: bool) -> Rule:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where} must be a table")
-    if "steps" in raw and not steps:
-        raise ConfigError(f"{where} steps: rules by step apply to training run files; "
-                          "traces know epochs only")
-    known_keys(raw, ("layers", "phases", "epochs", "steps", *KEYS), where)
-    if not set(raw) & set(KEYS):
-        raise ConfigError(f"{where} gives no numerics (input, weight, accumulator, ...)")
-    layers = raw.get("layers", ["*"])
-    phases = raw.get("phases", list(PHASES))
-    epochs = raw.get("epochs", [None, None])
-    by_step = raw.get("steps", [None, None])
-    for key, value in (("layers", layers), ("phases", phases)):
-        if not isinstance(value, list) or not value or not all(isinstance(v, str)
-                                                                for v in value):
-            raise ConfigError(f"{where} {key}: expected a non-empty list of strings, "
-                              f"got {value!r}")
-    for key, value in (("epochs", epochs), ("steps", by_step)):
-        if not isinstance(value, list):
-            raise ConfigError(f"{where} {key}: expected [first, last], got {value!r}")
-    try:
-        return Rule(_numerics(raw, where, inherit), tuple(layers), tuple(phases),
-                    tuple(epochs), tuple(by_step))
-    except ValueError as err:
-        if isinstance(err, ConfigError):
-            raise
-        raise ConfigError(f"{where} {err}") from None

@@ -47,9 +47,8 @@ from hbfpsim.formats import resolve
 from hbfpsim.mac import parse_accumulator
 from hbfpsim.numerics import KEYS as NUMERICS_KEYS
 from hbfpsim.numerics import Numerics
-from hbfpsim.replay.runfile import (Sampling, accuracy_keys, array_named, trace_dirs,
-                                    variant_tables)
-from hbfpsim.format_schedule import Schedule
+from hbfpsim.format_schedule import Schedule, variant_tables
+from hbfpsim.replay.runfile import Sampling, accuracy_keys, array_named, trace_dirs
 from hbfpsim.staging import as_path
 from hbfpsim.sweep.expr import Constraint
 from hbfpsim.validate import main_table

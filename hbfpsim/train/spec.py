@@ -31,8 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from hbfpsim.config import ConfigError, read_toml
-from hbfpsim.replay.runfile import variant_tables
-from hbfpsim.format_schedule import PRESETS, Schedule
+from hbfpsim.format_schedule import PRESETS, Schedule, variant_tables
 from hbfpsim.staging import as_path
 from hbfpsim.train.emulate import exact_spec
 from hbfpsim.train.method import METHOD_PRESETS, Method, Variant, as_variant, with_changes
