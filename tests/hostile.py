@@ -2732,12 +2732,48 @@ def plot_figures_command() -> Iterator[Case]:
                   expect=expect, refusal_ok=refusal)
 
 
+# =============================================================================================
+# Boundaries between fields and between processes: values legal alone but not together, keys
+# given twice, results that could be silently lost, what a killed or refused command leaves
+# =============================================================================================
+
+def boundary_training() -> Iterator[Case]:
+    """Training run files: outputs against captures, batches against data, contexts against
+    texts."""
+    yield from ()
+
+
+def boundary_sweep_spec() -> Iterator[Case]:
+    """Sweep specs: keys given twice, huge expansions, runs the disk cannot hold."""
+    yield from ()
+
+
+def boundary_sweep_run() -> Iterator[Case]:
+    """Sweep runs: schedulers that cannot be reached, refused stores, what a killed sweep
+    leaves."""
+    yield from ()
+
+
+def boundary_numerics() -> Iterator[Case]:
+    """Values beyond float32, arguments of the wrong type, epochs outside a capture, rule
+    ranges that never apply."""
+    yield from ()
+
+
+def boundary_environment() -> Iterator[Case]:
+    """A closed standard output, no writable home or cache, stale temporary siblings, parent
+    folders of a failed write."""
+    yield from ()
+
+
 SECTIONS: tuple[Callable[[], Iterable[Case]], ...] = (
     top_level, formats_command, gemm_command, config_keys, trace_info_command,
     import_scalesim_command, capture_command, density_command, plot_command,
-    plot_figures_command, cost_command,
-    run_command, sweep_command, train_command, advise_command, signal_cases, api_quantize, api_formats_get, api_accumulators,
-    api_matmul, api_array, api_trace, api_replay_and_schedule, api_train, api_cost)
+    plot_figures_command, cost_command, run_command, sweep_command, train_command,
+    advise_command, signal_cases, api_quantize, api_formats_get, api_accumulators,
+    api_matmul, api_array, api_trace, api_replay_and_schedule, api_train, api_cost,
+    boundary_training, boundary_sweep_spec, boundary_sweep_run, boundary_numerics,
+    boundary_environment)
 
 
 def cases() -> list[Case]:

@@ -334,6 +334,10 @@ def test_a_number_too_large_for_a_float_is_out_of_range(tmp_path, capsys):
     path = array_file(tmp_path, ("input_kib = 64", "input_kib = 1" + "0" * 400))
     rejected(["gemm", path, "64", "64", "64"], capsys, path, "[buffers] input_kib",
              "a positive number up to 2^40")
+
+
+def test_a_learning_rate_too_large_for_a_float_is_out_of_range():
+    pytest.importorskip("torch")
     from hbfpsim.config import ConfigError
     from hbfpsim.train import spec
     with pytest.raises(ConfigError, match=r"\[train\] lr: expected a number in \(0, 10\]"):
@@ -346,6 +350,7 @@ def test_a_number_too_large_for_a_float_is_out_of_range(tmp_path, capsys):
      "capture seed: expected one of the run's seeds [0], got 0.0"),
 ])
 def test_training_run_keys_of_the_wrong_type(table, message):
+    pytest.importorskip("torch")
     from hbfpsim.config import ConfigError
     from hbfpsim.train import spec
     with pytest.raises(ConfigError) as err:
