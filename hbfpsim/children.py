@@ -10,7 +10,8 @@ even run from a source checkout beside an installed copy. Its module calls ``bin
 first: on Linux the kernel then sends it SIGKILL when the parent dies (``PR_SET_PDEATHSIG``;
 strictly, when the parent's thread that started it ends), elsewhere a thread polls the
 parent's pid twice a second. It ignores Ctrl-C, which reaches the whole process group and is
-the parent's to handle.
+the parent's to handle; it starts with SIGINT blocked, so a Ctrl-C during its imports is
+not taken either.
 
 Messages between the two travel over the child's standard input and output as frames: an
 8-byte length, then a pickle. Only a process of hbfpsim's own, started here, is read this
@@ -32,6 +33,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -50,8 +52,25 @@ def start(module: str, *args: str, env: dict[str, str] | None = None,
     path = os.environ.get("PYTHONPATH")
     environment = {**os.environ, **(env or {}), PARENT: str(os.getpid()),
                    "PYTHONPATH": root if not path else os.pathsep.join([root, path])}
-    return subprocess.Popen([sys.executable, "-P", "-m", module, *args], env=environment,
-                            **popen)           # -P: not the working folder's hbfpsim, if any
+    with _ctrl_c_held():
+        return subprocess.Popen([sys.executable, "-P", "-m", module, *args], env=environment,
+                                **popen)       # -P: not the working folder's hbfpsim, if any
+
+
+@contextmanager
+def _ctrl_c_held() -> Iterator[None]:
+    """SIGINT blocked in this thread while a child starts: the child inherits the blocked
+    signal across exec, so a Ctrl-C to the process group while it is still importing (before
+    ``bind_to_parent`` ignores it) neither kills it nor prints a traceback. This process
+    receives a Ctrl-C that arrived meanwhile once the child has started."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def bind_to_parent() -> None:

@@ -412,15 +412,24 @@ def _advise_parser(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--no-check", action="store_true", help="theory only, no replay")
 
 
+LARGE_SWEEP = 100_000        # runs before constraints: a sweep this large says its size first
+
+
 def _sweep(args) -> str:
     from hbfpsim import sweep, text
     from hbfpsim.sweep import driver
     from hbfpsim.sweep.store import export, open_existing
     if args.sweep_command == "run":
         spec = sweep.load(args.spec)
+
+        def announce(size: driver.Estimate) -> None:
+            if size.runs >= LARGE_SWEEP and not args.quiet:
+                print(f"hbfpsim: sweep {spec.name}: {size.line()}", file=sys.stderr,
+                      flush=True)
+
         outcome = driver.run(spec, args.store, scheduler=args.scheduler,
                               workers=args.workers, batch=args.batch,
-                              progress=None if not args.quiet else False)
+                              progress=None if not args.quiet else False, announce=announce)
         with open_existing(args.store) as db:
             return text.sweep_outcome(spec.name, outcome, args.store, db.status())
     with open_existing(args.store) as db:
@@ -556,15 +565,44 @@ def entry() -> None:
     sys.exit(code)
 
 
+def _print_output(text: str) -> None:
+    """Print the command's output. A standard output that cannot be written (open for
+    reading only, say) is an OSError saying so; a closed pipe is a BrokenPipeError."""
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as err:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no retry at exit
+        raise OSError(f"cannot write to standard output: {err.strerror or err}") from None
+
+
+def _discard_stderr() -> None:
+    """Point a closed standard error (file descriptor 2) at the null device: messages go
+    nowhere, not to standard output (where ``print(file=None)`` sends them) nor into a file
+    the command opens later (which would take descriptor 2)."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    if null != 2:
+        os.dup2(null, 2)
+        os.close(null)
+    sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if sys.stderr is None:                       # started with it closed (`2>&-`)
+        _discard_stderr()
+    if sys.stdout is None:                       # started with it closed (`>&-`)
+        print("hbfpsim: error: standard output is closed, so nothing can be printed "
+              "(redirect it to /dev/null to discard the output)", file=sys.stderr)
+        return 2
     try:
         args = _parser().parse_args(argv)
     except SystemExit as done:                   # --help, --version, a usage error
         return done.code if isinstance(done.code, int) else 2
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        print(_run_command(args))
-        sys.stdout.flush()
+        _print_output(_run_command(args))
     except Terminated:
         print("hbfpsim: terminated", file=sys.stderr)
         return 143

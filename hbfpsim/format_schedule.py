@@ -99,6 +99,17 @@ class Rule:
         """Whether the rule depends on the step (not only on the epoch)."""
         return self.steps != (None, None)
 
+    def check(self, context: RunContext) -> None:
+        """A ValueError if the epochs or steps range, its relative ends (``"last"``,
+        ``"last-N"``, ``"P%"``) resolved against ``context``, has its first end after its
+        last: the rule would never apply. Ranges whose relative ends ``context`` cannot
+        resolve (the last epoch or step unknown) are left to ``matches``."""
+        for key, last in (("epochs", context.last_epoch), ("steps", context.last_step)):
+            ends = getattr(self, key)
+            if last is None and any(isinstance(e, str) for e in ends):
+                continue
+            _ordered(ends, (_resolve(e, last, key[:-1]) for e in ends), last, key[:-1])
+
     def matches(self, layer: str, phase: str, epoch: int, context: RunContext,
                 step: int | None = None) -> bool:
         if phase not in self.phases:
@@ -140,8 +151,20 @@ def _resolve(e: int | str | None, last: int | None, what: str) -> int | None:
     return last - int(found[1] or 0)
 
 
+def _ordered(ends: tuple, resolved: Iterable[int | None], last: int | None,
+             what: str) -> tuple[int | None, int | None]:
+    """The resolved ``(low, high)`` of the range ``ends``; a ValueError naming the range and
+    both resolved ends when low is after high."""
+    low, high = resolved
+    if low is not None and high is not None and low > high:
+        raise ValueError(f"{what}s {list(ends)}: the first end resolves to {what} {low} "
+                         f"and the last to {what} {high} (the run's last {what} is {last}), "
+                         "so the rule would never apply")
+    return low, high
+
+
 def _within(value: int, ends: tuple, last: int | None, what: str) -> bool:
-    low, high = (_resolve(e, last, what) for e in ends)
+    low, high = _ordered(ends, (_resolve(e, last, what) for e in ends), last, what)
     return (low is None or value >= low) and (high is None or value <= high)
 
 
@@ -162,10 +185,23 @@ class Schedule:
             raise ValueError(f"numerics_for: expected a layer name, a phase in "
                              f"{', '.join(PHASES)}, an epoch >= 0 and a step >= 0 or None, "
                              f"got {layer!r}, {phase!r}, {epoch!r}, {step!r}")
-        for rule in self.rules:
-            if rule.matches(layer, phase, epoch, context, step):
-                return rule.numerics
+        for i, rule in enumerate(self.rules, 1):
+            try:
+                if rule.matches(layer, phase, epoch, context, step):
+                    return rule.numerics
+            except ValueError as err:
+                raise ValueError(f"schedule {self.name!r} rule {i}: {err}") from None
         return self.default
+
+    def check(self, context: RunContext) -> None:
+        """Every rule against a run's ``context`` (``Rule.check``), before the run's work:
+        a ValueError naming the schedule, the rule, its range and both resolved ends if a
+        rule would never apply."""
+        for i, rule in enumerate(self.rules, 1):
+            try:
+                rule.check(context)
+            except ValueError as err:
+                raise ValueError(f"schedule {self.name!r} rule {i}: {err}") from None
 
     def to_dict(self) -> dict:
         """The canonical form (the name left out: it labels, it does not compute); a rule's

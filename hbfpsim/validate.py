@@ -2,15 +2,15 @@
 the file, table and key and what was expected: ``ConfigError``; what a value is
 (``is_integer``, ``is_number``, ``is_real``, ``is_text``, and ``integer_in`` /
 ``number_in`` for tables of checks); the tables of a run file (``main_table``,
-``known_keys``) and the values in them (``checked_key``, ``integer_key``, ``choice_key``,
-``name_list``). Every reader of user input (configurations, run files, sweep specs,
-training run files, traces, keyword arguments) uses these."""
+``known_keys``, ``once_each``) and the values in them (``checked_key``, ``integer_key``,
+``choice_key``, ``name_list``). Every reader of user input (configurations, run files,
+sweep specs, training run files, traces, keyword arguments) uses these."""
 
 from __future__ import annotations
 
 import math
 import reprlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from numbers import Integral, Real
 from typing import Any
 
@@ -110,6 +110,23 @@ def name_list(run: dict, key: str, where: str) -> list[str]:
     if not isinstance(value, list) or not value or not all(is_text(v) for v in value):
         raise ConfigError(f"{where} {key}: expected a non-empty list of names, got {value!r}")
     return value
+
+
+def once_each(parts: Iterable[tuple[str, dict]], source: str) -> dict:
+    """The (place, table) pairs a reader flattens, as one table: a key that two places give
+    (``[axes] rows`` and ``[axes.array] rows``) is a ConfigError "``source``: KEY is given
+    twice: in [PLACE] and [PLACE]" rather than one of them silently winning. Each ``place`` is
+    a table's name as written in the file, without brackets."""
+    flat: dict[str, Any] = {}
+    seen: dict[str, str] = {}
+    for place, table in parts:
+        for key, value in table.items():
+            if key in seen:
+                raise ConfigError(f"{source}: {key} is given twice: in [{seen[key]}] and "
+                                  f"[{place}]")
+            seen[key] = place
+            flat[key] = value
+    return flat
 
 
 def integer_key(table: dict, key: str, where: str, default: int, low: int, high: int) -> int:

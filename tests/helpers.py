@@ -1,13 +1,16 @@
 """Helpers shared by several test modules: the published 28 nm area table as the cost model
-ships it, and a small replay Report built by hand from Rows (for the figure tests)."""
+ships it, a small replay Report built by hand from Rows (for the figure tests), the check of
+a command line's one-line refusal, and the processes of a group or session (from /proc)."""
 
 from __future__ import annotations
 
 import csv
 import math
 from importlib import resources
+from pathlib import Path
 from types import SimpleNamespace
 
+from hbfpsim import cli
 from hbfpsim.config import ArrayConfig
 from hbfpsim.replay.record import Row
 from hbfpsim.replay.run import Report
@@ -64,3 +67,31 @@ def report_of(rows: list[Row], arrays=("arr8",)) -> Report:
     spec = SimpleNamespace(arrays=[ArrayConfig(rows=8, cols=8, dataflow="ws", name=a)
                                    for a in arrays])
     return Report(spec, rows)
+
+
+def rejected(argv: list[str], capsys, *words: str) -> str:
+    """Run the CLI; assert status 2, nothing on stdout, one line on stderr holding ``words``."""
+    assert cli.main(argv) == 2, argv
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("hbfpsim: error: "), err
+    for word in words:
+        assert word in err, (word, err)
+    return err
+
+
+def processes_of(*, group: int | None = None, session: int | None = None) -> list[str]:
+    """The live (not zombie) processes of process group ``group`` or session ``session``
+    (Linux /proc): 'pid command' each."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        command = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()      # state, ppid, pgrp, session, ...
+        if fields[0] != "Z" and (int(fields[2]) == group or int(fields[3]) == session):
+            members.append(f"{entry.name} {command}")
+    return members

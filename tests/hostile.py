@@ -1619,11 +1619,12 @@ def run_data() -> Iterator[Case]:
                   expect=run_ok())
     for label, capture in (("epochs=word", {"epochs": "x"}), ("epochs=0", {"epochs": 0}),
                            ("epochs=-5", {"epochs": -5}), ("epochs=true", {"epochs": True}),
-                           ("epochs=1e300", {"epochs": 1e300}),
-                           ("epochs-below-captured", {"epochs": 1})):
+                           ("epochs=1e300", {"epochs": 1e300})):
         yield cli(g, f"capture {label}", argv, steps(write("r.toml", text),
                                                       tiny_trace(capture=capture)),
                   expect=run_ok())
+    yield cli(g, "capture epochs-below-captured", argv,      # a record past the run's end
+              steps(write("r.toml", text), tiny_trace(capture={"epochs": 1})))
     yield cli(g, "records=none", argv, steps(write("r.toml", text),
                                              tiny_trace(records=[])), expect=run_ok(),
               refusal_ok=True)
@@ -2740,30 +2741,561 @@ def plot_figures_command() -> Iterator[Case]:
 def boundary_training() -> Iterator[Case]:
     """Training run files: outputs against captures, batches against data, contexts against
     texts."""
-    yield from ()
+    g = "train-bounds"
+    text = TRAIN.replace('"digits"', '"text"') + ("width = 8\nheads = 2\ndepth = 1\n"
+                                                  "batch = 2\nsteps_per_epoch = 1\n")
+    two = TRAIN.replace("epochs = 1", "epochs = 2")         # 2 x 44 steps (1437 // 32)
+    variant = '[[variant]]\nname = "mine"\ninput = "hbfp4"\n'
+    rule = variant + '[[variant.rule]]\ninput = "hbfp8"\n'
+    bad = {"capture-is-out": TRAIN + '[train.capture]\npath = "tout"\n',
+           "capture-is-out-unnormalized": TRAIN + '[train.capture]\npath = "./x/../tout"\n',
+           "capture-inside-out": TRAIN + '[train.capture]\npath = "tout/trace"\n',
+           "capture-holds-out": TRAIN.replace('"tout"', '"tdir/tout"')
+           + '[train.capture]\npath = "tdir"\n',
+           "capture-holds-working-out": TRAIN + '[train.capture]\npath = "."\n',
+           "batch-over-training-set": TRAIN + "batch = 4096\n",
+           "batch-one-over-training-set": TRAIN + "batch = 1438\n",
+           "context-over-validation-text": text + "context = 1024\ntext_bytes = 10000\n",
+           "context-equals-validation-text": text + "context = 1000\ntext_bytes = 10000\n",
+           "val-windows-over-text": text + "context = 64\ntext_bytes = 20000\nval_windows = 32\n",
+           "warmup-whole-run": two + 'lr_schedule = "cosine"\nwarmup_steps = 88\n',
+           "warmup-beyond-run": TRAIN + "warmup_steps = 1000000\n",
+           "variant-warmup-whole-run": TRAIN + variant + "warmup_steps = 44\n",
+           "rule-epochs-beyond-run": two + rule + "epochs = [2, 5]\n",
+           "rule-epochs-reversed-by-last": two + rule + 'epochs = ["last", 0]\n',
+           "rule-steps-beyond-run": two + rule + "steps = [88, 100]\n",
+           "rule-steps-outside-its-epochs": two + rule + "epochs = [0, 0]\nsteps = [44, 87]\n",
+           "exact-epochs-beyond-run": TRAIN + "exact = {epochs = [1, 3]}\n",
+           "exact-epochs-reversed": two + "exact = {epochs = [1, 0]}\n",
+           "exact-layers-match-none": TRAIN + 'exact = {layers = ["nope*"]}\n',
+           "capture-steps-beyond-epoch": TRAIN + '[train.capture]\nsteps = 45\npath = "tr"\n',
+           "method-key-no-variant-takes": TRAIN.replace('["fp32"]', '["booster-cnn"]')
+           + 'rounding = "even"\n',
+           "key-twice-capture": TRAIN + 'capture = {path = "a"}\n[train.capture]\nseed = 0\n',
+           "key-twice-exact": TRAIN + 'exact = {layers = ["*"]}\n[train.exact]\nepochs = [0, 0]\n',
+           "key-twice-quoted": TRAIN + '"batch" = 8\nbatch = 16\n'}
+    for label, content in bad.items():
+        yield cli(g, label, ["train", "t.toml", "--quiet"], write("t.toml", content))
+    yield cli(g, "capture-is-out-option", ["train", "t.toml", "--out", "tr", "--quiet"],
+              write("t.toml", TRAIN + '[train.capture]\npath = "tr"\n'))
+    yield cli(g, "capture-holds-out-option", ["train", "t.toml", "--out", "tr/run", "--quiet"],
+              write("t.toml", TRAIN + '[train.capture]\npath = "tr"\n'))
+    yield cli(g, "capture-is-out-through-a-link", ["train", "t.toml", "--quiet"],
+              steps(mkdir("real", with_file=False), link("alias", "real"),
+                    write("t.toml", TRAIN.replace('"tout"', '"real/run"')
+                          + '[train.capture]\npath = "alias/run"\n')))
+    yield cli(g, "capture-beside-out", ["train", "t.toml", "--quiet"],
+              write("t.toml", TRAIN + '[train.capture]\npath = "tout-trace"\n'),
+              expect=ok("1 runs in", files=["tout/results.csv", "tout-trace/manifest.json"]),
+              timeout=180)
 
 
 def boundary_sweep_spec() -> Iterator[Case]:
     """Sweep specs: keys given twice, huge expansions, runs the disk cannot hold."""
-    yield from ()
+    g = "sweep-bounds"
+    store = ["--store", "s.sqlite", "--quiet"]
+    for label, text in [
+            ("axes-key-twice", SWEEP + "[axes.array]\nrows = [32]\n"),
+            ("axes-key-twice-inline", SWEEP.replace("rows = [8, 16]",
+                                                    "rows = [8, 16]\narray = {rows = [32]}")),
+            ("dram-key-twice", SWEEP + "[axes.dram]\nbytes_per_cycle = [4]\n"),
+            ("buffers-key-twice", SWEEP.replace("[axes]\n", "[axes]\ninput_kib = 64\n")
+             + "[axes.buffers]\ninput_kib = [128, 256]\n"),
+            ("section-twice", SWEEP + "[axes]\nrows = [32]\n"),
+            ("max-runs-plus-one", SWEEP.replace(
+                "rows = [8, 16]", "rows = {start = 1, stop = 1001, step = 1}").replace(
+                "cols = [8, 16]", "cols = {start = 1, stop = 9991, step = 1}")),
+            ("refused-run-after-valid-ones", SWEEP.replace(
+                "[axes]\n", '[axes]\ninput = ["hbfp4", "fp32"]\nblock_accumulator = '
+                '["fixed13"]\n').replace('[[variant]]\nname = "fp32"\ninput = "fp32"\n',
+                                          ""))]:
+        yield cli(g, label, ["sweep", "run", "s.toml", *store], sweep_setup(text))
+    # 10^7 accuracy runs over a 294-GEMM trace: about 0.9 TB, refused (on a disk with less
+    # free) before any run is expanded, the estimate in the one line
+    huge = (f'[sweep]\ntraces = ["{REPO / "traces" / "bert_base_step"}"]\nbase = "small16"\n'
+            'compute = "accuracy"\n[axes]\nrows = {start = 1, stop = 100, step = 1}\n'
+            'cols = {start = 1, stop = 100, step = 1}\n'
+            'dram_bytes_per_cycle = {start = 1, stop = 1000, step = 1}\n')
+    yield cli(g, "disk-cannot-hold", ["sweep", "run", "s.toml", *store], write("s.toml", huge),
+              timeout=30)
+    # 10^6 combinations, one run after the constraints: the estimate line first (not with
+    # --quiet), then the sweep
+    wide = SWEEP.replace('"rows * cols <= 256"', '"rows == 8 and cols == 8 and '
+                         'dram_bytes_per_cycle == 8"').replace(
+        "rows = [8, 16]", "rows = {start = 8, stop = 107, step = 1}").replace(
+        "cols = [8, 16]", "cols = {start = 8, stop = 107, step = 1}").replace(
+        "dram_bytes_per_cycle = {start = 8, stop = 32, factor = 2}",
+        "dram_bytes_per_cycle = {start = 8, stop = 107, step = 1}")
+    yield cli(g, "estimate-line", ["sweep", "run", "s.toml", "--store", "s.sqlite"],
+              sweep_setup(wide), timeout=120,
+              expect=lambda r: sweep_ok("1 computed", files=["s.sqlite"])(r)
+              and r.err.startswith("hbfpsim: sweep s: at most 1,000,000 runs (before "
+                                   "constraints) x 4 GEMM rows each: a store of up to "))
+    yield cli(g, "estimate-quiet", ["sweep", "run", "s.toml", *store], sweep_setup(wide),
+              timeout=120, expect=lambda r: sweep_ok("1 computed")(r) and r.err == "")
 
 
 def boundary_sweep_run() -> Iterator[Case]:
     """Sweep runs: schedulers that cannot be reached, refused stores, what a killed sweep
     leaves."""
-    yield from ()
+    g = "sweep-procs"
+    store = ["--store", "s.sqlite", "--quiet"]
+
+    def wal_sqlite(name: str, schema: str | None, meta: bool = True) -> Callable[[Path], None]:
+        """An SQLite database in WAL mode: a ``meta`` table (with a row for ``schema``, if
+        given) as a store has, or (not ``meta``) a table of its own."""
+        def fn(work: Path) -> None:
+            import sqlite3
+            db = sqlite3.connect(work / name)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)" if meta else
+                       "CREATE TABLE t (x)")
+            if schema is not None:
+                db.execute("INSERT INTO meta VALUES ('schema', ?)", (schema,))
+            db.commit()
+            db.close()
+        return fn
+
+    # --scheduler: refused before any store exists (a store that exists is not touched)
+    for label, value in [("nothing-listening", "tcp://127.0.0.1:1"),
+                         ("nothing-listening-ipv6", "tcp://[::1]:1"),
+                         ("unresolvable-host", "tcp://no-such-host.invalid:8786"),
+                         ("tcp-only", "tcp://"), ("port-not-a-number", "tcp://host:notaport"),
+                         ("port-zero", "tcp://127.0.0.1:0"), ("port-65536", "tcp://127.0.0.1:65536"),
+                         ("no-port", "tcp://127.0.0.1"), ("no-host", "tcp://:8786"),
+                         ("udp", "udp://x:1"), ("unclosed-ipv6", "tcp://[::1:8786"),
+                         ("local-upper", "LOCAL"), ("local-space", "local "),
+                         ("path", "tcp://127.0.0.1:8786/x"), ("newline", "tcp://a\n:1")]:
+        yield cli(g, f"scheduler-{label}", ["sweep", "run", "s.toml", *store, "--scheduler",
+                                            value], sweep_setup())
+        yield cli(g, f"scheduler-{label}-existing-store", ["sweep", "run", "s.toml", *store,
+                                                           "--scheduler", value],
+                  sweep_setup(SWEEP, empty_store()))
+    # refused stores keep nothing beside them (-wal, -shm)
+    for label, setup in [("wal-not-a-store", wal_sqlite("o.sqlite", None, meta=False)),
+                         ("wal-no-schema-row", wal_sqlite("o.sqlite", None)),
+                         ("wal-other-schema", wal_sqlite("o.sqlite", "hbfpsim-sweep-store/0"))]:
+        yield cli(g, f"store-{label}-run", ["sweep", "run", "s.toml", "--store", "o.sqlite",
+                                            "--quiet"], sweep_setup(SWEEP, setup))
+        yield cli(g, f"store-{label}-status", ["sweep", "status", "--store", "o.sqlite"], setup)
+        yield cli(g, f"store-{label}-export", ["sweep", "export", "--store", "o.sqlite",
+                                               "--out", "x.csv"], setup)
+    # a run refused while the spec is expanded: no store is left
+    tile = SWEEP.replace("rows = [8, 16]", "rows = [8, 512]\ninput_kib = [1]").replace(
+        "cols = [8, 16]", "cols = [8, 512]").replace('"rows * cols <= 256"', '"rows > 0"')
+    yield cli(g, "run-refused-in-expansion", ["sweep", "run", "s.toml", *store],
+              sweep_setup(tile))
+    # Dask's LocalCluster: a legal sweep, and Ctrl-C / SIGTERM while it starts (one line,
+    # and the store it had created removed: no run was done)
+    yield cli(g, "scheduler-local", ["sweep", "run", "s.toml", *store, "--scheduler", "local",
+                                     "--workers", "1"], sweep_setup(),
+              expect=sweep_ok("12 computed", files=["s.sqlite"]), timeout=180)
+    endless = SWEEP.replace("{start = 8, stop = 32, factor = 2}",
+                            "{start = 1, stop = 5000, step = 1}")
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        yield cli(g, f"scheduler-local-{signal.Signals(sig).name}",
+                  ["sweep", "run", "s.toml", *store, "--scheduler", "local", "--workers", "1"],
+                  sweep_setup(endless), signal=(sig, 2.5), timeout=120)
 
 
 def boundary_numerics() -> Iterator[Case]:
     """Values beyond float32, arguments of the wrong type, epochs outside a capture, rule
     ranges that never apply."""
-    yield from ()
+    inf = float("inf")
+    over = (2 - 2.0**-24) * 2.0**127            # float64 from here on rounds to float32 Inf
+    fp32_max = (2 - 2.0**-23) * 2.0**127
+    g = "num-bounds beyond-float32"
+    big = lambda np: np.array([1e39, -1e300, 1.0])
+
+    def equals(*values):
+        return lambda q: __import__("numpy").asarray(q).tolist() == list(values)
+
+    for label, fmt, kw, want in (
+            ("fp32-ieee-overflow", "fp32", {}, (inf, -inf, 1.0)),
+            ("fp32-saturate", "fp32", {"saturate": True}, (fp32_max, -fp32_max, 1.0)),
+            ("fp8_e4m3-saturates", "fp8_e4m3", {}, (448.0, -448.0, 1.0)),
+            ("hbfp4-clamps-at-127", "hbfp4", {}, (7 * 2.0**124, -7 * 2.0**124, 0.0)),
+            ("mxfp4-clamps-at-127", "mxfp4", {}, (6 * 2.0**127, -6 * 2.0**127, 0.0))):
+        yield api(g, label, _quantize(big, fmt, **kw),
+                  f"quantize([1e39, -1e300, 1.0], {fmt!r}, **{kw!r}) == {want}",
+                  expect=equals(*want))
+    yield api(g, "fp32-threshold", _quantize(lambda np: np.array([np.nextafter(over, 0), over]),
+                                             "fp32"),
+              "quantize([nextafter(T, 0), T], 'fp32'), T = (2 - 2^-24) 2^127: [max, inf]",
+              expect=equals(fp32_max, inf))
+    yield api(g, "hbfpemulator-beyond-float32", _quantize(
+        lambda np: np.array([over, 1.0]), compat="hbfpemulator"),
+        "quantize([(2 - 2^-24) 2^127, 1], 'hbfp4', compat='hbfpemulator')")
+    yield api(g, "hbfpemulator-propagate-beyond-float32", _quantize(
+        lambda np: np.array([1e39, 1.0]), compat="hbfpemulator", nonfinite="propagate"),
+        "quantize([1e39, 1], 'hbfp4', compat='hbfpemulator', nonfinite='propagate')")
+    yield api(g, "int8-beyond-float32", _quantize(big, "int8"),
+              "quantize([1e39, -1e300, 1], 'int8')")
+
+    def a_over(np):
+        a = np.ones((3, 5))
+        a[0, 1], a[0, 3], a[1, 0] = 1e39, -1e39, over
+        a[2, 2] = np.nextafter(over, 0)
+        return a
+
+    def counted(a_count, b_count, nan_rows=(), inf_rows=()):
+        def check(result) -> bool:
+            import numpy as np
+            out, stats = result
+            return (stats.operand_overflows == (a_count, b_count)
+                    and all(np.isnan(out[r]).all() for r in nan_rows)
+                    and all((out[r] == inf).all() for r in inf_rows))
+        return check
+
+    yield api(g, "matmul-fp32-counts-operand-overflows", _mm(a_over, lambda np: np.ones((5, 2)),
+                                                            "fp32"),
+              "matmul(A with 3 elements >= (2 - 2^-24) 2^127, ones, 'fp32'): "
+              "operand_overflows == (3, 0)", expect=counted(3, 0, (0,), (1,)))
+    yield api(g, "matmul-fp32-element-stats", _mm(a_over, lambda np: np.ones((5, 2)), "fp32",
+                                                  stats="element", fast_path=False),
+              "matmul(..., 'fp32', stats='element', fast_path=False): (3, 0)",
+              expect=counted(3, 0, (0,), (1,)))
+    yield api(g, "matmul-fp16-B-rtz", _mm(lambda np: np.ones((2, 5)),
+                                          lambda np: np.full((5, 2), 7e4), "fp16",
+                                          operand_rounding="rtz"),
+              "matmul(ones, 7e4s, 'fp16', operand_rounding='rtz'): (0, 10)",
+              expect=counted(0, 10, (), (0, 1)))
+    def a_far(np):                # far beyond 2^128: Inf whichever way a draw goes
+        a = np.ones((3, 5))
+        a[0, 1], a[0, 3], a[1, 0] = 1e39, -1e39, 1e300
+        return a
+
+    yield api(g, "matmul-fp32-stochastic", _mm(a_far, lambda np: np.ones((5, 2)), "fp32",
+                                               operand_rounding="stochastic", seed=1),
+              "matmul(A with 1e39, -1e39, 1e300, ones, 'fp32', operand_rounding='stochastic', "
+              "seed=1): (3, 0)", expect=counted(3, 0, (0,), (1,)))
+    yield api(g, "matmul-fixed-plan-refuses", lambda _w: _mm(
+        lambda np: np.full((2, 4), 1e5), lambda np: np.ones((4, 2)),
+        _get("fp8_e5m2", saturate=False), "fp8_e4m3", plan="fixed32")(_w),
+        "matmul(1e5s, ones, fp8_e5m2 (saturate=False), 'fp8_e4m3', plan='fixed32')")
+
+    def saturated(result) -> bool:
+        import numpy as np
+        out, stats = result
+        return (stats.operand_overflows == (0, 0) and stats.levels[0].overflows == 6
+                and bool((out == np.inf).all()))
+
+    yield api(g, "matmul-saturating-sums-overflow", lambda _w: _mm(
+        lambda np: np.full((2, 2), 1e39), lambda np: np.ones((2, 3)),
+        _get("fp32", saturate=True))(_w),
+        "matmul(1e39s (2 x 2), ones (2 x 3), fp32 saturate=True): 6 accumulator overflows",
+        expect=saturated)
+
+    g = "num-bounds types"
+    ones = lambda np: np.ones((2, 64))
+    b64 = lambda np: np.ones((64, 3))
+    typed = [("quantize fmt=int", _quantize(ones, 123), "quantize(x, 123)"),
+             ("quantize fmt=float", _quantize(ones, 4.0), "quantize(x, 4.0)"),
+             ("quantize x=complex", _quantize(lambda np: np.ones(4, complex)),
+              "quantize(complex, 'hbfp4')"),
+             ("quantize axis=str", _quantize(ones, axis="0"), "quantize(x, 'hbfp4', axis='0')"),
+             ("quantize rounding=int", _quantize(ones, rounding=3),
+              "quantize(x, 'hbfp4', rounding=3)"),
+             ("quantize seed=str", _quantize(ones, rounding="stochastic", seed="1"),
+              "quantize(x, 'hbfp4', rounding='stochastic', seed='1')"),
+             ("quantize seed=float-unused", _quantize(ones, seed=1.5),
+              "quantize(x, 'hbfp4', seed=1.5)"),
+             ("quantize nonfinite=int", _quantize(ones, nonfinite=1),
+              "quantize(x, 'hbfp4', nonfinite=1)"),
+             ("quantize saturate=str", _quantize(ones, "fp8_e4m3", saturate="yes"),
+              "quantize(x, 'fp8_e4m3', saturate='yes')"),
+             ("quantize per=int", _quantize(ones, "int8", per=1), "quantize(x, 'int8', per=1)"),
+             ("quantize compat=int", _quantize(ones, compat=1), "quantize(x, 'hbfp4', compat=1)"),
+             ("get name=int", lambda _w: _get(4), "formats.get(4)"),
+             ("get name=list", lambda _w: _get(["hbfp4"]), "formats.get(['hbfp4'])"),
+             ("parse_accumulator int", lambda _w: _acc(16), "parse_accumulator(16)"),
+             ("parse_accumulator none", lambda _w: _acc(None), "parse_accumulator(None)"),
+             ("matmul plan=None", _mm(ones, b64, plan=None), "matmul(A, B, 'hbfp4', plan=None)"),
+             ("matmul plan=int", _mm(ones, b64, plan=5), "matmul(A, B, 'hbfp4', plan=5)"),
+             ("matmul plan=[int]", _mm(ones, b64, plan=[5, (None, "fp32")]),
+              "matmul(A, B, 'hbfp4', plan=[5, (None, 'fp32')])"),
+             ("matmul plan-length=str", _mm(ones, b64, plan=[("64", "fixed16"), (None, "fp32")]),
+              "matmul(A, B, 'hbfp4', plan=[('64', 'fixed16'), (None, 'fp32')])"),
+             ("matmul plan-accumulator=int", _mm(ones, b64, plan=[(None, 32)]),
+              "matmul(A, B, 'hbfp4', plan=[(None, 32)])"),
+             ("matmul fmt_a=int", _mm(ones, b64, 7), "matmul(A, B, 7)"),
+             ("matmul fmt_b=float", _mm(ones, b64, "hbfp4", 7.0), "matmul(A, B, 'hbfp4', 7.0)"),
+             ("matmul operand_rounding=int", _mm(ones, b64, operand_rounding=1),
+              "matmul(A, B, 'hbfp4', operand_rounding=1)"),
+             ("matmul seed=str", _mm(ones, b64, seed="1"), "matmul(A, B, 'hbfp4', seed='1')"),
+             ("matmul seed=float", _mm(ones, b64, seed=1.5), "matmul(A, B, 'hbfp4', seed=1.5)"),
+             ("matmul stats=None", _mm(ones, b64, stats=None),
+              "matmul(A, B, 'hbfp4', stats=None)"),
+             ("matmul fast_path=str", _mm(ones, b64, fast_path="no"),
+              "matmul(A, B, 'hbfp4', fast_path='no')"),
+             ("matmul A=None", _mm(lambda np: None, b64), "matmul(None, B, 'hbfp4')"),
+             ("matmul B=complex", _mm(ones, lambda np: np.ones((64, 3), complex)),
+              "matmul(A, complex B, 'hbfp4')")]
+    for label, call, desc in typed:
+        yield api(g, label, call, desc + ": a TypeError", errors=("TypeError",))
+    valued = [("matmul plan=empty-list", _mm(ones, b64, plan=[]), "matmul(A, B, 'hbfp4', plan=[])"),
+              ("matmul seed=-1", _mm(ones, b64, seed=-1), "matmul(A, B, 'hbfp4', seed=-1)"),
+              ("matmul stats=unknown", _mm(ones, b64, stats="all"),
+               "matmul(A, B, 'hbfp4', stats='all')"),
+              ("quantize axis=out-of-range", _quantize(ones, axis=2),
+               "quantize(x, 'hbfp4', axis=2)")]
+    for label, call, desc in valued:
+        yield api(g, label, call, desc + ": a ValueError", errors=("ValueError",))
+
+    g = "num-bounds capture-epochs"
+
+    def manifest(capture: dict, epochs: list[int]) -> str:
+        records = [{"id": i, "step": i, "epoch": e, "layer": "fc", "phase": "fwd", "m": 4,
+                    "n": 4, "k": 8} for i, e in enumerate(epochs)]
+        return json.dumps({"schema": "hbfpsim-trace/1", "model": "m", "capture": capture,
+                           "records": records})
+
+    def open_t(_w):
+        from hbfpsim.trace import open as open_trace
+        return open_trace("t")
+
+    def weights(_w):
+        from hbfpsim.replay.run import epoch_weights
+        return epoch_weights(open_t(_w))
+
+    outside = [("epoch=epochs", {"epochs": 30}, [0, 30]),
+               ("epoch-beyond", {"epochs": 2}, [0, 1, 7]),
+               ("not-captured", {"epochs": 30, "captured_epochs": [0, 15, 29]}, [0, 14]),
+               ("not-in-list", {"epochs": [5]}, [5, 4])]
+    for label, capture, epochs in outside:
+        yield api(g, f"open {label}", open_t, f"trace.open(capture {capture}, epochs {epochs})",
+                  manifest_dir("t", manifest(capture, epochs)))
+        yield cli(g, f"trace info {label}", ["trace", "info", "t"],
+                  manifest_dir("t", manifest(capture, epochs)))
+    inside = [("captured", {"epochs": 30, "captured_epochs": [0, 15, 29]}, [0, 15, 29],
+               {0: 15, 15: 14, 29: 1}),
+              ("epochs-list", {"epochs": [5]}, [5], {5: 1}),
+              ("free-form", {"epochs": "x"}, [0, 3], {0: 3, 3: 1})]
+    for label, capture, epochs, want in inside:
+        yield api(g, f"weights {label}", weights, f"epoch_weights(capture {capture}) == {want}",
+                  manifest_dir("t", manifest(capture, epochs)),
+                  expect=lambda v, want=want: v == want)
+
+    def writer(_w):
+        from hbfpsim.trace import TraceWriter
+        w = TraceWriter("w", "m", capture={"epochs": 2})
+        w.add("fc", "fwd", 2, 2, 4, epoch=2)
+        return w.close()
+
+    yield api(g, "writer epoch=epochs", writer,
+              "TraceWriter(capture={'epochs': 2}).add(epoch=2).close()")
+    yield cli(g, "run epoch=epochs", ["run", "r.toml", "--no-plots", "--quiet"],
+              steps(write("r.toml", runfile_text()), tiny_trace(capture={"epochs": 1})))
+
+    g = "num-bounds rules"
+    argv = ["run", "r.toml", "--no-plots", "--quiet"]
+    for label, raw, verdict in (("literal-reversed", "[5, 2]", "error"),
+                                ("last-0", '["last", 0]', "error"),
+                                ("100%-last", '["100%", "last"]', "error"),
+                                ("50%-0", '["50%", 0]', "error"),
+                                ("last-last-1", '["last", "last-1"]', "error"),
+                                ("last-1-last", '["last-1", "last"]', LEGAL),
+                                ("50%-last", '["50%", "last"]', LEGAL),
+                                ("0-last", '[0, "last"]', LEGAL)):
+        yield cli(g, f"epochs={label}", argv, run_setup(runfile_text(rule={"epochs": raw})),
+                  **expectation(verdict, run_ok()))
+
+    def schedule_check(key, ends, **context):
+        def call(_w):
+            from hbfpsim.format_schedule import Rule, RunContext, Schedule
+            from hbfpsim.numerics import Numerics
+            n = Numerics.create("hbfp4")
+            Schedule("s", n, (Rule(Numerics.create("hbfp6"), **{key: ends}),)).check(
+                RunContext(**context))
+            return "checked"
+        return call
+
+    for key, ends, context, verdict in (
+            ("epochs", (5, 2), {}, "error"), ("steps", (4, 1), {}, "error"),
+            ("epochs", ("last", 0), {"last_epoch": 9}, "error"),
+            ("epochs", ("50%", 3), {"last_epoch": 9}, "error"),
+            ("steps", ("last", "last-3"), {"last_step": 99}, "error"),
+            ("steps", ("99%", "last"), {"last_step": 99}, LEGAL),
+            ("epochs", ("last", 0), {}, LEGAL)):            # unresolved: left to matching
+        yield api(g, f"check {key}={list(ends)} {context}", schedule_check(key, ends, **context),
+                  f"Schedule(rule {key}={ends}).check(RunContext(**{context}))",
+                  **expectation(verdict, lambda v: v == "checked"))
 
 
 def boundary_environment() -> Iterator[Case]:
     """A closed standard output, no writable home or cache, stale temporary siblings, parent
     folders of a failed write."""
-    yield from ()
+    g = "env-bounds"
+    fast = ["--no-plots", "--quiet"]
+    no_pid = 4194304                      # above Linux's largest pid_max: never a process
+    gemm = ["gemm", "array32", "64", "64", "64"]
+
+    def spawn(work: Path, args: list[str], env: dict[str, str] | None = None,
+              stdout: str = "pipe", shell: str | None = None, stderr: bool = True
+              ) -> tuple[int, str, str]:
+        """(status, stdout, stderr) of ``python -m hbfpsim ARGS`` (or ``bash -c SHELL``) run
+        in ``work`` with ``env`` added; ``stdout``: "pipe", "closed" or "read-only";
+        ``stderr`` False: closed."""
+        cmd = ["bash", "-c", shell] if shell else [sys.executable, "-m", "hbfpsim", *args]
+        closed = ([1] if stdout == "closed" else []) + ([] if stderr else [2])
+        with open(os.devnull, "rb") as read_only:
+            done = subprocess.run(
+                cmd, cwd=work, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+                stdout={"pipe": subprocess.PIPE, "closed": None, "read-only": read_only}[stdout],
+                stderr=subprocess.PIPE if stderr else None, text=True, timeout=150,
+                preexec_fn=(lambda: [os.close(fd) for fd in closed]) if closed else None)
+        return done.returncode, done.stdout or "", done.stderr or ""
+
+    def one_line(err: str, prefix: str) -> bool:
+        lines = err.splitlines()
+        return len(lines) == 1 and lines[0].startswith(prefix) and "Traceback" not in err
+
+    def refused(r: tuple[int, str, str]) -> bool:
+        return r[0] == 2 and not r[1] and one_line(r[2], "hbfpsim: error: ")
+
+    # --- a standard output that is closed or cannot be written: one line, status 2
+    for label, args in (("formats", ["formats"]), ("help", ["--help"]), ("gemm", gemm),
+                        ("usage-error", ["gemm", "x"])):
+        yield api(g, f"stdout-closed-{label}",
+                  lambda work, args=args: spawn(work, args, stdout="closed"),
+                  f"hbfpsim {' '.join(args)} with fd 1 closed", expect=refused, timeout=180)
+    shell = f"{shlex.quote(sys.executable)} -m hbfpsim formats >&-"
+    yield api(g, "stdout-closed-by-the-shell", lambda work: spawn(work, [], shell=shell),
+              "bash -c 'hbfpsim formats >&-'", expect=refused, timeout=180)
+    yield api(g, "stdout-read-only", lambda work: spawn(work, ["formats"], stdout="read-only"),
+              "hbfpsim formats 1</dev/null", expect=refused, timeout=180)
+    yield api(g, "stderr-closed-error", lambda work: spawn(work, ["formats", "fp7"],
+                                                           stderr=False),
+              "hbfpsim formats fp7 2>&-", expect=lambda r: r[0] == 2 and r[1] == "",
+              timeout=180)
+    yield api(g, "stdout-and-stderr-closed", lambda work: spawn(work, ["formats"],
+                                                                stdout="closed", stderr=False),
+              "hbfpsim formats >&- 2>&-", expect=lambda r: r[0] == 2, timeout=180)
+
+    # --- numba cannot cache where the environment says: one warning, the same answer
+    def cached_elsewhere(warning: str) -> Callable[[tuple], bool]:
+        def check(r: tuple[int, str, str, str]) -> bool:
+            return r[0] == 0 and r[1] == r[3] and "cycles" in r[1] and one_line(
+                r[2], f"hbfpsim: warning: {warning}")
+        return check
+
+    def gemm_in(env: Callable[[Path], dict[str, str]]) -> Callable[[Path], tuple]:
+        """The gemm in ``env(work)`` and in the usual environment: (status, out, err, the
+        usual out)."""
+        def call(work: Path) -> tuple[int, str, str, str]:
+            usual = spawn(work, gemm)[1]
+            return (*spawn(work, gemm, env=env(work)), usual)
+        return call
+
+    def blocked_cache(work: Path) -> dict[str, str]:
+        return {"NUMBA_CACHE_DIR": str(work / "a-file" / "cache"), "TMPDIR": str(work / "tmp")}
+
+    yield api(g, "numba-cache-dir-under-a-file", gemm_in(blocked_cache),
+              "NUMBA_CACHE_DIR=a-file/cache hbfpsim gemm array32 64 64 64",
+              setup=steps(write("a-file", "not a folder\n"), mkdir("tmp", with_file=False)),
+              expect=cached_elsewhere("NUMBA_CACHE_DIR cannot be written"), timeout=300)
+
+    def read_only_install(work: Path) -> None:
+        package = work / "site" / "hbfpsim"
+        shutil.copytree(REPO / "hbfpsim", package, ignore=shutil.ignore_patterns("__pycache__"))
+        for folder in [package, *(p for p in package.rglob("*") if p.is_dir())]:
+            (folder / "__pycache__").write_text("")     # no cache folder can be made beside
+        (work / "a-file").write_text("not a folder\n")
+        (work / "tmp").mkdir()
+
+    def no_home(work: Path) -> dict[str, str]:
+        home = str(work / "a-file" / "home")
+        return {"PYTHONPATH": str(work / "site"), "HOME": home, "XDG_CACHE_HOME": home,
+                "TMPDIR": str(work / "tmp")}
+
+    yield api(g, "read-only-install-without-a-home", gemm_in(no_home),
+              "HOME=a-file/home hbfpsim gemm array32 64 64 64, the package read-only",
+              setup=read_only_install, timeout=300,
+              expect=cached_elsewhere("numba's cache folders cannot be written"))
+
+    def read_only_cache(work: Path) -> None:
+        (work / "ro").mkdir()
+        (work / "ro").chmod(0o500)          # root writes there all the same: no warning
+        (work / "tmp").mkdir()
+
+    def ro_env(work: Path) -> dict[str, str]:
+        return {"NUMBA_CACHE_DIR": str(work / "ro" / "cache"), "TMPDIR": str(work / "tmp")}
+
+    def read_only_ok(r: tuple[int, str, str, str]) -> bool:
+        if os.geteuid() == 0:
+            return r[0] == 0 and r[1] == r[3] and r[2] == ""
+        return cached_elsewhere("NUMBA_CACHE_DIR cannot be written")(r)
+
+    yield api(g, "numba-cache-dir-read-only", gemm_in(ro_env),
+              "NUMBA_CACHE_DIR=ro/cache (ro: mode 0500) hbfpsim gemm array32 64 64 64",
+              setup=read_only_cache, expect=read_only_ok, timeout=300)
+
+    # --- a failed write leaves none of the parent folders it made
+    stops = GOOD_SCRIPT.replace(
+        "model(torch.randn(2, 8)).sum().backward()\n",
+        "model(torch.randn(2, 8)).sum().backward()\n"
+        "            raise ValueError('the script stops mid-capture')\n")
+    yield cli(g, "capture-fails-into-new-parents", ["capture", "s.py", "--out", "new/nested/t"],
+              write("s.py", stops), timeout=120)
+    yield cli(g, "capture-fails-into-half-new-parents",
+              ["capture", "s.py", "--out", "new/nested/t"],
+              steps(write("s.py", stops), mkdir("new", with_file=False)), timeout=120)
+
+    def trace_fails(work: Path) -> None:
+        from hbfpsim.trace import TraceWriter
+        with TraceWriter(work / "new" / "nested" / "t", "mlp") as writer:
+            writer.add("fc", "fwd", 4, 4, 4)
+            writer.add("fc", "fwd", 0, 4, 4)                # m = 0: refused
+
+    yield api(g, "trace-writer-fails-into-new-parents", trace_fails,
+              "TraceWriter('new/nested/t'), a bad record")
+
+    def staged_fails(kind: str) -> Callable[[Path], None]:
+        def call(work: Path) -> None:
+            from hbfpsim import staging
+            stage = staging.staged_dir if kind == "dir" else staging.staged_file
+            with stage(work / "new" / "nested" / "out.csv") as tmp:
+                if kind == "file":
+                    tmp.write_text("half\n")
+                raise ValueError("the write is refused later (a full disk, say)")
+        return call
+
+    for kind in ("dir", "file"):
+        yield api(g, f"staged-{kind}-fails-into-new-parents", staged_fails(kind),
+                  f"staged_{kind}('new/nested/out.csv'), the body raises")
+
+    # --- siblings a killed command left: removed when their process has ended, else kept
+    def sibling_check(base: Callable[[Result], bool], gone: Iterable[str] = (),
+                      kept: Iterable[str] = (), absent: Iterable[str] = ()
+                      ) -> Callable[[Result], bool]:
+        gone, kept, absent = tuple(gone), tuple(kept), tuple(absent)
+
+        def check(r: Result) -> bool:
+            return (base(r) and not any((r.dir / n).exists() for n in gone + absent)
+                    and all((r.dir / n).exists() for n in kept))
+        return check
+
+    stale = f".out.tmp-{no_pid}"
+    yield cli(g, "run-removes-stale-tmp", ["run", "r.toml", *fast],
+              run_setup(runfile_text(), mkdir(stale)),
+              expect=sibling_check(run_ok(files=["out/run.json"]), gone=[stale]), timeout=120)
+    yield cli(g, "run-keeps-tmp-of-running-process", ["run", "r.toml", *fast],
+              run_setup(runfile_text(), mkdir(".out.tmp-1")),       # pid 1 always runs
+              expect=sibling_check(run_ok(files=["out/run.json"]), kept=[".out.tmp-1"]),
+              timeout=120)
+    old = f".out.old-{no_pid}"
+    yield cli(g, "run-force-over-set-aside-old", ["run", "r.toml", *fast, "--force"],
+              run_setup(runfile_text(), mkdir(old), mkdir(stale)),
+              expect=sibling_check(run_ok(files=["out/run.json"]), gone=[old, stale],
+                                   absent=["out/keep.txt"]), timeout=120)
+    figure = f".area.tmp-{no_pid}.png"
+    yield cli(g, "plot-removes-stale-tmp", ["plot", "area", "fp32", "hbfp4", "--out", "area.png"],
+              write(figure, b"half a figure"),
+              expect=sibling_check(ok("wrote", files=["area.png"]), gone=[figure]))
+    other = f".other.tmp-{no_pid}.png"
+    yield cli(g, "plot-keeps-other-outputs-tmp",
+              ["plot", "area", "fp32", "hbfp4", "--out", "area.png"], write(other, b"not mine"),
+              expect=sibling_check(ok("wrote", files=["area.png"]), kept=[other]))
 
 
 SECTIONS: tuple[Callable[[], Iterable[Case]], ...] = (

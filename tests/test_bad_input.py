@@ -16,6 +16,7 @@ from hbfpsim import cli
 from hbfpsim.cost import calibrate, rtl
 from hbfpsim.formats import get
 from hbfpsim.mac import parse_accumulator
+from helpers import rejected
 
 ARRAY = """
 [array]
@@ -45,15 +46,6 @@ def array_file(tmp_path, *edits: tuple[str, str]) -> str:
     path.write_text(text)
     return str(path)
 
-
-def rejected(argv: list[str], capsys, *words: str) -> str:
-    """Run the CLI; assert status 2, nothing on stdout, one line on stderr holding ``words``."""
-    assert cli.main(argv) == 2, argv
-    out, err = capsys.readouterr()
-    assert out == "" and err.count("\n") == 1 and err.startswith("hbfpsim: error: "), err
-    for word in words:
-        assert word in err, (word, err)
-    return err
 
 
 @pytest.fixture

@@ -44,11 +44,15 @@ def test_float_accumulator_range():
     ("fp32:nearest", "unknown modifier 'nearest'"),
     ("fixed16:rne", "unknown modifier 'rne' .*sat, wrap"),
     ("fp32:rtz:rne", "rounding given twice"),
-    (32, "must be a string"),
 ])
 def test_bad_accumulators(spec, message):
     with pytest.raises(ValueError, match=message):
         parse_accumulator(spec)
+
+
+def test_accumulators_of_the_wrong_type():
+    with pytest.raises(TypeError, match="must be a string"):
+        parse_accumulator(32)
 
 
 def test_plan_text_and_list_forms():
@@ -80,15 +84,15 @@ def test_unfused_needs_a_float_first_level():
         AccumulationPlan.parse("fixed16*64 > fp32", fused=False)
 
 
-@pytest.mark.parametrize("plan,message", [
-    ([("64", "fixed16"), (None, "fp32")], "the length an integer or None"),
-    ([("fixed16", 64)], r"expected \(length, accumulator\)"),
-    ([(None, "fp64")], "unknown accumulator 'fp64'"),
-    (3.5, "plan must be an AccumulationPlan"),
-    ([1, 2], r"pairs, got 1"),
+@pytest.mark.parametrize("plan,error,message", [
+    ([("64", "fixed16"), (None, "fp32")], TypeError, "the length an integer or None"),
+    ([("fixed16", 64)], TypeError, r"expected \(length, accumulator\)"),
+    ([(None, "fp64")], ValueError, "unknown accumulator 'fp64'"),
+    (3.5, TypeError, "plan must be an AccumulationPlan"),
+    ([1, 2], TypeError, r"pairs, got 1"),
 ])
-def test_bad_plan_arguments(plan, message):
-    with pytest.raises(ValueError, match=message):
+def test_bad_plan_arguments(plan, error, message):
+    with pytest.raises(error, match=message):
         as_plan(plan)
 
 
@@ -97,7 +101,6 @@ def test_matmul_argument_errors():
     cases = [
         (lambda: matmul(np.ones(8), b, "fp32"), "A must be a 2-D array, got shape"),
         (lambda: matmul(a, np.ones((7, 3)), "fp32"), "inner dimensions .K. differ"),
-        (lambda: matmul(a, b.astype(complex), "fp32"), "B must be a real numeric array"),
         (lambda: matmul(a, b, "fp32", stats="all"), "stats='all' is not one of"),
         (lambda: matmul(a, b, "fp32", plan="fp32:stochastic"), "needs seed=<int"),
         (lambda: matmul(a, b, "fp32", operand_rounding="stochastic"), "needs seed=<int"),
@@ -109,6 +112,8 @@ def test_matmul_argument_errors():
     for call, message in cases:
         with pytest.raises(ValueError, match=message):
             call()
+    with pytest.raises(TypeError, match="B must be a real numeric array"):
+        matmul(a, b.astype(complex), "fp32")
 
 
 def test_empty_shapes():

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import processes_of
+
 ROOT = Path(__file__).resolve().parents[1]
 TRACE = ROOT / "traces" / "mlp_digits"
 MARK = "the caller's code ran"
@@ -135,21 +137,6 @@ def test_dask_local_cluster_from_a_plain_script(tmp_path):
 
 # --- no process outlives its parent -------------------------------------------------------
 
-def group_members(group: int) -> list[str]:
-    """The live (not zombie) processes of process group ``group``: 'pid command' each."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        command, fields = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
-        if int(fields[2]) == group and fields[0] != "Z":
-            members.append(f"{entry.name} {command}")
-    return members
-
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 @pytest.mark.parametrize("scheduler", [None, "local"])
@@ -181,11 +168,31 @@ def test_sigkill_of_a_sweep_leaves_no_process(tmp_path, scheduler):
                 pass
         time.sleep(0.05)
     assert done >= 2 and proc.poll() is None, proc.stderr.read()
-    assert len(group_members(proc.pid)) >= 3          # the sweep and its workers
+    assert len(processes_of(group=proc.pid)) >= 3          # the sweep and its workers
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     time.sleep(5)
-    left = group_members(proc.pid)
+    left = processes_of(group=proc.pid)
     for member in left:
         os.kill(int(member.split()[0]), signal.SIGKILL)
     assert left == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_a_child_starts_with_ctrl_c_blocked():
+    """A Ctrl-C to the process group while a child is still importing (before it ignores
+    SIGINT) must not reach it: the child starts with SIGINT blocked (/proc: SigBlk), and the
+    parent's own mask is as it was."""
+    from hbfpsim import children
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    child = children.start("hbfpsim.sweep.worker", stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE)
+    try:
+        status = Path(f"/proc/{child.pid}/status").read_text()
+        blocked = int(next(line.split()[1] for line in status.splitlines()
+                           if line.startswith("SigBlk:")), 16)
+        assert blocked >> (signal.SIGINT - 1) & 1
+        assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
+    finally:
+        child.stdin.close()
+        child.wait(timeout=60)

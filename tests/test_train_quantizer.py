@@ -57,8 +57,8 @@ def _assert_same(got: torch.Tensor, ref: np.ndarray, what: str) -> None:
 
 
 def _samples(dtype: type, fmt) -> list[tuple[str, np.ndarray]]:
-    """Named test tensors of ``dtype`` (int8 gets no value beyond float32's range, which
-    its reference refuses)."""
+    """Named test tensors of ``dtype`` (int8 and the emulator-compatible HBFP get no value
+    beyond float32's range, which their references refuse)."""
     rng = np.random.default_rng(7)
     shape = (4, 3, 70)                 # 70: not a multiple of any block
     binades = rng.standard_normal(shape) * 2.0 ** rng.integers(-30, 30, shape)
@@ -79,7 +79,8 @@ def _samples(dtype: type, fmt) -> list[tuple[str, np.ndarray]]:
     special[3, 0, 66] = -np.inf
     special[3, 1, 33] = -np.nan
     special[0, 1, 9] = np.int64(0x7FF8123400000000).view(np.float64)   # a NaN payload
-    if dtype == np.float64 and not isinstance(fmt, formats.Int8Format):
+    if dtype == np.float64 and not isinstance(fmt, formats.Int8Format) and \
+            getattr(fmt, "compat", None) is None:
         special[0, 2, :4] = [1e300, -1e39, 2.0**-1074, -(2.0**-1030)]
     one_d = rng.standard_normal(133) * 2.0 ** rng.integers(-4, 4, 133)
     return [(name, np.asarray(a, dtype)) for name, a in
@@ -104,6 +105,16 @@ def _check_all(fmt, device: str, modes=MODES) -> None:
 @pytest.mark.parametrize("fmt", FORMATS, ids=_fmt_id)
 def test_bit_identical_to_numba(fmt):
     _check_all(fmt, "cpu")
+
+
+def test_emulator_compatible_hbfp_refuses_values_beyond_float32_on_both_engines():
+    """HBFPEmulator rounds its input to float32: 3 of these finite float64 values would
+    become Inf there, so both engines refuse them alike."""
+    fmt = formats.get("hbfp4", compat="hbfpemulator")
+    x = np.array([[1.0, 1e300, -1e39, 3.5e38, 3.4e38]])
+    for quantized in (lambda: fmt.quantize(x), lambda: quantize_torch(torch.from_numpy(x), fmt)):
+        with pytest.raises(ValueError, match=r"3 finite value\(s\) \(largest \|x\| 1e\+300\)"):
+            quantized()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

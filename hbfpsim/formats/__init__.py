@@ -14,15 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from hbfpsim.formats.base import NONFINITE_POLICIES, Encoded, Format
+from hbfpsim.formats.base import NONFINITE_POLICIES, ArgumentTypeError, Encoded, Format, type_name
 from hbfpsim.formats.floating import SCALAR_SPECS, FloatFormat, FloatSpec
 from hbfpsim.formats.hbfp import HBFPFormat
 from hbfpsim.formats.integer import Int8Format
 from hbfpsim.formats.mx import ELEMENTS as MX_ELEMENTS, MXFormat
 from hbfpsim.formats.rounding import Rounding
 
-__all__ = ["Encoded", "FloatSpec", "Format", "NONFINITE_POLICIES", "Rounding", "STANDARD", "get",
-           "quantize"]
+__all__ = ["ArgumentTypeError", "Encoded", "FloatSpec", "Format", "NONFINITE_POLICIES", "Rounding",
+           "STANDARD", "get", "quantize"]
 
 STANDARD = ("fp32", "bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "int8", "hbfp8", "hbfp6", "hbfp4",
             "mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e3m2", "mxfp6_e2m3", "mxfp4", "mxint8")
@@ -33,9 +33,11 @@ _OPTIONS = {"fp": ("saturate",), "int8": ("per",), "hbfp": ("compat",), "mx": ()
 def get(name: str, **options: Any) -> Format:
     """The format called ``name`` (case-insensitive), e.g. ``"hbfp4"`` (= ``"hbfp4@64"``),
     ``"hbfp6@32"``, ``"mxfp6_e3m2"``, ``"fp8_e4m3"``. Options: ``saturate`` (fp formats),
-    ``per="tensor"|"channel"`` (int8), ``compat="hbfpemulator"`` (hbfp)."""
+    ``per="tensor"|"channel"`` (int8), ``compat="hbfpemulator"`` (hbfp). A name or option of
+    the wrong type is an :class:`ArgumentTypeError` (a TypeError), a wrong value a
+    ValueError."""
     if not isinstance(name, str):
-        raise ValueError(f"a format name must be a string, got {name!r}")
+        raise ArgumentTypeError(f"a format name must be a string, got {type_name(name)}")
     key = name.strip().lower()
     hbfp = _HBFP.fullmatch(key)
     kind = ("fp" if key in SCALAR_SPECS else "int8" if key == "int8" else
@@ -57,11 +59,15 @@ def get(name: str, **options: Any) -> Format:
 
 
 def resolve(fmt: str | Format, **options: Any) -> Format:
-    """A Format from a name (with options) or a Format object (without)."""
+    """A Format from a name (with options) or a Format object (without); anything else is
+    an :class:`ArgumentTypeError`."""
     if isinstance(fmt, Format):
         if options:
             raise ValueError(f"options {sorted(options)} apply to format names, not to {fmt!r}")
         return fmt
+    if not isinstance(fmt, str):
+        raise ArgumentTypeError(f"fmt must be a format name or a Format, got "
+                                f"{type_name(fmt)}")
     return get(fmt, **options)
 
 

@@ -22,13 +22,35 @@ from hbfpsim.formats.threads import threads_for
 from hbfpsim.validate import is_integer
 
 NONFINITE_POLICIES = ("raise", "propagate")
+
+
+class ArgumentTypeError(TypeError, ValueError):
+    """An argument of the wrong type (docs/architecture.md: a ``TypeError`` saying what it
+    must be). It is a ``ValueError`` too, as numpy's ``AxisError`` is both a ``ValueError``
+    and an ``IndexError``: readers of run files and traces that turn a ValueError from these
+    functions into a ConfigError or TraceError keep doing so."""
+
+
+def type_name(value: Any) -> str:
+    """What ``value`` is, for messages: its type (``int``, ``NoneType``, ``numpy.ndarray``),
+    after its repr when that is short and on one line (``1.5 (float)``)."""
+    kind = type(value)
+    name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__name__}"
+    try:
+        shown = repr(value)
+    except Exception:                            # noqa: BLE001 - a repr that fails
+        return name
+    return f"{shown} ({name})" if len(shown) <= 40 and "\n" not in shown else name
+
+
 _NARROW_FLOATS = {"float16", "bfloat16", "float8_e4m3fn", "float8_e5m2", "float6_e3m2fn",
                   "float6_e2m3fn", "float4_e2m1fn"}     # numpy's and ml_dtypes' type names
 
 
-def as_float_array(x: Any) -> np.ndarray:
+def as_float_array(x: Any, name: str = "x") -> np.ndarray:
     """``x`` as float32 (float32 and narrower float inputs, converted exactly) or float64
-    (float64, integer and bool inputs); anything else is a ValueError."""
+    (float64, integer and bool inputs); anything else (complex, strings, objects, dates) is
+    an :class:`ArgumentTypeError` naming the argument ``name``."""
     a = np.asarray(x)
     if not a.dtype.isnative:                     # big-endian data: the same numbers
         a = a.astype(a.dtype.newbyteorder("="))
@@ -38,7 +60,8 @@ def as_float_array(x: Any) -> np.ndarray:
         return a.astype(np.float32)
     if a.dtype.kind in "biu":
         return a.astype(np.float64)
-    raise ValueError(f"x must be a real numeric array (float, int or bool), got dtype {a.dtype}")
+    raise ArgumentTypeError(f"{name} must be a real numeric array (float, int or bool), got "
+                            f"dtype {a.dtype}")
 
 
 @dataclass(frozen=True)
@@ -71,15 +94,18 @@ def normalize_axis(axis: Any, ndim: int) -> int:
     """``axis`` of an input with ``ndim`` dimensions, an integer in [-ndim, ndim), as an
     index in [0, ndim)."""
     if not is_integer(axis):
-        raise ValueError(f"axis must be an integer, got {axis!r}")
+        raise ArgumentTypeError(f"axis must be an integer, got {type_name(axis)}")
     if not -ndim <= axis < ndim:
         raise ValueError(f"axis={axis} is out of range for an input with {ndim} dimension(s)")
     return int(axis) % ndim
 
 
 def rounding_mode(rounding: Any, seed: Any) -> tuple[int, int]:
-    """(kernel mode, seed) from the public ``rounding`` and ``seed`` arguments."""
-    mode = Rounding.parse(rounding)
+    """(kernel mode, seed) from the public ``rounding`` and ``seed`` arguments: a wrong
+    type (``rounding`` not a Rounding or a string, ``seed`` not an integer or None) is an
+    :class:`ArgumentTypeError`, a wrong value a ValueError."""
+    mode = Rounding.parse(check_rounding_type(rounding, "rounding"))
+    check_seed_type(seed, "seed")
     if mode != Rounding.STOCHASTIC:
         return int(mode), 0
     if seed is None:
@@ -87,6 +113,34 @@ def rounding_mode(rounding: Any, seed: Any) -> tuple[int, int]:
     if not is_integer(seed, 0, 2**63 - 1):
         raise ValueError(f"seed must be an integer in [0, 2^63), got {seed!r}")
     return int(mode), int(seed)
+
+
+def check_rounding_type(rounding: Any, name: str) -> Any:
+    """``rounding`` if it is a Rounding or a string (its value is checked by
+    ``Rounding.parse``), else an :class:`ArgumentTypeError` naming ``name``."""
+    if not isinstance(rounding, (Rounding, str)):
+        raise ArgumentTypeError(f"{name} must be a Rounding or its name (a string such as "
+                                f"'even'), got {type_name(rounding)}")
+    return rounding
+
+
+def check_seed_type(seed: Any, name: str) -> None:
+    """An :class:`ArgumentTypeError` naming ``name`` unless ``seed`` is None or an integer
+    (not a bool); its range is the caller's to check."""
+    if seed is not None and not is_integer(seed):
+        raise ArgumentTypeError(f"{name} must be an integer in [0, 2^63) or None, got "
+                                f"{type_name(seed)}")
+
+
+def check_nonfinite(nonfinite: Any) -> str:
+    """The ``nonfinite`` policy: a string (else :class:`ArgumentTypeError`) among
+    ``NONFINITE_POLICIES`` (else ValueError)."""
+    if not isinstance(nonfinite, str):
+        raise ArgumentTypeError(f"nonfinite must be a string, 'raise' or 'propagate', got "
+                                f"{type_name(nonfinite)}")
+    if nonfinite not in NONFINITE_POLICIES:
+        raise ValueError(f"nonfinite={nonfinite!r} is not one of 'raise', 'propagate'")
+    return nonfinite
 
 
 @dataclass(frozen=True)
@@ -189,8 +243,7 @@ class Format(ABC):
     def _run(self, x: Any, axis: int, rounding: str | Rounding, seed: int | None, nonfinite: str):
         a = as_float_array(x)
         mode, seed = rounding_mode(rounding, seed)
-        if nonfinite not in NONFINITE_POLICIES:
-            raise ValueError(f"nonfinite={nonfinite!r} is not one of 'raise', 'propagate'")
+        check_nonfinite(nonfinite)
         if nonfinite == "propagate" and not self.nonfinite_rule:
             raise ValueError(f"{self.name} has no representation for NaN or Inf; "
                              "nonfinite='propagate' is not available")

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from hbfpsim.formats import kernels
-from hbfpsim.formats.base import Format
+from hbfpsim.formats.base import ArgumentTypeError, Format, type_name
 
 _UINT = {8: np.uint8, 16: np.uint16, 32: np.uint32}
 
@@ -166,7 +166,8 @@ class FloatFormat(Format):
         if saturate is None:
             saturate = spec.bits == 8
         if not isinstance(saturate, bool):
-            raise ValueError(f"{name}: option saturate must be true or false, got {saturate!r}")
+            raise ArgumentTypeError(f"{name}: option saturate must be true or false, got "
+                                    f"{type_name(saturate)}")
         return cls(name, spec, saturate)
 
     @property

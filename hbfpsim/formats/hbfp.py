@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from hbfpsim.formats import kernels
-from hbfpsim.formats.base import (Format, expand_blocks, scale_blocks, shared_exp_codes,
-                                  sign_magnitude)
+from hbfpsim.formats.base import (ArgumentTypeError, Format, expand_blocks, scale_blocks,
+                                  shared_exp_codes, sign_magnitude, type_name)
 
 DEFAULT_BLOCK = 64
 COMPAT_MODES = ("hbfpemulator",)
@@ -36,6 +36,7 @@ MANTISSA_RANGE = (2, 24)  # float32 holds every HBFP value exactly up to m = 24
 
 
 MAX_BLOCK = 2**20      # elements per shared exponent: past any reduction a trace holds
+_F32_LIMIT = (2 - 2.0**-24) * 2.0**127   # float64 values from here on round to float32 Inf
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,9 @@ class HBFPFormat(Format):
         if not 1 <= block <= MAX_BLOCK:
             raise ValueError(f"hbfp{mantissa_bits}@{block}: block size must be in "
                              f"[1, {MAX_BLOCK}] elements")
+        if compat is not None and not isinstance(compat, str):
+            raise ArgumentTypeError(f"hbfp: option compat must be a string or None, got "
+                                    f"{type_name(compat)}")
         if compat is not None and compat not in COMPAT_MODES:
             raise ValueError(f"hbfp: compat={compat!r} is not one of {COMPAT_MODES}")
         return cls(mantissa_bits, block, compat)
@@ -82,7 +86,7 @@ class HBFPFormat(Format):
         return f"sign + {self.frac_bits}-bit magnitude x 2^(E-{self.frac_bits}), {rule}"
 
     def _round(self, x, mode, seed):
-        work = x.astype(np.float32) if self.compat else x
+        work = self._emulator_input(x) if self.compat else x
         rows, n = work.shape
         q = np.empty_like(work)
         exps = np.empty((rows, -(-n // self.block)), np.int16)
@@ -91,6 +95,27 @@ class HBFPFormat(Format):
         kernels.block_scaled(work, self.block, self.frac_bits, 0, 1.0 - 2.0**-self.frac_bits, 1,
                              self.compat is not None, mode, seed, q, exps, bad)
         return q.astype(x.dtype, copy=False), (exps, bad), bad
+
+    def _emulator_input(self, x: np.ndarray) -> np.ndarray:
+        """float64 rows rounded to float32, as the emulator sees them: a finite value that
+        float32 cannot hold (|x| >= (2 - 2^-24) 2^127, which rounds to Inf) is a
+        ValueError naming ``x`` and the range, not an Inf the emulator would turn to NaN."""
+        if x.dtype == np.float32:
+            return x
+        with np.errstate(over="ignore"):
+            work = x.astype(np.float32)
+        over = np.isinf(work) & np.isfinite(x)
+        if over.any():
+            raise self.beyond_float32(int(over.sum()), float(np.abs(x[over]).max()))
+        return work
+
+    def beyond_float32(self, count: int, largest: float) -> ValueError:
+        """The refusal of ``count`` finite inputs beyond float32's range (the largest
+        magnitude ``largest``) under ``compat``, which rounds its input to float32."""
+        return ValueError(f"x: {self.name} with compat='hbfpemulator' rounds input to "
+                          f"float32, as HBFPEmulator does, and {count} finite value(s) "
+                          f"(largest |x| {largest:.9g}) lie beyond float32's range "
+                          f"(|x| < {_F32_LIMIT:.9g})")
 
     def block_integers(self, x: Any, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
         """``quantize(x, axis)`` (round to nearest even; NaN and Inf refused) as signed

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hbfpsim.formats import kernels
-from hbfpsim.formats.base import Format
+from hbfpsim.formats.base import ArgumentTypeError, Format, type_name
 
 KMAX = 127
 GRANULARITIES = ("tensor", "channel")
@@ -37,6 +37,9 @@ class Int8Format(Format):
 
     @classmethod
     def create(cls, per: str = "tensor") -> Int8Format:
+        if not isinstance(per, str):
+            raise ArgumentTypeError(f"int8: option per must be a string, 'tensor' or "
+                                    f"'channel', got {type_name(per)}")
         if per not in GRANULARITIES:
             raise ValueError(f"int8: option per={per!r} is not one of {GRANULARITIES}")
         return cls(per)

@@ -22,6 +22,9 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 
+import numpy as np
+
+from hbfpsim.formats.base import ArgumentTypeError, check_rounding_type, type_name
 from hbfpsim.formats.floating import FloatSpec
 from hbfpsim.formats.rounding import SPELLINGS, Rounding
 from hbfpsim.validate import is_integer
@@ -40,6 +43,12 @@ class FixedAccumulator:
     kind = "fixed"
 
     def __post_init__(self) -> None:
+        if not is_integer(self.width):
+            raise ArgumentTypeError(f"accumulator fixed: width must be an integer, got "
+                                    f"{type_name(self.width)}")
+        if not isinstance(self.wrap, (bool, np.bool_)):
+            raise ArgumentTypeError(f"accumulator fixed{self.width}: wrap must be True or "
+                                    f"False, got {type_name(self.wrap)}")
         if not is_integer(self.width, 8, 64):
             raise ValueError(f"accumulator fixed{self.width}: fixed-point width must be in "
                              "[8, 64]")
@@ -75,10 +84,20 @@ class FloatAccumulator:
     kind = "float"
 
     def __post_init__(self) -> None:
+        for key in ("exp_bits", "man_bits"):
+            if not is_integer(getattr(self, key)):
+                raise ArgumentTypeError(f"accumulator e{{E}}m{{M}}: {key} must be an integer, "
+                                        f"got {type_name(getattr(self, key))}")
+        for key in ("subnormals", "saturate"):
+            if not isinstance(getattr(self, key), (bool, np.bool_)):
+                raise ArgumentTypeError(f"accumulator e{self.exp_bits}m{self.man_bits}: {key} "
+                                        f"must be True or False, got "
+                                        f"{type_name(getattr(self, key))}")
         if not (is_integer(self.exp_bits, 2, 11) and is_integer(self.man_bits, 1, 52)):
             raise ValueError(f"accumulator e{self.exp_bits}m{self.man_bits}: e{{E}}m{{M}} needs "
                              "2 <= E <= 11 and 1 <= M <= 52")
-        object.__setattr__(self, "rounding", Rounding.parse(self.rounding))
+        object.__setattr__(self, "rounding",
+                           Rounding.parse(check_rounding_type(self.rounding, "rounding")))
 
     @cached_property
     def spec(self) -> FloatSpec:
@@ -123,11 +142,13 @@ _FLOAT_BASES = {layout: name for name, layout in FLOAT_NAMES.items()}
 
 
 def parse_accumulator(spec: str | Accumulator) -> Accumulator:
-    """An accumulator from its spec string (see the module docstring); objects pass through."""
+    """An accumulator from its spec string (see the module docstring); objects pass through.
+    Anything else is an ``ArgumentTypeError`` (a TypeError); a bad spec a ValueError."""
     if isinstance(spec, (FixedAccumulator, FloatAccumulator)):
         return spec
     if not isinstance(spec, str):
-        raise ValueError(f"an accumulator spec must be a string, got {spec!r}")
+        raise ArgumentTypeError(f"an accumulator spec must be a string or an Accumulator, got "
+                                f"{type_name(spec)}")
     base, *mods = [part.strip() for part in spec.strip().lower().split(":")]
     if m := _FIXED.fullmatch(base):
         options = _modifiers(spec, mods, {"overflow": ("sat", "wrap")})

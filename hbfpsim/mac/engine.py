@@ -11,7 +11,7 @@ levels took that fast path.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import numba
@@ -20,9 +20,12 @@ import numpy as np
 from hbfpsim import formats
 from hbfpsim.mac import kernels
 from hbfpsim.mac.accumulators import Accumulator, FixedAccumulator, FloatAccumulator
+from hbfpsim.formats.base import (ArgumentTypeError, as_float_array, check_rounding_type,
+                                  check_seed_type, type_name)
 from hbfpsim.formats.rounding import Rounding
 from hbfpsim.formats.threads import PARALLEL_MACS, one_blas_thread, threads_for
 from hbfpsim.mac.operands import Operand, prepare
+from hbfpsim.mac.operands import _operand as make_operand
 from hbfpsim.mac.plan import AccumulationPlan, as_plan
 from hbfpsim.mac.copies import by_chunk, transposed
 from hbfpsim.validate import is_integer
@@ -53,9 +56,16 @@ class LevelStats:
 
 @dataclass(frozen=True)
 class MatmulStats:
+    """Per level of the plan, what happened (``LevelStats``); ``operand_overflows``: elements
+    of A and of B that quantization overflowed (finite input beyond the largest value of a
+    non-saturating scalar format, fp32, bf16, fp16 or FP8 with ``saturate=False``: +-Inf,
+    NaN in fp8_e4m3). Such elements then combine as IEEE says (Inf, or NaN for Inf - Inf
+    and Inf x 0), and the levels count nothing for them."""
+
     plan: AccumulationPlan
     shape: tuple[int, int, int]   # M, N, K
     levels: tuple[LevelStats, ...]
+    operand_overflows: tuple[int, int] = (0, 0)   # A, B
 
     def summary(self) -> str:
         """A table, one row per level (totals)."""
@@ -66,7 +76,11 @@ class MatmulStats:
             rows.append((str(i), str(lv.accumulator), str(lv.length or "all"), str(lv.inputs),
                          "BLAS" if lv.fast_path else "sequential", *map(str, counts)))
         widths = [max(len(r[c]) for r in rows) for c in range(len(head))]
-        return "\n".join("  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows)
+        table = "\n".join("  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows)
+        if not any(self.operand_overflows):
+            return table
+        a, b = self.operand_overflows
+        return f"{table}\noperand overflows (quantized to Inf or NaN): A {a}, B {b}"
 
 
 class MatmulResult(NamedTuple):
@@ -86,30 +100,47 @@ def matmul(A: Any, B: Any, fmt_a: str | formats.Format, fmt_b: str | formats.For
     (``operand_rounding="stochastic"``) and of stochastic accumulators. ``stats``: "total"
     (counts summed over outputs) or "element" ((M, N) arrays). ``fast_path=False`` forces the
     sequential kernel. Returns ``(out, stats)``: out is float64 (INT8 scales applied last).
+
+    An argument of the wrong type is an ``ArgumentTypeError`` (a TypeError saying what it
+    must be), a wrong value a ValueError. NaN or Inf input is refused (by the formats).
+    Finite input beyond the largest value of a non-saturating scalar format (fp32, bf16,
+    fp16, FP8 with ``saturate=False``) overflows to +-Inf, as IEEE says: such elements are
+    counted in ``stats.operand_overflows`` (A, B) and combine as IEEE says in float
+    accumulators; a fixed-point plan refuses them (an integer register holds no Inf).
     """
     a, b = _matrix(A, "A"), _matrix(B, "B")
     if a.shape[1] != b.shape[0]:
         raise ValueError(f"A is {a.shape[0]} x {a.shape[1]} and B is {b.shape[0]} x "
                          f"{b.shape[1]}: their inner dimensions (K) differ")
-    fa = formats.resolve(fmt_a)
-    fb = fa if fmt_b is None else formats.resolve(fmt_b)
+    fa = _format(fmt_a, "fmt_a")
+    fb = fa if fmt_b is None else _format(fmt_b, "fmt_b")
     plan = as_plan(plan)
+    if not isinstance(stats, str):
+        raise ArgumentTypeError(f"stats must be a string, 'total' or 'element', got "
+                                f"{type_name(stats)}")
     if stats not in ("total", "element"):
         raise ValueError(f"stats={stats!r} is not one of 'total', 'element'")
-    operand_rounding = Rounding.parse(operand_rounding, "operand_rounding")
+    if not isinstance(fast_path, (bool, np.bool_)):
+        raise ArgumentTypeError(f"fast_path must be True or False, got {type_name(fast_path)}")
+    operand_rounding = Rounding.parse(check_rounding_type(operand_rounding, "operand_rounding"),
+                                      "operand_rounding")
+    check_seed_type(seed, "seed")
+    if seed is not None and not is_integer(seed, 0, 2**63 - 1):
+        raise ValueError(f"seed must be an integer in [0, 2^63), got {seed!r}")
     needs_seed = operand_rounding == Rounding.STOCHASTIC or any(
         isinstance(lv.accumulator, FloatAccumulator)
         and lv.accumulator.rounding == Rounding.STOCHASTIC for lv in plan.levels)
-    if needs_seed and not is_integer(seed, 0, 2**63 - 1):
+    if needs_seed and seed is None:
         raise ValueError("stochastic rounding needs seed=<int in [0, 2^63)>: the same seed "
                          "gives the same bits")
     seed_a, seed_b, seed_acc = derive_seeds(seed or 0)
-    op_a = prepare(a, fa, 1) if operand_rounding == Rounding.RNE else _prepare_rounded(
-        a, fa, 1, operand_rounding, seed_a)
-    op_b = prepare(b, fb, 0) if operand_rounding == Rounding.RNE else _prepare_rounded(
-        b, fb, 0, operand_rounding, seed_b)
-    _check_fixed_levels(plan, op_a, op_b)
-    return _run(op_a, op_b, plan, seed_acc, stats == "element", fast_path)
+    op_a = _operand(a, fa, 1, operand_rounding, seed_a)
+    op_b = _operand(b, fb, 0, operand_rounding, seed_b)
+    overflows = operand_overflows(op_a), operand_overflows(op_b)
+    _check_fixed_levels(plan, op_a, op_b, overflows)
+    out, counts = _run(op_a, op_b, plan, seed_acc, stats == "element", fast_path,
+                       any(overflows))
+    return MatmulResult(out, replace(counts, operand_overflows=overflows))
 
 
 def derive_seeds(seed: int) -> tuple[int, int, int]:
@@ -120,25 +151,69 @@ def derive_seeds(seed: int) -> tuple[int, int, int]:
 
 
 def _matrix(x: Any, name: str) -> np.ndarray:
-    a = np.asarray(x)
+    a = as_float_array(x, name)     # the formats' input rule: real numbers, else a TypeError
     if a.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array, got shape {a.shape}")
-    if a.dtype.kind not in "fiub":
-        raise ValueError(f"{name} must be a real numeric array, got dtype {a.dtype}")
     return a
 
 
-def _prepare_rounded(x, fmt, axis, rounding, seed) -> Operand:
-    q = fmt.quantize(x, axis=axis, rounding=rounding, seed=seed)
-    return prepare(q.astype(np.float64), fmt, axis)  # q is on the grid: even rounding keeps it
+def _format(fmt: Any, name: str) -> formats.Format:
+    if not isinstance(fmt, (str, formats.Format)):
+        raise ArgumentTypeError(f"{name} must be a format name or a Format, got "
+                                f"{type_name(fmt)}")
+    return formats.resolve(fmt)
 
 
-def _check_fixed_levels(plan: AccumulationPlan, a: Operand, b: Operand) -> None:
+def _operand(x: np.ndarray, fmt: formats.Format, axis: int, rounding: Rounding, seed: int
+             ) -> Operand:
+    """Operand A (``axis`` 1) or B (``axis`` 0) quantized with ``rounding``."""
+    if rounding == Rounding.RNE:
+        return prepare(x, fmt, axis)
+    q = np.asarray(fmt.quantize(x, axis=axis, rounding=rounding, seed=seed), np.float64)
+    if fmt.family == "fp":      # its values may hold Inf (overflow), which prepare refuses
+        return _fp_operand(q, fmt, axis)
+    return prepare(q, fmt, axis)     # q is on the grid: even rounding keeps it
+
+
+def _fp_operand(values: np.ndarray, fmt: formats.Format, axis: int) -> Operand:
+    """The operand of scalar-float values already on ``fmt``'s grid (``prepare``'s layout:
+    integers in units of the format's smallest subnormal; B worked on as B^T)."""
+    if axis == 0:
+        op = _fp_operand(transposed(values), fmt, 1)
+        return Operand(fmt, 0, op.integers.T, np.ascontiguousarray(op.lsb_exp.T), op.block,
+                       None, op.int_max, op.decoded)
+    values = np.ascontiguousarray(values, np.float64)
+    lsb = fmt.spec.emin - fmt.spec.man_bits
+    return make_operand(fmt, 1, values * 2.0**-lsb, lsb, max(values.shape[1], 1), None,
+                        fmt.spec.max * 2.0**-lsb, values)
+
+
+def operand_overflows(op: Operand) -> int:
+    """Elements of ``op`` that quantization overflowed: finite input beyond the largest
+    value of a non-saturating scalar format (fp32, bf16, fp16, FP8 with ``saturate=False``),
+    which becomes +-Inf (NaN in fp8_e4m3, which has no Inf). Other formats saturate (or,
+    INT8, refuse) and give none; NaN or Inf input never gets here (the formats refuse it)."""
+    if op.format.family != "fp" or op.format.saturate:
+        return 0
+    values = op.decoded if op.decoded is not None else op.values   # A, or B^T: contiguous
+    finite = np.isfinite(values)
+    return 0 if finite.all() else int(finite.size - np.count_nonzero(finite))
+
+
+def _check_fixed_levels(plan: AccumulationPlan, a: Operand, b: Operand,
+                        overflows: tuple[int, int]) -> None:
     k = a.integers.shape[1]
     spans = plan.spans(k)
     for i, (level, span) in enumerate(zip(plan.levels, spans), 1):
         if level.accumulator.kind != "fixed":
             continue
+        for name, op, count in (("A", a, overflows[0]), ("B", b, overflows[1])):
+            if count:
+                raise ValueError(
+                    f"plan {plan}: level {i} is fixed point, but {count} element(s) of {name} "
+                    f"lie beyond {op.format.name}'s largest value ({op.format.spec.max:.9g}) "
+                    "and overflowed to Inf or NaN, which an integer register cannot hold (use "
+                    f"a float accumulator, or formats.get({op.format.name!r}, saturate=True))")
         for op in (a, b):
             if not (k <= op.block or (span < k and op.block % span == 0)):
                 raise ValueError(
@@ -201,7 +276,7 @@ def _safe_fixed_prefix(plan: AccumulationPlan, a: Operand, b: Operand) -> int:
 
 
 def _run(a: Operand, b: Operand, plan: AccumulationPlan, seed: int, per_element: bool,
-         fast_path: bool) -> MatmulResult:
+         fast_path: bool, overflowed: bool = False) -> MatmulResult:
     m, k = a.integers.shape
     n = b.integers.shape[1]
     nlev = len(plan.levels)
@@ -225,7 +300,8 @@ def _run(a: Operand, b: Operand, plan: AccumulationPlan, seed: int, per_element:
                         else (a.values, b.values))
             kernels.gemm_sequential(*operands,
                                     a.lsb_exp, b.lsb_exp, a.block, b.block, table, maxval,
-                                    plan.fused, _exact_in_float64(plan, a, b), seed, stride,
+                                    plan.fused, not overflowed and _exact_in_float64(plan, a, b),
+                                    seed, stride,
                                     passes, totals, out, row_stats, elem_stats)
     if a.scale is not None or b.scale is not None:
         out = out * _scale(a, m)[:, None] * _scale(b, n)[None, :]
@@ -240,6 +316,8 @@ def _exact_in_float64(plan: AccumulationPlan, a: Operand, b: Operand) -> bool:
     2^(max qa + max qb); their sum then spans at most 53 bits when the exponents allow."""
     first = plan.levels[0].accumulator
     peak = a.int_peak * b.int_peak
+    if not math.isfinite(peak):
+        return False
     if isinstance(first, FixedAccumulator):
         return first.width <= 52 and peak <= 2.0**52
     if not plan.fused or peak == 0.0:

@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from hbfpsim.formats.base import ArgumentTypeError, type_name
 from hbfpsim.mac.accumulators import Accumulator, parse_accumulator
 from hbfpsim.validate import is_integer, is_text
 
@@ -65,6 +66,9 @@ class AccumulationPlan:
     @classmethod
     def parse(cls, text: str, fused: bool = True) -> AccumulationPlan:
         """A plan from its text form (see the module docstring)."""
+        if not isinstance(text, str):
+            raise ArgumentTypeError(f"an accumulation plan must be a non-empty string, got "
+                                    f"{type_name(text)}")
         if not is_text(text):
             raise ValueError(f"an accumulation plan must be a non-empty string, got {text!r}")
         levels = []
@@ -97,21 +101,30 @@ class AccumulationPlan:
 
 def as_plan(plan: Any) -> AccumulationPlan:
     """A plan from an AccumulationPlan, its text form, or a list of (length, accumulator)
-    pairs, the last length None: ``[(64, "fixed16"), (None, "fp32")]``."""
+    pairs, the last length None: ``[(64, "fixed16"), (None, "fp32")]``. A plan, level, length
+    or accumulator of the wrong type is an ``ArgumentTypeError`` (a TypeError), a wrong value
+    (an empty list, a length of 0) a ValueError."""
     if isinstance(plan, AccumulationPlan):
         return plan
     if isinstance(plan, str):
         return AccumulationPlan.parse(plan)
-    if isinstance(plan, (list, tuple)) and plan:
+    if isinstance(plan, (list, tuple)):
+        if not plan:
+            raise ValueError("plan: an empty list has no levels; expected (length, accumulator) "
+                             "pairs such as [(64, 'fixed16'), (None, 'fp32')]")
         levels = []
         for item in plan:
-            if not (isinstance(item, (list, tuple)) and len(item) == 2):
+            if not isinstance(item, (list, tuple)):
+                raise ArgumentTypeError(f"plan levels must be (length, accumulator) pairs, got "
+                                        f"{type_name(item)}")
+            if len(item) != 2:
                 raise ValueError(f"plan levels must be (length, accumulator) pairs, got {item!r}")
             length, acc = item
             if length is not None and not is_integer(length):
-                raise ValueError(f"plan level {item!r}: expected (length, accumulator) with the "
-                                 "length an integer or None")
+                raise ArgumentTypeError(f"plan level {item!r}: expected (length, accumulator) "
+                                        "with the length an integer or None")
             levels.append(Level(parse_accumulator(acc), None if length is None else int(length)))
         return AccumulationPlan(tuple(levels))
-    raise ValueError(f"plan must be an AccumulationPlan, a string such as 'fixed16*64 > fp32' "
-                     f"or a list of (length, accumulator) pairs, got {plan!r}")
+    raise ArgumentTypeError(f"plan must be an AccumulationPlan, a string such as "
+                            f"'fixed16*64 > fp32' or a list of (length, accumulator) pairs, got "
+                            f"{type_name(plan)}")

@@ -19,6 +19,8 @@ from hbfpsim.replay.runfile import RunSpec, load
 from hbfpsim.replay.summary import Summary, summarize
 from hbfpsim.replay.synthetic import Fitted, Gaussian, Source
 from hbfpsim.format_schedule import RunContext, run_context
+from hbfpsim.trace.manifest import capture_epochs, check_epochs
+from hbfpsim.validate import ConfigError
 
 
 @dataclass
@@ -51,22 +53,33 @@ class Report:
 def trace_context(trace: traces.Trace) -> RunContext:
     """First and last layers and last epoch of a trace; a capture that records how many
     epochs the training ran (``capture.epochs``) fixes the last epoch, else the last seen."""
-    epochs = trace.capture.get("epochs")
-    last = epochs - 1 if isinstance(epochs, int) and not isinstance(epochs, bool) \
-        and epochs > 0 else None
+    total, _ = capture_epochs(trace.capture)
     return run_context(((r.layer, r.phase) for r in trace.records),
-                       (r.epoch for r in trace.records), last)
+                       (r.epoch for r in trace.records), None if total is None else total - 1)
 
 
 def epoch_weights(trace: traces.Trace) -> dict[int, int]:
     """Training epochs each captured epoch stands for: itself up to the next captured one;
     the last captured up to the end of training when ``capture.epochs`` says how many epochs
-    it ran, else itself alone. (A trace of epochs 0, 15, 29 of 30: 15, 14 and 1.)"""
+    it ran, else itself alone. (A trace of epochs 0, 15, 29 of 30: 15, 14 and 1.) A record
+    outside its capture's epochs is a TraceError (``trace.open`` refuses such traces)."""
+    check_epochs(str(trace.path), trace.capture,
+                 [(f"record id {r.id}", r.epoch) for r in trace.records])
     epochs = sorted({r.epoch for r in trace.records})
-    total = trace.capture.get("epochs")
-    end = total if isinstance(total, int) and not isinstance(total, bool) \
-        and total > epochs[-1] else epochs[-1] + 1
+    total, _ = capture_epochs(trace.capture)
+    end = epochs[-1] + 1 if total is None else total
     return {e: later - e for e, later in zip(epochs, epochs[1:] + [end])}
+
+
+def check_schedules(spec: RunSpec, trace: traces.Trace, context: RunContext) -> None:
+    """Every variant's rules against ``trace``'s run context, before any work: a range whose
+    ends, once resolved, never meet (``Schedule.check``) is a ConfigError naming the run
+    file, the trace and the rule."""
+    for variant in spec.variants:
+        try:
+            variant.check(context)
+        except ValueError as err:
+            raise ConfigError(f"{spec.source}: trace {trace.path}: {err}") from None
 
 
 def _synthetic(spec: RunSpec) -> Source | None:
@@ -89,6 +102,9 @@ def run(spec: RunSpec | str | Path, progress: bool | None = None,
     from hbfpsim.replay import precompile    # here: python -m hbfpsim.replay.precompile imports us
 
     opened = [traces.open(path) for path in spec.traces]
+    for trace in opened:
+        if len(trace):
+            check_schedules(spec, trace, trace_context(trace))
     synthetic = _synthetic(spec)
     helper = precompile.start(opened[0], spec.arrays[0], spec.variants, spec.sampling, synthetic) \
         if opened and spec.arrays else precompile.Helper(None)

@@ -22,6 +22,9 @@
     input = "hbfp4"                      # the axis "variant"
     block_accumulator = "fixed13"
 
+A key is an axis in one place only: ``rows`` both in ``[axes]`` and in ``[axes.array]`` is
+refused, naming both (``validate.once_each``).
+
 Numerics keys (``input``, ``weight``, ``accumulator``, ``output``, ``block_accumulator``,
 ``"none"`` for no block accumulator) may be axes instead of variants, not both; ``weight``
 follows ``input`` unless it is an axis itself. Runs are the product of the axes (variants
@@ -37,6 +40,7 @@ import hashlib
 import itertools
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -51,7 +55,7 @@ from hbfpsim.format_schedule import Schedule, variant_tables
 from hbfpsim.replay.runfile import Sampling, accuracy_keys, array_named, trace_dirs
 from hbfpsim.staging import as_path
 from hbfpsim.sweep.expr import Constraint
-from hbfpsim.validate import main_table
+from hbfpsim.validate import main_table, once_each
 
 COMPUTE = ("timing", "accuracy")
 SWEEP_KEYS = ("name", "traces", "base", "compute", "constraints", "seed", "max_outputs",
@@ -60,6 +64,7 @@ KEYS = tuple(f.name for f in fields(ArrayConfig) if f.name not in ("name", "sour
 FLOAT_KEYS = frozenset(f.name for f in fields(ArrayConfig) if f.type == "float")
 MAX_VALUES = 10**6           # values on one axis
 MAX_RUNS = 10**7             # runs before constraints: a typo fails here, not in memory
+CHUNK = 10_000               # runs expanded (and registered in a store) at a time
 NONE = "none"                # block_accumulator = "none": no block accumulator
 
 
@@ -100,12 +105,18 @@ class SweepSpec:
 
     def runs(self) -> list[Run]:
         """Every run that passes the constraints, each checked as a configuration (its
-        numerics resolve, its buffers hold an array tile)."""
+        numerics resolve, its buffers hold an array tile), as a list: ``iter_runs`` or
+        ``chunks`` for a sweep too large to hold (a run takes about 1.4 KB)."""
+        return list(self.iter_runs())
+
+    def iter_runs(self) -> Iterator[Run]:
+        """``runs()`` one at a time, in the same order, each made as it is asked for: memory
+        does not grow with the number of runs."""
         identity = _identity(self)
         by_name = {v.name: v for v in self.variants}
         keys = [key for key, _ in self.axes]
         base = {f: getattr(self.base, f) for f in KEYS}
-        out = []
+        memo: dict = {}
         for combo in itertools.product(*(values for _, values in self.axes)):
             values = dict(zip(keys, combo))
             scope = {**base, **values}
@@ -113,15 +124,25 @@ class SweepSpec:
                 scope["weight"] = values["input"]
             if not all(c.holds(scope) for c in self.constraints):
                 continue
-            out.append(self._run(values, scope, by_name, identity))
-        return out
+            yield self._run(values, scope, by_name, identity, memo)
 
-    def _run(self, values: dict, scope: dict, by_name: dict, identity: dict) -> Run:
-        shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
+    def chunks(self, size: int = CHUNK) -> Iterator[list[Run]]:
+        """``iter_runs()`` in lists of at most ``size`` runs (the last one shorter)."""
+        if not (isinstance(size, int) and size >= 1):
+            raise ValueError(f"chunks: size: expected a positive integer, got {size!r}")
+        runs = self.iter_runs()
+        while chunk := list(itertools.islice(runs, size)):
+            yield chunk
+
+    def _run(self, values: dict, scope: dict, by_name: dict, identity: dict,
+             memo: dict | None = None) -> Run:
+        """The run of ``values`` (``scope``: every configuration key's value). ``memo``: JSON
+        kept from run to run (the identity's, each schedule's), which makes the same
+        ``resolved`` as ``_dumps`` of the whole."""
         settings = {k: (None if k == "block_accumulator" and v == NONE else v)
                     for k, v in scope.items() if k in KEYS}
         try:
-            config = replace(self.base, **settings, name=self.name, source=self.source)
+            config = _assembled(self.base, settings, self.name, self.source)
             if self.variants:
                 schedule = by_name[values["variant"]] if "variant" in values \
                     else self.variants[0]
@@ -130,13 +151,35 @@ class SweepSpec:
             for numerics in schedule.numerics:
                 checked_bits(config, numerics)
         except ValueError as err:          # ConfigError, or a buffer smaller than a tile
+            shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
             raise ConfigError(f"{self.source}: the run {shown}: {err} (exclude such runs "
                               "with a constraint)") from None
-        resolved = json.dumps({**identity, "config": _canonical_config(config),
-                               "schedule": schedule.to_dict()},
-                              sort_keys=True, separators=(",", ":"), allow_nan=False)
+        memo = {} if memo is None else memo
+        if "identity" not in memo:
+            memo["identity"] = {k: _dumps(v) for k, v in identity.items()}
+        if schedule not in memo:
+            memo[schedule] = _dumps(schedule.to_dict())
+        parts = {**memo["identity"], "config": _dumps(_canonical_config(config)),
+                 "schedule": memo[schedule]}
+        resolved = "{" + ",".join(f"{_dumps(k)}:{parts[k]}" for k in sorted(parts)) + "}"
         return Run(hashlib.sha256(resolved.encode()).hexdigest()[:32], values, config,
                    schedule, resolved)
+
+
+def _dumps(value: Any) -> str:
+    """Canonical JSON: keys sorted, no spaces, no NaN."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _assembled(base: ArrayConfig, settings: dict, name: str, source: str) -> ArrayConfig:
+    """``replace(base, **settings, name=name, source=source)`` without ArrayConfig's check
+    of each value again (a third of a run's expansion): the base was checked when it was
+    read and each axis value on its own (``_check_value``, the same checks), and those
+    checks look at one value at a time, so any combination of them passes."""
+    config = object.__new__(ArrayConfig)
+    config.__dict__.update(base.__dict__)
+    config.__dict__.update(settings, name=name, source=source)
+    return config
 
 
 def load(path: str | Path) -> SweepSpec:
@@ -166,7 +209,7 @@ def parse(data: dict, *, source: str = "<dict>", base: Path = Path("."),
                           f"got {compute!r}")
     sampling, synthetic, fit = accuracy_keys(sweep, where, base)
     variants = _variants(data.get("variant"), source)
-    axes = _axes(data.get("axes", {}), f"{source}: [axes]", base_config, variants)
+    axes = _axes(data.get("axes", {}), source, base_config, variants)
     scope = [*KEYS, *(["variant"] if variants else [])]
     raw = sweep.get("constraints", [])
     if not isinstance(raw, list):
@@ -188,20 +231,12 @@ def _variants(raw: Any, source: str) -> tuple[Schedule, ...]:
     return variant_tables(raw, source)
 
 
-def _axes(raw: Any, where: str, base: ArrayConfig, variants: tuple[Schedule, ...]
+def _axes(raw: Any, source: str, base: ArrayConfig, variants: tuple[Schedule, ...]
           ) -> tuple[tuple[str, tuple], ...]:
+    where = f"{source}: [axes]"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a table of keys")
-    flat: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key in SCHEMA and isinstance(value, dict) and not {"start", "stop"} & set(value):
-            for sub, v in value.items():      # [axes.dram] bytes_per_cycle = [...]
-                if sub not in SCHEMA[key]:
-                    raise ConfigError(f"{where} {key}.{sub}: unknown key (expected one of "
-                                      f"{', '.join(SCHEMA[key])})")
-                flat[f"dram_{sub}" if key == "dram" else sub] = v
-        else:
-            flat[key] = value
+    flat = once_each(_axis_tables(raw, where), source)
     axes = []
     for key, value in flat.items():
         if key not in KEYS:
@@ -217,6 +252,22 @@ def _axes(raw: Any, where: str, base: ArrayConfig, variants: tuple[Schedule, ...
     if variants:       # outermost: runs next to each other share the numerics
         axes.insert(0, ("variant", tuple(v.name for v in variants)))
     return tuple(axes)
+
+
+def _axis_tables(raw: dict, where: str) -> Iterator[tuple[str, dict]]:
+    """(place, {flat key: value}) of each axis as written, in order: ``[axes] rows`` in
+    ("axes", ...), ``[axes.dram] bytes_per_cycle`` as dram_bytes_per_cycle in ("axes.dram",
+    ...), so that a key given in two places is named with both."""
+    for key, value in raw.items():
+        if key in SCHEMA and isinstance(value, dict) and not {"start", "stop"} & set(value):
+            for sub in value:                 # [axes.dram] bytes_per_cycle = [...]
+                if sub not in SCHEMA[key]:
+                    raise ConfigError(f"{where} {key}.{sub}: unknown key (expected one of "
+                                      f"{', '.join(SCHEMA[key])})")
+            yield f"axes.{key}", {(f"dram_{sub}" if key == "dram" else sub): v
+                                  for sub, v in value.items()}
+        else:
+            yield "axes", {key: value}
 
 
 def _values(value: Any, where: str) -> tuple:

@@ -24,10 +24,13 @@ workers, by that process.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
+import shutil
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from hbfpsim import trace as traces
@@ -37,11 +40,16 @@ from hbfpsim.replay.run import epoch_weights
 from hbfpsim.staging import staged_file
 from hbfpsim.sweep.batch import (ACCURACY_COLUMNS, RECORD_COLUMNS, TIMING_COLUMNS, Job,
                                    Result, Task, run_batch)
-from hbfpsim.sweep.spec import Run, SweepSpec, trace_hashes
+from hbfpsim.sweep.spec import CHUNK, Run, SweepSpec, trace_hashes
 
 SCHEMA = "hbfpsim-sweep-store/1"
 TOTALS = (*summary.TOTALS, "array_area_um2", "worker_seconds")   # a run's columns
 EXPORTS = (".csv", ".parquet")
+# Store bytes, measured on configs/sweep_demo.toml (420 runs x 161 GEMMs, timing): 1,004
+# bytes per run row (its ~690 bytes of JSON, key, index entry and totals) and 146 per GEMM
+# row of 16 columns, 9.2 bytes a column; rounded up.
+RUN_BYTES = 1024
+COLUMN_BYTES = 10
 
 
 class Store:
@@ -52,20 +60,30 @@ class Store:
     def __init__(self, path: str | Path, create: bool = True) -> None:
         self.path = Path(path)
         self.trace_ids: list[int] = []
-        if self.path.exists() or self.path.is_symlink():
-            _check_store(self.path)
-        elif not create:
-            raise ConfigError(f"{self.path}: no such sweep store (run `hbfpsim sweep run SPEC "
-                              f"--store {self.path}` first)")
-        elif not self.path.parent.is_dir():
-            raise ConfigError(f"{self.path}: {self.path.parent} is not a folder")
+        self.created = False            # whether this call made the file (see ``discard``)
+        before = {p for p in _sidecars(self.path) if p.exists() or p.is_symlink()}
         try:
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self._create()
-        except sqlite3.Error as err:
-            raise ConfigError(f"{self.path}: cannot use as a sweep store: {err}") from None
+            if self.path.exists() or self.path.is_symlink():
+                _check_store(self.path)
+            elif not create:
+                raise ConfigError(f"{self.path}: no such sweep store (run `hbfpsim sweep run "
+                                  f"SPEC --store {self.path}` first)")
+            elif not self.path.parent.is_dir():
+                raise ConfigError(f"{self.path}: {self.path.parent} is not a folder")
+            else:
+                self.created = True
+            try:
+                self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self._create()
+            except sqlite3.Error as err:
+                if hasattr(self, "db"):
+                    self.db.close()
+                raise ConfigError(f"{self.path}: cannot use as a sweep store: {err}") from None
+        except BaseException:           # refused: leave the folder as it was found
+            _remove_files(self.path, before, self.created)
+            raise
 
     def _create(self) -> None:
         with self._transaction():
@@ -95,25 +113,62 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    def holds_results(self) -> bool:
+        """Whether any run of the store is done or failed (has results to keep)."""
+        return self.db.execute("SELECT EXISTS (SELECT 1 FROM runs WHERE status != 'pending')"
+                               ).fetchone()[0] == 1
+
+    def discard(self) -> None:
+        """Close the store and delete its file with its ``-wal`` and ``-shm``: for a store
+        this process created (``created``) for a sweep that could not run."""
+        self.close()
+        _remove_files(self.path, set(), True)
+
     def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def register(self, spec: SweepSpec, runs: Sequence[Run]) -> None:
+    def register(self, spec: SweepSpec, runs: Iterable[Run] | None = None,
+                 chunk: int = CHUNK) -> tuple[int, int]:
         """Record the spec, its traces' records, and its runs as pending (runs already here
-        are kept). Sets ``trace_ids``: the store's id of each of the spec's traces."""
-        with self._transaction():
-            self.db.execute("INSERT INTO sweeps VALUES (?, ?, ?, ?, ?)",
-                            (spec.name, spec.source, spec.text, time.time(), len(runs)))
-            self.trace_ids = [self._trace(path, sha)
-                              for path, sha in zip(spec.traces, trace_hashes(spec))]
-            self.db.executemany(
-                "INSERT OR IGNORE INTO runs (key, sweep, position, run_values, resolved, "
-                "status) VALUES (?, ?, ?, ?, ?, 'pending')",
-                ((r.key, spec.name, i, json.dumps(r.values), r.resolved)
-                 for i, r in enumerate(runs)))
+        are kept), in one transaction: a run the spec refuses (a ConfigError while expanding
+        it) or a kill leaves the store as it was. ``runs`` (default: ``spec.iter_runs()``,
+        made as they are stored) are inserted ``chunk`` at a time, so that memory does not
+        grow with the sweep (SQLite spills a large transaction to its write-ahead log on
+        disk). Sets ``trace_ids``: the store's id of each of the spec's traces. Returns
+        (runs, runs already done or failed), a run given twice counted twice."""
+        runs = spec.iter_runs() if runs is None else iter(runs)
+        total = settled = 0
+        try:
+            with self._transaction():
+                row = self.db.execute("INSERT INTO sweeps VALUES (?, ?, ?, ?, NULL)",
+                                      (spec.name, spec.source, spec.text, time.time())
+                                      ).lastrowid
+                self.trace_ids = [self._trace(path, sha)
+                                  for path, sha in zip(spec.traces, trace_hashes(spec))]
+                while batch := list(itertools.islice(runs, chunk)):
+                    self.db.executemany(
+                        "INSERT OR IGNORE INTO runs (key, sweep, position, run_values, "
+                        "resolved, status) VALUES (?, ?, ?, ?, ?, 'pending')",
+                        ((r.key, spec.name, total + i, json.dumps(r.values), r.resolved)
+                         for i, r in enumerate(batch)))
+                    found = self.lookup(r.key for r in batch)
+                    settled += sum(found[r.key][1] != "pending" for r in batch)
+                    total += len(batch)
+                self.db.execute("UPDATE sweeps SET runs = ? WHERE rowid = ?", (total, row))
+        except sqlite3.Error as err:           # a full disk, among others
+            raise ConfigError(f"{self.path}: cannot register the runs of {spec.name}: "
+                              f"{err}") from None
+        return total, settled
+
+    def lookup(self, keys: Iterable[str]) -> dict[str, tuple[int, str]]:
+        """(id, status) of each of ``keys`` that the store holds, by key; one query, whatever
+        the number of keys (give a chunk of them: the answer is held in memory)."""
+        return {key: (run_id, status) for key, run_id, status in self.db.execute(
+            "SELECT key, id, status FROM runs WHERE key IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(keys)),))}
 
     def _trace(self, path: Path, sha: str) -> int:
         row = self.db.execute("SELECT id FROM traces WHERE manifest = ?", (sha,)).fetchone()
@@ -188,6 +243,58 @@ class Store:
                         for (key, _, *rest), v in zip(found, values)]
 
 
+@dataclass(frozen=True)
+class Estimate:
+    """A sweep's size before it is expanded: ``runs`` (the product of its axes' lengths,
+    before constraints: an upper bound), ``gemms`` (GEMM rows per run: its traces' records)
+    and ``bytes`` (of store those runs take when done: ``RUN_BYTES`` per run and
+    ``COLUMN_BYTES`` per column of each GEMM row)."""
+
+    runs: int
+    gemms: int
+    bytes: int
+
+    def line(self) -> str:
+        """One line: the runs, GEMM rows and bytes, for a person."""
+        return (f"at most {self.runs:,} runs (before constraints) x {self.gemms:,} GEMM rows "
+                f"each: a store of up to {_size(self.bytes)}")
+
+
+def estimate(spec: SweepSpec) -> Estimate:
+    """How large ``spec``'s sweep is, read from its axes and its traces' manifests (no run
+    is expanded)."""
+    columns = 3 + len(TIMING_COLUMNS) + (len(ACCURACY_COLUMNS) if spec.compute == "accuracy"
+                                         else 0)
+    gemms = sum(len(traces.open(path)) for path in spec.traces)
+    return Estimate(spec.size, gemms, spec.size * (RUN_BYTES + gemms * columns * COLUMN_BYTES))
+
+
+def check_space(spec: SweepSpec, path: str | Path) -> Estimate:
+    """``spec``'s estimate, or a ConfigError (with the estimate) when the runs would take
+    more bytes than the store's disk has free (``shutil.disk_usage`` of its folder; the
+    store's current size is counted as already taken). A folder that does not exist is left
+    to ``Store`` to refuse."""
+    path = Path(path)
+    found = estimate(spec)
+    if not path.parent.is_dir():
+        return found
+    have = path.stat().st_size if path.is_file() else 0
+    free = shutil.disk_usage(path.parent).free
+    if found.bytes - have > free:
+        raise ConfigError(f"{path}: the sweep {spec.name} needs more space than its disk has "
+                          f"free ({_size(free)}): {found.line()}; narrow the axes or put the "
+                          "store on a larger disk")
+    return found
+
+
+def _size(count: int) -> str:
+    """A number of bytes for a person: 1.5 GB (powers of 1000)."""
+    for unit, scale in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if count >= scale:
+            return f"{count / scale:,.1f} {unit}"
+    return f"{count} bytes"
+
+
 def _records(path: Path):
     """(record, epoch weights) of a trace's records."""
     t = traces.open(path)
@@ -225,8 +332,31 @@ def open_existing(path: str | Path) -> Store:
     return Store(path, create=False)
 
 
+def _sidecars(path: Path) -> list[Path]:
+    """The files SQLite keeps beside a database ``path``: its write-ahead log, its shared
+    memory index and its rollback journal."""
+    if not path.name:                   # "", ".", "/": no file of that name
+        return []
+    return [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal")]
+
+
+def _remove_files(path: Path, keep: set[Path], store: bool) -> None:
+    """Remove the SQLite files beside ``path`` that are not in ``keep`` (those that existed
+    before it was opened), and ``path`` itself when ``store``. Opening a database in WAL
+    mode, read-only included, makes a ``-wal`` and a ``-shm`` beside it; a refused file
+    keeps neither."""
+    for file in (*_sidecars(path), *([path] if store else [])):
+        if file not in keep:
+            try:
+                file.unlink(missing_ok=True)
+            except OSError:             # a folder of that name, or no permission: not ours
+                pass
+
+
 def _check_store(path: Path) -> None:
-    """That the existing ``path`` is a sweep store of this schema, read without writing."""
+    """That the existing ``path`` is a sweep store of this schema, read without writing
+    (``Store`` removes the ``-wal`` and ``-shm`` a read-only open of a WAL database makes
+    when it refuses the file)."""
     if not path.is_file():
         raise ConfigError(f"{path}: not a regular file (a sweep store is one SQLite file)")
     try:

@@ -37,8 +37,9 @@ from typing import Any
 import numpy as np
 
 from hbfpsim.staging import as_path, staged_dir
-from hbfpsim.trace.manifest import (MANIFEST, PHASES, SCHEMA, TraceError, check_operand,
-                                    check_record, check_values, read_manifest, show)
+from hbfpsim.trace.manifest import (MANIFEST, PHASES, SCHEMA, TraceError, check_epochs,
+                                    check_operand, check_record, check_values, read_manifest,
+                                    show)
 from hbfpsim.validate import is_integer
 
 
@@ -137,6 +138,9 @@ def open_trace(path: str | Path) -> Trace:
     ids = [r.id for r in records]
     if len(set(ids)) != len(ids):
         raise TraceError(f"{where}: record ids must be unique")
+    capture = data.get("capture", {})
+    check_epochs(str(where), capture, [(f"record {i} (id {r.id})", r.epoch)
+                                       for i, r in enumerate(records)])
     for r in records:
         for name, shape in zip((r.a, r.b), r.operand_shapes):
             if name is not None:
@@ -232,6 +236,8 @@ class TraceWriter:
         if self.closed:
             raise ValueError(f"{self.path}: the trace writer is already closed")
         try:
+            check_epochs(str(self.path), self.capture, [(f"record {r.id} ({r.layer} {r.phase})",
+                                                         r.epoch) for r in self.records])
             manifest = {"schema": SCHEMA, "model": self.model, "description": self.description,
                         "capture": self.capture,
                         "records": [{k: v for k, v in asdict(r).items()

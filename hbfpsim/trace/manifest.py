@@ -186,6 +186,36 @@ def check_record(where: str, raw: Any) -> dict:
     return values
 
 
+def capture_epochs(capture: dict) -> tuple[int | None, tuple[str, frozenset[int]] | None]:
+    """What a capture says about its epochs: (``capture.epochs`` when it is an integer >= 1,
+    the epochs the training ran, else None; (field, epochs) of the list of captured epochs,
+    ``capture.captured_epochs`` or ``capture.epochs`` when it is a list of integers >= 0,
+    as ``hbfpsim train`` writes, else None). Fields of other types are free-form settings
+    and say nothing."""
+    total = capture.get("epochs")
+    total = total if is_integer(total, 1) else None
+    for key in ("captured_epochs", "epochs"):
+        listed = capture.get(key)
+        if isinstance(listed, list) and listed and all(is_integer(e, 0) for e in listed):
+            return total, (f"capture.{key}", frozenset(listed))
+    return total, None
+
+
+def check_epochs(where: str, capture: dict, records: list[tuple[str, int]]) -> None:
+    """A TraceError unless every record's epoch lies inside what ``capture`` says was
+    captured (``capture_epochs``): below ``capture.epochs`` when that counts the epochs the
+    training ran, and among the listed epochs when the capture lists them. ``records``:
+    (how messages name the record, its epoch)."""
+    total, listed = capture_epochs(capture)
+    for name, epoch in records:
+        if total is not None and epoch >= total:
+            raise TraceError(f"{where}: {name}: epoch {epoch} is outside the capture: "
+                             f"capture.epochs is {total} (epochs 0 to {total - 1})")
+        if listed is not None and epoch not in listed[1]:
+            raise TraceError(f"{where}: {name}: epoch {epoch} is not one of the captured "
+                             f"epochs ({listed[0]}: {show(sorted(listed[1]))})")
+
+
 def check_operand(root: Path, name: str, shape: tuple[int, ...], where: str) -> None:
     """Header and size of one operand file, without reading its data: inside ``root`` once
     links are resolved, a regular file, float32 ``.npy`` of ``shape`` in C order."""

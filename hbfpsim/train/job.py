@@ -38,7 +38,7 @@ from hbfpsim.formats.threads import usable_cpus
 from hbfpsim.staging import staged_file
 from hbfpsim.train.analysis import wasserstein, write_wasserstein
 from hbfpsim.train.figures import curves, methods
-from hbfpsim.train.loop import RunResult, one_thread, train_one
+from hbfpsim.train.loop import RunResult, build, check_layers, one_thread, train_one
 from hbfpsim.train.method import Method, Roundings
 from hbfpsim.train.spec import TrainSpec
 from hbfpsim.train.tasks import TASKS, Metric
@@ -84,6 +84,7 @@ def run(spec: TrainSpec, progress: bool | None = None) -> TrainReport:
     check_out(spec.out)
     start = time.perf_counter()
     task = make_task(spec)
+    check_patterns(spec, task)
     total = len(spec.variants) * len(spec.seeds) * spec.epochs * task.steps_per_epoch()
     pairs = [(i, seed) for i in range(len(spec.variants)) for seed in spec.seeds]
     workers = min(usable_cpus(), len(pairs))
@@ -119,6 +120,26 @@ def check_out(out: Path) -> None:
     if out.is_dir() and any(out.iterdir()) and not (out / "checkpoints").is_dir():
         raise ConfigError(f"{out}: a folder of other files, not an hbfpsim train output "
                           "(no checkpoints/); choose a new or empty --out")
+
+
+def check_patterns(spec: TrainSpec, task: Any) -> None:
+    """The layer name patterns of ``[train.capture] layers`` (on the captured variant's model)
+    and of ``exact`` (on some variant's) must each match a converted layer, checked before
+    any run starts: the names are the model's, known once it is built."""
+    if spec.capture is None and spec.exact is None:
+        return
+    layers = {}
+    for variant in spec.variants:
+        if spec.exact is None and variant.name != spec.capture.variant:
+            continue
+        with one_thread():
+            layers[variant.name] = build(spec, task, variant, spec.seeds[0])[2].layers
+    if spec.capture is not None:
+        check_layers(spec.capture.layers, layers[spec.capture.variant],
+                     f"{spec.source}: [train] capture layers")
+    if spec.exact is not None:
+        names = tuple(dict.fromkeys(n for found in layers.values() for n in found))
+        check_layers(spec.exact["layers"], names, f"{spec.source}: [train] exact layers")
 
 
 def _variants(runs: list[RunResult], spec: TrainSpec) -> tuple[VariantResult, ...]:

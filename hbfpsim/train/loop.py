@@ -190,11 +190,19 @@ def _writer(spec: TrainSpec, variant: Variant, seed: int, done: int, about: str
 
 
 def _check_layers(patterns: tuple[str, ...], layers: tuple[str, ...], writer) -> None:
+    try:
+        check_layers(patterns, layers, "capture layers")
+    except ConfigError:
+        writer.abort()
+        raise
+
+
+def check_layers(patterns: tuple[str, ...], layers: tuple[str, ...], what: str) -> None:
+    """A ConfigError naming ``what`` unless every name pattern matches a converted layer."""
     for pattern in patterns:
         if not any(fnmatchcase(layer, pattern) for layer in layers):
-            writer.abort()
-            raise ConfigError(f"capture layers: {pattern!r} matches no converted layer (the "
-                              f"layers are {', '.join(layers)})")
+            raise ConfigError(f"{what}: {pattern!r} matches no converted layer (the layers "
+                              f"are {', '.join(layers)})")
 
 
 def _recorder(writer: TraceWriter, epoch: int, step: int, cap):

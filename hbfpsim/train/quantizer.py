@@ -198,10 +198,15 @@ def quantize_torch(t: torch.Tensor, fmt: Format, axis: int = -1, mode: int = 0, 
     seed=seed, nonfinite="propagate")`` bit for bit, as a tensor of t's shape, dtype
     (float32 or float64) and device. ``mode`` is a :class:`Rounding` code, ``seed`` (in
     [0, 2^63)) keys the stochastic stream. Values are not checked: NaN and Inf come out as
-    the kernels write them (INT8 takes them as 0). Non-saturating fp32 on float32 input, and
-    an empty tensor, are returned as they are (``t`` itself)."""
+    the kernels write them (INT8 takes them as 0), except that HBFP with ``compat`` refuses
+    finite float64 values beyond float32's range, as ``fmt.quantize`` does. Non-saturating
+    fp32 on float32 input, and an empty tensor, are returned as they are (``t`` itself)."""
     if t.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"quantize_torch takes float32 or float64 tensors, got {t.dtype}")
+    if getattr(fmt, "compat", None) is not None and t.dtype == torch.float64:
+        over = torch.isinf(t.float()) & torch.isfinite(t)
+        if bool(over.any()):
+            raise fmt.beyond_float32(int(over.sum()), float(t[over].abs().max()))
     if t.numel() == 0 or (isinstance(fmt, FloatFormat) and fmt.name == "fp32"
                           and not fmt.saturate and t.dtype == torch.float32):
         return t

@@ -20,6 +20,15 @@ format name; ``stored``, weights or all), the text task's model and data sizes,
 schedule object for both; rules may also select ``steps``), and their own method keys.
 The method keys of ``[train]`` apply to every variant that does not set them itself (a
 method preset, ``booster-cnn`` or ``booster-transformer``, sets them all).
+
+Values legal alone but not together are refused here, before any work, naming both: the
+capture's ``path`` and the output folder (resolved; neither may be or hold the other), a
+digits ``batch`` beyond the training set (``data.DIGITS_TRAIN``), a text ``context`` (and
+a ``val_windows`` given) beyond the validation text of ``text_bytes``, and, against the
+run's length (``epochs`` x its steps per epoch): ``warmup_steps`` taking the whole run,
+rules and ``exact`` epochs selecting none of it, capture ``steps`` beyond an epoch; and a
+``[train]`` method key that no variant takes. Layer patterns need the model: ``job.run``
+checks them before training.
 """
 
 from __future__ import annotations
@@ -31,8 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from hbfpsim.config import ConfigError, read_toml
-from hbfpsim.format_schedule import PRESETS, Schedule, variant_tables
+from hbfpsim.format_schedule import PRESETS, Rule, Schedule, _resolve, variant_tables
 from hbfpsim.staging import as_path
+from hbfpsim.train.data import DIGITS_TRAIN, text_sizes
 from hbfpsim.train.emulate import exact_spec
 from hbfpsim.train.method import METHOD_PRESETS, Method, Variant, as_variant, with_changes
 from hbfpsim.train.rates import SHAPES, LearningRate
@@ -103,6 +113,50 @@ def parse(data: dict, *, source: str = "<dict>", base: Path = Path("."),
     where = f"{source}: [train]"
     task = choice_key(table, "task", where, None, tuple(DEFAULTS))
     defaults = DEFAULTS[task]
+    settings = _task_settings(table, task, where)
+    try:
+        method = with_changes(Method(), **{k: table.get(k) for k in METHOD_KEYS})
+    except ValueError as err:
+        raise ConfigError(f"{where} {err}") from None
+    epochs = integer_key(table, "epochs", where, defaults["epochs"], 1, 10_000)
+    run = (Length(epochs, settings["steps_per_epoch"]) if task == "text"
+           else Length(epochs, DIGITS_TRAIN // settings["batch"], settings["batch"]))
+    rate = _rate(table, where, settings["lr"], run)
+    lr_table = {k: table[k] for k in ("lr", *LR_KEYS) if k in table}
+    variants = _variants(table, data.get("variant", []), where, source, method,
+                         (lr_table, settings["lr"], run))
+    seeds = tuple(checked_key(table, "seeds", where, [0], _seed_list,
+                              "1 to 100 distinct integers in [0, 2^32)"))
+    out_key = "[train] out" if out is None else "--out"
+    out = out if out is not None else table.get("out", f"runs/{Path(source).stem}")
+    if not (isinstance(out, (str, Path)) and is_text(str(out))):
+        raise ConfigError(f"{where} out: expected a folder path, got {out!r}")
+    try:
+        exact = exact_spec(table.get("exact"))
+    except ValueError as err:
+        raise ConfigError(f"{where} {err}") from None
+    if exact is not None and not exact["epochs"][0] <= min(exact["epochs"][1], epochs - 1):
+        raise ConfigError(f"{where} exact epochs: {list(exact['epochs'])} selects none of the "
+                          f"run's epochs (epochs = {epochs}: 0 to {epochs - 1})")
+    names = [v.name for v in variants]
+    capture = _capture(table.get("capture"), names, seeds, run, where, base)
+    if capture is not None:
+        _apart(capture.path, Path(out), source, out_key)
+    if capture is not None and variants[names.index(capture.variant)].method.blocking != "gemm":
+        raise ConfigError(f"{where} capture: variant {capture.variant!r} uses emulator "
+                          "blocking; a trace records each GEMM's operands as the hardware "
+                          "reads them (blocking gemm)")
+    if exact is not None and any(v.method.blocking != "gemm" for v in variants):
+        raise ConfigError(f"{where} exact: bit-exact accumulation needs blocking gemm in "
+                          "every variant")
+    return TrainSpec(task, settings, variants, seeds, epochs, Path(out), rate, exact, capture,
+                     source)
+
+
+def _task_settings(table: dict, task: str, where: str) -> dict:
+    """The task's model and data settings (``batch``, ``lr``, and the text task's
+    ``TEXT_LIMITS`` keys), each checked, and checked against the task's data."""
+    defaults = DEFAULTS[task]
     if task == "digits":
         stray = sorted(set(table) & set(TEXT_LIMITS))
         if stray:
@@ -115,40 +169,99 @@ def parse(data: dict, *, source: str = "<dict>", base: Path = Path("."),
         if settings["width"] % settings["heads"]:
             raise ConfigError(f"{where} width: {settings['width']} is not a multiple of "
                               f"heads ({settings['heads']})")
-    try:
-        method = with_changes(Method(), **{k: table.get(k) for k in METHOD_KEYS})
-    except ValueError as err:
-        raise ConfigError(f"{where} {err}") from None
-    epochs = integer_key(table, "epochs", where, defaults["epochs"], 1, 10_000)
-    rate = _rate(table, where, settings["lr"], epochs)
-    lr_table = {k: table[k] for k in ("lr", *LR_KEYS) if k in table}
-    variants = _variants(table, data.get("variant", []), where, source, method,
-                         (lr_table, settings["lr"], epochs))
-    seeds = tuple(checked_key(table, "seeds", where, [0], _seed_list,
-                              "1 to 100 distinct integers in [0, 2^32)"))
-    out = out if out is not None else table.get("out", f"runs/{Path(source).stem}")
-    if not (isinstance(out, (str, Path)) and is_text(str(out))):
-        raise ConfigError(f"{where} out: expected a folder path, got {out!r}")
-    try:
-        exact = exact_spec(table.get("exact"))
-    except ValueError as err:
-        raise ConfigError(f"{where} {err}") from None
-    names = [v.name for v in variants]
-    capture = _capture(table.get("capture"), names, seeds, epochs, where, base)
-    if capture is not None and variants[names.index(capture.variant)].method.blocking != "gemm":
-        raise ConfigError(f"{where} capture: variant {capture.variant!r} uses emulator "
-                          "blocking; a trace records each GEMM's operands as the hardware "
-                          "reads them (blocking gemm)")
-    if exact is not None and any(v.method.blocking != "gemm" for v in variants):
-        raise ConfigError(f"{where} exact: bit-exact accumulation needs blocking gemm in "
-                          "every variant")
-    return TrainSpec(task, settings, variants, seeds, epochs, Path(out), rate, exact, capture,
-                     source)
+        _text_fits(table, settings, where)
+    elif settings["batch"] > DIGITS_TRAIN:
+        raise ConfigError(f"{where} batch: {settings['batch']} is more than the digits "
+                          f"task's training set ({DIGITS_TRAIN} images): an epoch would "
+                          "run no step")
+    return settings
 
 
-def _rate(table: dict, where: str, base: float, epochs: int) -> LearningRate:
+def _apart(capture: Path, out: Path, source: str, out_key: str) -> None:
+    """The capture's trace folder and the output folder, resolved, must not overlap: the
+    trace writer replaces its folder whole, and the run writes into its own."""
+    try:
+        a, b = capture.resolve(), out.resolve()
+    except (OSError, ValueError, RuntimeError) as err:     # a NUL byte, a link loop
+        raise ConfigError(f"{source}: [train.capture] path {str(capture)!r} or the output "
+                          f"folder {str(out)!r} ({out_key}): not a usable path ({err})"
+                          ) from None
+    if a == b or a in b.parents or b in a.parents:
+        how = ("is" if a == b else "is inside" if b in a.parents else "holds")
+        raise ConfigError(f"{source}: [train.capture] path {capture} {how} the output "
+                          f"folder {out} ({out_key}); the trace and the run's outputs need "
+                          "folders of their own")
+
+
+def _text_fits(table: dict, settings: dict, where: str) -> None:
+    """The text task's windows (``context`` + 1 characters) must fit in its validation text
+    (the last 10% of ``text_bytes``), and ``val_windows``, when given, must be there."""
+    context, size = settings["context"], settings["text_bytes"]
+    _, val = text_sizes(size)
+    if context >= val:
+        raise ConfigError(f"{where} context: {context} needs {context + 1} characters per "
+                          f"window, more than the validation text of text_bytes = {size} "
+                          f"holds ({val}, its last 10%)")
+    fit = (val - 1) // context
+    if "val_windows" in table and settings["val_windows"] > fit:
+        raise ConfigError(f"{where} val_windows: {settings['val_windows']} windows of context "
+                          f"{context} are more than the validation text of text_bytes = "
+                          f"{size} ({val} characters) holds ({fit})")
+
+
+@dataclass(frozen=True)
+class Length:
+    """A run's length: ``epochs`` of ``per_epoch`` optimizer steps (the digits task's training
+    images over ``batch``, the text task's ``steps_per_epoch``)."""
+
+    epochs: int
+    per_epoch: int
+    batch: int | None = None     # the digits task's: its steps per epoch follow from it
+
+    @property
+    def steps(self) -> int:
+        return self.epochs * self.per_epoch
+
+    @property
+    def epoch(self) -> str:
+        """An epoch's steps and where they come from."""
+        if self.batch is None:
+            return f"steps_per_epoch = {self.per_epoch}"
+        return (f"{self.per_epoch} steps per epoch: {DIGITS_TRAIN} training images // batch "
+                f"= {self.batch}")
+
+    def __str__(self) -> str:
+        return f"{self.steps} steps: epochs = {self.epochs} x {self.epoch}"
+
+
+def _reach(rule: Rule, run: Length) -> str | None:
+    """Why ``rule`` selects no GEMM of ``run`` (its epochs, or its steps within them), or
+    None when it selects some."""
+    last = run.epochs - 1
+    low, high = (_resolve(e, last, "epoch") for e in rule.epochs)
+    low, high = max(low or 0, 0), min(last if high is None else high, last)
+    if low > high:
+        return (f"epochs {list(rule.epochs)} selects none of the run's epochs "
+                f"(epochs = {run.epochs}: 0 to {last})")
+    if not rule.by_step:
+        return None
+    first, final = (_resolve(e, run.steps - 1, "step") for e in rule.steps)
+    first = max(first or 0, low * run.per_epoch)
+    final = min(run.steps - 1 if final is None else final, (high + 1) * run.per_epoch - 1)
+    if first > final:
+        return (f"steps {list(rule.steps)} selects none of the run's steps"
+                + ("" if rule.epochs == (None, None) else f" in epochs {list(rule.epochs)}")
+                + f" (0 to {run.steps - 1}; {run})")
+    return None
+
+
+def _rate(table: dict, where: str, base: float, run: Length) -> LearningRate:
+    epochs = run.epochs
     shape = choice_key(table, "lr_schedule", where, "constant", SHAPES)
     warmup = integer_key(table, "warmup_steps", where, 0, 0, 10**7)
+    if warmup >= run.steps:
+        raise ConfigError(f"{where} warmup_steps: {warmup} warm-up steps take the whole run "
+                          f"({run}), leaving no step to lr_schedule = {shape!r}")
     final = checked_key(table, "lr_final", where, 0.0, number_in(0, 1),
                         "a fraction of lr in [0, 1]")
     gamma = checked_key(table, "lr_gamma", where, 0.1, lambda v: is_number(v, 0, 1) and v > 0,
@@ -196,7 +309,21 @@ def _variants(table: dict, raw: Any, where: str, source: str, method: Method,
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup is not None:
         raise ConfigError(f"{where} variants: {dup!r} is named twice")
+    for key in METHOD_KEYS:
+        if key in table and not _inherits(key, table, raw):
+            raise ConfigError(f"{where} {key}: applies to no variant (each is a method "
+                              f"preset in variants, which sets the whole method, or a "
+                              f"[[variant]] that sets {key} or names a method preset)")
     return tables
+
+
+def _inherits(key: str, table: dict, raw: list) -> bool:
+    """Whether some variant takes the method key ``key`` from ``[train]``: a format or
+    schedule preset in ``variants``, or a ``[[variant]]`` that neither sets ``key`` nor names
+    a method preset."""
+    named = name_list(table, "variants", "") if "variants" in table else []
+    return (any(name not in METHOD_PRESETS for name in named)
+            or any(key not in t and t.get("schedule") not in METHOD_PRESETS for t in raw))
 
 
 def _variant_tables(raw: list, source: str, method: Method, lr: tuple
@@ -209,17 +336,23 @@ def _variant_tables(raw: list, source: str, method: Method, lr: tuple
     plain = [{k: v for k, v in t.items() if k not in own} if isinstance(t, dict) else t
              for t in raw]
     schedules = variant_tables(plain, source, steps=True, presets=presets)
-    lr_table, base, epochs = lr
+    lr_table, base, run = lr
     out = []
     for i, (t, schedule) in enumerate(zip(raw, schedules)):
         where = f"{source}: [[variant]] {i + 1} ({schedule.name})"
+        if "schedule" not in t:
+            for j, rule in enumerate(schedule.rules):
+                why = _reach(rule, run)
+                if why is not None:
+                    raise ConfigError(f"{where} rule {j + 1}: {why}: the rule would never "
+                                      "apply")
         preset = METHOD_PRESETS.get(t.get("schedule"))
         rate = None
         if any(k in t for k in ("lr", *LR_KEYS)):
             inherited = {k: v for k, v in lr_table.items()
                          if "lr_schedule" not in t or k not in SHAPE_KEYS}
             table = {**inherited, **{k: t[k] for k in ("lr", *LR_KEYS) if k in t}}
-            rate = _rate(table, where, _base_rate(table, where, base), epochs)
+            rate = _rate(table, where, _base_rate(table, where, base), run)
         try:
             out.append(Variant(schedule, with_changes(
                 preset.method if preset else method, **{k: t.get(k) for k in METHOD_KEYS}),
@@ -235,10 +368,11 @@ def _seed_list(value: Any) -> bool:
             and all(is_integer(s, 0, 2**32 - 1) for s in value) and len(set(value)) == len(value))
 
 
-def _capture(raw: Any, names: list[str], seeds: tuple[int, ...], epochs: int, where: str,
+def _capture(raw: Any, names: list[str], seeds: tuple[int, ...], run: Length, where: str,
              base: Path) -> Capture | None:
     if raw is None:
         return None
+    epochs = run.epochs
     where = f"{where} capture"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a table")
@@ -251,6 +385,9 @@ def _capture(raw: Any, names: list[str], seeds: tuple[int, ...], epochs: int, wh
                          and all(is_integer(e, 0, epochs - 1) for e in v),
                          f"a list of epochs in [0, {epochs - 1}]")
     steps = integer_key(raw, "steps", where, 1, 1, 10**6)
+    if steps > run.per_epoch:
+        raise ConfigError(f"{where} steps: {steps} steps are more than an epoch has "
+                          f"({run.epoch})")
     layers = checked_key(raw, "layers", where, ["*"],
                          lambda v: isinstance(v, list) and bool(v) and all(map(is_text, v)),
                          "a list of layer name patterns")
