@@ -228,3 +228,19 @@ def test_a_sweep_the_disk_cannot_hold_is_refused_with_its_estimate(tmp_path, cap
     assert not store.exists()
     monkeypatch.setattr("shutil.disk_usage", lambda p: Usage(10**12, 0, 10**12))
     assert check_space(load(path), store).runs == 200_000
+
+
+# --- a variant rule that never applies -----------------------------------------------------
+
+@pytest.mark.parametrize("epochs, shown", [(["last", 0], "last"), (["100%", "last"], "100%")])
+def test_a_rule_whose_range_never_meets_is_refused_before_any_run(epochs, shown):
+    """mlp_digits captures epochs 0, 15 and 29 of a 30-epoch run: ["last", 0] resolves to
+    (29, 0) and ["100%", "last"] to (30, 29); both select nothing, so the spec is refused
+    when read."""
+    variant = {"name": "v", "input": "hbfp4", "rule": [{"epochs": epochs, "input": "hbfp6"}]}
+    with pytest.raises(ConfigError, match=rf"s.toml: trace .*mlp_digits.*{shown}"):
+        parse({"sweep": {"traces": [TRACE], "base": "array32"}, "axes": {"rows": [16]},
+               "variant": [variant]}, source="s.toml")
+    legal = {**variant, "rule": [{"epochs": ["last", "last"], "input": "hbfp6"}]}
+    assert parse({"sweep": {"traces": [TRACE], "base": "array32"}, "axes": {"rows": [16]},
+                  "variant": [legal]}, source="s.toml").variants[0].name == "v"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from hbfpsim.replay.record import COLUMNS, Costing, Row, replay, row_values
 from hbfpsim.replay.runfile import RunSpec, load
 from hbfpsim.replay.summary import Summary, summarize
 from hbfpsim.replay.synthetic import Fitted, Gaussian, Source
-from hbfpsim.format_schedule import RunContext, run_context
+from hbfpsim.format_schedule import RunContext, Schedule, run_context
 from hbfpsim.trace.manifest import capture_epochs, check_epochs
 from hbfpsim.validate import ConfigError
 
@@ -71,15 +71,16 @@ def epoch_weights(trace: traces.Trace) -> dict[int, int]:
     return {e: later - e for e, later in zip(epochs, epochs[1:] + [end])}
 
 
-def check_schedules(spec: RunSpec, trace: traces.Trace, context: RunContext) -> None:
+def check_schedules(variants: Iterable[Schedule], source: str, trace: traces.Trace) -> None:
     """Every variant's rules against ``trace``'s run context, before any work: a range whose
-    ends, once resolved, never meet (``Schedule.check``) is a ConfigError naming the run
-    file, the trace and the rule."""
-    for variant in spec.variants:
+    ends, once resolved, never meet (``Schedule.check``) is a ConfigError naming ``source``
+    (the run file or sweep spec), the trace and the rule."""
+    context = trace_context(trace)
+    for variant in variants:
         try:
             variant.check(context)
         except ValueError as err:
-            raise ConfigError(f"{spec.source}: trace {trace.path}: {err}") from None
+            raise ConfigError(f"{source}: trace {trace.path}: {err}") from None
 
 
 def _synthetic(spec: RunSpec) -> Source | None:
@@ -104,7 +105,7 @@ def run(spec: RunSpec | str | Path, progress: bool | None = None,
     opened = [traces.open(path) for path in spec.traces]
     for trace in opened:
         if len(trace):
-            check_schedules(spec, trace, trace_context(trace))
+            check_schedules(spec.variants, spec.source, trace)
     synthetic = _synthetic(spec)
     helper = precompile.start(opened[0], spec.arrays[0], spec.variants, spec.sampling, synthetic) \
         if opened and spec.arrays else precompile.Helper(None)

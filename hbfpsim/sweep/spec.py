@@ -52,8 +52,10 @@ from hbfpsim.mac import parse_accumulator
 from hbfpsim.numerics import KEYS as NUMERICS_KEYS
 from hbfpsim.numerics import Numerics
 from hbfpsim.format_schedule import Schedule, variant_tables
+from hbfpsim.replay.run import check_schedules
 from hbfpsim.replay.runfile import Sampling, accuracy_keys, array_named, trace_dirs
 from hbfpsim.staging import as_path
+from hbfpsim.trace import open as open_trace
 from hbfpsim.sweep.expr import Constraint
 from hbfpsim.validate import main_table, once_each
 
@@ -209,6 +211,9 @@ def parse(data: dict, *, source: str = "<dict>", base: Path = Path("."),
                           f"got {compute!r}")
     sampling, synthetic, fit = accuracy_keys(sweep, where, base)
     variants = _variants(data.get("variant"), source)
+    for trace in map(open_trace, traces):     # rules that never apply: refused before any run
+        if len(trace):
+            check_schedules(variants, source, trace)
     axes = _axes(data.get("axes", {}), source, base_config, variants)
     scope = [*KEYS, *(["variant"] if variants else [])]
     raw = sweep.get("constraints", [])
