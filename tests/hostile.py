@@ -1875,7 +1875,7 @@ def signal_cases() -> Iterator[Case]:
     yield cli(g, "gemm-simpy SIGTERM", ["gemm", "array32", "1", "32768", "32768", "--engine",
                                         "simpy"], signal=(signal.SIGTERM, 4.0), timeout=60)
     yield cli(g, "advise SIGTERM", ["advise", str(TRACES / "cnn_digits")],
-              signal=(signal.SIGTERM, 3.0), timeout=60)
+              signal=(signal.SIGTERM, 1.0), timeout=60)   # advise takes about 2 s on 2 cores
     long_epoch = TRAIN.replace('"digits"', '"text"') + "steps_per_epoch = 100000\n"
     for sig in (signal.SIGTERM, signal.SIGINT):
         yield cli(g, f"train {signal.Signals(sig).name}", ["train", "t.toml", "--quiet"],
