@@ -172,3 +172,16 @@ def test_fuzz_file_bytes_raise_only_config_errors(tmp_path, content):
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises(ConfigError, match="fuzz.toml"):
         load(path)
+
+
+def test_varied_equals_replace_for_checked_values():
+    """``ArrayConfig.varied`` skips the checks a sweep has already made, and builds the same
+    configuration ``dataclasses.replace`` does (equal, same hash, same fields)."""
+    from dataclasses import asdict, replace
+    from hbfpsim.array import load
+    base = load("array32")
+    values = {"rows": 64, "cols": 16, "dataflow": "os", "dram_bytes_per_cycle": 8.0}
+    got = base.varied(values, "swept", "s.toml")
+    want = replace(base, **values, name="swept", source="s.toml")
+    assert got == want and hash(got) == hash(want) and asdict(got) == asdict(want)
+    assert got.source == "s.toml" and base.rows == 32          # the base is unchanged

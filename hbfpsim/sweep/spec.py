@@ -144,7 +144,7 @@ class SweepSpec:
         settings = {k: (None if k == "block_accumulator" and v == NONE else v)
                     for k, v in scope.items() if k in KEYS}
         try:
-            config = _assembled(self.base, settings, self.name, self.source)
+            config = self.base.varied(settings, self.name, self.source)   # each checked
             if self.variants:
                 schedule = by_name[values["variant"]] if "variant" in values \
                     else self.variants[0]
@@ -171,17 +171,6 @@ class SweepSpec:
 def _dumps(value: Any) -> str:
     """Canonical JSON: keys sorted, no spaces, no NaN."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
-def _assembled(base: ArrayConfig, settings: dict, name: str, source: str) -> ArrayConfig:
-    """``replace(base, **settings, name=name, source=source)`` without ArrayConfig's check
-    of each value again (a third of a run's expansion): the base was checked when it was
-    read and each axis value on its own (``_check_value``, the same checks), and those
-    checks look at one value at a time, so any combination of them passes."""
-    config = object.__new__(ArrayConfig)
-    config.__dict__.update(base.__dict__)
-    config.__dict__.update(settings, name=name, source=source)
-    return config
 
 
 def load(path: str | Path) -> SweepSpec:
