@@ -429,6 +429,7 @@ def _sweep(args) -> str:
 
         outcome = driver.run(spec, args.store, scheduler=args.scheduler,
                               workers=args.workers, batch=args.batch,
+                              gemm_rows=args.gemm_rows,
                               progress=None if not args.quiet else False, announce=announce)
         with open_existing(args.store) as db:
             return text.sweep_outcome(spec.name, outcome, args.store, db.status())
@@ -454,6 +455,9 @@ def _sweep_parser(sub: argparse._SubParsersAction) -> None:
                      "tcp://HOST:PORT (default: a local process pool)")
     swr.add_argument("--workers", type=int, help="worker processes (default: every core)")
     swr.add_argument("--batch", type=int, help="runs per task (default: about 1 s of work)")
+    swr.add_argument("--gemm-rows", action=argparse.BooleanOptionalAction,
+                     help="store every run's per-GEMM rows besides its totals (default: "
+                     "only for compute = \"accuracy\" sweeps)")
     _quiet(swr)
     sws = swsub.add_parser("status", help="runs done, failed and pending")
     sws.add_argument("--store", required=True, help="SQLite store")

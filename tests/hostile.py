@@ -1718,6 +1718,12 @@ def sweep_command() -> Iterator[Case]:
         yield cli(g, f"batch={label}", ["sweep", "run", "s.toml", *store, "--batch", value],
                   sweep_setup(), **({"expect": sweep_ok("12 computed"), "timeout": 120}
                                     if label == "2000" else {}))
+    for flag in ("--gemm-rows", "--no-gemm-rows"):
+        yield cli(g, f"{flag[2:]}=twice", ["sweep", "run", "s.toml", *store, flag, flag],
+                  sweep_setup(),
+                  expect=sweep_ok("12 computed"), timeout=120)
+        yield cli(g, f"{flag[2:]}=with-a-value", ["sweep", "run", "s.toml", *store,
+                                                  f"{flag}=yes"], sweep_setup())
     g = "sweep status"
     for label, value, setup in INPUT_PATHS:
         yield cli(g, f"store={label}", ["sweep", "status", "--store", value], setup)

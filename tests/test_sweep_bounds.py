@@ -188,6 +188,10 @@ def test_the_estimate_counts_runs_before_constraints_and_bytes(tmp_path):
     assert found.bytes == 200_000 * (RUN_BYTES + 24 * 16 * 10)
     assert found.line() == ("at most 200,000 runs (before constraints) x 24 GEMM rows each: "
                             "a store of up to 972.8 MB")
+    totals = estimate(load(path), gemm_rows=False)
+    assert totals.bytes == 200_000 * RUN_BYTES
+    assert totals.line() == ("at most 200,000 runs (before constraints) x 24 GEMMs (totals "
+                             "only) each: a store of up to 204.8 MB")
 
 
 def test_the_estimate_bounds_a_real_store(tmp_path):
@@ -195,9 +199,11 @@ def test_the_estimate_bounds_a_real_store(tmp_path):
     s = spec({"rows": [16, 32, 64, 128], "cols": [16, 32, 64, 128], "dataflow": ["ws", "os"]})
     empty, full = tmp_path / "empty.sqlite", tmp_path / "full.sqlite"
     Store(empty).close()
-    run(s, full, workers=1, progress=False)
-    grown = full.stat().st_size - empty.stat().st_size
-    assert 0.5 * estimate(s).bytes < grown <= estimate(s).bytes
+    for rows in (True, False):
+        full.unlink(missing_ok=True)
+        run(s, full, workers=1, gemm_rows=rows, progress=False)
+        grown = full.stat().st_size - empty.stat().st_size
+        assert 0.5 * estimate(s, rows).bytes < grown <= estimate(s, rows).bytes, rows
 
 
 def test_a_large_sweep_prints_its_estimate_first(tmp_path, capsys):
@@ -207,7 +213,8 @@ def test_a_large_sweep_prints_its_estimate_first(tmp_path, capsys):
     assert main(argv) == 0
     out, err = capsys.readouterr()
     assert err.splitlines()[0] == ("hbfpsim: sweep few: at most 200,000 runs (before "
-                                   "constraints) x 24 GEMM rows each: a store of up to 972.8 MB")
+                                   "constraints) x 24 GEMMs (totals only) each: a store of up "
+                                   "to 204.8 MB")
     assert "2 runs, 0 already in the store, 2 computed" in out
     assert main([*argv, "--quiet"]) == 0                # --quiet: nothing on stderr
     assert capsys.readouterr().err == ""

@@ -88,9 +88,20 @@ def reference(tmp_path_factory) -> tuple[Path, tuple]:
     """The sweep, uninterrupted, in this process."""
     tmp = tmp_path_factory.mktemp("reference")
     store = tmp / "ref.sqlite"
-    outcome = run(load(write_spec(tmp)), store, workers=1, progress=False)
+    outcome = run(load(write_spec(tmp)), store, workers=1, gemm_rows=True, progress=False)
     assert (outcome.runs, outcome.computed) == (RUNS, RUNS)
     return store, contents(store)
+
+
+def test_a_timing_sweep_stores_the_same_totals_without_gemm_rows(reference, tmp_path):
+    """By default a timing sweep stores each run's totals only: the same totals as with its
+    GEMM rows, and no row; ``gemm_rows=False`` says so explicitly for any sweep."""
+    store = tmp_path / "totals.sqlite"
+    assert run(load(write_spec(tmp_path)), store, workers=1, progress=False).computed == RUNS
+    runs, gemms = contents(store)
+    assert runs == reference[1][0] and gemms == []
+    with Store(store) as db:
+        assert db.status()["gemm_rows"] == 0
 
 
 def test_store_rows_are_the_replays(reference, tmp_path):
@@ -133,7 +144,7 @@ def test_resume_recomputes_nothing(reference, tmp_path):
     store, want = reference
     copy = tmp_path / "again.sqlite"
     copy.write_bytes(store.read_bytes())
-    outcome = run(load(write_spec(tmp_path)), copy, workers=1, progress=False)
+    outcome = run(load(write_spec(tmp_path)), copy, workers=1, gemm_rows=True, progress=False)
     assert (outcome.skipped, outcome.computed) == (RUNS, 0)
     assert contents(copy) == want
 
@@ -148,7 +159,7 @@ def test_sigkill_mid_sweep_then_resume_gives_the_uninterrupted_rows(tmp_path):
     spec, store = write_spec(tmp_path, long), tmp_path / "killed.sqlite"
     runs, records = 2 * 5 * 2 * 20, 161
     cmd = [sys.executable, "-m", "hbfpsim", "sweep", "run", str(spec), "--store", str(store),
-           "--workers", "2", "--batch", "1", "--quiet"]
+           "--workers", "2", "--batch", "1", "--gemm-rows", "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
     done = wait_for_done(store, proc, 5)
@@ -161,7 +172,7 @@ def test_sigkill_mid_sweep_then_resume_gives_the_uninterrupted_rows(tmp_path):
     assert before < runs and rows == before * records      # no run half-stored
     assert subprocess.run(cmd, capture_output=True, timeout=300).returncode == 0
     whole = tmp_path / "whole.sqlite"
-    assert run(load(spec), whole, workers=1, progress=False).computed == runs
+    assert run(load(spec), whole, workers=1, gemm_rows=True, progress=False).computed == runs
     assert contents(store) == contents(whole)
 
 
@@ -169,7 +180,7 @@ def test_dask_local_cluster_gives_the_same_rows(reference, tmp_path):
     pytest.importorskip("distributed")
     store = tmp_path / "dask.sqlite"
     outcome = run(load(write_spec(tmp_path)), store, scheduler="local", workers=2,
-                  batch=4, progress=False)
+                  batch=4, gemm_rows=True, progress=False)
     assert outcome.computed == RUNS
     assert contents(store) == reference[1]
 
@@ -202,7 +213,7 @@ def test_dask_scheduler_and_workers_started_by_dask(reference, tmp_path):
         store = tmp_path / "tcp.sqlite"
         spec = write_spec(tmp_path)
         cmd = [sys.executable, "-m", "hbfpsim", "sweep", "run", str(spec), "--store",
-               str(store), "--scheduler", address, "--batch", "1", "--quiet"]
+               str(store), "--scheduler", address, "--batch", "1", "--gemm-rows", "--quiet"]
         sweep = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         wait_for_done(store, sweep, 3)
         os.killpg(procs[1].pid, signal.SIGKILL)            # one worker, mid-sweep
@@ -299,7 +310,8 @@ def test_ctrl_c_and_sigterm_stop_the_workers_and_keep_whole_runs(tmp_path, signu
     spec, store = write_spec(tmp_path, long), tmp_path / "stopped.sqlite"      # 2,000 runs
     proc = subprocess.Popen([sys.executable, "-m", "hbfpsim", "sweep", "run", str(spec),
                              "--store", str(store), "--workers", "2", "--batch", "1",
-                             "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             "--gemm-rows", "--quiet"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
                             start_new_session=True)
     assert wait_for_done(store, proc, 3) >= 3
     if signum == signal.SIGINT:

@@ -82,6 +82,7 @@ for _name in ("id", *RECORD_FIELDS):
 COLUMNS = ("variant", "array", "trace", "record", *RECORD_FIELDS,
            *[f.name for f in fields(Row)][4:])
 row_values = attrgetter(*COLUMNS)        # a Row's values in COLUMNS order
+TIMING = COLUMNS[COLUMNS.index("input"):COLUMNS.index("epochs")]    # what the array decides
 
 
 class Costed(NamedTuple):
@@ -129,29 +130,39 @@ class Costing:
                       cost.mac.area, self._fp32_area / cost.mac.area)
 
 
+def timing(numerics: Numerics, one: Costed, count: int) -> tuple:
+    """A record's ``TIMING`` values: ``count`` GEMMs of ``one``'s shape under ``numerics``
+    (cycles, s and pJ for all of them)."""
+    report, energy = one.report, one.energy
+    return (numerics.input.name, numerics.weight.name, one.plan, count * report.total_cycles,
+            count * report.stall_cycles, report.utilization, count * report.seconds,
+            count * energy.total, count * energy.compute, count * energy.sram,
+            count * energy.dram, one.mac_area_um2, one.density)
+
+
+def synthetic_label(gemm: Gemm, synthetic: Source | None) -> str:
+    """``Row.synthetic``: the source of a record's operands when the trace holds none."""
+    return "" if gemm.a is not None or synthetic is None else synthetic.label
+
+
 def replay(gemm: Gemm, costing: Costing, schedule: Schedule, context: RunContext, trace: str,
            *, max_outputs: int, max_macs: int, seed: int,
-           synthetic: Source | None = None, epochs: int = 1, with_accuracy: bool = True) -> Row:
+           synthetic: Source | None = None, epochs: int = 1, with_accuracy: bool = True,
+           numerics: Numerics | None = None) -> Row:
     """The row of one record on ``costing``'s array (see the module docstring);
-    ``with_accuracy=False``: time and cost only, no accuracy."""
+    ``with_accuracy=False``: time and cost only, no accuracy. ``numerics``: the record's
+    under ``schedule``, when the caller has it already."""
     r = gemm.record
-    numerics = schedule.numerics_for(r.layer, r.phase, r.epoch, context)
+    if numerics is None:
+        numerics = schedule.numerics_for(r.layer, r.phase, r.epoch, context)
     one = costing(numerics, r.m, r.n, r.k)
-    report, energy, count = one.report, one.energy, r.count
-    row = Row(variant=schedule.name, array=costing.config.name, trace=trace, trace_record=r,
-              input=numerics.input.name, weight=numerics.weight.name,
-              plan=one.plan, cycles=count * report.total_cycles,
-              stall_cycles=count * report.stall_cycles, utilization=report.utilization,
-              seconds=count * report.seconds, energy_pj=count * energy.total,
-              compute_pj=count * energy.compute, sram_pj=count * energy.sram,
-              dram_pj=count * energy.dram, mac_area_um2=one.mac_area_um2,
-              density=one.density, epochs=epochs,
-              synthetic="" if gemm.a is not None or synthetic is None else synthetic.label)
+    row = Row(schedule.name, costing.config.name, trace, r, *timing(numerics, one, r.count),
+              epochs, synthetic_label(gemm, synthetic))
     if not with_accuracy or (gemm.a is None and synthetic is None) or r.k > max_macs:
         return row                 # not evaluated: no operands, or one output is over budget
     sample = choose(r.m, r.n, r.k, r.count, max_outputs=max_outputs, max_macs=max_macs,
                     seed=seed, key=r.id)
-    acc = measure_accuracy(gemm, numerics, report.plan, sample, seed, synthetic)
+    acc = measure_accuracy(gemm, numerics, one.report.plan, sample, seed, synthetic)
     return replace(row, sampled=acc.sampled, rel_error=acc.rel_error, sqnr_db=acc.sqnr_db,
                    max_abs_error=acc.max_abs_error, w1=acc.w1, vrr=acc.vrr,
                    **{f"{name}_se": v for name, v in acc.se.items()},

@@ -10,8 +10,9 @@ one long outlier GEMM should not hide what most GEMMs do.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
+from operator import attrgetter, mul
 
 import numpy as np
 
@@ -83,19 +84,33 @@ def summarize(rows: Sequence[Row], arrays: dict[str, tuple[int, int]]) -> list[S
     return [summary_of(key, groups[key], arrays[key[1]]) for key in keys]
 
 
+PER_RECORD = (*SUMS, "count", "density", "epochs", "synthetic")   # what a summary reads
+_READ = attrgetter(*PER_RECORD, "sampled")
+
+
 def summary_of(key: tuple[str, str, str, str], rows: Sequence[Row], shape: tuple[int, int]
                ) -> Summary:
     """The ``Summary`` named ``key`` (variant, array, trace, phase) of ``rows`` (any mix of
     phases and traces) on an R x C array."""
-    sums = {name: sum(getattr(r, name) for r in rows) for name in SUMS}
-    evaluated = [r for r in rows if r.sampled is not None]
+    *read, sampled = zip(*map(_READ, rows)) if rows else [()] * (len(PER_RECORD) + 1)
+    evaluated = [r for r, s in zip(rows, sampled) if s is not None]
+    return summary_from(key, dict(zip(PER_RECORD, read)), shape, evaluated)
+
+
+def summary_from(key: tuple[str, str, str, str], column: Mapping[str, Sequence],
+                 shape: tuple[int, int], evaluated: Sequence[Row] = ()) -> Summary:
+    """The ``Summary`` named ``key`` of records given as columns (``PER_RECORD``: each a
+    sequence with one value per record, as ``Row`` holds them) on an R x C array;
+    ``evaluated``: the rows of those records whose accuracy was measured."""
+    sums = {name: sum(column[name]) for name in SUMS}
     return Summary(
-        *key, records=len(rows), gemms=sum(r.count for r in rows), **sums,
+        *key, records=len(column["count"]), gemms=sum(column["count"]), **sums,
         stall_share=sums["stall_cycles"] / sums["cycles"],
         utilization=sums["macs"] / (sums["cycles"] * shape[0] * shape[1]),
-        density=mixed_density((r.density, r.macs * r.epochs) for r in rows),
+        density=mixed_density(zip(column["density"], map(mul, column["macs"],
+                                                          column["epochs"]))),
         evaluated=len(evaluated),
-        synthetic=",".join(sorted({r.synthetic for r in rows if r.synthetic})),
+        synthetic=",".join(sorted(set(column["synthetic"]) - {""})),
         **{f"{name}_median": _median(getattr(r, name) for r in evaluated) for name in MEDIANS},
         **{name: sum(getattr(r, name) for r in evaluated) if evaluated else None
            for name in EVENTS})

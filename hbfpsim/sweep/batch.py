@@ -18,16 +18,19 @@ from operator import attrgetter
 from pathlib import Path
 
 from hbfpsim import trace as traces
+from hbfpsim.trace import GemmRecord
 from hbfpsim.config import ArrayConfig
-from hbfpsim.replay.record import COLUMNS, RECORD_FIELDS, Costing, replay
+from hbfpsim.numerics import Numerics
+from hbfpsim.replay.record import (COLUMNS, RECORD_FIELDS, TIMING, Costing, Row, replay,
+                                   synthetic_label, timing)
 from hbfpsim.replay.run import epoch_weights, trace_context
 from hbfpsim.replay.runfile import Sampling
-from hbfpsim.replay.summary import ALL, summary_of
+from hbfpsim.replay.summary import ALL, summary_from, summary_of
 from hbfpsim.replay.synthetic import Fitted, Gaussian, Source
 from hbfpsim.format_schedule import Schedule
 
 RECORD_COLUMNS = (*RECORD_FIELDS, "epochs")          # the trace's: the same in every run
-TIMING_COLUMNS = COLUMNS[COLUMNS.index("input"):COLUMNS.index("epochs")]    # the run's
+TIMING_COLUMNS = TIMING                              # the run's
 ACCURACY_COLUMNS = COLUMNS[COLUMNS.index("synthetic"):]
 _TIMING, _ACCURACY = attrgetter(*TIMING_COLUMNS), attrgetter(*ACCURACY_COLUMNS)
 
@@ -43,6 +46,7 @@ class Job:
     sampling: Sampling = Sampling()
     synthetic: str = "none"
     fit: Path | None = None
+    gemm_rows: bool = False             # whether each run's per-GEMM rows are returned
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ class Result:
 _OPEN: dict[Path, tuple] = {}      # per process: trace -> (gemms, run context, epoch weights)
 _SOURCES: dict[tuple, Source | None] = {}
 _COSTINGS: dict[ArrayConfig, Costing] = {}   # per process: the arrays of its latest runs
+_CONSTANTS: dict[tuple, tuple] = {}          # per trace and operand source
+_NUMERICS: dict[tuple[Schedule, Path], tuple[Numerics, ...]] = {}    # per schedule, trace
 MAX_COSTINGS = 64
 
 
@@ -89,26 +95,65 @@ def run_batch(job: Job, tasks: list[Task]) -> list[Result]:
 
 def run_one(job: Job, task: Task) -> Result:
     start = time.perf_counter()
-    source = _source(job)
-    rows, ids = [], []
     costing = _costing(task.config)
-    trace_ids = job.trace_ids or range(len(job.traces))
-    for trace_id, path in zip(trace_ids, job.traces):
+    shape = (task.config.rows, task.config.cols)
+    if job.accuracy:
+        rows, ids = _replayed(job, task, costing)
+        out = summary_of(("", "", "", ALL), rows, shape).totals()
+        gemms = [(*i, *_TIMING(r), *_ACCURACY(r)) for i, r in zip(ids, rows)]
+    else:
+        column, ids = _timed(job, task, costing)
+        out = summary_from(("", "", "", ALL), column, shape).totals()
+        gemms = [(*i, *values) for i, values in zip(ids, zip(*map(column.get, TIMING)))]
+    out["array_area_um2"] = costing.array_cost(task.schedule.default).area
+    out["worker_seconds"] = time.perf_counter() - start
+    return Result(task.key, out, gemms if job.gemm_rows else [], accuracy=job.accuracy)
+
+
+def _replayed(job: Job, task: Task, costing: Costing) -> tuple[list[Row], list[tuple]]:
+    """Every record's ``Row``, accuracy included, and its (run, trace, record) ids."""
+    rows, ids = [], []
+    source = _source(job)
+    for trace_id, path in zip(job.trace_ids or range(len(job.traces)), job.traces):
         gemms, context, weights = _opened(path)
-        for gemm in gemms:
+        for gemm, numerics in zip(gemms, _numerics(task.schedule, path)):
             rows.append(replay(gemm, costing, task.schedule, context, path.name,
                                max_outputs=job.sampling.max_outputs,
                                max_macs=job.sampling.max_macs, seed=job.sampling.seed,
                                synthetic=source, epochs=weights[gemm.record.epoch],
-                               with_accuracy=job.accuracy))
+                               numerics=numerics))
             ids.append((task.run_id, trace_id, gemm.record.id))
-    out = summary_of(("", "", "", ALL), rows, (task.config.rows, task.config.cols)).totals()
-    out["array_area_um2"] = costing.array_cost(task.schedule.default).area
-    out["worker_seconds"] = time.perf_counter() - start
-    if job.accuracy:
-        return Result(task.key, out, [(*i, *_TIMING(r), *_ACCURACY(r))
-                                      for i, r in zip(ids, rows)], accuracy=True)
-    return Result(task.key, out, [(*i, *_TIMING(r)) for i, r in zip(ids, rows)])
+    return rows, ids
+
+
+def _timed(job: Job, task: Task, costing: Costing) -> tuple[dict[str, list], list[tuple]]:
+    """Time and cost only: every record's ``TIMING`` values and the trace's own values a
+    summary reads, as columns (``summary.PER_RECORD``; no ``Row`` is made), and each
+    record's (run, trace, record) ids."""
+    values, ids, fixed = [], [], [(), (), (), ()]
+    source = _source(job)
+    for trace_id, path in zip(job.trace_ids or range(len(job.traces)), job.traces):
+        records, constants = _constants(path, source)
+        values += [timing(numerics, costing(numerics, r.m, r.n, r.k), r.count)
+                   for numerics, r in zip(_numerics(task.schedule, path), records)]
+        fixed = [a + b for a, b in zip(fixed, constants)]
+        if job.gemm_rows:
+            ids += [(task.run_id, trace_id, r.id) for r in records]
+    column = dict(zip(TIMING, zip(*values) if values else [()] * len(TIMING)))
+    column.update(zip(("macs", "count", "epochs", "synthetic"), fixed))
+    return column, ids
+
+
+def _constants(path: Path, source: Source | None) -> tuple[list[GemmRecord], list[tuple]]:
+    """A trace's records and, as columns, what no run changes: each record's MACs, count,
+    epochs it stands for and operand label."""
+    key = (path, None if source is None else source.label)
+    if key not in _CONSTANTS:
+        gemms, _, weights = _opened(path)
+        _CONSTANTS[key] = ([g.record for g in gemms], [tuple(c) for c in zip(*(
+            (g.record.macs, g.record.count, weights[g.record.epoch], synthetic_label(g, source))
+            for g in gemms))] or [(), (), (), ()])
+    return _CONSTANTS[key]
 
 
 def _opened(path: Path) -> tuple:
@@ -116,6 +161,21 @@ def _opened(path: Path) -> tuple:
         t = traces.open(path)
         _OPEN[path] = (list(t), trace_context(t), epoch_weights(t) if len(t) else {})
     return _OPEN[path]
+
+
+def _numerics(schedule: Schedule, path: Path) -> tuple[Numerics, ...]:
+    """The numerics ``schedule`` gives each record of the (opened) trace ``path``, worked
+    out once per process: a sweep's runs share a few schedules (its variants)."""
+    key = (schedule, path)
+    found = _NUMERICS.get(key)
+    if found is None:
+        if len(_NUMERICS) >= MAX_COSTINGS:
+            del _NUMERICS[next(iter(_NUMERICS))]
+        gemms, context, _ = _opened(path)
+        found = _NUMERICS[key] = tuple(
+            schedule.numerics_for(g.record.layer, g.record.phase, g.record.epoch, context)
+            for g in gemms)
+    return found
 
 
 def _costing(config: ArrayConfig) -> Costing:

@@ -31,7 +31,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +44,7 @@ from hbfpsim.sweep.store import Estimate, Store, check_space
 from hbfpsim.validate import ConfigError, is_integer
 
 TASK_SECONDS = 1.0           # aim for batches of about this much work
-RUN_SECONDS = {"timing": 0.01, "accuracy": 1.0}    # a guess per run, to size batches
+RUN_SECONDS = {"timing": 0.002, "accuracy": 1.0}   # a guess per run, to size batches
 MAX_WORKERS = 1024
 
 
@@ -64,9 +64,11 @@ class WorkerLost(OSError):
 
 def run(spec: SweepSpec, store: str | Path, *, scheduler: str | None = None,
         workers: int | None = None, batch: int | None = None,
-        progress: bool | None = None,
+        gemm_rows: bool | None = None, progress: bool | None = None,
         announce: Callable[[Estimate], None] | None = None) -> Outcome:
     """Run every pending run of ``spec`` into ``store`` (see the module docstring).
+    ``gemm_rows``: whether each run's per-GEMM rows go into the store's ``gemms`` table
+    besides its totals (default: only for ``compute = "accuracy"`` sweeps).
     ``progress``: True, False, or None for a bar only on a terminal. Before any run is
     expanded, the sweep's estimate (``store.check_space``: runs before constraints, store
     bytes) is refused when the store's disk has less space free, else given to
@@ -79,24 +81,34 @@ def run(spec: SweepSpec, store: str | Path, *, scheduler: str | None = None,
     if batch is not None and not is_integer(batch, 1, 10**6):
         raise ConfigError(f"batch: expected an integer in [1, 1000000], got {batch!r}")
     _check_scheduler(scheduler)
-    size = check_space(spec, store)
+    if gemm_rows is None:
+        gemm_rows = spec.compute == "accuracy"
+    elif not isinstance(gemm_rows, bool):
+        raise ConfigError(f"gemm_rows: expected True, False or None, got {gemm_rows!r:.80}")
+    size = check_space(spec, store, gemm_rows)
     if announce is not None:
         announce(size)
     with _opened(store) as db:
         runs, settled = db.register(spec)
         todo = runs - settled
-        size = batch or max(1, min(math.ceil(TASK_SECONDS / RUN_SECONDS[spec.compute]),
-                                   math.ceil(todo / (4 * workers))))
-        batches = _Batches(spec, db, todo, size)
+        batches = _Batches(spec, db, todo, batch or _batch_size(spec, todo, workers))
         job = Job(tuple(p.resolve() for p in spec.traces), tuple(db.trace_ids),
                   spec.compute == "accuracy",
-                  spec.sampling, spec.synthetic, spec.fit.resolve() if spec.fit else None)
+                  spec.sampling, spec.synthetic, spec.fit.resolve() if spec.fit else None,
+                  gemm_rows)
         with tqdm(total=runs, initial=settled, unit="run",
                   desc=f"sweep {spec.name}", dynamic_ncols=True,
                   disable=None if progress is None else not progress) as bar:
-            for stored in _execute(scheduler, workers, job, batches, db):
+            for stored in _execute(scheduler, workers, job, batches, db, batch is None):
                 bar.update(stored)
     return Outcome(runs, settled, todo, time.perf_counter() - start)
+
+
+def _batch_size(spec: SweepSpec, todo: int, workers: int) -> int:
+    """Runs per batch: about ``TASK_SECONDS`` of work, and at least four batches for each of
+    ``workers`` (so that the last batches to finish are short)."""
+    return max(1, min(math.ceil(TASK_SECONDS / RUN_SECONDS[spec.compute]),
+                      math.ceil(todo / (4 * workers))))
 
 
 class _Batches:
@@ -235,16 +247,17 @@ def _opened(path: str | Path) -> Iterator[Store]:
         db.close()
 
 
-def _execute(scheduler: str | None, workers: int, job: Job, batches: Iterable[list[Task]],
-             db: Store) -> Iterator[int]:
-    """Runs stored, batch by batch as they finish."""
+def _execute(scheduler: str | None, workers: int, job: Job, batches: _Batches, db: Store,
+             resize: bool) -> Iterator[int]:
+    """Runs stored, batch by batch as they finish. ``resize``: a Dask cluster's batches are
+    sized to its threads (``workers`` only says how many a LocalCluster starts)."""
     if not batches:
         return iter(())
     if scheduler is None and workers == 1:          # no pool: the same code, in here
         return (db.add(run_batch(job, tasks)) for tasks in batches)
     if scheduler is None:
         return _local(workers, job, batches, db.path)
-    return (db.add(results) for results in _dask(scheduler, workers, job, batches))
+    return (db.add(results) for results in _dask(scheduler, workers, job, batches, resize))
 
 
 def _one_thread() -> None:
@@ -255,7 +268,7 @@ def _one_thread() -> None:
     threadpool_limits(1)
 
 
-def _local(workers: int, job: Job, batches: list[list[Task]], store: Path) -> Iterator[int]:
+def _local(workers: int, job: Job, batches: _Batches, store: Path) -> Iterator[int]:
     """Batches on ``workers`` worker processes (``python -m hbfpsim.sweep.worker``, children
     that die with this process), each given its next batch as it answers the last. Ctrl-C
     and SIGTERM, while it runs, only set a flag that the loop checks: then no batch is
@@ -288,7 +301,7 @@ def _local(workers: int, job: Job, batches: list[list[Task]], store: Path) -> It
         raise KeyboardInterrupt
 
 
-def _dask(scheduler: str, workers: int, job: Job, batches: list[list[Task]]
+def _dask(scheduler: str, workers: int, job: Job, batches: _Batches, resize: bool
           ) -> Iterator[list[Result]]:
     """Batches as Dask tasks on ``scheduler`` (``"local"``: a LocalCluster in a child
     process), results as they finish. Dask's log lines are not shown: this process's are
@@ -322,6 +335,9 @@ def _dask(scheduler: str, workers: int, job: Job, batches: list[list[Task]]
                                   f"scheduler: {reason}") from None
             try:
                 client.run(_one_thread)
+                if resize:
+                    batches.size = _batch_size(batches.spec, batches.count,
+                                               max(1, sum(client.nthreads().values())))
                 job_future = client.scatter(job, broadcast=True)
                 futures = [client.submit(run_batch, job_future, tasks, pure=False)
                            for tasks in batches]

@@ -246,36 +246,39 @@ class Store:
 @dataclass(frozen=True)
 class Estimate:
     """A sweep's size before it is expanded: ``runs`` (the product of its axes' lengths,
-    before constraints: an upper bound), ``gemms`` (GEMM rows per run: its traces' records)
-    and ``bytes`` (of store those runs take when done: ``RUN_BYTES`` per run and
-    ``COLUMN_BYTES`` per column of each GEMM row)."""
+    before constraints: an upper bound), ``gemms`` (GEMMs per run: its traces' records)
+    and ``bytes`` (of store those runs take when done: ``RUN_BYTES`` per run and, when its
+    GEMM rows are stored, ``COLUMN_BYTES`` per column of each)."""
 
     runs: int
     gemms: int
     bytes: int
+    gemm_rows: bool = True      # whether the GEMM rows are stored (else only counted)
 
     def line(self) -> str:
         """One line: the runs, GEMM rows and bytes, for a person."""
-        return (f"at most {self.runs:,} runs (before constraints) x {self.gemms:,} GEMM rows "
+        stored = "GEMM rows" if self.gemm_rows else "GEMMs (totals only)"
+        return (f"at most {self.runs:,} runs (before constraints) x {self.gemms:,} {stored} "
                 f"each: a store of up to {_size(self.bytes)}")
 
 
-def estimate(spec: SweepSpec) -> Estimate:
+def estimate(spec: SweepSpec, gemm_rows: bool = True) -> Estimate:
     """How large ``spec``'s sweep is, read from its axes and its traces' manifests (no run
-    is expanded)."""
+    is expanded); ``gemm_rows``: whether the runs' per-GEMM rows are stored."""
     columns = 3 + len(TIMING_COLUMNS) + (len(ACCURACY_COLUMNS) if spec.compute == "accuracy"
                                          else 0)
     gemms = sum(len(traces.open(path)) for path in spec.traces)
-    return Estimate(spec.size, gemms, spec.size * (RUN_BYTES + gemms * columns * COLUMN_BYTES))
+    row_bytes = gemms * columns * COLUMN_BYTES if gemm_rows else 0
+    return Estimate(spec.size, gemms, spec.size * (RUN_BYTES + row_bytes), gemm_rows)
 
 
-def check_space(spec: SweepSpec, path: str | Path) -> Estimate:
+def check_space(spec: SweepSpec, path: str | Path, gemm_rows: bool = True) -> Estimate:
     """``spec``'s estimate, or a ConfigError (with the estimate) when the runs would take
     more bytes than the store's disk has free (``shutil.disk_usage`` of its folder; the
     store's current size is counted as already taken). A folder that does not exist is left
     to ``Store`` to refuse."""
     path = Path(path)
-    found = estimate(spec)
+    found = estimate(spec, gemm_rows)
     if not path.parent.is_dir():
         return found
     have = path.stat().st_size if path.is_file() else 0
