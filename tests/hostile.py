@@ -2902,6 +2902,21 @@ def boundary_sweep_run() -> Iterator[Case]:
         yield cli(g, f"scheduler-local-{signal.Signals(sig).name}",
                   ["sweep", "run", "s.toml", *store, "--scheduler", "local", "--workers", "1"],
                   sweep_setup(endless), signal=(sig, 2.5), timeout=120)
+    # the API's gemm_rows: a bool or None, refused before any store exists
+
+    def sweep_run(gemm_rows):
+        from hbfpsim.sweep import driver, load
+        return driver.run(load("s.toml"), "s.sqlite", workers=1, gemm_rows=gemm_rows,
+                          progress=False).computed
+
+    for label, value in (("string", "yes"), ("int", 1), ("numpy-bool", "np.True_")):
+        call = (lambda _w: sweep_run(__import__("numpy").True_)) if value == "np.True_" else \
+            (lambda _w, value=value: sweep_run(value))
+        yield api(g, f"gemm_rows={label}", call, f"driver.run(spec, store, gemm_rows={value!r})",
+                  sweep_setup())
+    yield api(g, "gemm_rows=False", lambda _w: sweep_run(False),
+              "driver.run(spec, store, gemm_rows=False)", sweep_setup(), expect=lambda v: v == 12,
+              timeout=120)
 
 
 def boundary_numerics() -> Iterator[Case]:

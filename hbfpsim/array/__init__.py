@@ -10,7 +10,9 @@ per-PE reference for small arrays.
 (4, 60)
 """
 
+from hbfpsim.array.many import simulate_many
 from hbfpsim.array.mapping import Mapping, plan_for
 from hbfpsim.array.simulate import ENGINES, FoldEvents, GemmReport, load, simulate
 
-__all__ = ["ENGINES", "FoldEvents", "GemmReport", "Mapping", "load", "plan_for", "simulate"]
+__all__ = ["ENGINES", "FoldEvents", "GemmReport", "Mapping", "load", "plan_for", "simulate",
+           "simulate_many"]

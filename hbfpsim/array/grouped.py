@@ -4,8 +4,8 @@
 All a fold moves or takes (memory.py, timing.py) depends only on whether its row fold is
 the first, the last or in between, and likewise its column fold. So the folds are at most
 3 x 3 *kinds* (a representative fold each, with real indices: ``memory.kind_demand`` gives
-its bytes as ``memory.demand`` would, and this module's ``_transfer_cycles`` and
-``_fold_compute`` its cycles as timing.py's functions would, all in Python ints), run as
+its bytes as ``memory.demand`` would, and ``timing.kind_cycles`` its cycles as timing.py's
+per-fold functions would; totals and bounds are summed here in Python ints), run as
 ``for c in (first, middle x (CF - 2), last): for r in (first, middle x (RF - 2), last)``
 for RF row, CF column folds.
 
@@ -22,15 +22,23 @@ Nothing is approximated: results are the per-fold recurrence's.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from functools import lru_cache
-from operator import add, mul
+from operator import mul
 from typing import NamedTuple
+
+import numpy as np
 
 from hbfpsim.array import timing
 from hbfpsim.array.mapping import Mapping, plan_for
-from hbfpsim.array.memory import check_buffers, dram_traffic, kind_demand, sram_traffic
+from hbfpsim.array.memory import (
+    FIELDS,
+    check_buffers,
+    dram_traffic,
+    fold_classes,
+    kind_demand,
+    sram_traffic,
+)
 from hbfpsim.array.report import GemmReport
 from hbfpsim.config import ArrayConfig
 from hbfpsim.mac import AccumulationPlan
@@ -46,7 +54,7 @@ STALLS = (*timing.BUFFERS, *(f"sram_{b}" for b in timing.BUFFERS))   # GemmRepor
 
 def classes(folds: int) -> list[tuple[int, int]]:
     """(representative fold index, multiplicity) of the first, middle and last folds."""
-    return [(0, 1), (1, folds - 2), (folds - 1, 1)] if folds > 2 else [(0, 1), (1, 1)][:folds]
+    return list(zip(*(x.tolist() for x in fold_classes(folds))))
 
 
 class FoldRuns(NamedTuple):
@@ -90,61 +98,36 @@ def _checked_bits(config: ArrayConfig, numerics: Numerics) -> tuple[float, float
 def fold_runs(config: ArrayConfig, numerics: Numerics, m: int, n: int, k: int
               ) -> tuple[FoldRuns, Mapping]:
     """The runs of C[M, N] = A[M, K] B[K, N] on ``config`` under ``numerics`` and their
-    mapping, after
-    simulate's checks (buffers, GEMM dimensions), from one representative fold of each kind
-    (``memory.kind_demand``) with timing.py's arithmetic on Python ints."""
+    mapping, after simulate's checks (buffers, GEMM dimensions, transfers past 2^61 cycles),
+    from one representative fold of each kind (``memory.kind_demand``, then
+    ``timing.kind_cycles``: timing.py's arithmetic on the kinds)."""
     bits_a, bits_b, bits_psum = checked_bits(config, numerics)
     mapping = Mapping.of(m, n, k, config)
-    row_kinds, row_counts = zip(*classes(mapping.row_folds))
-    col_kinds, col_counts = zip(*classes(mapping.col_folds))
-    need = _demand(mapping, row_kinds, col_kinds, bits_a, bits_b, bits_psum,
-                   config.input_kib, config.weight_kib, config.output_kib)
-    bandwidth = config.dram_bytes_per_cycle
-    loads = [_transfer_cycles(need["load_a"], bandwidth),
-             _transfer_cycles(need["load_b"], bandwidth),
-             _transfer_cycles(need["load_out"], bandwidth)]
-    compute, sram_stalls = _fold_compute(mapping.fold_cycles, need,
-                                         config.sram_bytes_per_cycle)
-    return FoldRuns(row_counts, col_counts, compute, loads,
-                    _transfer_cycles(need["store"], bandwidth), sram_stalls, need), mapping
+    need, traffic = _demand(mapping, bits_a, bits_b, bits_psum, config.input_kib,
+                            config.weight_kib, config.output_kib)
+    status, longest, cycles = timing.kind_cycles(need, mapping.fold_cycles,
+                                                 config.dram_bytes_per_cycle,
+                                                 config.sram_bytes_per_cycle)
+    if status:
+        timing.check_cycles(longest, "a DRAM transfer" if status == 1 else "an SRAM transfer")
+    compute, *loads, store, sram_a, sram_b, sram_out = cycles.tolist()
+    return FoldRuns(_counts(mapping.row_folds), _counts(mapping.col_folds), compute, loads,
+                    store, [sram_a, sram_b, sram_out], traffic), mapping
 
 
 @lru_cache(maxsize=4096)
-def _demand(mapping: Mapping, row_kinds: tuple[int, ...], col_kinds: tuple[int, ...],
-            bits_a: float, bits_b: float, bits_psum: float, kib_a: float, kib_b: float,
-            kib_out: float) -> dict[str, tuple[int, ...]]:
-    """``kind_demand`` once per mapping, element sizes and buffers: configurations that
-    differ only in DRAM bandwidth or latency, SRAM bandwidth or clock (a sweep's inner axes,
-    often) move the same bytes."""
-    return kind_demand(mapping, row_kinds, col_kinds, bits_a, bits_b, bits_psum, bits_psum,
-                       kib_a, kib_b, kib_out)
+def _counts(folds: int) -> tuple[int, ...]:
+    return tuple(count for _, count in classes(folds))
 
 
-def _transfer_cycles(nbytes: Sequence[int], bandwidth: float) -> list[int]:
-    """``timing.transfer_cycles`` on Python ints."""
-    if bandwidth == math.inf:
-        return [0] * len(nbytes)
-    need = [math.ceil(x / bandwidth) for x in nbytes]
-    timing.check_cycles(max(need), "a DRAM transfer")
-    return need
-
-
-def _fold_compute(fold_cycles: int, need: dict[str, Sequence[int]], sram_bandwidth: float
-                  ) -> tuple[list[int], list[list[int]]]:
-    """``timing.fold_compute`` on ``memory.kind_demand``'s bytes ``need``, in Python ints:
-    (P per kind, SRAM stall per buffer and kind)."""
-    kinds = len(need["read_a"])
-    if sram_bandwidth <= 0:
-        return [fold_cycles] * kinds, [[0] * kinds] * 3
-    per_buffer = (need["read_a"], need["read_b"], map(add, need["psum_write"], need["psum_read"]))
-    cycles = [[math.ceil(x / sram_bandwidth) for x in per_kind] for per_kind in per_buffer]
-    timing.check_cycles(max(map(max, cycles)), "an SRAM transfer")
-    compute, stalls = [], [[0] * kinds for _ in range(3)]
-    for j, trio in enumerate(zip(*cycles)):
-        longest = max(trio)
-        compute.append(max(longest, fold_cycles))
-        stalls[trio.index(longest)][j] = compute[j] - fold_cycles
-    return compute, stalls
+@lru_cache(maxsize=4096)
+def _demand(mapping: Mapping, bits_a: float, bits_b: float, bits_psum: float, kib_a: float,
+            kib_b: float, kib_out: float) -> tuple[np.ndarray, dict[str, list[int]]]:
+    """``kind_demand`` once per mapping, element sizes and buffers (configurations that
+    differ only in DRAM bandwidth or latency, SRAM bandwidth or clock, a sweep's inner axes
+    often, move the same bytes): the array, and its rows by field in Python ints."""
+    need = kind_demand(mapping, bits_a, bits_b, bits_psum, bits_psum, kib_a, kib_b, kib_out)
+    return need, dict(zip(FIELDS, need.tolist()))
 
 
 def check_total(runs: FoldRuns, latency: int) -> None:
@@ -311,18 +294,26 @@ def grouped_report(config: ArrayConfig, numerics: Numerics, m: int, n: int, k: i
     """``simulate(config, m, n, k, numerics=numerics)``: its report (without per-fold
     events), for any number of folds, in time and memory independent of it."""
     runs, mapping = fold_runs(config, numerics, m, n, k)
-    latency, weights = config.dram_latency_cycles, runs.weights
-    check_total(runs, latency)
+    weights = runs.weights
+    check_total(runs, config.dram_latency_cycles)
     total, prefetch, drain, stalls = run_schedule(
-        runs.compute, runs.loads, runs.store, runs.row_counts, runs.col_counts, latency,
-        config.double_buffered, STEP_BUDGET)
-    sram = [sum(map(mul, weights, s)) for s in runs.sram_stalls] \
-        if config.sram_bytes_per_cycle > 0 else [0, 0, 0]
+        runs.compute, runs.loads, runs.store, runs.row_counts, runs.col_counts,
+        config.dram_latency_cycles, config.double_buffered, STEP_BUDGET)
+    sram = [sum(map(mul, weights, s)) for s in runs.sram_stalls]
     totals = {name: sum(map(mul, weights, per_kind)) for name, per_kind in runs.traffic.items()}
-    folds = mapping.row_folds * mapping.col_folds
-    compute = folds * mapping.fold_cycles
-    return GemmReport(m, n, k, config.name, config.dataflow, folds, total, compute,
-                      total - compute, dict(zip(STALLS, (*stalls, *sram))), prefetch, drain,
+    return report(config, numerics, mapping, (total, prefetch, drain, *stalls, *sram), totals)
+
+
+def report(config: ArrayConfig, numerics: Numerics, mapping: Mapping,
+           timed: Sequence[int], totals: dict[str, int]) -> GemmReport:
+    """The GemmReport of ``mapping`` from its schedule ``timed`` (total, prefetch and drain
+    cycles, then the STALLS in cycles) and ``totals`` (memory.FoldDemand's fields summed
+    over the folds, bytes)."""
+    total = timed[0]
+    compute = mapping.compute_cycles
+    return GemmReport(mapping.m, mapping.n, mapping.k, config.name, config.dataflow,
+                      mapping.folds, total, compute, total - compute,
+                      dict(zip(STALLS, timed[3:])), timed[1], timed[2],
                       mapping.macs / (total * config.rows * config.cols),
                       mapping.mapping_efficiency, sram_traffic(totals), dram_traffic(totals),
                       _plan_for(mapping, numerics), total / (config.clock_ghz * 1e9))

@@ -19,7 +19,8 @@ its last fold; otherwise every fold writes its partial sums and every fold but t
 its tile reads them back first.
 
 ``demand`` gives arrays over every fold; ``kind_demand`` the same numbers for a few folds
-(one per kind, grouped.py) in Python ints.
+(one per kind, grouped.py), in numba (``kind_bytes``, which many.py also runs over many
+GEMMs at once).
 
 Each buffer must hold at least one R x C tile of its data (operand elements at their storage
 width, partial sums at the chain's): the stationary tile a WS or IS fold loads, the R x C
@@ -30,11 +31,10 @@ rather than timing it as if it were large enough.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
+from numba import njit
 
 from hbfpsim.array.mapping import Mapping
 
@@ -138,40 +138,89 @@ def demand(mapping: Mapping, bits_a: float, bits_b: float, bits_psum: float,
                       a_bytes, b_bytes, psum, np.where(first, 0, psum))
 
 
-def kind_demand(mapping: Mapping, row_kinds: Sequence[int], col_kinds: Sequence[int],
-                bits_a: float, bits_b: float, bits_psum: float, bits_out: float, kib_a: float,
-                kib_b: float, kib_out: float) -> dict[str, tuple[int, ...]]:
-    """``demand``'s fields (name: bytes per fold, in Python ints) for only the folds of the
-    given row and column fold indices (column outer: ``demand`` on that sequence of folds).
-    ``mapping`` is the whole GEMM's; the other arguments are ``demand``'s. The bytes are
-    demand's exactly: Python rounds ``e * bits / 8`` as NumPy does on int64 elements (all
-    below 2^57, so none wraps there)."""
-    m, n, k, rows, cols, rf = (mapping.m, mapping.n, mapping.k, mapping.rows, mapping.cols,
-                               mapping.row_folds)
-    df, (sr, sc, _) = mapping.dataflow, mapping.spatial
-    tiles = []      # per fold: elements and id of its A tile, B tile, output tile
-    for fc in col_kinds:
+DATAFLOWS = ("ws", "os", "is")          # dataflow codes of the numba kernels: index here
+
+
+def kind_demand(mapping: Mapping, bits_a: float, bits_b: float, bits_psum: float,
+                bits_out: float, kib_a: float, kib_b: float, kib_out: float) -> np.ndarray:
+    """``demand``'s fields (rows, FIELDS order; bytes) for one representative fold of each
+    kind (columns: kind c * row kinds + r, the row and column fold indices of
+    ``fold_classes``), with ``demand``'s arguments."""
+    sr, sc, _ = mapping.spatial
+    return kind_bytes(mapping.m, mapping.n, mapping.k, sr, sc, mapping.row_folds,
+                      mapping.col_folds, mapping.rows, mapping.cols,
+                      DATAFLOWS.index(mapping.dataflow),
+                      (float(bits_a), float(bits_b), float(bits_psum), float(bits_out)),
+                      (float(kib_a), float(kib_b), float(kib_out)))
+
+
+@njit(cache=True)
+def fold_classes(folds):
+    """The first, middle and last of ``folds`` folds (those there are): (a representative
+    fold index of each, how many folds each holds), int64 arrays."""
+    at, count = np.arange(min(folds, 3)), np.ones(min(folds, 3), np.int64)
+    if folds > 2:
+        at[2], count[1] = folds - 1, folds - 2
+    return at, count
+
+
+@njit(cache=True)
+def kind_bytes(m, n, k, sr, sc, rf, cf, rows, cols, df, bits, kib):
+    """``kind_demand`` from the mapping's numbers (Sr, Sc, RF, CF; ``df`` an index in
+    DATAFLOWS), ``bits`` (A, B, partial sum, output) and ``kib`` (input, weight, output
+    buffers): int64 (8, kinds) bytes. Exactly ``demand``'s: elements stay below 2^57 and
+    bytes below 2^60 (M, N, K <= 2^40, R, C <= 2^16, 64 bits at most), each rounded from
+    ``e * bits / 8`` in float64 as NumPy does; a tile id is a pair (fc * RF + fr as (fc,
+    fr)), so none wraps."""
+    row_kinds, col_kinds = fold_classes(rf)[0], fold_classes(cf)[0]
+    nr = row_kinds.size
+    tiles = np.empty((nr * col_kinds.size, 9), np.int64)   # elements, id pair of A, B, out
+    for c in range(col_kinds.size):
+        fc = col_kinds[c]
         cu = min(cols, sc - fc * cols)
-        for fr in row_kinds:
+        for r in range(nr):
+            fr = row_kinds[r]
             ru = min(rows, sr - fr * rows)
-            tiles.append((m * ru, fr, ru * cu, fc * rf + fr, m * cu, fc) if df == "ws" else
-                         (ru * k, fr, k * cu, fc, ru * cu, fc * rf + fr) if df == "os" else
-                         (ru * cu, fc * rf + fr, ru * n, fr, cu * n, fc))
-    once_a = math.ceil(m * k * bits_a / 8) <= kib_a * KIB     # fetched once, on first use
-    once_b = math.ceil(k * n * bits_b / 8) <= kib_b * KIB
-    room, following = kib_out * KIB, [t[5] for t in tiles[1:]] + [None]
-    per_fold = []   # FoldDemand's fields, in order
-    seen_a, seen_b, last_a, last_b, last_out = set(), set(), None, None, None
-    for (ea, ia, eb, ib, eo, io), next_out in zip(tiles, following):
-        a, b, psum = math.ceil(ea * bits_a / 8), math.ceil(eb * bits_b / 8), \
-            math.ceil(eo * bits_psum / 8)
-        first, fits = io != last_out, psum <= room
-        per_fold.append((a if (ia not in seen_a if once_a else ia != last_a) else 0,
-                         b if (ib not in seen_b if once_b else ib != last_b) else 0,
-                         0 if first or fits else psum,
-                         math.ceil(eo * bits_out / 8) if io != next_out else 0 if fits else psum,
-                         a, b, psum, 0 if first else psum))
-        seen_a.add(ia)
-        seen_b.add(ib)
-        last_a, last_b, last_out = ia, ib, io
-    return dict(zip(FIELDS, zip(*per_fold)))
+            tile = (m * ru, fr, -1, ru * cu, fc, fr, m * cu, fc, -1) if df == 0 \
+                else (ru * k, fr, -1, k * cu, fc, -1, ru * cu, fc, fr) if df == 1 \
+                else (ru * cu, fc, fr, ru * n, fr, -1, cu * n, fc, -1)
+            for i in range(9):
+                tiles[c * nr + r, i] = tile[i]
+    once = (np.ceil(float(m) * float(k) * bits[0] / 8) <= kib[0] * KIB,   # fetched once,
+            np.ceil(float(k) * float(n) * bits[1] / 8) <= kib[1] * KIB)   # on first use
+    out = np.zeros((8, tiles.shape[0]), np.int64)   # FIELDS, per kind
+    for j in range(tiles.shape[0]):
+        t = tiles[j]
+        a, b, psum = _tile_bytes(t[0], bits[0]), _tile_bytes(t[3], bits[1]), \
+            _tile_bytes(t[6], bits[2])
+        first, fits = j == 0 or _other(tiles, j, j - 1, 7), psum <= kib[2] * KIB
+        out[0, j] = a if _fetched(tiles, j, 1, once[0]) else 0
+        out[1, j] = b if _fetched(tiles, j, 4, once[1]) else 0
+        out[2, j] = 0 if first or fits else psum
+        out[3, j] = _tile_bytes(t[6], bits[3]) if j + 1 == tiles.shape[0] or \
+            _other(tiles, j, j + 1, 7) else 0 if fits else psum
+        out[4, j], out[5, j], out[6, j], out[7, j] = a, b, psum, 0 if first else psum
+    return out
+
+
+@njit(inline="always", cache=True)
+def _tile_bytes(elements, bits):
+    return np.int64(np.ceil(elements * bits / 8))
+
+
+@njit(inline="always", cache=True)
+def _other(tiles, i, j, at):
+    """Whether folds i and j use different tiles (the id pair at column ``at``)."""
+    return tiles[i, at] != tiles[j, at] or tiles[i, at + 1] != tiles[j, at + 1]
+
+
+@njit(inline="always", cache=True)
+def _fetched(tiles, j, at, once):
+    """Whether fold j loads its tile (id pair at column ``at``): on first use if ``once``,
+    else when the previous fold used another."""
+    if not once:
+        return j == 0 or _other(tiles, j, j - 1, at)
+    for i in range(j):
+        if not _other(tiles, j, i, at):
+            return False
+    return True

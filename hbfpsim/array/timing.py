@@ -3,7 +3,8 @@
 The model (des.py runs it as a simpy discrete-event simulation; ``fold_schedule`` below
 computes the same schedule directly, fold by fold, with per-fold events, and
 ``kind_schedule`` steps it over runs of identical folds without per-fold arrays, as
-``simulate`` does by default through grouped.py):
+``simulate`` does by default through grouped.py, and many.py over many GEMMs at once;
+``kind_cycles`` gives those runs' cycles):
 
 - Fold f computes for P[f] cycles: its ideal fill/stream/drain cycles, stretched if a
   buffer cannot feed the array (``ceil(bytes / sram_bytes_per_cycle)`` for the bytes that
@@ -123,9 +124,56 @@ def kind_schedule(compute: Sequence[int], loads: Sequence[Sequence[int]],
     is jumped over as far as its branches hold."""
     flat = np.array([*compute, *loads[0], *loads[1], *loads[2], *store, *row_counts,
                      *col_counts], np.int64)      # one array: the cheapest to pass to numba
-    done, total, prefetch, drain, s0, s1, s2 = _kind_recurrence(
+    done, total, prefetch, drain, s0, s1, s2 = kind_recurrence(
         flat, len(row_counts), len(col_counts), latency, double_buffered, budget)
     return (total, prefetch, drain, (s0, s1, s2)) if done else None
+
+
+@njit(cache=True)
+def kind_cycles(need, fold_cycles, dram_bandwidth, sram_bandwidth):
+    """``transfer_cycles`` and ``fold_compute`` on ``memory.kind_bytes``'s bytes ``need`` (8,
+    kinds): (status, longest, int64 (8, K) cycles: compute, the A, B and partial-sum loads,
+    the store, the SRAM stalls of the input, weight and output buffers). status 0, else the
+    first check to fail, loads before SRAM before stores: 1 a DRAM, 2 an SRAM transfer takes
+    ``longest`` cycles, past MAX_CYCLES (the cycles are then not to be used)."""
+    kinds = need.shape[1]
+    cycles = np.zeros((8, kinds), np.int64)
+    cycles[0] = fold_cycles
+    for b in range(3):
+        longest = _ceil_cycles(need[b], dram_bandwidth, cycles[1 + b])
+        if longest > MAX_CYCLES:
+            return 1, longest, cycles
+    if sram_bandwidth > 0:
+        per_buffer = np.zeros((3, kinds), np.int64)
+        longest = max(_ceil_cycles(need[4], sram_bandwidth, per_buffer[0]),
+                      _ceil_cycles(need[5], sram_bandwidth, per_buffer[1]),
+                      _ceil_cycles(need[6] + need[7], sram_bandwidth, per_buffer[2]))
+        if longest > MAX_CYCLES:
+            return 2, longest, cycles
+        for j in range(kinds):
+            pacer = 0                                   # the first of the longest
+            for b in range(1, 3):
+                if per_buffer[b, j] > per_buffer[pacer, j]:
+                    pacer = b
+            cycles[0, j] = max(per_buffer[pacer, j], fold_cycles)
+            cycles[5 + pacer, j] = cycles[0, j] - fold_cycles
+    longest = _ceil_cycles(need[3], dram_bandwidth, cycles[4])
+    return (1 if longest > MAX_CYCLES else 0), longest, cycles
+
+
+@njit(cache=True)
+def _ceil_cycles(nbytes, bandwidth, out):
+    """ceil(bytes / bandwidth) into ``out`` (0 at infinite bandwidth) unless the longest
+    passes MAX_CYCLES; returns the longest, in cycles (a float)."""
+    if math.isinf(bandwidth):
+        return 0.0
+    longest = 0.0
+    for j in range(nbytes.size):
+        longest = max(longest, np.ceil(nbytes[j] / bandwidth))
+    if longest <= MAX_CYCLES:
+        for j in range(nbytes.size):
+            out[j] = np.int64(np.ceil(nbytes[j] / bandwidth))
+    return longest
 
 
 @njit(cache=True)
@@ -146,7 +194,7 @@ def _recurrence(compute, loads, store, latency, double_buffered):
 
 
 @njit(cache=True)
-def _kind_recurrence(flat, nr, nc, latency, double_buffered, budget):
+def kind_recurrence(flat, nr, nc, latency, double_buffered, budget):
     """``kind_schedule``'s loop: (done, total, prefetch, drain, stalls per buffer); done is
     False (and the rest 0) past ``budget`` folds stepped. ``flat``: its compute, loads,
     store, row_counts (nr) and col_counts (nc), concatenated."""

@@ -9,14 +9,16 @@ that plan, bit-exact, and ``accuracy.evaluate`` compares them with the exact pro
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
+from functools import lru_cache
 from operator import attrgetter
 from typing import NamedTuple
 
 import numpy as np
 
 from hbfpsim.accuracy import Accuracy, Sample, choose, evaluate, exact_product
-from hbfpsim.array import GemmReport, simulate
+from hbfpsim.array import GemmReport, simulate, simulate_many
 from hbfpsim.config import ArrayConfig
 from hbfpsim.cost import ArrayCost, Energy, array_cost, gemm_energy, mac_cost
 from hbfpsim.formats import Format
@@ -116,6 +118,24 @@ class Costing:
             one = self._done[key] = self._costed(numerics, m, n, k)
         return one
 
+    def prime(self, wanted: Iterable[tuple[Numerics, int, int, int]]) -> None:
+        """Simulate and cost every (numerics, M, N, K) of ``wanted`` not costed yet, each
+        numerics' shapes in one ``simulate_many`` call, so that calling this Costing with
+        them finds them done (the same ``Costed`` as costing them one by one)."""
+        shapes: dict[Numerics, dict[tuple[int, int, int], None]] = {}
+        for i, key in enumerate(wanted):
+            if key not in self._done:
+                try:
+                    numerics, m, n, k = key
+                except (TypeError, ValueError):
+                    raise TypeError(f"wanted[{i}] must be (numerics, M, N, K), got "
+                                    f"{key!r:.80}") from None
+                shapes.setdefault(numerics, {})[m, n, k] = None
+        for numerics, distinct in shapes.items():
+            reports = simulate_many(self.config, distinct, numerics=numerics)
+            for (m, n, k), report in zip(distinct, reports):
+                self._done[numerics, m, n, k] = self._cost(numerics, report)
+
     def array_cost(self, numerics: Numerics) -> ArrayCost:
         """``cost.array_cost`` of the array with MACs for ``numerics``."""
         cost = self._costs.get(numerics)
@@ -124,10 +144,17 @@ class Costing:
         return cost
 
     def _costed(self, numerics: Numerics, m: int, n: int, k: int) -> Costed:
-        report = simulate(self.config, m, n, k, numerics=numerics)
+        return self._cost(numerics, simulate(self.config, m, n, k, numerics=numerics))
+
+    def _cost(self, numerics: Numerics, report: GemmReport) -> Costed:
+        """The ``Costed`` of a GEMM timed as ``report`` under ``numerics``."""
         cost = self.array_cost(numerics)
-        return Costed(report, gemm_energy(self.config, report, cost), str(report.plan),
-                      cost.mac.area, self._fp32_area / cost.mac.area)
+        area = cost.mac.area
+        return Costed(report, gemm_energy(self.config, report, cost), _plan_text(report.plan),
+                      area, self._fp32_area / area)
+
+
+_plan_text = lru_cache(maxsize=1024)(str)   # a plan's text: a few plans serve every GEMM
 
 
 def timing(numerics: Numerics, one: Costed, count: int) -> tuple:

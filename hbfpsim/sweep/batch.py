@@ -116,7 +116,9 @@ def _replayed(job: Job, task: Task, costing: Costing) -> tuple[list[Row], list[t
     source = _source(job)
     for trace_id, path in zip(job.trace_ids or range(len(job.traces)), job.traces):
         gemms, context, weights = _opened(path)
-        for gemm, numerics in zip(gemms, _numerics(task.schedule, path)):
+        chosen = _numerics(task.schedule, path)
+        costing.prime((n, g.record.m, g.record.n, g.record.k) for n, g in zip(chosen, gemms))
+        for gemm, numerics in zip(gemms, chosen):
             rows.append(replay(gemm, costing, task.schedule, context, path.name,
                                max_outputs=job.sampling.max_outputs,
                                max_macs=job.sampling.max_macs, seed=job.sampling.seed,
@@ -134,8 +136,10 @@ def _timed(job: Job, task: Task, costing: Costing) -> tuple[dict[str, list], lis
     source = _source(job)
     for trace_id, path in zip(job.trace_ids or range(len(job.traces)), job.traces):
         records, constants = _constants(path, source)
-        values += [timing(numerics, costing(numerics, r.m, r.n, r.k), r.count)
-                   for numerics, r in zip(_numerics(task.schedule, path), records)]
+        numerics = _numerics(task.schedule, path)
+        costing.prime((n, r.m, r.n, r.k) for n, r in zip(numerics, records))
+        values += [timing(n, costing(n, r.m, r.n, r.k), r.count)
+                   for n, r in zip(numerics, records)]
         fixed = [a + b for a, b in zip(fixed, constants)]
         if job.gemm_rows:
             ids += [(task.run_id, trace_id, r.id) for r in records]
