@@ -9,12 +9,15 @@ accumulators that round once per operation, accumulation plans, and ``matmul``.
 12.0
 >>> stats.levels[0].fast_path
 True
+>>> str(matmul(A, B, "hbfp4").stats.plan)     # no plan: the format's hardware (default_plan)
+'fixed13*64 > fp32'
 """
 
 from hbfpsim.mac.accumulators import (Accumulator, FixedAccumulator, FloatAccumulator,
                                       parse_accumulator)
 from hbfpsim.mac.engine import LevelStats, MatmulResult, MatmulStats, matmul
-from hbfpsim.mac.plan import AccumulationPlan, Level, as_plan
+from hbfpsim.mac.plan import AccumulationPlan, Level, as_plan, default_plan
 
 __all__ = ["AccumulationPlan", "Accumulator", "FixedAccumulator", "FloatAccumulator", "Level",
-           "LevelStats", "MatmulResult", "MatmulStats", "as_plan", "matmul", "parse_accumulator"]
+           "LevelStats", "MatmulResult", "MatmulStats", "as_plan", "default_plan", "matmul",
+           "parse_accumulator"]

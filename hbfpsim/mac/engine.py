@@ -24,9 +24,9 @@ from hbfpsim.formats.base import (ArgumentTypeError, as_float_array, check_round
                                   check_seed_type, type_name)
 from hbfpsim.formats.rounding import Rounding
 from hbfpsim.formats.threads import PARALLEL_MACS, one_blas_thread, threads_for
-from hbfpsim.mac.operands import Operand, prepare
+from hbfpsim.mac.operands import Operand, element_int_max, prepare
 from hbfpsim.mac.operands import _operand as make_operand
-from hbfpsim.mac.plan import AccumulationPlan, as_plan
+from hbfpsim.mac.plan import AccumulationPlan, as_plan, default_plan
 from hbfpsim.mac.copies import by_chunk, transposed
 from hbfpsim.validate import is_integer
 
@@ -89,14 +89,19 @@ class MatmulResult(NamedTuple):
 
 
 def matmul(A: Any, B: Any, fmt_a: str | formats.Format, fmt_b: str | formats.Format | None = None,
-           plan: str | AccumulationPlan | list = "fp32", *, seed: int | None = None,
+           plan: str | AccumulationPlan | list = "default", *, seed: int | None = None,
            operand_rounding: str | Rounding = "even", stats: str = "total",
            fast_path: bool = True) -> MatmulResult:
     """C = A @ B with A (M x K) in ``fmt_a`` and B (K x N) in ``fmt_b`` (default: fmt_a),
-    accumulated as ``plan`` says (default: sequential FP32).
+    accumulated as ``plan`` says.
 
-    ``plan``: an AccumulationPlan, its text form (``"fixed16*64 > fp32"``) or a list of
-    (length, accumulator) pairs. ``seed`` drives stochastic rounding, of the operands
+    ``plan``: an AccumulationPlan, its text form (``"fixed16*64 > fp32"``), a list of
+    (length, accumulator) pairs, or ``"default"`` (the default): the hardware of the
+    formats' family, ``default_plan(fmt_a, fmt_b)``. HBFP and MX with the same block length
+    B on both sides: ``fixed{w}*B > fp32``, exact integer block sums in the narrowest
+    register that cannot overflow, then FP32 across blocks (HBFP4@64: ``fixed13*64 >
+    fp32``); INT8 x INT8: ``fixed32``; anything else: ``fp32``, sequential FP32
+    accumulation. ``seed`` drives stochastic rounding, of the operands
     (``operand_rounding="stochastic"``) and of stochastic accumulators. ``stats``: "total"
     (counts summed over outputs) or "element" ((M, N) arrays). ``fast_path=False`` forces the
     sequential kernel. Returns ``(out, stats)``: out is float64 (INT8 scales applied last).
@@ -114,7 +119,7 @@ def matmul(A: Any, B: Any, fmt_a: str | formats.Format, fmt_b: str | formats.For
                          f"{b.shape[1]}: their inner dimensions (K) differ")
     fa = _format(fmt_a, "fmt_a")
     fb = fa if fmt_b is None else _format(fmt_b, "fmt_b")
-    plan = as_plan(plan)
+    plan = default_plan(fa, fb) if isinstance(plan, str) and plan == "default" else as_plan(plan)
     if not isinstance(stats, str):
         raise ArgumentTypeError(f"stats must be a string, 'total' or 'element', got "
                                 f"{type_name(stats)}")
@@ -185,7 +190,7 @@ def _fp_operand(values: np.ndarray, fmt: formats.Format, axis: int) -> Operand:
     values = np.ascontiguousarray(values, np.float64)
     lsb = fmt.spec.emin - fmt.spec.man_bits
     return make_operand(fmt, 1, values * 2.0**-lsb, lsb, max(values.shape[1], 1), None,
-                        fmt.spec.max * 2.0**-lsb, values)
+                        element_int_max(fmt), values)
 
 
 def operand_overflows(op: Operand) -> int:
@@ -265,14 +270,25 @@ def _safe_fixed_prefix(plan: AccumulationPlan, a: Operand, b: Operand) -> int:
     """How many leading fixed levels provably never overflow on this data (and stay exact
     in float64 BLAS): chunk span x max|int A| x max|int B| <= register max and < 2^53."""
     k = a.integers.shape[1]
-    peak = a.int_peak * b.int_peak
     safe = 0
     for level, span in zip(plan.levels, plan.spans(k)):
         acc = level.accumulator
-        if not (isinstance(acc, FixedAccumulator) and span * peak <= min(acc.max, 2.0**53 - 1)):
+        if not isinstance(acc, FixedAccumulator):
+            break
+        limit = min(acc.max, 2.0**53 - 1)
+        if span * product_peak(a, b, limit / span) > limit:
             break
         safe += 1
     return safe
+
+
+def product_peak(a: Operand, b: Operand, limit: float) -> float:
+    """The largest |integer product| of ``a`` and ``b`` (LSB units) on this data, or the
+    formats' bound on it (``int_max`` x ``int_max``) when that is at most ``limit``: the
+    data's is then too, and no pass over the operands is needed. Only for operands without
+    overflowed (Inf) elements, which no fixed-point plan accepts."""
+    bound = a.int_max * b.int_max
+    return bound if bound <= limit else a.int_peak * b.int_peak
 
 
 def _run(a: Operand, b: Operand, plan: AccumulationPlan, seed: int, per_element: bool,
@@ -343,7 +359,7 @@ def _fast(a, b, plan, level, table, maxval, seed, stride, row_stats, elem_stats)
     m, k = a.integers.shape
     n = b.integers.shape[1]
     span = plan.spans(k)[level]
-    dtype = np.float32 if span * a.int_peak * b.int_peak < 2.0**24 else np.float64
+    dtype = np.float32 if span * product_peak(a, b, 2.0**24 / span) < 2.0**24 else np.float64
     if level == len(plan.levels) - 1:  # the whole plan is exact: one product
         ia, ib = a.integers.astype(dtype), b.integers.astype(dtype)
         return np.ldexp((ia @ ib).astype(np.float64), a.lsb_exp[:, :1] + b.lsb_exp[:1, :])
@@ -354,15 +370,20 @@ def _fast(a, b, plan, level, table, maxval, seed, stride, row_stats, elem_stats)
     rows = max(1, min(BAND_BYTES // (per_batch * row_bytes),
                       -(-m // (4 * numba.get_num_threads()))))   # a few bands per thread
     starts = np.arange(chunks) * span
-    ib = np.zeros((chunks * span, n), dtype)   # B as (chunks, span, N), zeros after K
+    ib = np.empty((chunks * span, n), dtype)   # B as (chunks, span, N), zeros after K
+    ib[k:] = 0
     transposed(b.integers.T, out=ib[:k])
     out = np.empty((m, n))
+    qa = np.ascontiguousarray(a.lsb_exp[:, starts // a.block])
+    qb = np.ascontiguousarray(b.lsb_exp[starts // b.block])
+    # FP32 top level fed float32 chunk sums: float32 arithmetic (counts below 2^24 chunks)
+    fp32 = bool(dtype == np.float32 and level == len(plan.levels) - 2 and chunks < 2**24
+                and kernels.is_fp32(table, level + 1))
     with one_blas_thread():
         kernels.gemm_fast(by_chunk(a.integers, span, dtype),
                           ib.reshape(chunks, span, n), rows, per_batch, level, passes, totals,
-                          np.ascontiguousarray(a.lsb_exp[:, starts // a.block]),
-                          np.ascontiguousarray(b.lsb_exp[starts // b.block]), table, maxval,
-                          seed, stride, out, row_stats, elem_stats)
+                          qa, qb, fp32, table, maxval, seed, stride, out, row_stats,
+                          elem_stats)
     return out
 
 

@@ -23,6 +23,11 @@ provably exact in float64 skips TwoSum. Each loop counts the lanes it declined, 
 redo runs only when there are some. The sequential kernel works on tiles of rows and runs of
 K, so B is read from cache by all but the first row of a tile (two threads otherwise share
 the memory bandwidth that streaming B needs).
+
+The fast path's most common plan ends in a fixed level passing float32 chunk sums to an FP32
+top level (``fixed13*64 > fp32``, HBFP4's default): that level is IEEE float32 addition, so
+``_fp32_row`` adds in float32 with TwoSum for the statistics, every lane 32 bits wide (8 per
+AVX2 vector), after a read-only pass that finds most chunks exact (nothing to count).
 """
 
 import math
@@ -44,7 +49,9 @@ TILE_ROWS = 4             # rows of A per parallel work item of the sequential k
 RUN_BYTES = 2**17         # bytes of B per run of K (stays in L2 while a tile's rows use it)
 PAD = 8                   # elements after each row of registers and statistics: rows a
 #                           multiple of 4 KiB apart alias in the load/store unit (25% slower)
-STOCHASTIC = int(Rounding.STOCHASTIC)
+STOCHASTIC, RNE = int(Rounding.STOCHASTIC), int(Rounding.RNE)
+TINY32, MAX32 = np.float32(2.0**-126), np.finfo(np.float32).max   # FP32's normal range
+ZERO32 = np.float32(0.0)
 
 
 @njit(inline="always", cache=True)
@@ -216,8 +223,7 @@ def _pass_up(l, qa_k, qb_k, ival, fval, st, lvl, maxval, seed, key, ids, steps, 
             st[t, STAT_OVERFLOW, j] += over
             ival[l, j] = 0
         return
-    man, emin, mode = lvl[t, MAN], lvl[t, EMIN], lvl[t, MODE]
-    ftz, sat, top = lvl[t, FTZ] != 0, lvl[t, SAT] != 0, maxval[t]
+    man, emin, mode, top = lvl[t, MAN], lvl[t, EMIN], lvl[t, MODE], maxval[t]
     from_fixed = lvl[l, KIND] == FIXED and not float_source
     if from_fixed:      # int64 registers (wide or multi-level fixed plans): all exactly
         declined = n
@@ -234,9 +240,21 @@ def _pass_up(l, qa_k, qb_k, ival, fval, st, lvl, maxval, seed, key, ids, steps, 
             declined = _enter_loop(args, False, True)
         else:
             declined = _enter_loop(args, False, False)
-    if not declined:
-        return
-    for j in range(n):          # the rare rest, exactly
+    if declined:
+        _redo_lanes(l, qa_k, qb_k, ival, fval, st, lvl, maxval, seed, ids, event, slow,
+                    from_fixed)
+
+
+@njit(cache=True)
+def _redo_lanes(l, qa_k, qb_k, ival, fval, st, lvl, maxval, seed, ids, event, slow,
+                from_fixed):
+    """The lanes ``slow`` marks of level l's pass up into float level l + 1, exactly
+    (round_float, then _add_into): level l's result is in ival[l] (``from_fixed``: int64 in
+    LSB units) or fval[l] (its exact value); both restart from zero."""
+    t = l + 1
+    man, emin, mode = lvl[t, MAN], lvl[t, EMIN], lvl[t, MODE]
+    ftz, sat, top = lvl[t, FTZ] != 0, lvl[t, SAT] != 0, maxval[t]
+    for j in range(ids.size):
         if slow[j]:
             if from_fixed:
                 hi, lo = int_to_pair(ival[l, j])
@@ -254,6 +272,14 @@ def _pass_up(l, qa_k, qb_k, ival, fval, st, lvl, maxval, seed, key, ids, steps, 
             _add_into(t, j, fval[t, j], x, lvl, maxval, seed, index + 1, fval, st)
             ival[l, j] = 0
             fval[l, j] = 0.0
+
+
+@njit(cache=True)
+def is_fp32(lvl, t):
+    """Whether level t is an FP32 register that rounds as IEEE float32 addition does: e8m23,
+    round to nearest even, subnormals kept, Inf on overflow."""
+    return (lvl[t, KIND] == FLOAT and lvl[t, MAN] == 23 and lvl[t, EMIN] == -126
+            and lvl[t, MODE] == RNE and lvl[t, FTZ] == 0 and lvl[t, SAT] == 0)
 
 
 @njit(cache=True)
@@ -433,18 +459,143 @@ def _cascade_row(r, i, sums, first, level, passes, totals, qa, qb, lvl, maxval, 
     _add_stats(i, st, row_stats, elem_stats)
 
 
+@njit(inline="always", cache=True)
+def _pow2_f32(q):
+    """2^q as a float32 where that is a normal float32 (-126 <= q <= 127), else NaN."""
+    return np.float32(pow2(q)) if -126 <= q <= 127 else np.float32(np.nan)
+
+
+@njit(inline="always", cache=True)
+def _fp32_lane(total, scale, s):
+    """One lane's addition into an FP32 top level: (scale, the product ``p = total * scale``,
+    the register ``s``, ``hi = s + p`` in float32 and TwoSum's error ``lo`` of it)."""
+    p = total * scale
+    hi = s + p
+    bb = hi - s
+    return scale, p, s, hi, (s - (hi - bb)) + (p - bb)
+
+
+@njit(inline="always", cache=True)
+def _fp32_chunk(sums, sa, sb, ft, cnt, slow):
+    """One chunk's results enter an FP32 top level (``is_fp32``) by IEEE float32 addition,
+    which is that register's rounding: lane j adds ``sums[j] * sa * sb[j]`` (exact integers
+    below 2^24 in LSB units, times the float32 powers of two of the LSB exponents, NaN where
+    those leave the normal range) to ``ft[j]``. TwoSum in float32 gives the addition's error
+    for the statistics, counted in ``cnt`` (inexact, full swamps, partial swamps; float32
+    counts, exact below 2^24). A lane is declined (slow[j] = 1, nothing changed) unless the
+    scale is a normal float32 (then the value, an integer times it, is zero or normal and
+    exact: no conversion rounds) and the sum is finite. Returns whether any lane was
+    declined. Every operand is 32 bits wide (no int64 counter or flag), so the loop runs 8
+    lanes per AVX2 vector."""
+    declined = False
+    for j in range(sums.size):
+        scale, p, s, hi, lo = _fp32_lane(sums[j], sa * sb[j], ft[j])
+        valid = (abs(scale) >= TINY32) & (abs(hi) <= MAX32)
+        slow[j] = np.float32(not valid)
+        declined |= not valid
+        ft[j] = hi if valid else s
+        inexact = valid & (lo != ZERO32)
+        full = valid & (p != ZERO32) & (hi == s)
+        cnt[0, j] += np.float32(inexact)
+        cnt[1, j] += np.float32(full)
+        cnt[2, j] += np.float32(inexact & (not full) & (abs(p) <= abs(s)))
+    return declined
+
+
+@njit(inline="always", cache=True)
+def _fp32_exact(sums, sa, sb, ft):
+    """Whether every lane of ``_fp32_chunk`` is valid and its addition exact (TwoSum's error
+    is zero): then no statistic counts and plain float32 additions (``_fp32_add``) are all
+    there is to do. Reads only: about half the cost of ``_fp32_chunk``."""
+    ok = True
+    for j in range(sums.size):
+        scale, p, s, hi, lo = _fp32_lane(sums[j], sa * sb[j], ft[j])
+        ok &= (abs(scale) >= TINY32) & (abs(hi) <= MAX32) & (lo == ZERO32)
+    return ok
+
+
+@njit(inline="always", cache=True)
+def _fp32_add(sums, sa, sb, ft):
+    """``_fp32_chunk``'s additions without their checks and counts (``_fp32_exact``)."""
+    for j in range(sums.size):
+        ft[j] = ft[j] + sums[j] * (sa * sb[j])
+
+
 @njit(cache=True)
-def _fast_band(r0, r1, ia, ib, per_batch, level, passes, totals, qa, qb, lvl, maxval, seed,
-               key, stride, out, row_stats, elem_stats):
+def _fp32_row(r, i, slot, sums, first, level, totals, qa, qb, sb, lvl, maxval, seed,
+              stride, state, row_stats, elem_stats):
+    """Row i of the GEMM, row r of its band: chunks first, first + 1, ... (``sums[c, r]``)
+    enter the FP32 top level (``_fp32_add`` where ``_fp32_exact`` finds nothing to count,
+    else ``_fp32_chunk``). Declined lanes are redone exactly (``_redo_lanes``) and their
+    statistics added at once. ``sb`` (C, N): 2^qb as float32 (``_pow2_f32``); ``state``:
+    FP32 registers ft (slots, N) and counts cnt (slots, 3, N), the row's in ``slot``, and
+    scratch (slow32, slow, ival, fval, st) for the redo."""
+    ft, cnt, slow32, slow, ival, fval, st = state
+    count, _, n = sums.shape
+    t = level + 1
+    for c in range(first, first + count):
+        row = sums[c - first, r]
+        sa = _pow2_f32(qa[i, c])
+        if _fp32_exact(row, sa, sb[c], ft[slot]):     # the common case
+            _fp32_add(row, sa, sb[c], ft[slot])
+            continue
+        if not _fp32_chunk(row, sa, sb[c], ft[slot], cnt[slot], slow32):
+            continue
+        for j in range(n):
+            slow[j] = slow32[j] != 0
+            fval[t, j] = ft[slot, j]
+            fval[level, j] = np.float64(row[j]) * pow2(qa[i, c] + qb[c, j]) if slow[j] else 0.0
+        ids = (i * n + np.arange(n)) * stride
+        _redo_lanes(level, qa[i, c], qb[c], ival, fval, st, lvl, maxval, seed, ids,
+                    2 * (lvl[t, OFFSET] + totals[c, t]), slow, False)
+        for j in range(n):
+            ft[slot, j] = fval[t, j]        # an FP32 value (or +-Inf): exact
+        _add_stats(i, st, row_stats, elem_stats)
+        st[:] = 0
+
+
+@njit(cache=True)
+def _fp32_finish(slot, i, t, ft, cnt, out, row_stats, elem_stats):
+    """Row i of an FP32 top level t, kept in ``slot``: its registers to out[i], its counts
+    to the statistics; both restart from zero."""
+    keep = elem_stats.shape[0] > 0
+    n = out.shape[1]
+    for c in range(3):
+        stat = (STAT_INEXACT, STAT_FULL, STAT_PARTIAL)[c]
+        total = 0
+        for j in range(n):
+            total += np.int64(cnt[slot, c, j])
+        row_stats[i, t, stat] += total
+        if keep:
+            for j in range(n):
+                elem_stats[i, t, stat, j] += np.int64(cnt[slot, c, j])
+        cnt[slot, c] = 0.0
+    for j in range(n):
+        out[i, j] = ft[slot, j]
+    ft[slot] = 0.0
+
+
+@njit(cache=True)
+def _fast_band(r0, r1, ia, ib, per_batch, level, passes, totals, qa, qb, fp32, lvl, maxval,
+               seed, key, stride, out, row_stats, elem_stats):
     """Rows r0 .. r1 - 1 of ``gemm_fast``, ``per_batch`` chunks at a time: BLAS writes their
-    sums into a buffer that stays in cache, then each row takes them up."""
+    sums into a buffer that stays in cache, then each row takes them up: into an FP32 top
+    level by ``_fp32_row`` when ``fp32``, else by ``_cascade_row``."""
     chunks, _, _ = ia.shape
     n = ib.shape[2]
     nlev = lvl.shape[0]
     rows = r1 - r0
+    sb = np.empty((chunks if fp32 else 0, n), np.float32)
+    for c in range(sb.shape[0]):
+        for j in range(n):
+            sb[c, j] = _pow2_f32(qb[c, j])
     persist = rows if per_batch < chunks else 0   # else each row keeps its own registers
-    ival = np.zeros((persist, nlev, n + PAD), np.int64)
-    fval = np.zeros((persist, nlev, n + PAD))
+    ival = np.zeros((0 if fp32 else persist, nlev, n + PAD), np.int64)
+    fval = np.zeros((0 if fp32 else persist, nlev, n + PAD))
+    slots = max(persist, 1) if fp32 else 0
+    state = (np.zeros((slots, n), np.float32), np.zeros((slots, 3, n), np.float32),
+             np.zeros(n, np.float32), np.zeros(n, np.int64), np.zeros((nlev, n + PAD), np.int64),
+             np.zeros((nlev, n + PAD)), np.zeros((nlev, NSTATS, n + PAD), np.int64))
     buffer = np.empty((per_batch, rows, n), ia.dtype)
     for first in range(0, chunks, per_batch):
         count = min(per_batch, chunks - first)
@@ -452,13 +603,23 @@ def _fast_band(r0, r1, ia, ib, per_batch, level, passes, totals, qa, qb, lvl, ma
         for c in range(count):
             np.dot(ia[first + c, r0:r1], ib[first + c], sums[c])
         for r in range(rows):
-            _cascade_row(r, r0 + r, sums, first, level, passes, totals, qa, qb, lvl, maxval,
-                         seed, key, stride, ival, fval, out, row_stats, elem_stats)
+            if fp32:
+                slot = r if persist else 0
+                _fp32_row(r, r0 + r, slot, sums, first, level, totals, qa, qb, sb, lvl,
+                          maxval, seed, stride, state, row_stats, elem_stats)
+                if not persist:
+                    _fp32_finish(0, r0 + r, level + 1, state[0], state[1], out, row_stats,
+                                 elem_stats)
+            else:
+                _cascade_row(r, r0 + r, sums, first, level, passes, totals, qa, qb, lvl,
+                             maxval, seed, key, stride, ival, fval, out, row_stats, elem_stats)
+    for r in range(persist if fp32 else 0):
+        _fp32_finish(r, r0 + r, level + 1, state[0], state[1], out, row_stats, elem_stats)
 
 
 @njit(parallel=True, cache=True)
-def gemm_fast(ia, ib, rows, per_batch, level, passes, totals, qa, qb, lvl, maxval, seed,
-              stride, out, row_stats, elem_stats):
+def gemm_fast(ia, ib, rows, per_batch, level, passes, totals, qa, qb, fp32, lvl, maxval,
+              seed, stride, out, row_stats, elem_stats):
     """Fast path: fixed levels 1 .. level + 1 never overflow, so their chunk results are
     exact integer products, computed by BLAS: ``ia`` (C, M, S) and ``ib`` (C, S, N) hold
     the integer operands chunk by chunk (float32 or float64, exact; a short last chunk
@@ -466,12 +627,14 @@ def gemm_fast(ia, ib, rows, per_batch, level, passes, totals, qa, qb, lvl, maxva
     passes it up into level + 1, then ``passes[c]`` levels further, as the sequential kernel
     would at that point; ``passes, totals = carries(lvl, level + 1, C)`` (``totals[c, l]``:
     inputs level l had received before). qa (M, C), qb (C, N): the chunks' LSB exponents.
-    Parallel over bands of ``rows`` rows; ``out`` (M, N) receives the top (float) level's
-    registers; statistics are added to row_stats / elem_stats. BLAS must run on one thread
-    per call here (the caller limits it)."""
+    ``fp32``: level + 1 is the top level, FP32 (``is_fp32``), and ``ia`` is float32: the
+    chunk sums enter it by float32 arithmetic (``_fp32_row``). Parallel over bands of
+    ``rows`` rows; ``out`` (M, N) receives the top (float) level's registers; statistics
+    are added to row_stats / elem_stats. BLAS must run on one thread per call here (the
+    caller limits it)."""
     key = stream_key(seed)
     m = ia.shape[1]
     for t in prange(-(-m // rows)):
         r0 = np.int64(t) * rows
         _fast_band(r0, min(r0 + rows, m), ia, ib, per_batch, level, passes, totals, qa, qb,
-                   lvl, maxval, seed, key, stride, out, row_stats, elem_stats)
+                   fp32, lvl, maxval, seed, key, stride, out, row_stats, elem_stats)

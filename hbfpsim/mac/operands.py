@@ -60,6 +60,23 @@ class Operand:
         return max_abs(self.integers if self.axis == 1 else self.integers.T)
 
 
+def element_int_max(fmt: Format) -> int:
+    """The largest element magnitude ``fmt`` allows, in units of its LSB (an integer): the
+    bound every integer mantissa of a ``prepare``d operand keeps. HBFP{m}: 2^(m-1) - 1;
+    MXINT8 and INT8: 127; FP elements (MX or scalar, max (2 - 2^-M) 2^emax, LSB
+    2^(emin - M)): max x 2^(M - emin), e.g. 12 for FP4 E2M1 (max 6, LSB 2^-1), 229376 for
+    E4M3 (448 x 2^9)."""
+    if fmt.family == "hbfp":
+        return 2**fmt.frac_bits - 1
+    if fmt.family == "fp":
+        spec = fmt.spec
+    elif fmt.family == "mx" and fmt.element is not None:
+        spec = fmt.element
+    else:                # INT8, MXINT8
+        return 127
+    return int(spec.max * 2.0 ** (spec.man_bits - spec.emin))
+
+
 def prepare(x: np.ndarray, fmt: Format, axis: int) -> Operand:
     """Quantize ``x`` (A: axis=1, B: axis=0) and split it into integer mantissas, LSB
     exponents per block and (INT8) scales. B is worked on as B^T (K contiguous per row, the
@@ -70,28 +87,30 @@ def prepare(x: np.ndarray, fmt: Format, axis: int) -> Operand:
                        op.scale, op.int_max, op.decoded)
     if fmt.family == "hbfp":
         integers, lsb = fmt.block_integers(x, axis=axis)
-        return _operand(fmt, axis, integers, lsb, fmt.block, None, 2.0**fmt.frac_bits - 1)
+        return _operand(fmt, axis, integers, lsb, fmt.block, None, element_int_max(fmt))
     k = max(x.shape[axis], 1)
     if fmt.family == "fp":   # one LSB exponent for every element: integers = values / 2^lsb
         lsb = fmt.spec.emin - fmt.spec.man_bits
         values = np.asarray(fmt.quantize(x, axis=axis), np.float64)
-        return _operand(fmt, axis, values * 2.0**-lsb, lsb, k, None, fmt.spec.max * 2.0**-lsb,
+        return _operand(fmt, axis, values * 2.0**-lsb, lsb, k, None, element_int_max(fmt),
                         values)
     enc = fmt.encode(x, axis=axis)
     signed_code = ((1 - 2 * enc.sign.astype(np.int64)) * enc.code).astype(np.float64)
     if fmt.family == "int":
         return _operand(fmt, axis, signed_code, 0, k, enc.scale.astype(np.float64).reshape(-1),
-                        127.0)
+                        element_int_max(fmt))
     shared = enc.shared_exp.astype(np.int64) - 127
     if fmt.element is None:  # MXINT8: k 2^(X - 6)
-        return _operand(fmt, axis, signed_code, shared - 6, fmt.block, None, 127.0)
+        return _operand(fmt, axis, signed_code, shared - 6, fmt.block, None,
+                        element_int_max(fmt))
     offset = fmt.element.emin - fmt.element.man_bits
     integers = np.ldexp(fmt.element.unpack(enc.sign, enc.code), -offset)
     return _operand(fmt, axis, integers, shared + offset, fmt.block, None,
-                    fmt.element.max * 2.0**-offset)
+                    element_int_max(fmt))
 
 
 def _operand(fmt, axis, integers, lsb, block, scale, int_max, decoded=None) -> Operand:
+    int_max = float(int_max)
     if np.ndim(lsb) == 0:  # one block spanning K
         shape = (integers.shape[0], 1) if axis == 1 else (1, integers.shape[1])
         lsb = np.full(shape, lsb, np.int64)

@@ -14,6 +14,9 @@ products in a 16-bit integer, their results summed in FP32), ``"e5m10*64 > e5m10
 ``fused=True`` (default) adds each exact product to the level-1 accumulator with one
 rounding (a fused multiply-add); ``fused=False`` first rounds the product to the level-1
 format, as hardware without FMA does.
+
+``default_plan(fmt_a, fmt_b)`` is the plan of the operands' format family's hardware,
+``matmul``'s default.
 """
 
 from __future__ import annotations
@@ -22,12 +25,15 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from hbfpsim.formats import Format, resolve
 from hbfpsim.formats.base import ArgumentTypeError, type_name
-from hbfpsim.mac.accumulators import Accumulator, parse_accumulator
+from hbfpsim.mac.accumulators import Accumulator, FixedAccumulator, parse_accumulator
+from hbfpsim.mac.operands import element_int_max
 from hbfpsim.validate import is_integer, is_text
 
 
 MAX_CHUNK = 2**40      # inputs per chunk: beyond any reduction a GEMM has
+BLOCK_FAMILIES = ("hbfp", "mx")   # formats with a shared exponent per block along K
 
 
 @dataclass(frozen=True)
@@ -128,3 +134,33 @@ def as_plan(plan: Any) -> AccumulationPlan:
     raise ArgumentTypeError(f"plan must be an AccumulationPlan, a string such as "
                             f"'fixed16*64 > fp32' or a list of (length, accumulator) pairs, got "
                             f"{type_name(plan)}")
+
+
+def default_plan(fmt_a: str | Format, fmt_b: str | Format | None = None) -> AccumulationPlan:
+    """The accumulation plan of the hardware of the operands' format family (``fmt_b``
+    default: ``fmt_a``), ``matmul``'s default (docs/accumulation.md, "Default plans"):
+
+    - block formats (HBFP, MX) on both sides with the same block length B: each block's
+      integer products summed exactly in a fixed-point register, the block result converted
+      to FP32 (its two shared exponents added) and the blocks summed in FP32,
+      ``fixed{w}*B > fp32``, w the narrowest register that cannot overflow. A block sums
+      at most B products of magnitude at most Ia Ib (``element_int_max`` of each format, in
+      LSB units), so w needs 2^(w-1) - 1 >= B Ia Ib: w = bit_length(B Ia Ib) + 1, at least
+      8. HBFP4@64: 64 x 7 x 7 = 3136, fixed13; HBFP8@64: 64 x 127^2 = 1032256, fixed21;
+      MXFP4: 32 x 12^2 = 4608, fixed14; MXINT8: fixed20. Where products reach 2^53 or w
+      would exceed 64 (MXFP8 E5M2 x E5M2), ``fp32``;
+    - INT8 x INT8: ``fixed32``, one int32 register over all of K, as integer GEMM units
+      (saturating beyond 2^31 - 1; K x 127^2 stays below it up to K = 133144);
+    - anything else (FP32, BF16, FP16, FP8, mixed families or block lengths): ``fp32``.
+    """
+    fa = resolve(fmt_a)
+    fb = fa if fmt_b is None else resolve(fmt_b)
+    if fa.family == fb.family == "int":
+        return AccumulationPlan.parse("fixed32")
+    if fa.family in BLOCK_FAMILIES and fb.family in BLOCK_FAMILIES and fa.block == fb.block:
+        ia, ib = element_int_max(fa), element_int_max(fb)
+        width = max(8, (fa.block * ia * ib).bit_length() + 1)
+        if ia * ib < 2**53 and width <= 64:
+            return AccumulationPlan((Level(FixedAccumulator(width), fa.block),
+                                     Level(parse_accumulator("fp32"))))
+    return AccumulationPlan.parse("fp32")
