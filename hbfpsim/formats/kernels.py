@@ -31,6 +31,7 @@ from hbfpsim.formats.threads import parallel
 RNE, RNA, RTZ = int(Rounding.RNE), int(Rounding.RNA), int(Rounding.RTZ)
 SATURATE, TO_INF, TO_NAN = 0, 1, 2  # what a scalar float does with values beyond its max
 CHUNK = 4096  # elements per parallel work item for element-wise kernels
+TILE = 64  # columns and rows of block_scaled_columns' transposing buffer
 _INF_BITS = 0x7FF0000000000000  # IEEE bits of float64 +Inf
 
 
@@ -87,27 +88,39 @@ def block_scaled(x, block, man_bits, emin, maxval, exp_offset, compat, mode, see
 @njit(parallel=True, cache=True)
 def _block_scaled_parallel(x, block, man_bits, emin, maxval, exp_offset, compat, mode, seed, q,
                            exps, bad):
+    nblocks = exps.shape[1]
     for t in prange(exps.size):
-        _scale_block(t, x, block, man_bits, emin, maxval, exp_offset, compat, mode, seed, q,
-                     exps, bad)
+        r = t // nblocks
+        _scale_block(r, t - r * nblocks, x, block, man_bits, emin, maxval, exp_offset, compat,
+                     mode, seed, q, exps, bad)
 
 
 @njit(cache=True)
 def _block_scaled_serial(x, block, man_bits, emin, maxval, exp_offset, compat, mode, seed, q,
                          exps, bad):
-    for t in range(exps.size):
-        _scale_block(t, x, block, man_bits, emin, maxval, exp_offset, compat, mode, seed, q,
-                     exps, bad)
+    for r in range(exps.shape[0]):          # nested loops: no integer division per block
+        for b in range(exps.shape[1]):
+            _scale_block(r, b, x, block, man_bits, emin, maxval, exp_offset, compat, mode, seed,
+                         q, exps, bad)
 
 
 @njit(inline="always", cache=True)
-def _scale_block(t, x, block, man_bits, emin, maxval, exp_offset, compat, mode, seed, q, exps,
+def _block_exponent(amax, exp_offset, compat):
+    """The shared exponent S of a finite block whose largest magnitude is ``amax``
+    (:func:`block_scaled`)."""
+    if compat:
+        shifted = np.float32(np.float32(amax) + np.float32(1e-8))  # float32 add (one rounding)
+        return int(math.ceil(np.float32(math.log2(np.float64(shifted)))))
+    if amax == 0.0:
+        return -127
+    return min(max(floor_log2(amax) + exp_offset, -127), 127)
+
+
+@njit(inline="always", cache=True)
+def _scale_block(r, b, x, block, man_bits, emin, maxval, exp_offset, compat, mode, seed, q, exps,
                  bad):
-    """Block ``t`` (row-major over rows x blocks) of :func:`block_scaled`."""
+    """Block ``b`` of row ``r`` of :func:`block_scaled`."""
     n = x.shape[1]
-    nblocks = exps.shape[1]
-    r = t // nblocks
-    b = t - r * nblocks
     start = b * block
     xs, qs = x[r, start:start + block], q[r, start:start + block]
     amax, finite = _block_probe(xs)
@@ -116,13 +129,7 @@ def _scale_block(t, x, block, man_bits, emin, maxval, exp_offset, compat, mode, 
         exps[r, b] = 127
         qs[:] = np.nan
         return
-    if compat:
-        shifted = np.float32(np.float32(amax) + np.float32(1e-8))  # float32 add (one rounding)
-        e = int(math.ceil(np.float32(math.log2(np.float64(shifted)))))
-    elif amax == 0.0:
-        e = -127
-    else:
-        e = min(max(floor_log2(amax) + exp_offset, -127), 127)
+    e = _block_exponent(amax, exp_offset, compat)
     exps[r, b] = e
     clip = maxval if not (compat and e >= 128) else np.inf
     up = pow2(-e)
@@ -141,6 +148,121 @@ def _scale_block(t, x, block, man_bits, emin, maxval, exp_offset, compat, mode, 
         p = min(round_minifloat(abs(v) * up, man_bits, emin, mode, seed, r * n + start + i),
                 clip)
         qs[i] = math.copysign(p * down, v)
+
+
+@njit(cache=True)
+def block_scaled_columns(x, block, man_bits, emin, maxval, exp_offset, compat, mode, seed, q):
+    """:func:`block_scaled` along axis 1 of the C-contiguous (B, K, N) array ``x``, written
+    transposed: ``q`` (C-contiguous (B, N, K)) gets, bit for bit, what ``block_scaled``
+    writes for the rows array ``x.transpose(0, 2, 1).reshape(B N, K)`` (stochastic draws
+    included: element ``(b, k, j)`` is event ``(b N + j) K + k``), without that array. The
+    block max and the rounding run along the contiguous axis N, TILE columns at a time
+    (vectorized however short the blocks), through a TILE x TILE buffer that is then
+    written transposed. Serial: emulated training calls it on the calling thread."""
+    nb, nk, nn = x.shape
+    top = np.empty(TILE, np.int64)
+    exps = np.empty(TILE, np.int64)
+    scales = np.empty((2, TILE), np.float64)      # per column: 2^-S, 2^S
+    tile = np.empty((TILE, TILE), q.dtype)
+    for b in range(nb):
+        for j0 in range(0, nn, TILE):
+            w = min(TILE, nn - j0)
+            for k0 in range(0, nk, block):
+                h = min(block, nk - k0)
+                plain = _column_exponents(x[b], k0, h, j0, w, exp_offset, compat, emin, top,
+                                          exps)
+                for c0 in range(k0, k0 + h, TILE):
+                    c = min(TILE, k0 + h - c0)
+                    events = ((b * nn + j0) * nk, nk)
+                    if plain:
+                        _round_columns_plain(x[b], c0, c, j0, w, man_bits, emin, maxval, mode,
+                                             seed, events, exps, scales, tile)
+                    else:
+                        _round_columns(x[b], c0, c, j0, w, man_bits, emin, maxval, compat, mode,
+                                       seed, events, top, exps, tile)
+                    for j in range(w):
+                        dst = q[b, j0 + j, c0:c0 + c]
+                        for i in range(c):
+                            dst[i] = tile[i, j]
+
+
+@njit(inline="always", cache=True)
+def _column_exponents(xb, k0, h, j0, w, exp_offset, compat, emin, top, exps):
+    """Rows ``k0 .. k0 + h`` (one block) of columns ``j0 .. j0 + w`` of ``xb``: each column's
+    largest |x| as IEEE bits in ``top`` (Inf and NaN above every finite value) and its
+    shared exponent in ``exps``; whether every column is plain: finite, clipped at the
+    format's max, its scaled values on a fixed-point grid (below 2^(emin + 1))."""
+    top[:w] = 0
+    for k in range(h):
+        row = xb[k0 + k, j0:j0 + w]
+        for j in range(w):
+            top[j] = max(top[j], float_bits(abs(np.float64(row[j]))))
+    fast = True
+    for j in range(w):
+        if top[j] >= _INF_BITS:
+            exps[j] = 127
+            fast = False
+            continue
+        e = _block_exponent(bits_float(top[j]), exp_offset, compat)
+        exps[j] = e
+        if (compat and e >= 128) or bits_float(top[j]) * pow2(-e) >= pow2(emin + 1):
+            fast = False
+    return fast
+
+
+@njit(inline="always", cache=True)
+def _round_columns_plain(xb, c0, c, j0, w, man_bits, emin, maxval, mode, seed, events, exps,
+                         scales, tile):
+    """Rows ``c0 .. c0 + c`` of plain columns ``j0 .. j0 + w`` of ``xb`` into
+    ``tile[:c, :w]`` as :func:`_scale_block` rounds them (to nearest even: its vectorized
+    loop), without its per-element branches; ``scales`` is scratch (2, TILE)."""
+    first, nk = events
+    up, down = scales[0], scales[1]
+    for j in range(w):
+        up[j] = pow2(-exps[j])
+        down[j] = pow2(exps[j])
+    if mode == RNE:
+        step = pow2(emin - man_bits)
+        for i in range(c):
+            row, out = xb[c0 + i, j0:j0 + w], tile[i]
+            for j in range(w):
+                v = np.float64(row[j])
+                out[j] = math.copysign(min(np.rint(abs(v) * (up[j] * pow2(man_bits - emin)))
+                                           * step, maxval) * down[j], v)
+        return
+    for i in range(c):
+        row, out = xb[c0 + i, j0:j0 + w], tile[i]
+        for j in range(w):
+            v = np.float64(row[j])
+            p = min(round_minifloat(abs(v) * up[j], man_bits, emin, mode, seed,
+                                    first + j * nk + c0 + i), maxval)
+            out[j] = math.copysign(p * down[j], v)
+
+
+@njit(inline="always", cache=True)
+def _round_columns(xb, c0, c, j0, w, man_bits, emin, maxval, compat, mode, seed, events, top,
+                   exps, tile):
+    """Rows ``c0 .. c0 + c`` of columns ``j0 .. j0 + w`` of ``xb`` into ``tile[:c, :w]`` as
+    :func:`_scale_block` rounds each element, any mode; ``events`` = (event index of the
+    tile's first column's row start, row length K)."""
+    first, nk = events
+    for i in range(c):
+        row, out = xb[c0 + i, j0:j0 + w], tile[i]
+        for j in range(w):
+            e = exps[j]
+            if top[j] >= _INF_BITS:
+                out[j] = np.nan
+                continue
+            v = np.float64(row[j])
+            clip = maxval if not (compat and e >= 128) else np.inf
+            up, down = pow2(-e), pow2(e)
+            if mode == RNE and bits_float(top[j]) * up < pow2(emin + 1):
+                p = min(np.rint(abs(v) * (up * pow2(man_bits - emin))) * pow2(emin - man_bits),
+                        clip)
+            else:
+                p = min(round_minifloat(abs(v) * up, man_bits, emin, mode, seed,
+                                        first + j * nk + c0 + i), clip)
+            out[j] = math.copysign(p * down, v)
 
 
 @njit(parallel=True, cache=True)

@@ -43,13 +43,14 @@ from hbfpsim.formats.rounding import Rounding
 from hbfpsim.numerics import Numerics
 from hbfpsim.format_schedule import PHASES, RunContext, Schedule
 from hbfpsim.train.gemm import Conv2dFn, LinearFn, MatmulFn, emulator_op
-from hbfpsim.train.method import Method, Variant, as_variant, with_changes
+from hbfpsim.train.method import ROLES, Method, Variant, as_variant, with_changes
 from hbfpsim.train.storage import keep_stored
 from hbfpsim.validate import is_integer, known_keys
 
 # (layer, phase, numerics, A, B, whether A is the weight) of every GEMM while counting
 Recorder = Callable[[str, str, Numerics, torch.Tensor, torch.Tensor, bool], None]
 EXACT_KEYS = ("layers", "phases", "epochs")
+_STOCHASTIC = int(Rounding.STOCHASTIC)
 
 
 class MatMul(nn.Module):
@@ -171,6 +172,7 @@ class Emulation:
         self.recorder: Recorder | None = None
         self.counting = True
         self._numerics: dict[tuple, Numerics] = {}
+        self._modes = {role: int(getattr(method.rounding, role)) for role in ROLES}
 
     def numerics_for(self, layer: str, phase: str) -> Numerics:
         step = self.step if self.schedule.by_step else None
@@ -183,11 +185,11 @@ class Emulation:
 
     def rounding(self, role: str) -> tuple[int, int]:
         """(Rounding code, stream seed) of the next quantization of a ``role`` tensor."""
-        mode = getattr(self.method.rounding, role)
-        if mode != Rounding.STOCHASTIC:
-            return int(mode), 0
+        mode = self._modes[role]
+        if mode != _STOCHASTIC:
+            return mode, 0
         self.draws += 1
-        return int(mode), _stream(self.seed, self.step, self.draws)
+        return mode, _stream(self.seed, self.step, self.draws)
 
     def stepped(self) -> None:
         """One optimizer step done."""

@@ -103,6 +103,23 @@ def _exact(a: torch.Tensor, b: torch.Tensor, fa: Format, fb: Format, plan: str) 
         *batch, a.shape[-2], b.shape[-1]).to(a.device)
 
 
+def im2col(x: torch.Tensor, kernel: tuple[int, int], dilation: tuple[int, int],
+           padding: tuple[int, int], stride: tuple[int, int]) -> torch.Tensor:
+    """``torch.nn.functional.unfold(x, kernel, dilation, padding, stride)`` of the (N, C, H, W)
+    ``x``: the same values in a new C-contiguous (N, C kh kw, L) tensor, copied in one pass
+    from a strided view of the zero-padded input (faster than unfold on a CPU)."""
+    n, c, h, w = x.shape
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = kernel, dilation, padding, stride
+    padded = torch.nn.functional.pad(x, (pw, pw, ph, ph)) if ph or pw else x.contiguous()
+    hp, wp = h + 2 * ph, w + 2 * pw
+    ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
+    view = padded.as_strided((n, c, kh, kw, ho, wo),
+                             (c * hp * wp, hp * wp, dh * wp, dw, sh * wp, sw))
+    cols = x.new_empty((n, c * kh * kw, ho * wo))
+    cols.view(n, c, kh, kw, ho, wo).copy_(view)
+    return cols
+
+
 class LinearFn(torch.autograd.Function):
     """y = x W^T + b with its three products emulated."""
 
@@ -139,7 +156,7 @@ class Conv2dFn(torch.autograd.Function):
     def forward(ctx, x, weight, bias, site, stride, padding, dilation):
         n, _, h, w = x.shape
         out_ch, _, kh, kw = weight.shape
-        cols = torch.nn.functional.unfold(x, (kh, kw), dilation, padding, stride)  # N, CKK, L
+        cols = im2col(x, (kh, kw), dilation, padding, stride)                       # N, CKK, L
         ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
         wo = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
         w2 = weight.reshape(out_ch, -1)

@@ -30,9 +30,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import torch
 
-from hbfpsim.formats import Format, resolve
+from hbfpsim.formats import Format, kernels, resolve
 from hbfpsim.formats.base import normalize_axis, rounding_mode
 from hbfpsim.formats.floating import FloatFormat
 from hbfpsim.formats.hbfp import HBFPFormat
@@ -245,17 +246,51 @@ def round_tensor(t: torch.Tensor, fmt: Format, axis: int, mode: int = 0, seed: i
     """``t`` (float32) in ``fmt``, blocks along ``axis`` (-1 or -2), rounding ``mode`` (a
     Rounding code) with stream ``seed``; no checks (the entry of the emulated layers). FP32
     is returned as it is. Blocks along -2 are quantized as rows of the transpose and handed
-    back as a transposed view (matmul takes it without a copy), so a tensor that is itself
-    a transposed view (``weight.t()``) is never copied."""
-    if fmt.name == "fp32":
+    back as a transposed view (matmul takes it without a copy). A block format reads the
+    tensor's memory where it lies: C-contiguous rows with ``kernels.block_scaled``, a
+    transposed view of a C-contiguous tensor (``weight.t()``, blocks along -2 of a
+    contiguous tensor) with ``kernels.block_scaled_columns``; other layouts are copied."""
+    grid = _kernel_grid(fmt)
+    if grid is None and fmt.name == "fp32":
         return t
     if axis == -2:
         return round_tensor(t.transpose(-1, -2), fmt, -1, mode, seed).transpose(-1, -2)
-    if t.device.type != "cpu" or _engine[0] == "torch":
-        return quantize_torch(t.detach(), fmt, -1, mode, seed)
-    x = t.detach().contiguous().numpy()
-    return torch.from_numpy(fmt.quantize_rows(x.reshape(-1, x.shape[-1]), mode, seed
-                                              ).reshape(x.shape))
+    x = t.detach()
+    if x.device.type != "cpu" or _engine[0] == "torch":
+        return quantize_torch(x, fmt, -1, mode, seed)
+    if grid is None or x.dtype != torch.float32 or x.numel() == 0:
+        a = x.contiguous().numpy()
+        return torch.from_numpy(fmt.quantize_rows(a.reshape(-1, a.shape[-1]), mode, seed
+                                                  ).reshape(a.shape))
+    if x.dim() >= 2 and not x.is_contiguous() and x.transpose(-1, -2).is_contiguous():
+        n, k = x.shape[-2:]
+        q = np.empty(x.shape, np.float32)
+        kernels.block_scaled_columns(x.transpose(-1, -2).numpy().reshape(-1, k, n), *grid, mode,
+                                     seed, q.reshape(-1, n, k))
+        return torch.from_numpy(q)
+    rows = x.contiguous().numpy().reshape(-1, x.shape[-1])
+    q = np.empty_like(rows)
+    side = (rows.shape[0], -(-rows.shape[1] // grid[0]))      # per block: exponent, NaN flag
+    kernels.block_scaled(rows, *grid, mode, seed, q, np.empty(side, np.int16),
+                         np.empty(side, np.uint8))
+    return torch.from_numpy(q).view(x.shape)
+
+
+_GRIDS: dict[int, tuple[Format, tuple | None]] = {}
+
+
+def _kernel_grid(fmt: Format) -> tuple[int, int, int, float, int, bool] | None:
+    """``kernels.block_scaled``'s format arguments for ``fmt`` (block, fraction bits, emin,
+    max element, exponent offset, compat), as ``fmt.quantize_rows`` passes them on float32
+    rows; None for a format that is not block scaled. Looked up by the format's identity:
+    the emulated layers hand the same few Format objects every call, and the table keeps
+    each one it has seen (so no id is reused while it is in the table)."""
+    entry = _GRIDS.get(id(fmt))
+    if entry is None or entry[0] is not fmt:
+        grid = ((*_block_grid(fmt), getattr(fmt, "compat", None) is not None)
+                if isinstance(fmt, HBFPFormat | MXFormat) else None)
+        entry = _GRIDS[id(fmt)] = (fmt, grid)
+    return entry[1]
 
 
 def quantize(tensor: torch.Tensor, fmt: str | Format, axis: int = -1, rounding: Any = "even",

@@ -1,0 +1,114 @@
+"""The training quantizer's fast paths give what the plain paths give, bit for bit: the
+transposing block kernel (``kernels.block_scaled_columns``) against ``Format.quantize_rows`` on
+the transposed copy, ``round_tensor`` on transposed views (no copy of the input), and the
+convolution's ``im2col`` against ``torch.nn.functional.unfold``."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from hbfpsim import formats
+from hbfpsim.formats import kernels
+from hbfpsim.formats.rounding import Rounding
+from hbfpsim.formats.threads import _CALLER, calling_thread_only
+from hbfpsim.train.gemm import im2col
+from hbfpsim.train.quantizer import _block_grid, round_tensor
+
+FORMATS = [formats.get("hbfp4"), formats.get("hbfp8@16"), formats.get("hbfp6@128"),
+           formats.get("hbfp4", compat="hbfpemulator"), formats.get("mxfp4"),
+           formats.get("mxfp8_e4m3"), formats.get("mxint8")]
+# (B, K, N): K within one tile and block, across blocks, across tiles; N across tiles
+SHAPES = [(3, 72, 64), (2, 9, 130), (1, 300, 70), (4, 1, 5), (2, 16, 1)]
+SEED = 0x5EED
+
+
+def _hostile(shape: tuple[int, int, int], dtype, rng: np.random.Generator) -> np.ndarray:
+    """Values over a wide range of magnitudes per column, with zero columns, NaN, Inf and,
+    in the last column, values at 2^127 and above (the emulator's exponent 128)."""
+    b, k, n = shape
+    x = rng.standard_normal(shape) * np.exp2(rng.integers(-60, 60, (b, 1, n)))
+    x[0, :, 0] = 0.0
+    if n > 3:
+        x[0, k // 2, 1] = np.nan
+        x[b - 1, 0, 2] = -np.inf
+        x[b - 1, :, n - 1] = rng.uniform(1.0, 1.9, k) * 2.0**127
+    return x.astype(dtype)
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f.name + ("-compat" if getattr(
+    f, "compat", None) else ""))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_columns_kernel_equals_rows_kernel_on_the_transposed_copy(fmt, dtype):
+    rng = np.random.default_rng(7)
+    compat = getattr(fmt, "compat", None) is not None
+    if compat and dtype == np.float64:
+        pytest.skip("compat rounds float64 input to float32 first: the rows path only")
+    for shape, mode in itertools.product(SHAPES, Rounding):
+        x = _hostile(shape, dtype, rng)
+        b, k, n = shape
+        rows = np.ascontiguousarray(x.transpose(0, 2, 1)).reshape(-1, k)
+        with np.errstate(invalid="ignore", over="ignore"):
+            expected = fmt.quantize_rows(rows, int(mode), SEED)
+        q = np.empty((b, n, k), dtype)
+        block, man_bits, emin, maxval, offset = _block_grid(fmt)
+        kernels.block_scaled_columns(x, block, man_bits, emin, maxval, offset, compat,
+                                     int(mode), SEED, q)
+        assert q.reshape(-1, k).tobytes() == expected.tobytes(), (shape, mode)
+
+
+@pytest.mark.parametrize("mode", [0, int(Rounding.STOCHASTIC)])
+def test_round_tensor_reads_transposed_views_in_place(monkeypatch, mode):
+    fmt = formats.get("hbfp4@16")
+    base = torch.randn(3, 40, 70)                      # (B, K, N), C-contiguous
+    view = base.transpose(-1, -2)                      # (B, N, K): quantized along K
+    expected = round_tensor(view.contiguous(), fmt, -1, mode, 11)
+
+    def no_copy(*args, **kwargs):
+        raise AssertionError("round_tensor copied a transposed view")
+    monkeypatch.setattr(torch.Tensor, "contiguous", no_copy)
+    with calling_thread_only():
+        got = round_tensor(view, fmt, -1, mode, 11)
+        along_k = round_tensor(base, fmt, -2, mode, 11)   # blocks along -2 of (B, K, N)
+    assert got.is_contiguous() and got.shape == view.shape
+    assert torch.equal(got.view(torch.int32), expected.view(torch.int32))
+    assert along_k.transpose(-1, -2).is_contiguous()  # as the rows path hands it back
+    assert torch.equal(along_k.transpose(-1, -2).view(torch.int32), expected.view(torch.int32))
+
+
+def test_round_tensor_weight_transpose_matches_rows_path():
+    fmt = formats.get("mxfp8_e4m3")
+    weight = torch.randn(24, 100)
+    got = round_tensor(weight.t(), fmt, -1, int(Rounding.STOCHASTIC), 3)
+    expected = torch.from_numpy(fmt.quantize_rows(
+        weight.t().contiguous().numpy(), int(Rounding.STOCHASTIC), 3))
+    assert got.is_contiguous()
+    assert torch.equal(got.view(torch.int32), expected.view(torch.int32))
+
+
+@pytest.mark.parametrize("kernel,dilation,padding,stride", [
+    ((3, 3), (1, 1), (1, 1), (1, 1)), ((2, 3), (2, 1), (0, 2), (2, 3)),
+    ((1, 1), (1, 1), (0, 0), (1, 1)), ((3, 2), (1, 2), (2, 0), (1, 2))])
+def test_im2col_equals_unfold(kernel, dilation, padding, stride):
+    x = torch.randn(3, 4, 9, 11)
+    for source in (x, x.transpose(2, 3).contiguous().transpose(2, 3)):   # and a strided one
+        expected = torch.nn.functional.unfold(source, kernel, dilation, padding, stride)
+        got = im2col(source, kernel, dilation, padding, stride)
+        assert torch.equal(got, expected) and got.stride() == expected.stride()
+        assert got.data_ptr() != source.data_ptr()   # a new tensor, as unfold's
+
+
+def test_calling_thread_only_nests_and_restores():
+    assert not getattr(_CALLER, "only", False)
+    with calling_thread_only():
+        with calling_thread_only():
+            assert _CALLER.only
+        assert _CALLER.only
+        with pytest.raises(ValueError), calling_thread_only():
+            raise ValueError
+        assert _CALLER.only
+    assert not _CALLER.only
