@@ -130,11 +130,7 @@ def _read(stream: IO[bytes], size: int) -> bytes:
 def stop(child: subprocess.Popen, timeout: float = 60.0) -> None:
     """Close ``child``'s standard input (its cue to finish), wait for it (its last reply
     still fits the pipe) and close its output; kill it after ``timeout`` seconds."""
-    if child.stdin is not None:
-        try:
-            child.stdin.close()
-        except OSError:
-            pass
+    _end_input(child)
     try:
         child.wait(timeout)
     except subprocess.TimeoutExpired:
@@ -142,6 +138,15 @@ def stop(child: subprocess.Popen, timeout: float = 60.0) -> None:
         child.wait()
     if child.stdout is not None:
         child.stdout.close()
+
+
+def _end_input(child: subprocess.Popen) -> None:
+    """Close ``child``'s standard input, if it has one open."""
+    if child.stdin is not None:
+        try:
+            child.stdin.close()
+        except OSError:
+            pass
 
 
 class ChildLost(OSError):
@@ -214,10 +219,12 @@ class Pool:
 
     def close(self, graceful: bool = True) -> None:
         """Stop every child: ``graceful`` lets each finish its request (``stop``), else
-        they are killed at once."""
+        they are killed at once. All are told first, then waited for: they end together."""
         for child in self.children:
             if not graceful:
                 child.kill()
+            _end_input(child)
+        for child in self.children:
             stop(child)
 
 

@@ -32,7 +32,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +43,7 @@ from hbfpsim.sweep.spec import CHUNK, SweepSpec
 from hbfpsim.sweep.store import Estimate, Store, check_space
 from hbfpsim.validate import ConfigError, is_integer
 
-TASK_SECONDS = 1.0           # aim for batches of about this much work
+TASK_SECONDS = 0.25          # aim for batches of about this much work, s
 RUN_SECONDS = {"timing": 0.002, "accuracy": 1.0}   # a guess per run, to size batches
 MAX_WORKERS = 1024
 
@@ -88,7 +88,7 @@ def run(spec: SweepSpec, store: str | Path, *, scheduler: str | None = None,
     size = check_space(spec, store, gemm_rows)
     if announce is not None:
         announce(size)
-    with _opened(store) as db:
+    with _opened(store) as db, _pool(scheduler, workers) as pool:
         runs, settled = db.register(spec)
         todo = runs - settled
         batches = _Batches(spec, db, todo, batch or _batch_size(spec, todo, workers))
@@ -99,7 +99,7 @@ def run(spec: SweepSpec, store: str | Path, *, scheduler: str | None = None,
         with tqdm(total=runs, initial=settled, unit="run",
                   desc=f"sweep {spec.name}", dynamic_ncols=True,
                   disable=None if progress is None else not progress) as bar:
-            for stored in _execute(scheduler, workers, job, batches, db, batch is None):
+            for stored in _execute(scheduler, workers, job, batches, db, batch is None, pool):
                 bar.update(stored)
     return Outcome(runs, settled, todo, time.perf_counter() - start)
 
@@ -125,7 +125,7 @@ class _Batches:
 
     def __iter__(self) -> Iterator[list[Task]]:
         batch: list[Task] = []
-        for runs in self.spec.chunks(CHUNK):
+        for runs in self.spec.chunks(min(CHUNK, 4 * self.size)):  # the first batch soon
             found = self.db.lookup(r.key for r in runs)
             for r in runs:
                 run_id, status = found.get(r.key, (0, "gone"))   # gone: deleted meanwhile
@@ -247,8 +247,17 @@ def _opened(path: str | Path) -> Iterator[Store]:
         db.close()
 
 
+def _pool(scheduler: str | None, workers: int) -> AbstractContextManager:
+    """The local pool's worker processes (``python -m hbfpsim.sweep.worker``, children that
+    die with this process), started before the runs are registered so that they import
+    hbfpsim meanwhile; for Dask or a single worker, none (None)."""
+    if scheduler is not None or workers == 1:
+        return nullcontext(None)
+    return children.Pool("hbfpsim.sweep.worker", workers, env=children.ONE_THREAD)
+
+
 def _execute(scheduler: str | None, workers: int, job: Job, batches: _Batches, db: Store,
-             resize: bool) -> Iterator[int]:
+             resize: bool, pool: children.Pool | None) -> Iterator[int]:
     """Runs stored, batch by batch as they finish. ``resize``: a Dask cluster's batches are
     sized to its threads (``workers`` only says how many a LocalCluster starts)."""
     if not batches:
@@ -256,7 +265,7 @@ def _execute(scheduler: str | None, workers: int, job: Job, batches: _Batches, d
     if scheduler is None and workers == 1:          # no pool: the same code, in here
         return (db.add(run_batch(job, tasks)) for tasks in batches)
     if scheduler is None:
-        return _local(workers, job, batches, db.path)
+        return _local(pool, job, batches, db.path)
     return (db.add(results) for results in _dask(scheduler, workers, job, batches, resize))
 
 
@@ -268,24 +277,23 @@ def _one_thread() -> None:
     threadpool_limits(1)
 
 
-def _local(workers: int, job: Job, batches: _Batches, store: Path) -> Iterator[int]:
-    """Batches on ``workers`` worker processes (``python -m hbfpsim.sweep.worker``, children
-    that die with this process), each given its next batch as it answers the last. Ctrl-C
-    and SIGTERM, while it runs, only set a flag that the loop checks: then no batch is
-    handed out, the running ones finish (about a second each; workers ignore Ctrl-C), and
-    the signal is acted on as it would have been."""
+def _local(pool: children.Pool, job: Job, batches: _Batches, store: Path) -> Iterator[int]:
+    """Batches on the ``pool``'s worker processes, each given its next batch as it answers
+    the last. Ctrl-C and SIGTERM, while it runs, only set a flag that the loop checks: then
+    no batch is handed out, the running ones finish (a fraction of a second each; workers
+    ignore Ctrl-C) and the workers end, and the signal is acted on as it would have
+    been."""
     caught: list[int] = []
     previous = {}
     if threading.current_thread() is threading.main_thread():
         previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum))
                     for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with children.Pool("hbfpsim.sweep.worker", min(workers, len(batches)),
-                           env=children.ONE_THREAD) as pool:
-            requests = ((store, job, tasks) for tasks in batches)
-            for _, kind, stored in pool.run(requests, stop=lambda: bool(caught)):
-                if kind == "done":
-                    yield stored
+        requests = ((store, job, tasks) for tasks in batches)
+        for _, kind, stored in pool.run(requests, stop=lambda: bool(caught)):
+            if kind == "done":
+                yield stored
+        pool.close()
     except children.ChildLost:
         raise WorkerLost("a sweep worker process died (killed, or out of memory); the runs "
                          "finished so far are stored: run the sweep again to resume") from None
