@@ -2836,7 +2836,8 @@ def boundary_sweep_spec() -> Iterator[Case]:
               sweep_setup(wide), timeout=120,
               expect=lambda r: sweep_ok("1 computed", files=["s.sqlite"])(r)
               and r.err.startswith("hbfpsim: sweep s: at most 1,000,000 runs (before "
-                                   "constraints) x 4 GEMM rows each: a store of up to "))
+                                   "constraints) x 4 GEMMs (totals only) each: a store "
+                                   "of up to "))
     yield cli(g, "estimate-quiet", ["sweep", "run", "s.toml", *store], sweep_setup(wide),
               timeout=120, expect=lambda r: sweep_ok("1 computed")(r) and r.err == "")
 
