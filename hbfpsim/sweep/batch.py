@@ -2,12 +2,14 @@
 
 A worker (a local process or a Dask worker) gets a ``Job`` (the traces and what to compute,
 shared by every run of the sweep) and a batch of ``Task``s (a run's key, configuration and
-schedule). It opens each trace once per process, replays every record under each run with
-``replay.record.replay`` (timing and cost, and accuracy when asked) and returns one
-``Result`` per run: the run's totals (``replay.summary.Summary.totals``) and its per-GEMM
-rows.
-Nothing is written here: the process that owns the store writes results as they arrive, so
-a worker killed mid-batch loses nothing that was stored and the batch is simply run again.
+schedule). It opens each trace once per process and returns one ``Result`` per run: the
+run's totals (``replay.summary.Summary.totals``) and, when the job asks for them, its
+per-GEMM rows. With accuracy, every record is replayed by ``replay.record.replay``; for
+time and cost alone, the array's ``Costing`` is primed with all of the run's (numerics,
+shape) pairs at once and the totals are summed from per-record columns
+(``replay.summary.summary_from``), the same values without a ``Row`` per record.
+Nothing is written here (``store.run_and_store`` writes a local worker's batch), so a
+worker killed mid-batch loses nothing that was stored and the batch is simply run again.
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ class Task:
 @dataclass(frozen=True)
 class Result:
     """One run's outcome: ``totals`` (``Summary.totals()``, plus ``array_area_um2`` and
-    ``worker_seconds``) and ``gemms``, per-GEMM rows as the store takes them: (run id,
+    ``worker_seconds``) and ``gemms`` (empty unless ``Job.gemm_rows``), per-GEMM rows as
+    the store takes them: (run id,
     trace id, record id, *TIMING_COLUMNS, and with accuracy *ACCURACY_COLUMNS); or, for a
     configuration the models refuse (e.g. an array side that makes chunks straddle the
     format's blocks), ``error``, its one-line reason."""
