@@ -1,6 +1,7 @@
 """The training quantizer's fast paths give what the plain paths give, bit for bit: the
 transposing block kernel (``kernels.block_scaled_columns``) against ``Format.quantize_rows`` on
-the transposed copy, ``round_tensor`` on transposed views (no copy of the input), and the
+the transposed copy, ``round_tensor`` on transposed views (no copy of the input) and on
+strided ones (copied), and the
 convolution's ``im2col`` against ``torch.nn.functional.unfold``."""
 
 from __future__ import annotations
@@ -80,6 +81,23 @@ def test_round_tensor_reads_transposed_views_in_place(monkeypatch, mode):
     assert torch.equal(along_k.transpose(-1, -2).view(torch.int32), expected.view(torch.int32))
 
 
+@pytest.mark.parametrize("mode", list(Rounding))
+def test_round_tensor_reads_im2col_matrices_in_place(monkeypatch, mode):
+    """An im2col matrix (N, K, L), a view of a C-contiguous (K, N, L), along K: the
+    columns kernel reads it where it lies, bit for bit what the rows of a copy give."""
+    fmt = formats.get("hbfp4@16")
+    cols = im2col(torch.randn(3, 4, 6, 5), (3, 3), (1, 1), (1, 1), (1, 1))
+    expected = round_tensor(cols.contiguous(), fmt, -2, int(mode), 9)
+
+    def no_copy(*args, **kwargs):
+        raise AssertionError("round_tensor copied an im2col matrix")
+    monkeypatch.setattr(torch.Tensor, "contiguous", no_copy)
+    with calling_thread_only():
+        got = round_tensor(cols, fmt, -2, int(mode), 9)
+    assert got.stride() == expected.stride()
+    assert torch.equal(got.view(torch.int32), expected.view(torch.int32))
+
+
 def test_round_tensor_weight_transpose_matches_rows_path():
     fmt = formats.get("mxfp8_e4m3")
     weight = torch.randn(24, 100)
@@ -90,6 +108,24 @@ def test_round_tensor_weight_transpose_matches_rows_path():
     assert torch.equal(got.view(torch.int32), expected.view(torch.int32))
 
 
+@pytest.mark.parametrize("mode", list(Rounding))
+def test_round_tensor_strided_heads_match_rows_of_a_copy(mode):
+    """Attention heads split out of one projection (neither they nor their transposes are
+    C-contiguous: copied first) along either axis; short rows, some holding NaN or Inf."""
+    fmt = formats.get("hbfp4")
+    qkv = torch.randn(2, 10, 72) * torch.exp2(torch.randint(-20, 20, (2, 10, 1)).float())
+    qkv[0, 3, 29], qkv[1, 7, 40] = float("nan"), float("inf")
+    heads = qkv[..., 24:48].reshape(2, 10, 4, 6).transpose(1, 2)         # (B, H, T, D)
+    for axis in (-1, -2):
+        along = (heads if axis == -1 else heads.transpose(-1, -2)).contiguous().numpy()
+        with np.errstate(invalid="ignore"):
+            expected = fmt.quantize_rows(along.reshape(-1, along.shape[-1]), int(mode), 5)
+        with calling_thread_only():
+            got = round_tensor(heads, fmt, axis, int(mode), 5)
+        got = (got if axis == -1 else got.transpose(-1, -2)).contiguous()
+        assert got.numpy().tobytes() == expected.tobytes(), axis
+
+
 @pytest.mark.parametrize("kernel,dilation,padding,stride", [
     ((3, 3), (1, 1), (1, 1), (1, 1)), ((2, 3), (2, 1), (0, 2), (2, 3)),
     ((1, 1), (1, 1), (0, 0), (1, 1)), ((3, 2), (1, 2), (2, 0), (1, 2))])
@@ -98,7 +134,7 @@ def test_im2col_equals_unfold(kernel, dilation, padding, stride):
     for source in (x, x.transpose(2, 3).contiguous().transpose(2, 3)):   # and a strided one
         expected = torch.nn.functional.unfold(source, kernel, dilation, padding, stride)
         got = im2col(source, kernel, dilation, padding, stride)
-        assert torch.equal(got, expected) and got.stride() == expected.stride()
+        assert torch.equal(got, expected) and got.transpose(0, 1).is_contiguous()
         assert got.data_ptr() != source.data_ptr()   # a new tensor, as unfold's
 
 

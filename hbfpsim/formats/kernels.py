@@ -93,6 +93,7 @@ def _block_scaled_parallel(x, block, man_bits, emin, maxval, exp_offset, compat,
         r = t // nblocks
         _scale_block(r, t - r * nblocks, x, block, man_bits, emin, maxval, exp_offset, compat,
                      mode, seed, q, exps, bad)
+    _nan_blocks(block, q, exps, bad)
 
 
 @njit(cache=True)
@@ -102,6 +103,18 @@ def _block_scaled_serial(x, block, man_bits, emin, maxval, exp_offset, compat, m
         for b in range(exps.shape[1]):
             _scale_block(r, b, x, block, man_bits, emin, maxval, exp_offset, compat, mode, seed,
                          q, exps, bad)
+    _nan_blocks(block, q, exps, bad)
+
+
+@njit(inline="always", cache=True)
+def _nan_blocks(block, q, exps, bad):
+    """The blocks of :func:`block_scaled` that hold NaN or Inf (``bad``): ``q`` NaN and the
+    exponent 127."""
+    for r in range(exps.shape[0]):
+        for b in range(exps.shape[1]):
+            if bad[r, b]:
+                exps[r, b] = 127
+                q[r, b * block:(b + 1) * block] = np.nan
 
 
 @njit(inline="always", cache=True)
@@ -125,23 +138,30 @@ def _scale_block(r, b, x, block, man_bits, emin, maxval, exp_offset, compat, mod
     xs, qs = x[r, start:start + block], q[r, start:start + block]
     amax, finite = _block_probe(xs)
     bad[r, b] = not finite
-    if not finite:
-        exps[r, b] = 127
-        qs[:] = np.nan
-        return
-    e = _block_exponent(amax, exp_offset, compat)
+    # a block holding NaN or Inf is rounded as an all-zero one, then overwritten by
+    # _nan_blocks: a branch out of here would keep LLVM from vectorizing short blocks
+    e = _block_exponent(amax if finite else 0.0, exp_offset, compat)
     exps[r, b] = e
     clip = maxval if not (compat and e >= 128) else np.inf
     up = pow2(-e)
     down = pow2(e)
-    if mode == RNE and amax * up < pow2(emin + 1):
+    if amax * up < pow2(emin + 1):
         # every scaled value lies below 2^(emin + 1): round_minifloat's grid step is
-        # 2^(emin - man_bits) for all of them, a branch-free loop that vectorizes
-        scale = up * pow2(man_bits - emin)
+        # 2^(emin - man_bits) for all of them, loops without its per-element exponent (to
+        # nearest even branch-free: it vectorizes; other modes scale as it does, step by
+        # step, so that a float64 input's subnormal products round as there)
+        lift = pow2(man_bits - emin)
         step = pow2(emin - man_bits)
+        if mode == RNE:
+            scale = up * lift
+            for i in range(xs.size):
+                v = np.float64(xs[i])
+                qs[i] = math.copysign(min(np.rint(abs(v) * scale) * step, clip) * down, v)
+            return
         for i in range(xs.size):
             v = np.float64(xs[i])
-            qs[i] = math.copysign(min(np.rint(abs(v) * scale) * step, clip) * down, v)
+            p = round_magnitude(abs(v) * up * lift, mode, seed, r * n + start + i) * step
+            qs[i] = math.copysign(min(p, clip) * down, v)
         return
     for i in range(xs.size):
         v = np.float64(xs[i])

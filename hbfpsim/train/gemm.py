@@ -106,8 +106,10 @@ def _exact(a: torch.Tensor, b: torch.Tensor, fa: Format, fb: Format, plan: str) 
 def im2col(x: torch.Tensor, kernel: tuple[int, int], dilation: tuple[int, int],
            padding: tuple[int, int], stride: tuple[int, int]) -> torch.Tensor:
     """``torch.nn.functional.unfold(x, kernel, dilation, padding, stride)`` of the (N, C, H, W)
-    ``x``: the same values in a new C-contiguous (N, C kh kw, L) tensor, copied in one pass
-    from a strided view of the zero-padded input (faster than unfold on a CPU)."""
+    ``x``: the same values as an (N, C kh kw, L) view of a new C-contiguous (C kh kw, N, L)
+    tensor, copied in one pass from a strided view of the zero-padded input (faster than
+    unfold on a CPU). That layout is the backward-weight product's (C kh kw) x (N L) operand
+    as it is, and the forward's blocks along C kh kw are its columns."""
     n, c, h, w = x.shape
     (kh, kw), (dh, dw), (ph, pw), (sh, sw) = kernel, dilation, padding, stride
     padded = torch.nn.functional.pad(x, (pw, pw, ph, ph)) if ph or pw else x.contiguous()
@@ -115,9 +117,9 @@ def im2col(x: torch.Tensor, kernel: tuple[int, int], dilation: tuple[int, int],
     ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
     view = padded.as_strided((n, c, kh, kw, ho, wo),
                              (c * hp * wp, hp * wp, dh * wp, dw, sh * wp, sw))
-    cols = x.new_empty((n, c * kh * kw, ho * wo))
-    cols.view(n, c, kh, kw, ho, wo).copy_(view)
-    return cols
+    cols = x.new_empty((c * kh * kw, n, ho * wo))
+    cols.view(c, kh, kw, n, ho, wo).permute(3, 0, 1, 2, 4, 5).copy_(view)
+    return cols.transpose(0, 1)
 
 
 class LinearFn(torch.autograd.Function):
@@ -160,7 +162,10 @@ class Conv2dFn(torch.autograd.Function):
         ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
         wo = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
         w2 = weight.reshape(out_ch, -1)
-        y = product(site, "fwd", w2, cols, ("weights", "activations"))            # N, out, L
+        # FP32 activations reach matmul as they are: the C-contiguous im2col matrix
+        fp32 = operand_format(site.numerics("fwd"), "activations").name == "fp32"
+        y = product(site, "fwd", w2, cols.contiguous() if fp32 else cols,
+                    ("weights", "activations"))                                   # N, out, L
         if bias is not None:
             y = y + bias[:, None]
         ctx.site, ctx.geometry = site, ((h, w), (kh, kw), dilation, padding, stride)
@@ -187,8 +192,8 @@ class Conv2dFn(torch.autograd.Function):
                              stride, padding, dilation))
         if ctx.needs_input_grad[1]:
             dy2 = dy3.permute(1, 0, 2).reshape(out_ch, -1)                          # out, N L
-            # N L x CKK as the transpose of a contiguous CKK x N L: quantizing it along N L
-            # then needs no second copy
+            # N L x CKK as the transpose of the contiguous CKK x N L im2col holds: quantizing
+            # it along N L reads its rows where they lie
             cols2 = cols.permute(1, 0, 2).reshape(cols.shape[1], -1).t()
             dw = product(ctx.site, "bwd_weight", dy2, cols2, ("gradients", "activations")
                          ).reshape(weight.shape)

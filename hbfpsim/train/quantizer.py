@@ -247,33 +247,67 @@ def round_tensor(t: torch.Tensor, fmt: Format, axis: int, mode: int = 0, seed: i
     Rounding code) with stream ``seed``; no checks (the entry of the emulated layers). FP32
     is returned as it is. Blocks along -2 are quantized as rows of the transpose and handed
     back as a transposed view (matmul takes it without a copy). A block format reads the
-    tensor's memory where it lies: C-contiguous rows with ``kernels.block_scaled``, a
+    tensor's memory where it lies (``_block_scaled_array``): C-contiguous rows with ``kernels.block_scaled``, a
     transposed view of a C-contiguous tensor (``weight.t()``, blocks along -2 of a
     contiguous tensor) with ``kernels.block_scaled_columns``; other layouts are copied."""
     grid = _kernel_grid(fmt)
     if grid is None and fmt.name == "fp32":
         return t
-    if axis == -2:
-        return round_tensor(t.transpose(-1, -2), fmt, -1, mode, seed).transpose(-1, -2)
     x = t.detach()
-    if x.device.type != "cpu" or _engine[0] == "torch":
-        return quantize_torch(x, fmt, -1, mode, seed)
-    if grid is None or x.dtype != torch.float32 or x.numel() == 0:
-        a = x.contiguous().numpy()
-        return torch.from_numpy(fmt.quantize_rows(a.reshape(-1, a.shape[-1]), mode, seed
-                                                  ).reshape(a.shape))
-    if x.dim() >= 2 and not x.is_contiguous() and x.transpose(-1, -2).is_contiguous():
-        n, k = x.shape[-2:]
-        q = np.empty(x.shape, np.float32)
-        kernels.block_scaled_columns(x.transpose(-1, -2).numpy().reshape(-1, k, n), *grid, mode,
-                                     seed, q.reshape(-1, n, k))
-        return torch.from_numpy(q)
-    rows = x.contiguous().numpy().reshape(-1, x.shape[-1])
-    q = np.empty_like(rows)
-    side = (rows.shape[0], -(-rows.shape[1] // grid[0]))      # per block: exponent, NaN flag
-    kernels.block_scaled(rows, *grid, mode, seed, q, np.empty(side, np.int16),
-                         np.empty(side, np.uint8))
-    return torch.from_numpy(q).view(x.shape)
+    if grid is not None and x.is_cpu and _engine[0] == "auto" and x.dtype == torch.float32 \
+            and x.numel():
+        return torch.from_numpy(_block_scaled_array(x, grid, axis, mode, seed))
+    along = x if axis == -1 else x.transpose(-1, -2)          # blocks along its last axis
+    if not along.is_cpu or _engine[0] == "torch":
+        q = quantize_torch(along, fmt, -1, mode, seed)
+    else:
+        a = along.contiguous().numpy()
+        q = torch.from_numpy(fmt.quantize_rows(a.reshape(-1, a.shape[-1]), mode, seed
+                                               ).reshape(a.shape))
+    return q if axis == -1 else q.transpose(-1, -2)
+
+
+def _block_scaled_array(x: torch.Tensor, grid: tuple, axis: int, mode: int, seed: int
+                        ) -> np.ndarray:
+    """The float32 CPU tensor ``x`` (not empty) rounded in blocks along ``axis`` (-1 or -2)
+    by the numba kernels with ``_kernel_grid``'s ``grid``, read through numpy views of its
+    memory (a numpy view or transpose costs a fraction of torch's): a new array,
+    C-contiguous for -1, the transposed view of a C-contiguous one for -2. Rows lying
+    C-contiguous go to ``block_scaled``; rows that are the columns of C-contiguous (K, M)
+    matrices (``_column_source``) to ``block_scaled_columns``; rows in any other layout are
+    copied first (by torch, faster than numpy on strided views)."""
+    along = x.numpy() if axis == -1 else x.numpy().swapaxes(-1, -2)  # blocks along -1
+    n = along.shape[-1]                                       # elements per row
+    q = np.empty(along.shape, np.float32)
+    source = None if along.flags.c_contiguous else _column_source(along)
+    if source is None:
+        if not along.flags.c_contiguous:
+            along = (x if axis == -1 else x.transpose(-1, -2)).contiguous().numpy()
+        rows = along.reshape(-1, n)
+        side = (rows.shape[0], -(-n // grid[0]))              # per block: exponent, NaN flag
+        kernels.block_scaled(rows, *grid, mode, seed, q.reshape(rows.shape),
+                             np.empty(side, np.int16), np.empty(side, np.uint8))
+    else:
+        kernels.block_scaled_columns(source, *grid, mode, seed,
+                                     q.reshape(source.shape[0], -1, n))
+    return q if axis == -1 else q.swapaxes(-1, -2)
+
+
+def _column_source(along: np.ndarray) -> np.ndarray | None:
+    """The rows of ``along`` (..., M, K) as the columns of a C-contiguous (B, K, M) array,
+    the C-order rows of ``along`` being its columns in order: the transpose of a
+    C-contiguous array (B = the leading dimensions), or of a 3-D one whose batch lies
+    along its columns, a C-contiguous (K, B, M) (an im2col matrix; B = 1, its B M columns
+    side by side). None for any other layout."""
+    if along.ndim < 2:
+        return None
+    across = along.swapaxes(-1, -2)
+    k, m = across.shape[-2:]
+    if across.flags.c_contiguous:
+        return across.reshape(-1, k, m)
+    if across.ndim == 3 and across.swapaxes(0, 1).flags.c_contiguous:
+        return across.swapaxes(0, 1).reshape(1, k, -1)
+    return None
 
 
 _GRIDS: dict[int, tuple[Format, tuple | None]] = {}
