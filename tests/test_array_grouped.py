@@ -351,8 +351,9 @@ def test_a_400000_cubed_gemm_in_little_memory():
     imports = ("from hbfpsim.array import load, grouped; from hbfpsim.numerics import Numerics; "
                "config = load('array32')")
     imports += "; grouped.grouped_report(config, Numerics.of(config), 64, 64, 64)"  # kernels
+    peak_rss_mib(imports)       # with numba's cache cold, this one compiles: not a baseline
     baseline = peak_rss_mib(imports)
     peak = peak_rss_mib(f"{imports}; grouped.grouped_report(config, Numerics.of(config), "
                         f"{HUGE}, {HUGE}, {HUGE})")
-    assert peak < 200, (peak, baseline)
+    assert peak < 256, (peak, baseline)             # Python, NumPy, numba and the kernels
     assert peak - baseline < 10, (peak, baseline)    # beyond imports and kernels: little
