@@ -113,8 +113,9 @@ def _batch_size(spec: SweepSpec, todo: int, workers: int) -> int:
 
 class _Batches:
     """The pending runs of ``spec`` (``count`` of them) as lists of ``size`` tasks, made as
-    they are handed out: the spec is expanded again, ``CHUNK`` runs at a time, and each chunk's
-    ids and statuses read from the store, so that memory does not grow with the sweep.
+    they are handed out: the spec is expanded again, four batches' worth of runs at a time
+    (at most ``CHUNK``: the first batch goes out soon), and each chunk's ids and statuses
+    read from the store, so that memory does not grow with the sweep.
     ``len``: the number of batches."""
 
     def __init__(self, spec: SweepSpec, db: Store, count: int, size: int) -> None:
@@ -125,7 +126,7 @@ class _Batches:
 
     def __iter__(self) -> Iterator[list[Task]]:
         batch: list[Task] = []
-        for runs in self.spec.chunks(min(CHUNK, 4 * self.size)):  # the first batch soon
+        for runs in self.spec.chunks(min(CHUNK, 4 * self.size)):
             found = self.db.lookup(r.key for r in runs)
             for r in runs:
                 run_id, status = found.get(r.key, (0, "gone"))   # gone: deleted meanwhile
