@@ -15,6 +15,9 @@ def machine() -> str:
     if cpuinfo.exists():
         model = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
                       if line.startswith("model name")), model)
+    from numba.core import config
+    if config.CPU_NAME:                  # NUMBA_CPU_NAME: numba compiles for that CPU
+        return f"CPU: {model}, numba target {config.CPU_NAME} (NUMBA_CPU_NAME)"
     features = llvm.get_host_cpu_features()
     isa = [f for f in ("avx512f", "avx2", "fma", "neon") if features.get(f)]
     return f"CPU: {model}, numba target {llvm.get_host_cpu_name()} ({', '.join(isa) or 'no SIMD'})"

@@ -1,8 +1,8 @@
 """The training quantizer's fast paths give what the plain paths give, bit for bit: the
-transposing block kernel (``kernels.block_scaled_columns``) against ``Format.quantize_rows`` on
-the transposed copy, ``round_tensor`` on transposed views (no copy of the input) and on
-strided ones (copied), and the
-convolution's ``im2col`` against ``torch.nn.functional.unfold``."""
+column block kernel (``kernels.block_scaled_columns``) against ``Format.quantize_rows`` on
+the transposed copy, ``round_tensor`` on transposed views (no copy of the input, the result
+in the input's layout) and on strided ones (copied), and the convolution's ``im2col``
+against ``torch.nn.functional.unfold``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from hbfpsim import formats
 from hbfpsim.formats import kernels
 from hbfpsim.formats.rounding import Rounding
 from hbfpsim.formats.threads import _CALLER, calling_thread_only
-from hbfpsim.train.gemm import im2col
+from hbfpsim.train import lowering
+from hbfpsim.train.lowering import im2col
 from hbfpsim.train.quantizer import _block_grid, round_tensor
 
 FORMATS = [formats.get("hbfp4"), formats.get("hbfp8@16"), formats.get("hbfp6@128"),
@@ -55,11 +56,12 @@ def test_columns_kernel_equals_rows_kernel_on_the_transposed_copy(fmt, dtype):
         rows = np.ascontiguousarray(x.transpose(0, 2, 1)).reshape(-1, k)
         with np.errstate(invalid="ignore", over="ignore"):
             expected = fmt.quantize_rows(rows, int(mode), SEED)
-        q = np.empty((b, n, k), dtype)
+        q = np.empty((b, k, n), dtype)
         block, man_bits, emin, maxval, offset = _block_grid(fmt)
         kernels.block_scaled_columns(x, block, man_bits, emin, maxval, offset, compat,
                                      int(mode), SEED, q)
-        assert q.reshape(-1, k).tobytes() == expected.tobytes(), (shape, mode)
+        got = np.ascontiguousarray(q.transpose(0, 2, 1)).reshape(-1, k)
+        assert got.tobytes() == expected.tobytes(), (shape, mode)
 
 
 @pytest.mark.parametrize("mode", [0, int(Rounding.STOCHASTIC)])
@@ -75,27 +77,28 @@ def test_round_tensor_reads_transposed_views_in_place(monkeypatch, mode):
     with calling_thread_only():
         got = round_tensor(view, fmt, -1, mode, 11)
         along_k = round_tensor(base, fmt, -2, mode, 11)   # blocks along -2 of (B, K, N)
-    assert got.is_contiguous() and got.shape == view.shape
+    assert got.shape == view.shape and got.stride() == view.stride()   # the input's layout
     assert torch.equal(got.view(torch.int32), expected.view(torch.int32))
-    assert along_k.transpose(-1, -2).is_contiguous()  # as the rows path hands it back
+    assert along_k.is_contiguous()                    # as base lies
     assert torch.equal(along_k.transpose(-1, -2).view(torch.int32), expected.view(torch.int32))
 
 
 @pytest.mark.parametrize("mode", list(Rounding))
 def test_round_tensor_reads_im2col_matrices_in_place(monkeypatch, mode):
-    """An im2col matrix (N, K, L), a view of a C-contiguous (K, N, L), along K: the
-    columns kernel reads it where it lies, bit for bit what the rows of a copy give."""
+    """An im2col matrix (C kh kw, N L) along its columns (the forward product's K): the
+    columns kernel reads it where it lies and writes the result laid out as it is, bit for
+    bit what the rows of a transposed copy give."""
     fmt = formats.get("hbfp4@16")
     cols = im2col(torch.randn(3, 4, 6, 5), (3, 3), (1, 1), (1, 1), (1, 1))
-    expected = round_tensor(cols.contiguous(), fmt, -2, int(mode), 9)
+    expected = fmt.quantize_rows(cols.t().contiguous().numpy(), int(mode), 9)
 
     def no_copy(*args, **kwargs):
         raise AssertionError("round_tensor copied an im2col matrix")
     monkeypatch.setattr(torch.Tensor, "contiguous", no_copy)
     with calling_thread_only():
         got = round_tensor(cols, fmt, -2, int(mode), 9)
-    assert got.stride() == expected.stride()
-    assert torch.equal(got.view(torch.int32), expected.view(torch.int32))
+    assert got.is_contiguous() and got.shape == cols.shape
+    assert np.ascontiguousarray(got.numpy().T).tobytes() == expected.tobytes()
 
 
 def test_round_tensor_weight_transpose_matches_rows_path():
@@ -104,7 +107,7 @@ def test_round_tensor_weight_transpose_matches_rows_path():
     got = round_tensor(weight.t(), fmt, -1, int(Rounding.STOCHASTIC), 3)
     expected = torch.from_numpy(fmt.quantize_rows(
         weight.t().contiguous().numpy(), int(Rounding.STOCHASTIC), 3))
-    assert got.is_contiguous()
+    assert got.t().is_contiguous()                    # as the weight lies
     assert torch.equal(got.view(torch.int32), expected.view(torch.int32))
 
 
@@ -126,16 +129,30 @@ def test_round_tensor_strided_heads_match_rows_of_a_copy(mode):
         assert got.numpy().tobytes() == expected.tobytes(), axis
 
 
-@pytest.mark.parametrize("kernel,dilation,padding,stride", [
-    ((3, 3), (1, 1), (1, 1), (1, 1)), ((2, 3), (2, 1), (0, 2), (2, 3)),
-    ((1, 1), (1, 1), (0, 0), (1, 1)), ((3, 2), (1, 2), (2, 0), (1, 2))])
-def test_im2col_equals_unfold(kernel, dilation, padding, stride):
+GEOMETRIES = [((3, 3), (1, 1), (1, 1), (1, 1)), ((2, 3), (2, 1), (0, 2), (2, 3)),
+              ((1, 1), (1, 1), (0, 0), (1, 1)), ((3, 2), (1, 2), (2, 0), (1, 2))]
+
+
+@pytest.mark.parametrize("engine", ["numba", "torch"])
+@pytest.mark.parametrize("kernel,dilation,padding,stride", GEOMETRIES)
+def test_im2col_and_col2im_equal_unfold_and_fold(monkeypatch, engine, kernel, dilation,
+                                                 padding, stride):
+    """The patch matrix (C kh kw, N L) is unfold's (N, C kh kw, L) with its first two axes
+    swapped; col2im of it is fold's image, bit for bit (both add a pixel's entries in the
+    same order), from the numba kernels and from the torch operations other devices use."""
+    if engine == "torch":
+        monkeypatch.setattr(lowering, "_numba_takes", lambda t: False)
     x = torch.randn(3, 4, 9, 11)
     for source in (x, x.transpose(2, 3).contiguous().transpose(2, 3)):   # and a strided one
         expected = torch.nn.functional.unfold(source, kernel, dilation, padding, stride)
-        got = im2col(source, kernel, dilation, padding, stride)
-        assert torch.equal(got, expected) and got.transpose(0, 1).is_contiguous()
-        assert got.data_ptr() != source.data_ptr()   # a new tensor, as unfold's
+        got = lowering.im2col(source, kernel, dilation, padding, stride)
+        assert got.is_contiguous() and got.data_ptr() != source.data_ptr()
+        assert torch.equal(got.view(expected.shape[1], 3, -1).transpose(0, 1), expected)
+    patches = torch.randn(expected.shape[1], 3 * expected.shape[2])
+    folded = torch.nn.functional.fold(patches.view(expected.shape[1], 3, -1).transpose(0, 1),
+                                      (9, 11), kernel, dilation, padding, stride)
+    image = lowering.col2im(patches, (9, 11), kernel, dilation, padding, stride)
+    assert image.is_contiguous() and torch.equal(image, folded)
 
 
 def test_calling_thread_only_nests_and_restores():

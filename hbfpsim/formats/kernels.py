@@ -31,7 +31,7 @@ from hbfpsim.formats.threads import parallel
 RNE, RNA, RTZ = int(Rounding.RNE), int(Rounding.RNA), int(Rounding.RTZ)
 SATURATE, TO_INF, TO_NAN = 0, 1, 2  # what a scalar float does with values beyond its max
 CHUNK = 4096  # elements per parallel work item for element-wise kernels
-TILE = 64  # columns and rows of block_scaled_columns' transposing buffer
+TILE = 64  # columns per pass of block_scaled_columns
 _INF_BITS = 0x7FF0000000000000  # IEEE bits of float64 +Inf
 
 
@@ -173,37 +173,30 @@ def _scale_block(r, b, x, block, man_bits, emin, maxval, exp_offset, compat, mod
 @njit(cache=True)
 def block_scaled_columns(x, block, man_bits, emin, maxval, exp_offset, compat, mode, seed, q):
     """:func:`block_scaled` along axis 1 of the C-contiguous (B, K, N) array ``x``, written
-    transposed: ``q`` (C-contiguous (B, N, K)) gets, bit for bit, what ``block_scaled``
-    writes for the rows array ``x.transpose(0, 2, 1).reshape(B N, K)`` (stochastic draws
-    included: element ``(b, k, j)`` is event ``(b N + j) K + k``), without that array. The
-    block max and the rounding run along the contiguous axis N, TILE columns at a time
-    (vectorized however short the blocks), through a TILE x TILE buffer that is then
-    written transposed. Serial: emulated training calls it on the calling thread."""
+    in ``x``'s own layout: ``q`` (C-contiguous (B, K, N)) transposed is, bit for bit, what
+    ``block_scaled`` writes for the rows array ``x.transpose(0, 2, 1).reshape(B N, K)``
+    (stochastic draws included: element ``(b, k, j)`` is event ``(b N + j) K + k``), without
+    that array. The block max and the rounding run along the contiguous axis N, TILE
+    columns at a time (vectorized however short the blocks). Serial: emulated training
+    calls it on the calling thread."""
     nb, nk, nn = x.shape
     top = np.empty(TILE, np.int64)
     exps = np.empty(TILE, np.int64)
     scales = np.empty((2, TILE), np.float64)      # per column: 2^-S, 2^S
-    tile = np.empty((TILE, TILE), q.dtype)
     for b in range(nb):
-        for j0 in range(0, nn, TILE):
-            w = min(TILE, nn - j0)
-            for k0 in range(0, nk, block):
-                h = min(block, nk - k0)
+        for k0 in range(0, nk, block):
+            h = min(block, nk - k0)
+            for j0 in range(0, nn, TILE):
+                w = min(TILE, nn - j0)
                 plain = _column_exponents(x[b], k0, h, j0, w, exp_offset, compat, emin, top,
                                           exps)
-                for c0 in range(k0, k0 + h, TILE):
-                    c = min(TILE, k0 + h - c0)
-                    events = ((b * nn + j0) * nk, nk)
-                    if plain:
-                        _round_columns_plain(x[b], c0, c, j0, w, man_bits, emin, maxval, mode,
-                                             seed, events, exps, scales, tile)
-                    else:
-                        _round_columns(x[b], c0, c, j0, w, man_bits, emin, maxval, compat, mode,
-                                       seed, events, top, exps, tile)
-                    for j in range(w):
-                        dst = q[b, j0 + j, c0:c0 + c]
-                        for i in range(c):
-                            dst[i] = tile[i, j]
+                events = ((b * nn + j0) * nk, nk)
+                if plain:
+                    _round_columns_plain(x[b], q[b], k0, h, j0, w, man_bits, emin, maxval,
+                                         mode, seed, events, exps, scales)
+                else:
+                    _round_columns(x[b], q[b], k0, h, j0, w, man_bits, emin, maxval, compat,
+                                   mode, seed, events, top, exps)
 
 
 @njit(inline="always", cache=True)
@@ -231,11 +224,12 @@ def _column_exponents(xb, k0, h, j0, w, exp_offset, compat, emin, top, exps):
 
 
 @njit(inline="always", cache=True)
-def _round_columns_plain(xb, c0, c, j0, w, man_bits, emin, maxval, mode, seed, events, exps,
-                         scales, tile):
-    """Rows ``c0 .. c0 + c`` of plain columns ``j0 .. j0 + w`` of ``xb`` into
-    ``tile[:c, :w]`` as :func:`_scale_block` rounds them (to nearest even: its vectorized
-    loop), without its per-element branches; ``scales`` is scratch (2, TILE)."""
+def _round_columns_plain(xb, qb, c0, c, j0, w, man_bits, emin, maxval, mode, seed, events,
+                         exps, scales):
+    """Rows ``c0 .. c0 + c`` of plain columns ``j0 .. j0 + w`` of ``xb`` into the same
+    places of ``qb`` as :func:`_scale_block` rounds them on its fixed-point grid (to
+    nearest even: its vectorized loop), without its per-element branches; ``scales`` is
+    scratch (2, TILE)."""
     first, nk = events
     up, down = scales[0], scales[1]
     for j in range(w):
@@ -244,30 +238,30 @@ def _round_columns_plain(xb, c0, c, j0, w, man_bits, emin, maxval, mode, seed, e
     if mode == RNE:
         step = pow2(emin - man_bits)
         for i in range(c):
-            row, out = xb[c0 + i, j0:j0 + w], tile[i]
+            row, out = xb[c0 + i, j0:j0 + w], qb[c0 + i, j0:j0 + w]
             for j in range(w):
                 v = np.float64(row[j])
                 out[j] = math.copysign(min(np.rint(abs(v) * (up[j] * pow2(man_bits - emin)))
                                            * step, maxval) * down[j], v)
         return
+    lift, step = pow2(man_bits - emin), pow2(emin - man_bits)   # the fixed-point grid
     for i in range(c):
-        row, out = xb[c0 + i, j0:j0 + w], tile[i]
+        row, out = xb[c0 + i, j0:j0 + w], qb[c0 + i, j0:j0 + w]
         for j in range(w):
             v = np.float64(row[j])
-            p = min(round_minifloat(abs(v) * up[j], man_bits, emin, mode, seed,
-                                    first + j * nk + c0 + i), maxval)
-            out[j] = math.copysign(p * down[j], v)
+            p = round_magnitude(abs(v) * up[j] * lift, mode, seed, first + j * nk + c0 + i)
+            out[j] = math.copysign(min(p * step, maxval) * down[j], v)
 
 
 @njit(inline="always", cache=True)
-def _round_columns(xb, c0, c, j0, w, man_bits, emin, maxval, compat, mode, seed, events, top,
-                   exps, tile):
-    """Rows ``c0 .. c0 + c`` of columns ``j0 .. j0 + w`` of ``xb`` into ``tile[:c, :w]`` as
-    :func:`_scale_block` rounds each element, any mode; ``events`` = (event index of the
-    tile's first column's row start, row length K)."""
+def _round_columns(xb, qb, c0, c, j0, w, man_bits, emin, maxval, compat, mode, seed, events,
+                   top, exps):
+    """Rows ``c0 .. c0 + c`` of columns ``j0 .. j0 + w`` of ``xb`` into the same places of
+    ``qb`` as :func:`_scale_block` rounds each element, any mode; ``events`` = (event index
+    of the first column's row start, row length K)."""
     first, nk = events
     for i in range(c):
-        row, out = xb[c0 + i, j0:j0 + w], tile[i]
+        row, out = xb[c0 + i, j0:j0 + w], qb[c0 + i, j0:j0 + w]
         for j in range(w):
             e = exps[j]
             if top[j] >= _INF_BITS:

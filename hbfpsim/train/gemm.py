@@ -10,7 +10,7 @@ Each layer arranges its three products so that K is the right axis:
 layer              fwd (K)                bwd_data (K)              bwd_weight (K)
 =================  =====================  ========================  ===========================
 Linear             x @ W^T (in)           dy @ W (out)              dy^T @ x (batch rows)
-Conv2d (im2col)    W @ cols (C kh kw)     W^T @ dy (out channels)   dy @ cols^T (N x positions)
+Conv2d (im2col)    W @ cols (C kh kw)     W^T @ dy (out channels)   dy @ cols^T (N positions)
 matmul a @ b       a @ b (a's last)       dy @ b^T (b's last)       a^T @ dy (a's rows)
 =================  =====================  ========================  ===========================
 
@@ -32,12 +32,12 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from torch.nn.grad import conv2d_input
 
 from hbfpsim.formats import Format
 from hbfpsim.formats.threads import calling_thread_only
 from hbfpsim.mac import matmul as mac_matmul
 from hbfpsim.numerics import Numerics
+from hbfpsim.train.lowering import col2im, im2col, out_size
 from hbfpsim.train.quantizer import round_tensor
 
 
@@ -65,13 +65,10 @@ def operand_format(numerics: Numerics, role: str) -> Format:
 
 
 def product(site: Site, phase: str, a: torch.Tensor, b: torch.Tensor, roles: tuple[str, str],
-            *, lowered: Callable | None = None, native: Callable | None = None
-            ) -> torch.Tensor:
+            *, lowered: Callable | None = None) -> torch.Tensor:
     """``a @ b`` as ``site`` computes it in ``phase``, blocks along K. ``roles``: the tensor
     roles of a and b (activations, weights, gradients), which choose each one's format and
-    rounding. ``lowered`` maps the product to what the layer needs (col2im);
-    ``native(qa, qb)``, when given, computes that from the quantized operands directly in
-    the fast path (a native op that sums the same products in FP32, in its own order)."""
+    rounding. ``lowered`` maps the product to what the layer needs (col2im)."""
     numerics = site.numerics(phase)
     fa, fb = operand_format(numerics, roles[0]), operand_format(numerics, roles[1])
     site.record(phase, numerics, a, b, roles[0] == "weights")
@@ -85,8 +82,6 @@ def product(site: Site, phase: str, a: torch.Tensor, b: torch.Tensor, roles: tup
         else:
             qa, qb = round_tensor(a, fa, -1, ma, sa), round_tensor(b, fb, -2, mb, sb)
     if plan is None:
-        if native is not None:
-            return native(qa, qb)
         out = qa @ qb
     return out if lowered is None else lowered(out)
 
@@ -101,25 +96,6 @@ def _exact(a: torch.Tensor, b: torch.Tensor, fa: Format, fb: Format, plan: str) 
     out = np.stack([mac_matmul(x, y, fa, fb, plan=plan).out for x, y in zip(a3, b3)])
     return torch.from_numpy(out.astype(np.float32)).reshape(
         *batch, a.shape[-2], b.shape[-1]).to(a.device)
-
-
-def im2col(x: torch.Tensor, kernel: tuple[int, int], dilation: tuple[int, int],
-           padding: tuple[int, int], stride: tuple[int, int]) -> torch.Tensor:
-    """``torch.nn.functional.unfold(x, kernel, dilation, padding, stride)`` of the (N, C, H, W)
-    ``x``: the same values as an (N, C kh kw, L) view of a new C-contiguous (C kh kw, N, L)
-    tensor, copied in one pass from a strided view of the zero-padded input (faster than
-    unfold on a CPU). That layout is the backward-weight product's (C kh kw) x (N L) operand
-    as it is, and the forward's blocks along C kh kw are its columns."""
-    n, c, h, w = x.shape
-    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = kernel, dilation, padding, stride
-    padded = torch.nn.functional.pad(x, (pw, pw, ph, ph)) if ph or pw else x.contiguous()
-    hp, wp = h + 2 * ph, w + 2 * pw
-    ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
-    view = padded.as_strided((n, c, kh, kw, ho, wo),
-                             (c * hp * wp, hp * wp, dh * wp, dw, sh * wp, sw))
-    cols = x.new_empty((c * kh * kw, n, ho * wo))
-    cols.view(c, kh, kw, n, ho, wo).permute(3, 0, 1, 2, 4, 5).copy_(view)
-    return cols.transpose(0, 1)
 
 
 class LinearFn(torch.autograd.Function):
@@ -158,46 +134,31 @@ class Conv2dFn(torch.autograd.Function):
     def forward(ctx, x, weight, bias, site, stride, padding, dilation):
         n, _, h, w = x.shape
         out_ch, _, kh, kw = weight.shape
-        cols = im2col(x, (kh, kw), dilation, padding, stride)                       # N, CKK, L
-        ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-        wo = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-        w2 = weight.reshape(out_ch, -1)
-        # FP32 activations reach matmul as they are: the C-contiguous im2col matrix
-        fp32 = operand_format(site.numerics("fwd"), "activations").name == "fp32"
-        y = product(site, "fwd", w2, cols.contiguous() if fp32 else cols,
-                    ("weights", "activations"))                                   # N, out, L
+        geometry = ((h, w), (kh, kw), dilation, padding, stride)
+        cols = im2col(x, *geometry[1:])                                         # CKK, N L
+        y = product(site, "fwd", weight.reshape(out_ch, -1), cols,
+                    ("weights", "activations")).view(out_ch, n, -1)               # out, N, L
         if bias is not None:
-            y = y + bias[:, None]
-        ctx.site, ctx.geometry = site, ((h, w), (kh, kw), dilation, padding, stride)
-        ctx.has_bias = bias is not None
+            y = y + bias[:, None, None]
+        ctx.site, ctx.geometry, ctx.has_bias = site, geometry, bias is not None
         ctx.save_for_backward(cols, weight)
-        return y.reshape(n, out_ch, ho, wo)
+        # N, out, H, W as a view of the (out, N, L) product: no copy
+        return y.transpose(0, 1).reshape(n, out_ch, *out_size(*geometry))
 
     @staticmethod
     def backward(ctx, dy):
         cols, weight = ctx.saved_tensors
-        size, kernel, dilation, padding, stride = ctx.geometry
         out_ch = weight.shape[0]
-        dy3 = dy.reshape(dy.shape[0], out_ch, -1)                                 # N, out, L
+        dy2 = dy.transpose(0, 1).reshape(out_ch, -1)       # out, N L: a view as y was made
         w2 = weight.reshape(out_ch, -1)
         dx = dw = None
-        if ctx.needs_input_grad[0]:      # W^T dy: N, CKK, L, then col2im; or, the same
-            #                               sums, the transposed convolution of dy by W
-            shape = (dy.shape[0], weight.shape[1], *size)
-            dx = product(ctx.site, "bwd_data", w2.t(), dy3, ("weights", "gradients"),
-                         lowered=lambda dcols: torch.nn.functional.fold(
-                             dcols, size, kernel, dilation, padding, stride),
-                         native=lambda qw, qdy: conv2d_input(
-                             shape, qw.t().reshape(weight.shape), qdy.reshape(dy.shape),
-                             stride, padding, dilation))
+        if ctx.needs_input_grad[0]:      # W^T dy: CKK, N L, then col2im
+            dx = product(ctx.site, "bwd_data", w2.t(), dy2, ("weights", "gradients"),
+                         lowered=lambda dcols: col2im(dcols, *ctx.geometry))
         if ctx.needs_input_grad[1]:
-            dy2 = dy3.permute(1, 0, 2).reshape(out_ch, -1)                          # out, N L
-            # N L x CKK as the transpose of the contiguous CKK x N L im2col holds: quantizing
-            # it along N L reads its rows where they lie
-            cols2 = cols.permute(1, 0, 2).reshape(cols.shape[1], -1).t()
-            dw = product(ctx.site, "bwd_weight", dy2, cols2, ("gradients", "activations")
+            dw = product(ctx.site, "bwd_weight", dy2, cols.t(), ("gradients", "activations")
                          ).reshape(weight.shape)
-        db = dy3.sum((0, 2)) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        db = dy2.sum(1) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return dx, dw, db, None, None, None, None
 
 

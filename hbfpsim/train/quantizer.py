@@ -245,11 +245,12 @@ def round_tensor(t: torch.Tensor, fmt: Format, axis: int, mode: int = 0, seed: i
                  ) -> torch.Tensor:
     """``t`` (float32) in ``fmt``, blocks along ``axis`` (-1 or -2), rounding ``mode`` (a
     Rounding code) with stream ``seed``; no checks (the entry of the emulated layers). FP32
-    is returned as it is. Blocks along -2 are quantized as rows of the transpose and handed
-    back as a transposed view (matmul takes it without a copy). A block format reads the
-    tensor's memory where it lies (``_block_scaled_array``): C-contiguous rows with ``kernels.block_scaled``, a
-    transposed view of a C-contiguous tensor (``weight.t()``, blocks along -2 of a
-    contiguous tensor) with ``kernels.block_scaled_columns``; other layouts are copied."""
+    is returned as it is. A block format reads the tensor's memory where it lies
+    (``_block_scaled_array``): C-contiguous rows with ``kernels.block_scaled``, columns of
+    C-contiguous matrices (``weight.t()`` along -1, a contiguous tensor along -2) with
+    ``kernels.block_scaled_columns``, the result in the input's own layout; other layouts are copied. Blocks along -2 in any other path are quantized as
+    rows of the transpose and handed back as a transposed view (matmul takes it without a
+    copy)."""
     grid = _kernel_grid(fmt)
     if grid is None and fmt.name == "fp32":
         return t
@@ -271,43 +272,36 @@ def _block_scaled_array(x: torch.Tensor, grid: tuple, axis: int, mode: int, seed
                         ) -> np.ndarray:
     """The float32 CPU tensor ``x`` (not empty) rounded in blocks along ``axis`` (-1 or -2)
     by the numba kernels with ``_kernel_grid``'s ``grid``, read through numpy views of its
-    memory (a numpy view or transpose costs a fraction of torch's): a new array,
-    C-contiguous for -1, the transposed view of a C-contiguous one for -2. Rows lying
-    C-contiguous go to ``block_scaled``; rows that are the columns of C-contiguous (K, M)
-    matrices (``_column_source``) to ``block_scaled_columns``; rows in any other layout are
-    copied first (by torch, faster than numpy on strided views)."""
+    memory (a numpy view or transpose costs a fraction of torch's): a new array of x's
+    shape. Rows lying C-contiguous go to ``block_scaled``; rows that are the columns of
+    C-contiguous (K, M) matrices (``_column_source``) to ``block_scaled_columns``, which
+    writes the result in x's own layout; rows in any other layout are copied first (by
+    torch, faster than numpy on strided views), and the result is C-contiguous along
+    ``axis`` (for -2: the transposed view of a C-contiguous array)."""
     along = x.numpy() if axis == -1 else x.numpy().swapaxes(-1, -2)  # blocks along -1
     n = along.shape[-1]                                       # elements per row
+    base = None if along.flags.c_contiguous else _column_source(along)
+    if base is not None:                                      # (..., n, M), C-contiguous
+        q = np.empty(base.shape, np.float32)
+        shape = (-1, n, base.shape[-1])
+        kernels.block_scaled_columns(base.reshape(shape), *grid, mode, seed, q.reshape(shape))
+        return q.swapaxes(-1, -2) if axis == -1 else q
+    if not along.flags.c_contiguous:
+        along = (x if axis == -1 else x.transpose(-1, -2)).contiguous().numpy()
     q = np.empty(along.shape, np.float32)
-    source = None if along.flags.c_contiguous else _column_source(along)
-    if source is None:
-        if not along.flags.c_contiguous:
-            along = (x if axis == -1 else x.transpose(-1, -2)).contiguous().numpy()
-        rows = along.reshape(-1, n)
-        side = (rows.shape[0], -(-n // grid[0]))              # per block: exponent, NaN flag
-        kernels.block_scaled(rows, *grid, mode, seed, q.reshape(rows.shape),
-                             np.empty(side, np.int16), np.empty(side, np.uint8))
-    else:
-        kernels.block_scaled_columns(source, *grid, mode, seed,
-                                     q.reshape(source.shape[0], -1, n))
+    rows = along.reshape(-1, n)
+    side = (rows.shape[0], -(-n // grid[0]))                  # per block: exponent, NaN flag
+    kernels.block_scaled(rows, *grid, mode, seed, q.reshape(rows.shape),
+                         np.empty(side, np.int16), np.empty(side, np.uint8))
     return q if axis == -1 else q.swapaxes(-1, -2)
 
 
 def _column_source(along: np.ndarray) -> np.ndarray | None:
-    """The rows of ``along`` (..., M, K) as the columns of a C-contiguous (B, K, M) array,
-    the C-order rows of ``along`` being its columns in order: the transpose of a
-    C-contiguous array (B = the leading dimensions), or of a 3-D one whose batch lies
-    along its columns, a C-contiguous (K, B, M) (an im2col matrix; B = 1, its B M columns
-    side by side). None for any other layout."""
-    if along.ndim < 2:
+    """The C-contiguous (..., K, M) array whose transpose ``along`` (..., M, K) is (the rows
+    of ``along`` are its columns, in order); None for any other layout."""
+    if along.ndim < 2 or not along.swapaxes(-1, -2).flags.c_contiguous:
         return None
-    across = along.swapaxes(-1, -2)
-    k, m = across.shape[-2:]
-    if across.flags.c_contiguous:
-        return across.reshape(-1, k, m)
-    if across.ndim == 3 and across.swapaxes(0, 1).flags.c_contiguous:
-        return across.swapaxes(0, 1).reshape(1, k, -1)
-    return None
+    return along.swapaxes(-1, -2)
 
 
 _GRIDS: dict[int, tuple[Format, tuple | None]] = {}
