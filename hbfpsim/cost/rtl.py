@@ -35,20 +35,25 @@ def xor(bits: int) -> str:
             f"  assign y = a ^ b;\nendmodule\n")
 
 
+def fixed_sum(w: int, acc: str, term: str, saturate: bool, out: str = "next") -> list[str]:
+    """Verilog declaring the w-bit wire ``out`` = the w-bit register value ``acc`` plus the
+    w-bit two's complement ``term``: wrapping (keep the low w bits) or saturating (a w+1-bit
+    sum; when its top two bits differ the true sum left the range, and the result clamps to
+    2^(w-1) - 1 or -2^(w-1) by the sign), as ``FixedAccumulator`` does. The PEs here and the
+    arrays of ``hbfpsim.rtl`` share it."""
+    if not saturate:
+        return [f"  wire [{w - 1}:0] {out} = {acc} + {term};"]
+    return [f"  wire [{w}:0] {out}_s = {{{acc}[{w - 1}], {acc}}} + {{{term}[{w - 1}], {term}}};",
+            f"  wire [{w - 1}:0] {out} = ({out}_s[{w}] == {out}_s[{w - 1}]) ? {out}_s[{w - 1}:0]"
+            f" : {{{out}_s[{w}], {{{w - 1}{{~{out}_s[{w}]}}}}}};"]
+
+
 def _accumulate(w: int, term: str, saturate: bool) -> list[str]:
     """Verilog adding the w-bit two's complement ``term`` to the w-bit register ``acc`` every
-    cycle: wrapping (keep the low w bits) or saturating (a w+1-bit sum; when its top two bits
-    differ the true sum left the range, and acc clamps to 2^(w-1) - 1 or -2^(w-1) by the
-    sign), as ``FixedAccumulator`` does."""
-    if not saturate:
-        return [f"  wire [{w - 1}:0] t = {term};", "  always @(posedge clk) begin",
-                "    a <= a_in;\n    b <= b_in;", "    acc <= acc + t;", "  end"]
-    return [f"  wire [{w - 1}:0] t = {term};",
-            f"  wire [{w}:0] s = {{acc[{w - 1}], acc}} + {{t[{w - 1}], t}};",
+    cycle (``fixed_sum``), with the operand registers a and b."""
+    return [f"  wire [{w - 1}:0] t = {term};", *fixed_sum(w, "acc", "t", saturate),
             "  always @(posedge clk) begin", "    a <= a_in;\n    b <= b_in;",
-            f"    acc <= (s[{w}] == s[{w - 1}]) ? s[{w - 1}:0]"
-            f" : {{s[{w}], {{{w - 1}{{~s[{w}]}}}}}};",
-            "  end"]
+            "    acc <= next;", "  end"]
 
 
 def pe(mantissa_bits: int, acc_bits: int, saturate: bool = False) -> str:

@@ -1,0 +1,385 @@
+"""Synthesizable Verilog for an R x C systolic array that computes what ``hbfpsim.mac`` computes
+with the plan ``hbfpsim.array.plan_for`` gives, in the cycles ``hbfpsim.array`` counts.
+
+The design follows the cycle-stepped reference (``array/reference.py``) register for
+register. Output stationary (OS): a controller reads column k of the A tile and row k of
+the B tile from an ideal memory in cycle k of a fold (``rd_en``, ``rd_k``); skew registers
+delay array row r's A element by r cycles and column c's B element by c; every PE
+multiplies what reaches it in the cycle it arrives and hands it on through a register, to
+the right (A) and down (B), so that PE (r, c) meets product k in cycle k + r + c. Flags
+travel with A: valid, the fold's first product, a block's last product and the fold's last
+product. A PE adds each integer product into its block accumulator (``fixed{w}``: wrapping
+or saturating, ``cost.rtl.fixed_sum``, the same Verilog as the PEs ``hbfpsim cost``
+synthesizes); a block's last product converts the block into the PE's chain register (a
+float accumulator: ``rtl.floats``) and clears the block. When the whole fold is one block
+(K at most the block length) the block's integer is the PE's result, as the plan's
+integer chain says. ``done`` is the bottom-right PE's last product: the fold's last
+multiply, in the fold's cycle K + R + C - 3 (SCALE-Sim's T + R + C - 2 cycles).
+
+The output buffer's adder (``ou_*`` ports) is one combinational unit: it rounds a PE's
+result (chain float, or block integer times 2^lsb) into the output format and adds it to
+the buffer's value, as the plan's last level does; the testbench holds the buffer (ideal
+memory) and passes every output through it.
+
+Operands arrive as the MAC engine's integers: each element an integer mantissa (``wa`` /
+``wb`` bits, two's complement) and its block's LSB exponent (``floats.XW`` bits), from
+``mac.operands.prepare``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from hbfpsim.config import ArrayConfig
+from hbfpsim.cost.rtl import fixed_sum
+from hbfpsim.mac import FixedAccumulator, FloatAccumulator
+from hbfpsim.mac.operands import element_int_max
+from hbfpsim.numerics import Numerics
+from hbfpsim.rtl import floats
+from hbfpsim.rtl.floats import XW
+
+DATAFLOWS = ("os", "ws", "is")
+FAMILIES = ("hbfp", "mx")
+
+
+class RTLError(ValueError):
+    """A configuration the generated array cannot build, said in one line."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What one generated array is: shape, dataflow, operand widths (bits of the integer
+    mantissas, two's complement), elements per block and the plan's accumulators."""
+
+    rows: int
+    cols: int
+    dataflow: str
+    wa: int
+    wb: int
+    block: int
+    fixed: FixedAccumulator
+    chain: FloatAccumulator
+    out: FloatAccumulator
+
+    @property
+    def chain_bits(self) -> int:
+        return floats.bits(self.chain)
+
+    @property
+    def widths(self) -> tuple[int, int]:
+        """(stationary, streamed) mantissa bits of WS (B, A) and IS (A, B)."""
+        return (self.wb, self.wa) if self.dataflow == "ws" else (self.wa, self.wb)
+
+    @property
+    def integer_chain(self) -> bool:
+        """WS and IS: a column's products all lie in one block (blocks of at least R), so its
+        partial sum stays an integer down the column (``plan_for``'s integer chain)."""
+        return self.block >= self.rows
+
+    @property
+    def out_bits(self) -> int:
+        return floats.bits(self.out)
+
+
+def spec_for(config: ArrayConfig, numerics: Numerics) -> Spec:
+    """The array ``config`` describes with ``numerics``; an RTLError naming what it cannot
+    build: a dataflow other than OS, formats that are not block formats sharing a block
+    length, a missing block accumulator, one narrower than a product, float levels that
+    round stochastically."""
+    if config.dataflow not in DATAFLOWS:
+        raise RTLError(f"{config.name}: the RTL array is generated for the dataflows "
+                       f"{', '.join(DATAFLOWS)}; this configuration is {config.dataflow}")
+    fa, fb = numerics.input, numerics.weight
+    for role, fmt in (("input", fa), ("weight", fb)):
+        if fmt.family not in FAMILIES:
+            raise RTLError(f"{config.name}: {role} format {fmt.name}: the RTL PEs multiply "
+                           "block formats' integer mantissas (hbfp*, mx*)")
+    block = math.gcd(fa.block or 0, fb.block or 0)
+    if block != fa.block or block != fb.block:
+        raise RTLError(f"{config.name}: {fa.name} and {fb.name} have different block lengths; "
+                       "the RTL PE converts one shared block at a time")
+    fixed = numerics.block_accumulator
+    if fixed is None:
+        raise RTLError(f"{config.name}: the RTL PE sums each block in a fixed-point block "
+                       "accumulator: set [numerics] block_accumulator (e.g. fixed16)")
+    for level, acc in (("accumulator", numerics.accumulator), ("output", numerics.output)):
+        if not isinstance(acc, FloatAccumulator):
+            raise RTLError(f"{config.name}: {level} {acc}: the RTL chain and output buffer "
+                           "are floating point (e{E}m{M}, fp32, bf16, fp16)")
+        floats.tag(acc)                   # deterministic rounding, or a ValueError
+    wa, wb = (element_int_max(f).bit_length() + 1 for f in (fa, fb))
+    if wa + wb > fixed.width:
+        raise RTLError(f"{config.name}: the block accumulator {fixed} is narrower than one "
+                       f"product ({wa} x {wb}-bit mantissas: {wa + wb} bits)")
+    return Spec(config.rows, config.cols, config.dataflow, wa, wb, block, fixed,
+                numerics.accumulator, numerics.output)
+
+
+def verilog(spec: Spec) -> str:
+    """The design: float units, the PE and the array (module ``hbfpsim_array``: controller,
+    skew registers, PEs and the output buffer's adder)."""
+    w, chain, out = spec.fixed.width, spec.chain, spec.out
+    modules = {**floats.fixed_unit(chain, w), **floats.add_unit(chain),
+               **floats.fixed_unit(out, w), **floats.float_unit(chain, out),
+               **floats.add_unit(out)}
+    if spec.dataflow == "os":
+        return "\n".join([*modules.values(), _pe(spec), _array(spec)])
+    return "\n".join([*modules.values(), _pe_stationary(spec), _array_stationary(spec)])
+
+
+def _pe(spec: Spec) -> str:
+    wa, wb, w, nc = spec.wa, spec.wb, spec.fixed.width, spec.chain_bits
+    t = floats.tag(spec.chain)
+    return "\n".join([
+        "module pe(input clk,",
+        f"    input signed [{wa - 1}:0] a_in, input signed [{XW - 1}:0] qa_in,",
+        "    input v_in, first_in, bend_in, last_in,",
+        f"    input signed [{wb - 1}:0] b_in, input signed [{XW - 1}:0] qb_in,",
+        f"    output reg signed [{wa - 1}:0] a, output reg signed [{XW - 1}:0] qa,",
+        "    output reg v, first, bend, last,",
+        f"    output reg signed [{wb - 1}:0] b, output reg signed [{XW - 1}:0] qb,",
+        f"    output reg [{w - 1}:0] blk, output reg [{nc - 1}:0] chain,",
+        f"    output reg signed [{XW - 1}:0] lsb, output reg whole, output done);",
+        f"  wire signed [{wa + wb - 1}:0] p = a_in * b_in;",
+        f"  wire [{w - 1}:0] term = {{{{{w - wa - wb}{{p[{wa + wb - 1}]}}}}, p}};"
+        if w > wa + wb else f"  wire [{w - 1}:0] term = p;",
+        "  reg fresh;                 // the last product ended a block: this one starts one",
+        "  reg ended;                 // a block of this fold has entered the chain",
+        f"  wire [{w - 1}:0] base = (first_in || fresh) ? {w}'d0 : blk;",
+        *fixed_sum(w, "base", "term", not spec.fixed.wrap, "sum"),
+        f"  wire signed [{XW - 1}:0] q = qa_in + qb_in;",
+        "  wire earlier = !first_in && ended;         // the chain holds earlier blocks",
+        f"  wire [{nc - 1}:0] conv, total;",
+        "  wire conv_over, add_over;",
+        f"  from_fixed{w}_{t} to_chain(.v(sum), .q(q), .f(conv), .over(conv_over));",
+        f"  fadd_{t} add(.x(earlier ? chain : {nc}'d0), .y(conv), .f(total), .over(add_over));",
+        "  assign done = v_in & last_in;",
+        "  always @(posedge clk) begin",
+        "    a <= a_in; qa <= qa_in; v <= v_in; first <= first_in; bend <= bend_in;",
+        "    last <= last_in; b <= b_in; qb <= qb_in;",
+        "    if (v_in) begin",
+        "      blk <= sum; lsb <= q; fresh <= bend_in;",
+        "      if (bend_in) begin chain <= total; ended <= 1'b1; end",
+        "      else if (first_in) ended <= 1'b0;",
+        "      if (last_in) whole <= !earlier;     // the fold was one block",
+        "    end",
+        "  end",
+        "endmodule", ""])
+
+
+def _array(spec: Spec) -> str:
+    R, C = spec.rows, spec.cols
+    wa, wb, w, nc, no = spec.wa, spec.wb, spec.fixed.width, spec.chain_bits, spec.out_bits
+    tc, to = floats.tag(spec.chain), floats.tag(spec.out)
+    ports = ["module hbfpsim_array(input clk, input rst, input start, input [31:0] k_len,",
+             "    output rd_en, output [31:0] rd_k, output done,"]
+    ports += [f"    input signed [{wa - 1}:0] a_{r}, input signed [{XW - 1}:0] qa_{r},"
+              for r in range(R)]
+    ports += [f"    input signed [{wb - 1}:0] b_{c}, input signed [{XW - 1}:0] qb_{c},"
+              for c in range(C)]
+    ports += [f"    output [{w - 1}:0] blk_{r}_{c}, output [{nc - 1}:0] chain_{r}_{c},"
+              f" output signed [{XW - 1}:0] lsb_{r}_{c}, output whole_{r}_{c},"
+              for r in range(R) for c in range(C)]
+    ports += [f"    input [{no - 1}:0] ou_prev, input [{w - 1}:0] ou_fixed,",
+              f"    input signed [{XW - 1}:0] ou_lsb, input [{nc - 1}:0] ou_chain,",
+              f"    input ou_whole, output [{no - 1}:0] ou_out, output ou_over);"]
+    body = [
+        "  // the controller: one fold of k_len cycles from a start pulse",
+        "  reg busy; reg [31:0] k, in_block;",
+        "  assign rd_en = busy; assign rd_k = k;",
+        "  always @(posedge clk) begin",
+        "    if (rst) busy <= 1'b0;",
+        "    else if (start) begin busy <= 1'b1; k <= 0; in_block <= 0; end",
+        "    else if (busy) begin",
+        "      if (k == k_len - 1) busy <= 1'b0;",
+        "      k <= k + 1;",
+        f"      in_block <= (in_block == {spec.block - 1}) ? 0 : in_block + 1;",
+        "    end",
+        "  end",
+        "  wire first = k == 0;",
+        "  wire last = k == k_len - 1;",
+        f"  wire bend = last || in_block == {spec.block - 1};",
+    ]
+    # skew: row r's A (with the flags) delayed r cycles, column c's B delayed c cycles
+    for r in range(R):
+        body += _skew(f"a{r}", r, [(wa, f"a_{r}"), (XW, f"qa_{r}"), (1, "busy"), (1, "first"),
+                                   (1, "bend"), (1, "last")])
+    for c in range(C):
+        body += _skew(f"b{c}", c, [(wb, f"b_{c}"), (XW, f"qb_{c}")])
+    for r in range(R):
+        for c in range(C):
+            left = [f"a{r}_{i}" for i in range(6)] if c == 0 else [
+                f"pe_{r}_{c - 1}_{x}" for x in ("a", "qa", "v", "first", "bend", "last")]
+            top = [f"b{c}_{i}" for i in range(2)] if r == 0 else [
+                f"pe_{r - 1}_{c}_{x}" for x in ("b", "qb")]
+            n = f"pe_{r}_{c}"
+            body += [f"  wire signed [{wa - 1}:0] {n}_a; wire signed [{XW - 1}:0] {n}_qa;",
+                     f"  wire {n}_v, {n}_first, {n}_bend, {n}_last, {n}_done;",
+                     f"  wire signed [{wb - 1}:0] {n}_b; wire signed [{XW - 1}:0] {n}_qb;",
+                     f"  pe {n}(.clk(clk), .a_in({left[0]}), .qa_in({left[1]}), "
+                     f".v_in({left[2]}), .first_in({left[3]}), .bend_in({left[4]}), "
+                     f".last_in({left[5]}), .b_in({top[0]}), .qb_in({top[1]}),",
+                     f"      .a({n}_a), .qa({n}_qa), .v({n}_v), .first({n}_first), "
+                     f".bend({n}_bend), .last({n}_last), .b({n}_b), .qb({n}_qb),",
+                     f"      .blk(blk_{r}_{c}), .chain(chain_{r}_{c}), .lsb(lsb_{r}_{c}), "
+                     f".whole(whole_{r}_{c}), .done({n}_done));"]
+    body += [f"  assign done = pe_{R - 1}_{C - 1}_done;",
+             "  // the output buffer's adder: a PE's result into the output format, added",
+             f"  wire [{no - 1}:0] from_fixed, from_chain, converted;",
+             "  wire fixed_over, chain_over;",
+             f"  from_fixed{w}_{to} ou_f(.v(ou_fixed), .q(ou_lsb), .f(from_fixed), "
+             ".over(fixed_over));",
+             f"  from_{tc}_to_{to} ou_c(.x(ou_chain), .f(from_chain), .over(chain_over));",
+             "  assign converted = ou_whole ? from_fixed : from_chain;",
+             f"  fadd_{to} ou_add(.x(ou_prev), .y(converted), .f(ou_out), .over(ou_over));",
+             "endmodule", ""]
+    return "\n".join(ports + body)
+
+
+def _skew(name: str, depth: int, signals: list[tuple[int, str]]) -> list[str]:
+    """Wires ``{name}_{i}``: signal i delayed ``depth`` cycles through a register chain."""
+    lines = []
+    for i, (width, src) in enumerate(signals):
+        if depth == 0:
+            lines.append(f"  wire [{width - 1}:0] {name}_{i} = {src};")
+            continue
+        lines += [f"  reg [{width - 1}:0] {name}_{i}_d [0:{depth - 1}];",
+                  f"  wire [{width - 1}:0] {name}_{i} = {name}_{i}_d[{depth - 1}];",
+                  "  always @(posedge clk) begin",
+                  f"    {name}_{i}_d[0] <= {src};"]
+        lines += [f"    {name}_{i}_d[{j}] <= {name}_{i}_d[{j - 1}];" for j in range(1, depth)]
+        lines += ["  end"]
+    return lines
+
+
+def _pe_stationary(spec: Spec) -> str:
+    """The WS / IS PE: a stationary element (loaded from above, with its row's flags: a K
+    index inside the GEMM, a block's last), the streamed element passing right, the partial
+    sum (block integer, chain float, LSB exponent) passing down."""
+    ws, wt = spec.widths
+    w, nc, t = spec.fixed.width, spec.chain_bits, floats.tag(spec.chain)
+    convert = not spec.integer_chain
+    return "\n".join([
+        "module pe(input clk, input load,",
+        f"    input signed [{ws - 1}:0] w_in, input signed [{XW - 1}:0] qw_in, input kv_in, kb_in,",
+        f"    output reg signed [{ws - 1}:0] w, output reg signed [{XW - 1}:0] qw,",
+        "    output reg kv, kb,",
+        f"    input signed [{wt - 1}:0] x_in, input signed [{XW - 1}:0] qx_in, input xv_in,",
+        "    input xlast_in,",
+        f"    output reg signed [{wt - 1}:0] x, output reg signed [{XW - 1}:0] qx,",
+        "    output reg xv, xlast,",
+        f"    input [{w - 1}:0] blk_in, input [{nc - 1}:0] chain_in,",
+        f"    input signed [{XW - 1}:0] lsb_in,",
+        f"    output reg [{w - 1}:0] blk, output reg [{nc - 1}:0] chain,",
+        f"    output reg signed [{XW - 1}:0] lsb, output done);",
+        f"  wire signed [{ws + wt - 1}:0] p = w * x_in;",
+        f"  wire [{w - 1}:0] term = {{{{{w - ws - wt}{{p[{ws + wt - 1}]}}}}, p}};"
+        if w > ws + wt else f"  wire [{w - 1}:0] term = p;",
+        *fixed_sum(w, "blk_in", "term", not spec.fixed.wrap, "sum"),
+        f"  wire signed [{XW - 1}:0] q = qw + qx_in;",
+        f"  wire [{nc - 1}:0] conv, total;",
+        "  wire conv_over, add_over;",
+        f"  from_fixed{w}_{t} to_chain(.v(sum), .q(q), .f(conv), .over(conv_over));",
+        f"  fadd_{t} add(.x(chain_in), .y(conv), .f(total), .over(add_over));",
+        "  assign done = xv_in & xlast_in;",
+        "  always @(posedge clk) begin",
+        "    if (load) begin w <= w_in; qw <= qw_in; kv <= kv_in; kb <= kb_in; end",
+        "    x <= x_in; qx <= qx_in; xv <= xv_in; xlast <= xlast_in;",
+        "    if (xv_in && kv) begin",
+        *(["      if (kb) begin blk <= 0; chain <= total; end",
+           "      else begin blk <= sum; chain <= chain_in; end"] if convert else
+          ["      blk <= sum; chain <= chain_in;"]),
+        "      lsb <= q;",
+        "    end else begin",
+        "      blk <= blk_in; chain <= chain_in; lsb <= lsb_in;",
+        "    end",
+        "  end",
+        "endmodule", ""])
+
+
+def _array_stationary(spec: Spec) -> str:
+    """WS / IS: the controller loads the stationary tile from the top in R cycles (row R - 1
+    first, so that each row's element shifts down into place), then streams T elements
+    into the rows, skewed by row; the partial sums leave at the bottom (``out_*``), one
+    per column per cycle, in stream order."""
+    R, C = spec.rows, spec.cols
+    ws, wt = spec.widths
+    w, nc, no = spec.fixed.width, spec.chain_bits, spec.out_bits
+    tc, to = floats.tag(spec.chain), floats.tag(spec.out)
+    ports = ["module hbfpsim_array(input clk, input rst, input start, input [31:0] t_len,",
+             "    input [31:0] k_len, input [31:0] row_base,",
+             "    output ld_en, output [31:0] ld_row, output rd_en, output [31:0] rd_k,",
+             "    output done,"]
+    ports += [f"    input signed [{ws - 1}:0] w_{c}, input signed [{XW - 1}:0] qw_{c},"
+              for c in range(C)]
+    ports += [f"    input signed [{wt - 1}:0] x_{r}, input signed [{XW - 1}:0] qx_{r},"
+              for r in range(R)]
+    ports += [f"    output [{w - 1}:0] blk_{c}, output [{nc - 1}:0] chain_{c},"
+              f" output signed [{XW - 1}:0] lsb_{c}, output ov_{c},"
+              for c in range(C)]
+    ports += [f"    input [{no - 1}:0] ou_prev, input [{w - 1}:0] ou_fixed,",
+              f"    input signed [{XW - 1}:0] ou_lsb, input [{nc - 1}:0] ou_chain,",
+              f"    output [{no - 1}:0] ou_out, output ou_over);"]
+    body = [
+        "  // the controller: R load cycles, then t_len stream cycles, from a start pulse",
+        "  reg loading, streaming; reg [31:0] t;",
+        "  assign ld_en = loading; assign ld_row = {R - 1} - t;".replace("{R - 1}", str(R - 1)),
+        "  assign rd_en = streaming; assign rd_k = t;",
+        "  always @(posedge clk) begin",
+        "    if (rst) begin loading <= 1'b0; streaming <= 1'b0; end",
+        "    else if (start) begin loading <= 1'b1; streaming <= 1'b0; t <= 0; end",
+        "    else if (loading) begin",
+        f"      if (t == {R - 1}) begin loading <= 1'b0; streaming <= 1'b1; t <= 0; end",
+        "      else t <= t + 1;",
+        "    end else if (streaming) begin",
+        "      if (t == t_len - 1) streaming <= 1'b0;",
+        "      t <= t + 1;",
+        "    end",
+        "  end",
+        "  // the row being loaded: its K index, inside the GEMM, a block's last",
+        f"  wire [31:0] ld_k = row_base + {R - 1} - t;",
+        "  wire ld_kv = loading && ld_k < k_len;",
+        f"  wire ld_kb = ld_k == k_len - 1 || (ld_k % {spec.block}) == {spec.block - 1};",
+        "  wire last = t == t_len - 1;",
+    ]
+    for r in range(R):
+        body += _skew(f"x{r}", r, [(wt, f"x_{r}"), (XW, f"qx_{r}"), (1, "streaming"),
+                                   (1, "last")])
+    for r in range(R):
+        for c in range(C):
+            n = f"pe_{r}_{c}"
+            up = (f"w_{c}", f"qw_{c}", "ld_kv", "ld_kb") if r == 0 else tuple(
+                f"pe_{r - 1}_{c}_{x}" for x in ("w", "qw", "kv", "kb"))
+            left = tuple(f"x{r}_{i}" for i in range(4)) if c == 0 else tuple(
+                f"pe_{r}_{c - 1}_{x}" for x in ("x", "qx", "xv", "xlast"))
+            psum = (f"{w}'d0", f"{nc}'d0", f"{XW}'sd0") if r == 0 else tuple(
+                f"pe_{r - 1}_{c}_{x}" for x in ("blk", "chain", "lsb"))
+            body += [f"  wire signed [{ws - 1}:0] {n}_w; wire signed [{XW - 1}:0] {n}_qw;",
+                     f"  wire {n}_kv, {n}_kb, {n}_xv, {n}_xlast, {n}_done;",
+                     f"  wire signed [{wt - 1}:0] {n}_x; wire signed [{XW - 1}:0] {n}_qx;",
+                     f"  wire [{w - 1}:0] {n}_blk; wire [{nc - 1}:0] {n}_chain;",
+                     f"  wire signed [{XW - 1}:0] {n}_lsb;",
+                     f"  pe {n}(.clk(clk), .load(loading), .w_in({up[0]}), .qw_in({up[1]}), "
+                     f".kv_in({up[2]}), .kb_in({up[3]}), .w({n}_w), .qw({n}_qw), "
+                     f".kv({n}_kv), .kb({n}_kb),",
+                     f"      .x_in({left[0]}), .qx_in({left[1]}), .xv_in({left[2]}), "
+                     f".xlast_in({left[3]}), .x({n}_x), .qx({n}_qx), .xv({n}_xv), "
+                     f".xlast({n}_xlast),",
+                     f"      .blk_in({psum[0]}), .chain_in({psum[1]}), .lsb_in({psum[2]}), "
+                     f".blk({n}_blk), .chain({n}_chain), .lsb({n}_lsb), .done({n}_done));"]
+    for c in range(C):
+        n = f"pe_{R - 1}_{c}"
+        body += [f"  assign blk_{c} = {n}_blk; assign chain_{c} = {n}_chain;",
+                 f"  assign lsb_{c} = {n}_lsb; assign ov_{c} = {n}_xv;"]
+    converted = ("from_fixed" if spec.integer_chain else "from_chain")
+    body += [f"  assign done = pe_{R - 1}_{C - 1}_done;",
+             "  // the output buffer's adder: a column's result into the output format, added",
+             f"  wire [{no - 1}:0] from_fixed, from_chain;",
+             "  wire fixed_over, chain_over;",
+             f"  from_fixed{w}_{to} ou_f(.v(ou_fixed), .q(ou_lsb), .f(from_fixed), "
+             ".over(fixed_over));",
+             f"  from_{tc}_to_{to} ou_c(.x(ou_chain), .f(from_chain), .over(chain_over));",
+             f"  fadd_{to} ou_add(.x(ou_prev), .y({converted}), .f(ou_out), .over(ou_over));",
+             "endmodule", ""]
+    return "\n".join(ports + body)
