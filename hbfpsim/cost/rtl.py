@@ -35,15 +35,19 @@ def xor(bits: int) -> str:
             f"  assign y = a ^ b;\nendmodule\n")
 
 
-def fixed_sum(w: int, acc: str, term: str, saturate: bool, out: str = "next") -> list[str]:
+def fixed_sum(w: int, acc: str, term: str, saturate: bool, out: str = "next",
+              over: str | None = None) -> list[str]:
     """Verilog declaring the w-bit wire ``out`` = the w-bit register value ``acc`` plus the
     w-bit two's complement ``term``: wrapping (keep the low w bits) or saturating (a w+1-bit
     sum; when its top two bits differ the true sum left the range, and the result clamps to
-    2^(w-1) - 1 or -2^(w-1) by the sign), as ``FixedAccumulator`` does. The PEs here and the
-    arrays of ``hbfpsim.rtl`` share it."""
+    2^(w-1) - 1 or -2^(w-1) by the sign), as ``FixedAccumulator`` does; with ``over``, also
+    the wire of that name, set when the sum left the range. The PEs here and the arrays of
+    ``hbfpsim.rtl`` share it."""
+    wide = [f"  wire [{w}:0] {out}_s = {{{acc}[{w - 1}], {acc}}} + {{{term}[{w - 1}], {term}}};"]
+    flag = [f"  wire {over} = {out}_s[{w}] != {out}_s[{w - 1}];"] if over else []
     if not saturate:
-        return [f"  wire [{w - 1}:0] {out} = {acc} + {term};"]
-    return [f"  wire [{w}:0] {out}_s = {{{acc}[{w - 1}], {acc}}} + {{{term}[{w - 1}], {term}}};",
+        return [*(wide + flag if over else []), f"  wire [{w - 1}:0] {out} = {acc} + {term};"]
+    return [*wide, *flag,
             f"  wire [{w - 1}:0] {out} = ({out}_s[{w}] == {out}_s[{w - 1}]) ? {out}_s[{w - 1}:0]"
             f" : {{{out}_s[{w}], {{{w - 1}{{~{out}_s[{w}]}}}}}};"]
 

@@ -4,5 +4,6 @@ model (docs/rtl.md)."""
 
 from hbfpsim.rtl.array import RTLError, Spec, spec_for, verilog
 from hbfpsim.rtl.cosim import Result, cosim
+from hbfpsim.rtl.emit import emit, with_format
 
-__all__ = ["RTLError", "Result", "Spec", "cosim", "spec_for", "verilog"]
+__all__ = ["RTLError", "Result", "Spec", "cosim", "emit", "spec_for", "verilog", "with_format"]

@@ -107,7 +107,9 @@ def spec_for(config: ArrayConfig, numerics: Numerics) -> Spec:
         if not isinstance(acc, FloatAccumulator):
             raise RTLError(f"{config.name}: {level} {acc}: the RTL chain and output buffer "
                            "are floating point (e{E}m{M}, fp32, bf16, fp16)")
-        floats.tag(acc)                   # deterministic rounding, or a ValueError
+        if acc.rounding not in floats.MODES:
+            raise RTLError(f"{config.name}: {level} {acc}: the RTL float units round to "
+                           "nearest (even or away) or toward zero, not stochastically")
     wa, wb = (element_int_max(f).bit_length() + 1 for f in (fa, fb))
     if wa + wb > fixed.width:
         raise RTLError(f"{config.name}: the block accumulator {fixed} is narrower than one "
@@ -128,6 +130,24 @@ def verilog(spec: Spec) -> str:
     return "\n".join([*modules.values(), _pe_stationary(spec), _array_stationary(spec)])
 
 
+STATS = ("n_bover", "n_conv", "n_cover", "n_inexact", "n_partial", "n_full")
+COUNTERS = ", ".join(f"output reg [31:0] {c}" for c in STATS)
+_CHAIN_FLAGS = ["  wire conv_over, conv_inexact, add_over, add_inexact, add_partial, add_full;",
+                "  initial begin " + " ".join(f"{c} = 0;" for c in STATS) + " end"]
+
+
+def _count(event: str) -> list[str]:
+    """Statements counting a block's entry into the chain when ``event`` is set: its
+    conversion's rounding, overflows (conversion and addition), the addition's rounding and
+    swamps (as ``mac`` counts the chain level's statistics)."""
+    return [f"      if ({event}) begin",
+            "        n_conv <= n_conv + conv_inexact;",
+            "        n_cover <= n_cover + conv_over + add_over;",
+            "        n_inexact <= n_inexact + add_inexact; n_partial <= n_partial + add_partial;",
+            "        n_full <= n_full + add_full;",
+            "      end"]
+
+
 def _pe(spec: Spec) -> str:
     wa, wb, w, nc = spec.wa, spec.wb, spec.fixed.width, spec.chain_bits
     t = floats.tag(spec.chain)
@@ -140,27 +160,31 @@ def _pe(spec: Spec) -> str:
         "    output reg v, first, bend, last,",
         f"    output reg signed [{wb - 1}:0] b, output reg signed [{XW - 1}:0] qb,",
         f"    output reg [{w - 1}:0] blk, output reg [{nc - 1}:0] chain,",
-        f"    output reg signed [{XW - 1}:0] lsb, output reg whole, output done);",
+        f"    output reg signed [{XW - 1}:0] lsb, output reg whole, output done,",
+        f"    {COUNTERS});",
         f"  wire signed [{wa + wb - 1}:0] p = a_in * b_in;",
         f"  wire [{w - 1}:0] term = {{{{{w - wa - wb}{{p[{wa + wb - 1}]}}}}, p}};"
         if w > wa + wb else f"  wire [{w - 1}:0] term = p;",
         "  reg fresh;                 // the last product ended a block: this one starts one",
         "  reg ended;                 // a block of this fold has entered the chain",
         f"  wire [{w - 1}:0] base = (first_in || fresh) ? {w}'d0 : blk;",
-        *fixed_sum(w, "base", "term", not spec.fixed.wrap, "sum"),
+        *fixed_sum(w, "base", "term", not spec.fixed.wrap, "sum", "b_over"),
         f"  wire signed [{XW - 1}:0] q = qa_in + qb_in;",
         "  wire earlier = !first_in && ended;         // the chain holds earlier blocks",
         f"  wire [{nc - 1}:0] conv, total;",
-        "  wire conv_over, add_over;",
-        f"  from_fixed{w}_{t} to_chain(.v(sum), .q(q), .f(conv), .over(conv_over));",
-        f"  fadd_{t} add(.x(earlier ? chain : {nc}'d0), .y(conv), .f(total), .over(add_over));",
+        *_CHAIN_FLAGS,
+        f"  from_fixed{w}_{t} to_chain(.v(sum), .q(q), .f(conv), .over(conv_over), "
+        ".inexact(conv_inexact));",
+        f"  fadd_{t} add(.x(earlier ? chain : {nc}'d0), .y(conv), .f(total), .over(add_over),",
+        "      .inexact(add_inexact), .partial(add_partial), .full(add_full));",
         "  assign done = v_in & last_in;",
         "  always @(posedge clk) begin",
         "    a <= a_in; qa <= qa_in; v <= v_in; first <= first_in; bend <= bend_in;",
         "    last <= last_in; b <= b_in; qb <= qb_in;",
         "    if (v_in) begin",
-        "      blk <= sum; lsb <= q; fresh <= bend_in;",
+        "      blk <= sum; lsb <= q; fresh <= bend_in; n_bover <= n_bover + b_over;",
         "      if (bend_in) begin chain <= total; ended <= 1'b1; end",
+        *_count("bend_in"),
         "      else if (first_in) ended <= 1'b0;",
         "      if (last_in) whole <= !earlier;     // the fold was one block",
         "    end",
@@ -171,7 +195,6 @@ def _pe(spec: Spec) -> str:
 def _array(spec: Spec) -> str:
     R, C = spec.rows, spec.cols
     wa, wb, w, nc, no = spec.wa, spec.wb, spec.fixed.width, spec.chain_bits, spec.out_bits
-    tc, to = floats.tag(spec.chain), floats.tag(spec.out)
     ports = ["module hbfpsim_array(input clk, input rst, input start, input [31:0] k_len,",
              "    output rd_en, output [31:0] rd_k, output done,"]
     ports += [f"    input signed [{wa - 1}:0] a_{r}, input signed [{XW - 1}:0] qa_{r},"
@@ -181,9 +204,10 @@ def _array(spec: Spec) -> str:
     ports += [f"    output [{w - 1}:0] blk_{r}_{c}, output [{nc - 1}:0] chain_{r}_{c},"
               f" output signed [{XW - 1}:0] lsb_{r}_{c}, output whole_{r}_{c},"
               for r in range(R) for c in range(C)]
+    ports += _counter_ports([f"{r}_{c}" for r in range(R) for c in range(C)])
     ports += [f"    input [{no - 1}:0] ou_prev, input [{w - 1}:0] ou_fixed,",
               f"    input signed [{XW - 1}:0] ou_lsb, input [{nc - 1}:0] ou_chain,",
-              f"    input ou_whole, output [{no - 1}:0] ou_out, output ou_over);"]
+              f"    input ou_whole, {_ou_flags(no)});"]
     body = [
         "  // the controller: one fold of k_len cycles from a start pulse",
         "  reg busy; reg [31:0] k, in_block;",
@@ -223,17 +247,10 @@ def _array(spec: Spec) -> str:
                      f"      .a({n}_a), .qa({n}_qa), .v({n}_v), .first({n}_first), "
                      f".bend({n}_bend), .last({n}_last), .b({n}_b), .qb({n}_qb),",
                      f"      .blk(blk_{r}_{c}), .chain(chain_{r}_{c}), .lsb(lsb_{r}_{c}), "
-                     f".whole(whole_{r}_{c}), .done({n}_done));"]
+                     f".whole(whole_{r}_{c}), .done({n}_done),",
+                     "      " + ", ".join(f".{x}({x}_{r}_{c})" for x in STATS) + ");"]
     body += [f"  assign done = pe_{R - 1}_{C - 1}_done;",
-             "  // the output buffer's adder: a PE's result into the output format, added",
-             f"  wire [{no - 1}:0] from_fixed, from_chain, converted;",
-             "  wire fixed_over, chain_over;",
-             f"  from_fixed{w}_{to} ou_f(.v(ou_fixed), .q(ou_lsb), .f(from_fixed), "
-             ".over(fixed_over));",
-             f"  from_{tc}_to_{to} ou_c(.x(ou_chain), .f(from_chain), .over(chain_over));",
-             "  assign converted = ou_whole ? from_fixed : from_chain;",
-             f"  fadd_{to} ou_add(.x(ou_prev), .y(converted), .f(ou_out), .over(ou_over));",
-             "endmodule", ""]
+             *_output_unit(spec, "ou_whole")]
     return "\n".join(ports + body)
 
 
@@ -272,23 +289,27 @@ def _pe_stationary(spec: Spec) -> str:
         f"    input [{w - 1}:0] blk_in, input [{nc - 1}:0] chain_in,",
         f"    input signed [{XW - 1}:0] lsb_in,",
         f"    output reg [{w - 1}:0] blk, output reg [{nc - 1}:0] chain,",
-        f"    output reg signed [{XW - 1}:0] lsb, output done);",
+        f"    output reg signed [{XW - 1}:0] lsb, output done,",
+        f"    {COUNTERS});",
         f"  wire signed [{ws + wt - 1}:0] p = w * x_in;",
         f"  wire [{w - 1}:0] term = {{{{{w - ws - wt}{{p[{ws + wt - 1}]}}}}, p}};"
         if w > ws + wt else f"  wire [{w - 1}:0] term = p;",
-        *fixed_sum(w, "blk_in", "term", not spec.fixed.wrap, "sum"),
+        *fixed_sum(w, "blk_in", "term", not spec.fixed.wrap, "sum", "b_over"),
         f"  wire signed [{XW - 1}:0] q = qw + qx_in;",
         f"  wire [{nc - 1}:0] conv, total;",
-        "  wire conv_over, add_over;",
-        f"  from_fixed{w}_{t} to_chain(.v(sum), .q(q), .f(conv), .over(conv_over));",
-        f"  fadd_{t} add(.x(chain_in), .y(conv), .f(total), .over(add_over));",
+        *_CHAIN_FLAGS,
+        f"  from_fixed{w}_{t} to_chain(.v(sum), .q(q), .f(conv), .over(conv_over), "
+        ".inexact(conv_inexact));",
+        f"  fadd_{t} add(.x(chain_in), .y(conv), .f(total), .over(add_over),",
+        "      .inexact(add_inexact), .partial(add_partial), .full(add_full));",
         "  assign done = xv_in & xlast_in;",
         "  always @(posedge clk) begin",
         "    if (load) begin w <= w_in; qw <= qw_in; kv <= kv_in; kb <= kb_in; end",
         "    x <= x_in; qx <= qx_in; xv <= xv_in; xlast <= xlast_in;",
         "    if (xv_in && kv) begin",
+        "      n_bover <= n_bover + b_over;",
         *(["      if (kb) begin blk <= 0; chain <= total; end",
-           "      else begin blk <= sum; chain <= chain_in; end"] if convert else
+           "      else begin blk <= sum; chain <= chain_in; end", *_count("kb")] if convert else
           ["      blk <= sum; chain <= chain_in;"]),
         "      lsb <= q;",
         "    end else begin",
@@ -306,7 +327,6 @@ def _array_stationary(spec: Spec) -> str:
     R, C = spec.rows, spec.cols
     ws, wt = spec.widths
     w, nc, no = spec.fixed.width, spec.chain_bits, spec.out_bits
-    tc, to = floats.tag(spec.chain), floats.tag(spec.out)
     ports = ["module hbfpsim_array(input clk, input rst, input start, input [31:0] t_len,",
              "    input [31:0] k_len, input [31:0] row_base,",
              "    output ld_en, output [31:0] ld_row, output rd_en, output [31:0] rd_k,",
@@ -318,9 +338,10 @@ def _array_stationary(spec: Spec) -> str:
     ports += [f"    output [{w - 1}:0] blk_{c}, output [{nc - 1}:0] chain_{c},"
               f" output signed [{XW - 1}:0] lsb_{c}, output ov_{c},"
               for c in range(C)]
+    ports += _counter_ports([f"{r}_{c}" for r in range(R) for c in range(C)])
     ports += [f"    input [{no - 1}:0] ou_prev, input [{w - 1}:0] ou_fixed,",
               f"    input signed [{XW - 1}:0] ou_lsb, input [{nc - 1}:0] ou_chain,",
-              f"    output [{no - 1}:0] ou_out, output ou_over);"]
+              f"    {_ou_flags(no)});"]
     body = [
         "  // the controller: R load cycles, then t_len stream cycles, from a start pulse",
         "  reg loading, streaming; reg [31:0] t;",
@@ -367,19 +388,44 @@ def _array_stationary(spec: Spec) -> str:
                      f".xlast_in({left[3]}), .x({n}_x), .qx({n}_qx), .xv({n}_xv), "
                      f".xlast({n}_xlast),",
                      f"      .blk_in({psum[0]}), .chain_in({psum[1]}), .lsb_in({psum[2]}), "
-                     f".blk({n}_blk), .chain({n}_chain), .lsb({n}_lsb), .done({n}_done));"]
+                     f".blk({n}_blk), .chain({n}_chain), .lsb({n}_lsb), .done({n}_done),",
+                     "      " + ", ".join(f".{x}({x}_{r}_{c})" for x in STATS) + ");"]
     for c in range(C):
         n = f"pe_{R - 1}_{c}"
         body += [f"  assign blk_{c} = {n}_blk; assign chain_{c} = {n}_chain;",
                  f"  assign lsb_{c} = {n}_lsb; assign ov_{c} = {n}_xv;"]
-    converted = ("from_fixed" if spec.integer_chain else "from_chain")
     body += [f"  assign done = pe_{R - 1}_{C - 1}_done;",
-             "  // the output buffer's adder: a column's result into the output format, added",
-             f"  wire [{no - 1}:0] from_fixed, from_chain;",
-             "  wire fixed_over, chain_over;",
-             f"  from_fixed{w}_{to} ou_f(.v(ou_fixed), .q(ou_lsb), .f(from_fixed), "
-             ".over(fixed_over));",
-             f"  from_{tc}_to_{to} ou_c(.x(ou_chain), .f(from_chain), .over(chain_over));",
-             f"  fadd_{to} ou_add(.x(ou_prev), .y({converted}), .f(ou_out), .over(ou_over));",
-             "endmodule", ""]
+             *_output_unit(spec, "1'b1" if spec.integer_chain else "1'b0")]
     return "\n".join(ports + body)
+
+
+def _ou_flags(no: int) -> str:
+    """The output buffer adder's outputs: the sum and its statistics flags."""
+    return (f"output [{no - 1}:0] ou_out, output ou_cover, ou_conv, ou_aover, ou_inexact, "
+            "ou_partial, ou_full")
+
+
+def _counter_ports(places: list[str]) -> list[str]:
+    """The statistics counters of the PEs at ``places`` ("r_c") as output ports."""
+    return ["    output [31:0] " + ", ".join(f"{x}_{p}" for x in STATS) + "," for p in places]
+
+
+def _output_unit(spec: Spec, whole: str) -> list[str]:
+    """The output buffer's adder: a result into the output format (from the block integer
+    when ``whole``, else from the chain), added to ``ou_prev``, with the flags ``mac``
+    counts at the output level."""
+    w, no = spec.fixed.width, spec.out_bits
+    tc, to = floats.tag(spec.chain), floats.tag(spec.out)
+    return ["  // the output buffer's adder: a result into the output format, added",
+            f"  wire [{no - 1}:0] from_fixed, from_chain;",
+            "  wire fixed_over, chain_over, fixed_inexact, chain_inexact;",
+            f"  from_fixed{w}_{to} ou_f(.v(ou_fixed), .q(ou_lsb), .f(from_fixed), "
+            ".over(fixed_over), .inexact(fixed_inexact));",
+            f"  from_{tc}_to_{to} ou_c(.x(ou_chain), .f(from_chain), .over(chain_over), "
+            ".inexact(chain_inexact));",
+            f"  assign ou_cover = {whole} ? fixed_over : chain_over;",
+            f"  assign ou_conv = {whole} ? fixed_inexact : chain_inexact;",
+            f"  fadd_{to} ou_add(.x(ou_prev), .y({whole} ? from_fixed : from_chain), "
+            ".f(ou_out), .over(ou_aover),",
+            "      .inexact(ou_inexact), .partial(ou_partial), .full(ou_full));",
+            "endmodule", ""]

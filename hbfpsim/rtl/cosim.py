@@ -21,6 +21,7 @@ from hbfpsim.array import simulate
 from hbfpsim.array.mapping import Mapping, plan_for
 from hbfpsim.config import ArrayConfig
 from hbfpsim.mac import FloatAccumulator, matmul
+from hbfpsim.mac.engine import STAT_NAMES
 from hbfpsim.mac.operands import prepare
 from hbfpsim.numerics import Numerics
 from hbfpsim.rtl import harness
@@ -46,6 +47,8 @@ class Result:
     model_fold_cycles: np.ndarray
     rtl_total: int
     model_total: int
+    rtl_stats: tuple[tuple[int, ...], ...]     # per plan level: STAT_NAMES' counts
+    model_stats: tuple[tuple[int, ...], ...]
     build_seconds: float
     built: bool
     run_seconds: float
@@ -62,9 +65,15 @@ class Result:
         return int((self.rtl_fold_cycles != self.model_fold_cycles).sum())
 
     @property
+    def differing_stats(self) -> int:
+        """Counts (per level and statistic) that differ."""
+        return sum(x != y for rl, ml in zip(self.rtl_stats, self.model_stats)
+                   for x, y in zip(rl, ml))
+
+    @property
     def equal(self) -> bool:
         return (self.differing_outputs == 0 and self.differing_folds == 0
-                and self.rtl_total == self.model_total)
+                and self.rtl_total == self.model_total and self.differing_stats == 0)
 
 
 def operands(m: int, n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -115,7 +124,7 @@ def cosim(config: ArrayConfig, m: int, n: int, k: int, *, numerics: Numerics | N
     if a is None or b is None:
         a, b = operands(m, n, k, seed)
     plan = plan_for(mapping, numerics)
-    model_out = matmul(a, b, numerics.input, numerics.weight, plan=plan).out
+    model = matmul(a, b, numerics.input, numerics.weight, plan=plan)
     report = simulate(ideal(config), m, n, k, numerics=numerics, events=True)
     op_a, op_b = prepare(a, numerics.input, 1), prepare(b, numerics.weight, 0)
     built = harness.build(spec)
@@ -132,9 +141,25 @@ def cosim(config: ArrayConfig, m: int, n: int, k: int, *, numerics: Numerics | N
         if i < m and j < n:
             bits[i, j] = row[3]
     return Result(spec, m, n, k, str(plan), decode(bits, spec.out),
-                  np.asarray(model_out, np.float64), run.fold_cycles,
+                  np.asarray(model.out, np.float64), run.fold_cycles,
                   report.events.end - report.events.start, int(run.done[-1] - run.first[0] + 1),
-                  report.total_cycles, built.seconds, built.built, seconds)
+                  report.total_cycles, _rtl_stats(run.stats, len(plan.levels)),
+                  tuple(tuple(int(np.sum(getattr(level, name))) for name in STAT_NAMES)
+                        for level in model.stats.levels),
+                  built.seconds, built.built, seconds)
+
+
+def _rtl_stats(counts: tuple[int, ...], levels: int) -> tuple[tuple[int, ...], ...]:
+    """The testbench's counts as the plan's levels' STAT_NAMES (inexact, partial swamps, full
+    swamps, overflows, inexact conversions): the block level counts overflows only; the
+    chain (in three-level plans) and the output level all five."""
+    block, (conv, over, inexact, partial, full), out = counts[0], counts[1:6], counts[6:]
+    rows = [(0, 0, 0, block, 0)]
+    if levels == 3:
+        rows.append((inexact, partial, full, over, conv))
+    o_conv, o_over, o_inexact, o_partial, o_full = out
+    rows.append((o_inexact, o_partial, o_full, o_over, o_conv))
+    return tuple(rows)
 
 
 def _position(spec: Spec, mapping: Mapping, row) -> tuple[int, int]:

@@ -31,15 +31,15 @@ from hbfpsim.mac import FloatAccumulator
 
 XW = 18            # bits of the signed exponents inside the units
 GUARD = 3          # extra bits the adder aligns its smaller operand into
-_MODES = {Rounding.RNE: "rne", Rounding.RNA: "rna", Rounding.RTZ: "rtz"}
+MODES = {Rounding.RNE: "rne", Rounding.RNA: "rna", Rounding.RTZ: "rtz"}
 
 
 def tag(acc: FloatAccumulator) -> str:
     """The suffix naming ``acc``'s units: layout, rounding, overflow, subnormals."""
-    if acc.rounding not in _MODES:
+    if acc.rounding not in MODES:
         raise ValueError(f"RTL float units round to nearest even, away or toward zero; "
                          f"{acc} rounds {acc.rounding.name.lower()}")
-    return (f"e{acc.exp_bits}m{acc.man_bits}_{_MODES[acc.rounding]}_"
+    return (f"e{acc.exp_bits}m{acc.man_bits}_{MODES[acc.rounding]}_"
             f"{'sat' if acc.saturate else 'inf'}_{'sub' if acc.subnormals else 'ftz'}")
 
 
@@ -57,19 +57,20 @@ def _lead(width: int, src: str, out: str) -> list[str]:
 
 def round_unit(acc: FloatAccumulator, width: int) -> str:
     """``round_<tag>_w<width>``: (mag + sticky) 2^q with sign s into ``acc``'s layout; ``over``
-    when the magnitude passed the largest finite value."""
+    when the magnitude passed the largest finite value, ``inexact`` when the result is not
+    the exact value."""
     e, m = acc.exp_bits, acc.man_bits
     bias, n = 2 ** (e - 1) - 1, bits(acc)
     emin, emax = 1 - bias, bias
     floor = emin - 1 if not acc.subnormals else emin
     ones, top = (1 << e) - 1, (1 << (e + m)) - 1 - (1 << m)   # Inf's field; max's bits
-    mode = _MODES[acc.rounding]
+    mode = MODES[acc.rounding]
     up = {"rne": "guard & (rest | kept[0])", "rna": "guard", "rtz": "1'b0"}[mode]
     name = f"round_{tag(acc)}_w{width}"
     lines = [
         f"module {name}(input s, input [{width - 1}:0] mag, input sticky,",
         f"    input signed [{XW - 1}:0] q, input zsign, output reg [{n - 1}:0] f,",
-        "    output reg over);",
+        "    output reg over, output reg inexact);",
         "  integer i, p;",
         f"  reg signed [{XW - 1}:0] er, sh, biased;",
         f"  reg [{width + m + 1}:0] kept;",
@@ -91,16 +92,17 @@ def round_unit(acc: FloatAccumulator, width: int) -> str:
         "    kept = kept + up;",
         f"    if (kept[{m + 1}]) begin kept = kept >> 1; er = er + 1; end",
         f"    biased = er + {bias};",
-        "    over = 1'b0;",
+        "    over = 1'b0; inexact = guard | rest;",
         "    if (mag == 0 && !sticky) f = {zsign, " + f"{n - 1}'d0}};",
         "    else if (kept == 0) f = {s, " + f"{n - 1}'d0}};",
         f"    else if (er > {emax}) begin",
-        "      over = 1'b1;",
+        "      over = 1'b1; inexact = 1'b1;",
         f"      f = {{s, {e + m}'d{top if acc.saturate else ones << m}}};",
         "    end",
     ]
     if not acc.subnormals:
-        lines += [f"    else if (er < {emin}) f = {{s, {n - 1}'d0}};   // flushed to zero"]
+        lines += [f"    else if (er < {emin}) begin f = {{s, {n - 1}'d0}}; inexact = 1'b1; end"
+                  "   // flushed to zero"]
     lines += [
         f"    else if (kept[{m}]) f = {{s, biased[{e - 1}:0], kept[{m - 1}:0]}};",
         f"    else f = {{s, {e}'d0, kept[{m - 1}:0]}};",
@@ -134,13 +136,16 @@ def _nan(acc: FloatAccumulator) -> str:
 
 
 def add_unit(acc: FloatAccumulator) -> dict[str, str]:
-    """``fadd_<tag>`` (f = x + y in ``acc``'s layout, one rounding; ``over`` on overflow)
-    and the rounder it uses, by module name."""
+    """``fadd_<tag>`` (f = x + y in ``acc``'s layout, one rounding) and the rounder it uses,
+    by module name. Its flags count as ``mac.arith.float_add`` does, for finite operands:
+    ``over`` overflow, ``inexact`` the sum rounded, ``full`` a nonzero y left x unchanged (a
+    full swamp), ``partial`` an inexact sum whose y was not larger than x and changed it."""
     m, n = acc.man_bits, bits(acc)
     w = m + 1 + GUARD                       # aligned significands
     t = tag(acc)
     return {f"round_{t}_w{w + 1}": round_unit(acc, w + 1), f"fadd_{t}": "\n".join([
-        f"module fadd_{t}(input [{n - 1}:0] x, y, output [{n - 1}:0] f, output over);",
+        f"module fadd_{t}(input [{n - 1}:0] x, y, output [{n - 1}:0] f, output over, inexact,",
+        "    output partial, full);",
         *_unpack(acc, "x"), *_unpack(acc, "y"),
         f"  wire swap = y[{n - 2}:0] > x[{n - 2}:0];          // |y| > |x|",
         "  wire sa = swap ? ys : xs, sb = swap ? xs : ys;",
@@ -153,26 +158,32 @@ def add_unit(acc: FloatAccumulator) -> dict[str, str]:
         f"  wire lost = (d >= {w}) ? |bg : |(b_full & (({w}'d1 << d) - 1));",
         f"  wire [{w}:0] sum = (sa == sb) ? a_al + b_al : a_al - b_al - lost;",
         f"  wire [{n - 1}:0] r;",
-        "  wire r_over;",
+        "  wire r_over, r_inexact;",
         f"  round_{t}_w{w + 1} rnd(.s(sa), .mag(sum), .sticky(lost),",
-        f"      .q(ax - {m + GUARD}), .zsign(sa & sb), .f(r), .over(r_over));",
+        f"      .q(ax - {m + GUARD}), .zsign(sa & sb), .f(r), .over(r_over), "
+        ".inexact(r_inexact));",
         "  wire special = xinf | xnan | yinf | ynan;",
         f"  assign f = (xnan | ynan | (xinf & yinf & (xs != ys))) ? {_nan(acc)}",
         "      : xinf ? x : yinf ? y : r;",
         "  assign over = r_over & ~special;",
+        "  assign inexact = r_inexact & ~special;",
+        f"  wire unchanged = r == x || (r[{n - 2}:0] == 0 && x[{n - 2}:0] == 0);   // as values",
+        f"  assign full = ~special && y[{n - 2}:0] != 0 && unchanged;",
+        f"  assign partial = inexact && !full && y[{n - 2}:0] <= x[{n - 2}:0];",
         "endmodule", ""])}
 
 
 def fixed_unit(acc: FloatAccumulator, width: int) -> dict[str, str]:
     """``from_fixed<width>_<tag>`` (the ``width``-bit two's complement v times 2^q in
-    ``acc``'s layout; an exact zero is +0) and its rounder, by module name."""
+    ``acc``'s layout; an exact zero is +0; ``inexact`` when it rounded) and its rounder,
+    by module name."""
     t, n = tag(acc), bits(acc)
     return {f"round_{t}_w{width}": round_unit(acc, width), f"from_fixed{width}_{t}": "\n".join([
         f"module from_fixed{width}_{t}(input signed [{width - 1}:0] v,",
-        f"    input signed [{XW - 1}:0] q, output [{n - 1}:0] f, output over);",
+        f"    input signed [{XW - 1}:0] q, output [{n - 1}:0] f, output over, inexact);",
         f"  wire [{width - 1}:0] mag = v[{width - 1}] ? -v : v;",
         f"  round_{t}_w{width} rnd(.s(v[{width - 1}]), .mag(mag), .sticky(1'b0), .q(q),",
-        "      .zsign(1'b0), .f(f), .over(over));",
+        "      .zsign(1'b0), .f(f), .over(over), .inexact(inexact));",
         "endmodule", ""])}
 
 
@@ -184,12 +195,13 @@ def float_unit(source: FloatAccumulator, acc: FloatAccumulator) -> dict[str, str
     return {f"round_{t}_w{m + 1}": round_unit(acc, m + 1),
             f"from_{tag(source)}_to_{t}": "\n".join([
         f"module from_{tag(source)}_to_{t}(input [{bits(source) - 1}:0] x,",
-        f"    output [{n - 1}:0] f, output over);",
+        f"    output [{n - 1}:0] f, output over, inexact);",
         *_unpack(source, "x"),
         f"  wire [{n - 1}:0] r;",
-        "  wire r_over;",
+        "  wire r_over, r_inexact;",
         f"  round_{t}_w{m + 1} rnd(.s(xs), .mag(xg), .sticky(1'b0), .q(xx - {m}),",
-        "      .zsign(xs), .f(r), .over(r_over));",
+        "      .zsign(xs), .f(r), .over(r_over), .inexact(r_inexact));",
         f"  assign f = xnan ? {_nan(acc)} : xinf ? {{xs, {{{e2}{{1'b1}}}}, {m2}'d0}} : r;",
         "  assign over = r_over & ~(xnan | xinf);",
+        "  assign inexact = r_inexact & ~(xnan | xinf);",
         "endmodule", ""])}

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hbfpsim.rtl.array import RTLError, Spec, verilog
+from hbfpsim.rtl.array import STATS, RTLError, Spec, verilog
 
 TOP = "hbfpsim_array"
 LINT = ("-Wno-fatal", "-Wno-WIDTH", "-Wno-DECLFILENAME", "-Wno-UNUSEDSIGNAL")
@@ -49,13 +49,15 @@ class Build:
 @dataclass(frozen=True)
 class Run:
     """What the RTL did with a list of folds: per fold the cycle of its first cycle (its
-    first read, or load) and of its ``done`` (absolute cycles), and the testbench's result
-    lines after the folds' (integers: OS, per fold and PE, output bits and overflow; WS /
-    IS, per output buffer entry, column fold, column, stream index, bits, overflows)."""
+    first read, or load) and of its ``done`` (absolute cycles), the testbench's result lines
+    (OS: fold, row, column, output bits; WS / IS: column fold, column, stream index, bits)
+    and the statistics the PEs and the output buffer's adder counted."""
 
     first: np.ndarray        # (F,) int64
     done: np.ndarray         # (F,) int64
     rows: np.ndarray         # (lines, fields) of Python ints (object: bits up to 2^64)
+    stats: tuple[int, ...]   # block overflows; chain: conversions, overflows, inexact,
+    #                          partial, full swamps; output level: the same five
 
     @property
     def fold_cycles(self) -> np.ndarray:
@@ -73,6 +75,11 @@ _HEAD = [f'#include "V{TOP}.h"', '#include "verilated.h"', "#include <cstdio>",
          "template <class T> static void put(T& port, int64_t x) { port = (T)x; }",
          f"static V{TOP}* top;", "static long long cycle = 0;",
          "static void tick() { top->clk = 0; top->eval(); top->clk = 1; top->eval(); ++cycle; }",
+         "static unsigned long long ou[5];   // output level: conversions, overflows, inexact, ...",
+         "static void count_ou() {",
+         "  ou[0] += top->ou_conv; ou[1] += top->ou_cover + top->ou_aover;",
+         "  ou[2] += top->ou_inexact; ou[3] += top->ou_partial; ou[4] += top->ou_full;",
+         "}",
          "static std::vector<int64_t> slurp(const char* path, int64_t* head, int n) {",
          "  FILE* in = fopen(path, \"rb\");",
          "  if (!in) { perror(path); exit(2); }",
@@ -83,6 +90,18 @@ _HEAD = [f'#include "V{TOP}.h"', '#include "verilated.h"', "#include <cstdio>",
          "  fclose(in);",
          "  return v;",
          "}"]
+
+
+def _stats(spec: Spec) -> list[str]:
+    """C++ printing the statistics line: the PEs' counters summed (block overflows, then the
+    chain's conversions, overflows, inexact sums, partial and full swamps), then the output
+    level's five."""
+    places = [f"{r}_{c}" for r in range(spec.rows) for c in range(spec.cols)]
+    sums = [f"  unsigned long long {x} = 0;" for x in STATS]
+    sums += [f"  {x} += top->{x}_{p};" for p in places for x in STATS]
+    return ["static void stats(FILE* out) {", *sums,
+            "  fprintf(out, \"" + " ".join(["%llu"] * 11) + "\\n\", " + ", ".join(STATS)
+            + ", ou[0], ou[1], ou[2], ou[3], ou[4]);", "}"]
 
 
 def _os_bench(spec: Spec) -> str:
@@ -101,16 +120,16 @@ def _os_bench(spec: Spec) -> str:
         for c in range(C):
             read += [f"    top->ou_prev = 0; top->ou_fixed = top->blk_{r}_{c};",
                      f"    top->ou_lsb = top->lsb_{r}_{c}; top->ou_chain = top->chain_{r}_{c};",
-                     f"    top->ou_whole = top->whole_{r}_{c}; top->eval();",
-                     f"    fprintf(out, \"%lld {r} {c} %llu %d\\n\", f, "
-                     "(unsigned long long)top->ou_out, (int)top->ou_over);"]
+                     f"    top->ou_whole = top->whole_{r}_{c}; top->eval(); count_ou();",
+                     f"    fprintf(out, \"%lld {r} {c} %llu\\n\", f, "
+                     "(unsigned long long)top->ou_out);"]
     return "\n".join([
         *_HEAD,
         "static void present(const std::vector<int64_t>& v, size_t base) {",
         "  if (top->rd_en) {",
         f"    size_t at = base + (size_t)top->rd_k * {2 * (R + C)};",
         *feed, "  } else {", *zero, "  }", "  top->eval();", "}",
-        "static void results(FILE* out, long long f) {", *read, "}",
+        "static void results(FILE* out, long long f) {", *read, "}", *_stats(spec),
         "int main(int argc, char** argv) {",
         "  if (argc != 3) { fprintf(stderr, \"usage: sim IN OUT\\n\"); return 2; }",
         "  int64_t head[2];",
@@ -139,7 +158,7 @@ def _os_bench(spec: Spec) -> str:
         "    fprintf(out, \"%lld %lld\\n\", first, done);",
         "    results(out, f);",
         "  }",
-        "  fclose(out); top->final(); delete top; return 0;",
+        "  stats(out); fclose(out); top->final(); delete top; return 0;",
         "}", ""])
 
 
@@ -162,12 +181,11 @@ def _stationary_bench(spec: Spec) -> str:
                     "    top->ou_prev = buffer.count(key) ? buffer[key] : 0;",
                     f"    top->ou_fixed = top->blk_{c}; top->ou_lsb = top->lsb_{c};",
                     f"    top->ou_chain = top->chain_{c}; top->eval();",
-                    "    buffer[key] = top->ou_out; overs[key] += top->ou_over;",
+                    "    buffer[key] = top->ou_out; count_ou();",
                     "  }"]
     return "\n".join([
         *_HEAD,
         "static std::map<long long, unsigned long long> buffer;",
-        "static std::map<long long, int> overs;",
         f"static long long count[{C}];",
         "static long long t_len;",
         "static void present(const std::vector<int64_t>& v, size_t base) {",
@@ -178,7 +196,7 @@ def _stationary_bench(spec: Spec) -> str:
         f"    size_t at = base + 2 + {2 * R * C} + (size_t)top->rd_k * {2 * R};",
         *stream, "  } else {", *zero_x, "  }",
         "  top->eval();", "}",
-        "static void collect(long long fc) {", *collect, "}",
+        "static void collect(long long fc) {", *collect, "}", *_stats(spec),
         "int main(int argc, char** argv) {",
         "  if (argc != 3) { fprintf(stderr, \"usage: sim IN OUT\\n\"); return 2; }",
         "  int64_t head[3];",
@@ -214,10 +232,9 @@ def _stationary_bench(spec: Spec) -> str:
         "  }",
         "  for (auto& e : buffer) {",
         "    long long key = e.first, s = key % t_len, col = (key / t_len);",
-        f"    fprintf(out, \"%lld %lld %lld %llu %d\\n\", col / {C}, col % {C}, s, e.second,"
-        " overs[key]);",
+        f"    fprintf(out, \"%lld %lld %lld %llu\\n\", col / {C}, col % {C}, s, e.second);",
         "  }",
-        "  fclose(out); top->final(); delete top; return 0;",
+        "  stats(out); fclose(out); top->final(); delete top; return 0;",
         "}", ""])
 
 
@@ -292,8 +309,12 @@ def run(exe: Path, head: list[int], data: np.ndarray) -> Run:
             raise RTLError(f"the RTL simulation failed: {done.stderr.strip()[-300:]}")
         lines = [line.split() for line in dst.read_text().splitlines()]
     cycles = [line for line in lines if len(line) == 2]
-    rest = [line for line in lines if len(line) != 2]
+    rest = [line for line in lines if len(line) == 4]
+    counts = [line for line in lines if len(line) == 11]
+    if len(counts) != 1:
+        raise RTLError("the testbench reported no statistics")
     if len(cycles) != folds:
         raise RTLError(f"the testbench reported {len(cycles)} folds of {folds}")
     first, last = (np.array([int(c[i]) for c in cycles], np.int64) for i in (0, 1))
-    return Run(first, last, np.array([[int(x) for x in line] for line in rest], object))
+    return Run(first, last, np.array([[int(x) for x in line] for line in rest], object),
+               tuple(map(int, counts[0])))
