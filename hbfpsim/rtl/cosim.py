@@ -126,7 +126,8 @@ def cosim(config: ArrayConfig, m: int, n: int, k: int, *, numerics: Numerics | N
     plan = plan_for(mapping, numerics)
     model = matmul(a, b, numerics.input, numerics.weight, plan=plan)
     report = simulate(ideal(config), m, n, k, numerics=numerics, events=True)
-    op_a, op_b = prepare(a, numerics.input, 1), prepare(b, numerics.weight, 0)
+    op_a, op_b = (_operand(spec, x, fmt, axis) for x, fmt, axis in
+                  ((a, numerics.input, 1), (b, numerics.weight, 0)))
     built = harness.build(spec)
     start = time.perf_counter()
     if spec.dataflow == "os":
@@ -180,10 +181,30 @@ def _folds(spec: Spec, m: int, n: int) -> list[tuple[int, int]]:
     return [(fr, fc) for fc in range(cols) for fr in range(rows)]
 
 
-def _padded(op, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
-    """An operand's integer mantissas and per-element LSB exponents (as its own rows x
-    columns), zero-padded to ``rows`` x ``cols``."""
-    ints, lsb = op.integers.astype(np.int64), op.lsb_per_element()
+@dataclass(frozen=True)
+class _Operand:
+    """What the testbench streams of one operand: per element an integer (the mantissa, or an
+    MX float element's sign and code bits) and its block's LSB exponent."""
+
+    integers: np.ndarray
+    lsb: np.ndarray
+
+
+def _operand(spec: Spec, x: np.ndarray, fmt, axis: int) -> _Operand:
+    """``x`` quantized by the MAC engine (``prepare``): its integers and LSB exponents; for
+    MX float elements, their codes (sign above the exponent and fraction fields)."""
+    op = prepare(x, fmt, axis)
+    ints = op.integers.astype(np.int64)
+    if spec.element is not None:
+        enc = fmt.encode(x, axis=axis)
+        ints = (enc.sign.astype(np.int64) << sum(spec.element)) | enc.code.astype(np.int64)
+    return _Operand(ints, op.lsb_per_element())
+
+
+def _padded(op: _Operand, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """An operand's integers and per-element LSB exponents (as its own rows x columns),
+    zero-padded to ``rows`` x ``cols``."""
+    ints, lsb = op.integers, op.lsb
     out = np.zeros((2, rows, cols), np.int64)
     out[0, :ints.shape[0], :ints.shape[1]] = ints
     out[1, :ints.shape[0], :ints.shape[1]] = lsb
