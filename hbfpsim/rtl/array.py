@@ -388,7 +388,7 @@ def _array_stationary(spec: Spec, counters: bool) -> str:
     body = [
         "  // the controller: R load cycles, then t_len stream cycles, from a start pulse",
         "  reg loading, streaming; reg [31:0] t;",
-        "  assign ld_en = loading; assign ld_row = {R - 1} - t;".replace("{R - 1}", str(R - 1)),
+        f"  assign ld_en = loading; assign ld_row = {R - 1} - t;",
         "  assign rd_en = streaming; assign rd_k = t;",
         "  always @(posedge clk) begin",
         "    if (rst) begin loading <= 1'b0; streaming <= 1'b0; end",

@@ -23,6 +23,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -260,7 +261,6 @@ def _verilator() -> list[str]:
 
 def build(spec: Spec) -> Build:
     """The simulator of ``spec``'s design, built or found in the cache."""
-    import time
     design, bench = verilog(spec), testbench(spec)
     command = _verilator()
     version = subprocess.run([*command, "--version"], capture_output=True, text=True).stdout
